@@ -1,0 +1,115 @@
+//! Precompiled components on disk, by content hash. Every entry carries a
+//! keyed BLAKE3 tag over the engine's fingerprint, the component's hash and
+//! the artifact: a corrupt entry, or one written by another engine or another
+//! machine's cache, fails the check and is recompiled, never loaded.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use wasmtime::Engine;
+
+const MAGIC: &[u8; 8] = b"SOOTHCC1";
+const TAG_LEN: usize = 32;
+const KEY_FILE: &str = "cache.key";
+
+pub(crate) struct CompileCache {
+    dir: PathBuf,
+    key: [u8; 32],
+    fingerprint: [u8; 32],
+}
+
+/// Feeds wasmtime's compatibility hash into BLAKE3 so that the fingerprint
+/// is stable across processes and Rust versions.
+struct Blake3Hasher(blake3::Hasher);
+
+impl std::hash::Hasher for Blake3Hasher {
+    fn finish(&self) -> u64 {
+        let digest = self.0.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest.as_bytes()[..8]);
+        u64::from_le_bytes(first)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+fn engine_fingerprint(engine: &Engine) -> [u8; 32] {
+    use std::hash::Hash;
+    let mut hasher = Blake3Hasher(blake3::Hasher::new());
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    hasher.0.update(env!("CARGO_PKG_VERSION").as_bytes());
+    *hasher.0.finalize().as_bytes()
+}
+
+fn load_or_create_key(dir: &Path) -> std::io::Result<[u8; 32]> {
+    let path = dir.join(KEY_FILE);
+    if let Ok(bytes) = fs::read(&path)
+        && let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice())
+    {
+        return Ok(key);
+    }
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|error| std::io::Error::other(error.to_string()))?;
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    file.write_all(&key)?;
+    // Another process may have raced us; whichever key landed is the key.
+    match file.persist_noclobber(&path) {
+        Ok(_) => Ok(key),
+        Err(_) => {
+            let bytes = fs::read(&path)?;
+            <[u8; 32]>::try_from(bytes.as_slice())
+                .map_err(|_| std::io::Error::other(format!("{} is not a 32-byte key", path.display())))
+        }
+    }
+}
+
+impl CompileCache {
+    pub(crate) fn open(dir: &Path, engine: &Engine) -> std::io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        Ok(Self { dir: dir.to_owned(), key: load_or_create_key(dir)?, fingerprint: engine_fingerprint(engine) })
+    }
+
+    fn path(&self, hash: &str) -> PathBuf {
+        self.dir.join(format!("{hash}.cwasm"))
+    }
+
+    fn tag(&self, hash: &str, artifact: &[u8]) -> [u8; TAG_LEN] {
+        let mut hasher = blake3::Hasher::new_keyed(&self.key);
+        hasher.update(&self.fingerprint);
+        hasher.update(hash.as_bytes());
+        hasher.update(artifact);
+        *hasher.finalize().as_bytes()
+    }
+
+    /// The verified artifact for `hash`, or `None` (missing, corrupt,
+    /// foreign: the entry is removed so it is rewritten).
+    pub(crate) fn load(&self, hash: &str) -> Option<Vec<u8>> {
+        let path = self.path(hash);
+        let mut bytes = fs::read(&path).ok()?;
+        let header = MAGIC.len() + TAG_LEN;
+        let valid = bytes.len() > header
+            && &bytes[..MAGIC.len()] == MAGIC
+            && bytes[MAGIC.len()..header] == self.tag(hash, &bytes[header..]);
+        if !valid {
+            tracing::warn!(path = %path.display(), "compile cache entry failed its check; recompiling");
+            let _ = fs::remove_file(&path);
+            return None;
+        }
+        bytes.drain(..header);
+        Some(bytes)
+    }
+
+    /// Write the artifact for `hash` atomically.
+    pub(crate) fn store(&self, hash: &str, artifact: &[u8]) -> std::io::Result<()> {
+        let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
+        file.write_all(MAGIC)?;
+        file.write_all(&self.tag(hash, artifact))?;
+        file.write_all(artifact)?;
+        file.as_file().sync_data()?;
+        file.persist(self.path(hash)).map_err(|error| error.error)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,167 @@
+//! Runner configuration: limits and caches, with the SPEC's defaults.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::compile::CompileIsolation;
+
+/// Everything a [`Runner`](crate::Runner) can be told. Unknown keys are
+/// refused when it is read from TOML.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunnerConfig {
+    /// Wall-clock limit of one run, guest CPU and host waits together.
+    #[serde(with = "secs")]
+    pub timeout: Duration,
+    /// Linear memory one run may use in all, in bytes.
+    pub memory_limit_bytes: u64,
+    /// stdout, stderr and `log` lines kept per run, in bytes; the rest is
+    /// counted and dropped.
+    pub log_limit_bytes: usize,
+    /// Largest component accepted, in bytes.
+    pub max_component_bytes: usize,
+    /// Runs in flight at once; further runs wait for a slot.
+    pub max_concurrent_runs: u32,
+    /// How often the epoch ticks: the granularity of deadlines and of a
+    /// CPU-bound guest yielding to the scheduler.
+    #[serde(with = "millis")]
+    pub epoch_tick: Duration,
+    /// Limit on compiling one component.
+    #[serde(with = "secs")]
+    pub compile_timeout: Duration,
+    /// Address space a compiling process may use, in bytes (subprocess
+    /// isolation only).
+    pub compile_memory_limit_bytes: u64,
+    /// Where compiled components are cached; no cache when absent.
+    pub cache_dir: Option<PathBuf>,
+    /// Where untrusted bytes are compiled.
+    pub compile_isolation: CompileIsolation,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(240),
+            memory_limit_bytes: 512 << 20,
+            log_limit_bytes: 64 << 10,
+            max_component_bytes: 32 << 20,
+            max_concurrent_runs: 1000,
+            epoch_tick: Duration::from_millis(5),
+            compile_timeout: Duration::from_secs(120),
+            compile_memory_limit_bytes: 8 << 30,
+            cache_dir: None,
+            compile_isolation: CompileIsolation::InProcess,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML text did not parse or named an unknown key.
+    #[error("invalid runner configuration in {path}: {message}")]
+    Parse {
+        /// The file read.
+        path: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// The file could not be read.
+    #[error("cannot read runner configuration {path}: {source}")]
+    Read {
+        /// The file read.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A value is out of its range.
+    #[error("invalid runner configuration: {0}")]
+    Invalid(String),
+}
+
+impl RunnerConfig {
+    /// Read a configuration from a TOML file; missing keys take defaults.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when the file cannot be read, does not parse, names an
+    /// unknown key or holds a value out of range.
+    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml_str(&text, &path.display().to_string())
+    }
+
+    /// Parse a configuration from TOML text; `origin` names it in errors.
+    ///
+    /// # Errors
+    ///
+    /// As [`RunnerConfig::from_toml_file`].
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|error| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: error.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Check that every value is usable.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] naming the first value out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |what: &str| Err(ConfigError::Invalid(what.to_owned()));
+        if self.timeout.is_zero() {
+            return invalid("timeout must be positive");
+        }
+        if self.memory_limit_bytes < (1 << 20) || self.memory_limit_bytes > (4 << 30) {
+            return invalid("memory_limit_bytes must be between 1 MiB and 4 GiB");
+        }
+        if self.max_concurrent_runs == 0 || self.max_concurrent_runs > 100_000 {
+            return invalid("max_concurrent_runs must be between 1 and 100000");
+        }
+        if self.epoch_tick.is_zero() || self.epoch_tick > Duration::from_secs(1) {
+            return invalid("epoch_tick must be between 1 ms and 1 s");
+        }
+        if self.max_component_bytes == 0 {
+            return invalid("max_component_bytes must be positive");
+        }
+        if self.compile_timeout.is_zero() {
+            return invalid("compile_timeout must be positive");
+        }
+        Ok(())
+    }
+}
+
+mod secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(value.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(deserializer)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
+}
+
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(u64::try_from(value.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(deserializer)?))
+    }
+}

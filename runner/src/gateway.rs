@@ -1,0 +1,283 @@
+//! The host side of the gateway: the [`Gateway`] trait every implementation
+//! (scripted, in-process proxy, HTTP) provides, and the record of a run's
+//! calls.
+
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+/// Who is asking: passed with every gateway request so that the gateway can
+/// attribute, cap and bound it.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// Identifier of the run.
+    pub run_id: String,
+    /// The event being forecast.
+    pub event_id: String,
+    /// SHA-256 of the agent's component, hex.
+    pub agent_hash: String,
+    /// The miner the agent belongs to, when known.
+    pub miner: Option<String>,
+    /// When the run is killed; a gateway should not wait past it.
+    pub deadline: Instant,
+}
+
+impl RunContext {
+    /// Time left before the run's deadline.
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+/// One message of a chat conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+/// A chat completion request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatRequest {
+    /// Model name.
+    pub model: String,
+    /// The conversation.
+    pub messages: Vec<ChatMessage>,
+    /// Sampling temperature.
+    pub temperature: Option<f32>,
+    /// Upper bound on generated tokens.
+    pub max_tokens: Option<u32>,
+}
+
+/// Tokens consumed by one chat call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUsage {
+    /// Prompt tokens.
+    pub input_tokens: u32,
+    /// Generated tokens.
+    pub output_tokens: u32,
+}
+
+/// The answer to a chat request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatResponse {
+    /// Generated text.
+    pub content: String,
+    /// The model that answered.
+    pub model: String,
+    /// Tokens consumed.
+    pub usage: TokenUsage,
+}
+
+/// A web search request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchRequest {
+    /// What to search for.
+    pub query: String,
+    /// At most this many results.
+    pub max_results: Option<u32>,
+    /// Only results published at or after this instant (Unix seconds).
+    pub start_date: Option<i64>,
+    /// Only results published at or before this instant (Unix seconds).
+    pub end_date: Option<i64>,
+}
+
+/// One search hit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchResult {
+    /// Page title.
+    pub title: String,
+    /// Page address.
+    pub url: String,
+    /// Excerpt.
+    #[serde(default)]
+    pub snippet: String,
+    /// Publication instant (Unix seconds), when known.
+    #[serde(default)]
+    pub published: Option<i64>,
+}
+
+/// The answer to a search request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchResponse {
+    /// Hits, best first.
+    pub results: Vec<SearchResult>,
+}
+
+/// What an agent asks the gateway for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum GatewayRequest {
+    /// LLM chat.
+    Chat(ChatRequest),
+    /// Web search.
+    Search(SearchRequest),
+    /// A further named service with a JSON body in text form.
+    Call {
+        /// The service's name in the gateway's configuration.
+        service: String,
+        /// JSON body, as text.
+        body: String,
+    },
+}
+
+impl GatewayRequest {
+    /// The service this request goes to: `chat`, `search` or the named one.
+    pub fn service(&self) -> &str {
+        match self {
+            Self::Chat(_) => "chat",
+            Self::Search(_) => "search",
+            Self::Call { service, .. } => service,
+        }
+    }
+
+    /// SHA-256 of the request's canonical JSON, hex: how calls are told apart
+    /// in a run's record without keeping prompts.
+    pub fn hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let canonical = serde_json::to_vec(self).unwrap_or_default();
+        hex::encode(Sha256::digest(canonical))
+    }
+}
+
+/// A successful gateway answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum GatewayResponse {
+    /// Answer to [`GatewayRequest::Chat`].
+    Chat(ChatResponse),
+    /// Answer to [`GatewayRequest::Search`].
+    Search(SearchResponse),
+    /// Answer to [`GatewayRequest::Call`]: JSON as text.
+    Call {
+        /// The service's JSON answer.
+        body: String,
+    },
+}
+
+/// Why a gateway call failed, as the agent sees it (the WIT `gateway-error`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "error", rename_all = "kebab-case")]
+pub enum GatewayError {
+    /// A spending cap would be exceeded.
+    #[error("budget exceeded: {message}")]
+    BudgetExceeded {
+        /// Which cap.
+        message: String,
+    },
+    /// The upstream is rate limiting.
+    #[error("rate limited, retry after {retry_after_ms} ms")]
+    RateLimited {
+        /// Suggested wait.
+        retry_after_ms: u32,
+    },
+    /// The upstream is unavailable.
+    #[error("unavailable: {message}")]
+    Unavailable {
+        /// Details.
+        message: String,
+    },
+    /// Unknown service or model.
+    #[error("not found: {message}")]
+    NotFound {
+        /// What was not found.
+        message: String,
+    },
+    /// Malformed request.
+    #[error("bad request: {message}")]
+    BadRequest {
+        /// What was wrong.
+        message: String,
+    },
+    /// No answer within the time left.
+    #[error("timed out")]
+    Timeout,
+}
+
+impl GatewayError {
+    /// A short machine-readable name of the error kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::BudgetExceeded { .. } => "budget-exceeded",
+            Self::RateLimited { .. } => "rate-limited",
+            Self::Unavailable { .. } => "unavailable",
+            Self::NotFound { .. } => "not-found",
+            Self::BadRequest { .. } => "bad-request",
+            Self::Timeout => "timeout",
+        }
+    }
+}
+
+/// A gateway's answer with what it cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayAnswer {
+    /// The response, or why there is none.
+    pub result: Result<GatewayResponse, GatewayError>,
+    /// What the call cost in US dollars (0 on a cache hit).
+    pub cost_usd: f64,
+    /// Whether the answer came from the cache.
+    pub cached: bool,
+    /// Upstream retries made.
+    pub retries: u32,
+}
+
+impl GatewayAnswer {
+    /// A free, uncached answer.
+    pub fn free(result: Result<GatewayResponse, GatewayError>) -> Self {
+        Self { result, cost_usd: 0.0, cached: false, retries: 0 }
+    }
+}
+
+/// The way out of the sandbox. Implementations: [`ScriptedGateway`]
+/// (canned answers, for tests and miners' local checks), and the gateway
+/// proxy's in-process and HTTP clients.
+///
+/// A gateway must be safe to call from many runs at once and must not wait
+/// past [`RunContext::deadline`]; the runner cancels the call then anyway.
+///
+/// [`ScriptedGateway`]: crate::ScriptedGateway
+pub trait Gateway: Send + Sync + 'static {
+    /// Answer one request of one run.
+    fn handle<'a>(&'a self, run: &'a RunContext, request: GatewayRequest) -> BoxFuture<'a, GatewayAnswer>;
+}
+
+/// One gateway call of a run, as recorded with its outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GatewayCall {
+    /// `chat`, `search` or the named service.
+    pub service: String,
+    /// SHA-256 of the canonical request, hex.
+    pub request_hash: String,
+    /// `ok` or the error kind.
+    pub status: String,
+    /// Cost in US dollars.
+    pub cost_usd: f64,
+    /// Served from cache.
+    pub cached: bool,
+    /// Upstream retries.
+    pub retries: u32,
+    /// Wall time of the call, milliseconds.
+    pub duration_ms: f64,
+}
+
+/// All gateway calls of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatewayUsage {
+    /// The calls, in order.
+    pub calls: Vec<GatewayCall>,
+}
+
+impl GatewayUsage {
+    /// Total cost of the run's calls in US dollars.
+    pub fn cost_usd(&self) -> f64 {
+        self.calls.iter().map(|call| call.cost_usd).sum()
+    }
+
+    /// Number of calls.
+    pub fn call_count(&self) -> usize {
+        self.calls.len()
+    }
+}

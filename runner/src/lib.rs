@@ -1,0 +1,54 @@
+//! The sooth host sandbox: runs one untrusted forecasting agent, compiled to a
+//! WebAssembly component, on one event, and turns whatever it does into a
+//! [`RunReport`].
+//!
+//! This crate owns the wasmtime engine and everything around a run: the
+//! compile cache, import checks, resource limits, the deterministic clock and
+//! random numbers, captured logs, the host side of the WIT contract and the
+//! [`Gateway`] trait through which agents reach outside services. It must not
+//! know about miners' scores, storage or HTTP: the validator and the gateway
+//! proxy build on it.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use sooth_runner::{AgentEvent, RunSpec, Runner, RunnerConfig, ScriptedGateway};
+//!
+//! let runner = Runner::new(RunnerConfig::default())?;
+//! let agent = runner.load(&std::fs::read("agent.wasm")?).await?;
+//! let event = AgentEvent::new("e1", "Will it rain in Paris tomorrow?", 1_760_000_000);
+//! let gateway = Arc::new(ScriptedGateway::empty());
+//! let report = runner.run(&agent, &event, &RunSpec::new("run-1", gateway)).await;
+//! println!("{:?} in {:?}", report.outcome, report.duration);
+//! # Ok(()) }
+//! ```
+
+mod agent;
+mod cache;
+mod clock;
+mod compile;
+mod config;
+mod engine;
+mod event;
+mod gateway;
+mod host;
+mod imports;
+mod limits;
+mod logs;
+mod outcome;
+mod runner;
+mod scripted;
+
+pub use agent::{Agent, LoadError};
+pub use compile::{CompileIsolation, compile_worker_main};
+pub use config::{ConfigError, RunnerConfig};
+pub use event::{AgentEvent, EventError};
+pub use gateway::{
+    ChatMessage, ChatRequest, ChatResponse, Gateway, GatewayAnswer, GatewayCall, GatewayError,
+    GatewayRequest, GatewayResponse, GatewayUsage, RunContext, SearchRequest, SearchResponse,
+    SearchResult, TokenUsage,
+};
+pub use logs::CapturedLogs;
+pub use outcome::{RunOutcome, RunReport, clip_probability};
+pub use runner::{RunSpec, Runner, RunnerError};
+pub use scripted::{ScriptError, ScriptedGateway};

@@ -1,0 +1,344 @@
+//! The [`Runner`]: loads agents and runs them, one fresh store per run.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
+
+use crate::agent::{Agent, LoadError, check_header, content_hash};
+use crate::cache::CompileCache;
+use crate::clock::{EventWallClock, RunMonotonicClock, RunSeeds};
+use crate::compile::compile;
+use crate::config::{ConfigError, RunnerConfig};
+use crate::engine::{EpochTicker, run_engine};
+use crate::event::{AgentEvent, EventError};
+use crate::gateway::{Gateway, GatewayUsage, RunContext};
+use crate::host::{Forecaster, ForecasterPre, HostState, WitEvent, WitForecast};
+use crate::imports::first_forbidden;
+use crate::limits::RunLimiter;
+use crate::logs::LogSink;
+use crate::outcome::{RunOutcome, RunReport, clip_probability};
+
+/// Longest reasoning kept with a forecast, in bytes.
+const MAX_REASONING_BYTES: usize = 2048;
+
+/// The runner could not be set up, or was asked something impossible.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// wasmtime refused to start.
+    #[error("cannot start the wasm engine: {0}")]
+    Engine(String),
+    /// The compile cache directory is unusable.
+    #[error("cannot use the compile cache at {path}: {source}")]
+    Cache {
+        /// The directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The event cannot be handed to an agent.
+    #[error(transparent)]
+    Event(#[from] EventError),
+}
+
+/// How one run is made.
+#[derive(Clone)]
+pub struct RunSpec {
+    /// Identifier of the run, passed to the gateway.
+    pub run_id: String,
+    /// The miner the agent belongs to, when known.
+    pub miner: Option<String>,
+    /// Where the agent's gateway calls go.
+    pub gateway: Arc<dyn Gateway>,
+    /// A shorter limit than the configured one (for quick local checks);
+    /// never a longer one.
+    pub timeout: Option<Duration>,
+}
+
+impl RunSpec {
+    /// A run with the configured limit and no miner.
+    pub fn new(run_id: impl Into<String>, gateway: Arc<dyn Gateway>) -> Self {
+        Self { run_id: run_id.into(), miner: None, gateway, timeout: None }
+    }
+}
+
+/// Marks the epoch callback's interruption so it reads as a timeout.
+#[derive(Debug)]
+struct DeadlineReached;
+
+impl std::fmt::Display for DeadlineReached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("run deadline reached")
+    }
+}
+
+impl std::error::Error for DeadlineReached {}
+
+/// Runs agents: one per process is the intent (it owns the engine, its
+/// instance pool and the epoch ticker). Cheap to clone.
+#[derive(Clone)]
+pub struct Runner {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: RunnerConfig,
+    engine: Engine,
+    linker: Linker<HostState>,
+    slots: Semaphore,
+    cache: Option<CompileCache>,
+    _ticker: EpochTicker,
+}
+
+impl Runner {
+    /// Start an engine with `config`.
+    ///
+    /// # Errors
+    ///
+    /// [`RunnerError`] when the configuration is invalid, the engine cannot
+    /// reserve its pool, or the cache directory cannot be used.
+    pub fn new(config: RunnerConfig) -> Result<Self, RunnerError> {
+        config.validate()?;
+        let engine = run_engine(&config).map_err(|e| RunnerError::Engine(format!("{e:?}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| RunnerError::Engine(format!("{e:?}")))?;
+        Forecaster::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |state| state)
+            .map_err(|e| RunnerError::Engine(format!("{e:?}")))?;
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(CompileCache::open(dir, &engine).map_err(|source| RunnerError::Cache {
+                path: dir.display().to_string(),
+                source,
+            })?),
+            None => None,
+        };
+        let ticker = EpochTicker::start(&engine, config.epoch_tick).map_err(|e| RunnerError::Engine(e.to_string()))?;
+        let slots = Semaphore::new(config.max_concurrent_runs as usize);
+        Ok(Self { inner: Arc::new(Inner { config, engine, linker, slots, cache, _ticker: ticker }) })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &RunnerConfig {
+        &self.inner.config
+    }
+
+    /// Check, compile (or fetch from the cache) and link a component.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError`] saying what is wrong with the bytes: too large, not
+    /// wasm, a core module, invalid, too costly to compile, importing outside
+    /// the contract, or not exporting the agent interface.
+    pub async fn load(&self, bytes: &[u8]) -> Result<Agent, LoadError> {
+        let inner = &self.inner;
+        check_header(bytes, inner.config.max_component_bytes)?;
+        let hash = content_hash(bytes);
+        let component = self.compiled(&hash, bytes).await?;
+        if let Some(name) = first_forbidden(&inner.engine, &component) {
+            return Err(LoadError::ForbiddenImport(name));
+        }
+        let instance_pre = inner.linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = ForecasterPre::new(instance_pre).map_err(|e| LoadError::MissingExport(format!("{e:#}")))?;
+        Ok(Agent::new(hash, bytes.len(), pre))
+    }
+
+    async fn compiled(&self, hash: &str, bytes: &[u8]) -> Result<Component, LoadError> {
+        let inner = &self.inner;
+        if let Some(cache) = &inner.cache
+            && let Some(artifact) = cache.load(hash)
+        {
+            match deserialize(&inner.engine, &artifact) {
+                Ok(component) => return Ok(component),
+                Err(error) => tracing::warn!(%hash, %error, "cached artifact does not load; recompiling"),
+            }
+        }
+        let artifact = compile(
+            &inner.config.compile_isolation,
+            Arc::from(bytes),
+            inner.config.compile_timeout,
+            inner.config.compile_memory_limit_bytes,
+        )
+        .await?;
+        let component = deserialize(&inner.engine, &artifact)?;
+        if let Some(cache) = &inner.cache
+            && let Err(error) = cache.store(hash, &artifact)
+        {
+            tracing::warn!(%hash, %error, "cannot write the compile cache");
+        }
+        Ok(component)
+    }
+
+    /// Run `agent` on `event` once. Every failure of the agent is in the
+    /// report's outcome; this never panics on anything the agent does.
+    ///
+    /// # Errors
+    ///
+    /// [`RunnerError::Event`] when the event itself is invalid (nothing ran).
+    pub async fn run(&self, agent: &Agent, event: &AgentEvent, spec: &RunSpec) -> Result<RunReport, RunnerError> {
+        event.validate()?;
+        let inner = &self.inner;
+        // The semaphore is never closed, so acquiring only waits.
+        let _slot = inner.slots.acquire().await.map_err(|e| RunnerError::Engine(e.to_string()))?;
+        let limit = spec.timeout.map_or(inner.config.timeout, |t| t.min(inner.config.timeout));
+        let began = Instant::now();
+        let deadline = began + limit;
+        let logs = LogSink::new(inner.config.log_limit_bytes);
+        let seeds = RunSeeds::new(&event.id, agent.hash());
+        let wasi = WasiCtxBuilder::new()
+            .stdout(logs.clone())
+            .stderr(logs.clone())
+            .wall_clock(EventWallClock::new(event.created_at, began))
+            .monotonic_clock(RunMonotonicClock::new(began))
+            .secure_random(seeds.secure())
+            .insecure_random(seeds.insecure())
+            .insecure_random_seed(seeds.insecure_seed())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: RunLimiter::new(inner.config.memory_limit_bytes),
+            logs: logs.clone(),
+            gateway: spec.gateway.clone(),
+            run: RunContext {
+                run_id: spec.run_id.clone(),
+                event_id: event.id.clone(),
+                agent_hash: agent.hash().to_owned(),
+                miner: spec.miner.clone(),
+                deadline,
+            },
+            usage: GatewayUsage::default(),
+            last_cost: 0.0,
+        };
+        let mut store = Store::new(&inner.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(wasmtime::Error::new(DeadlineReached))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let wit_event = to_wit(event);
+        let result = tokio::time::timeout_at(deadline.into(), call(agent.pre(), &mut store, &wit_event)).await;
+        let duration = began.elapsed();
+        let memory_refused = store.data().limiter.memory_refused;
+        let outcome = match result {
+            Err(_) => RunOutcome::Timeout { limit_ms: millis(limit) },
+            Ok(result) => classify(result, &event.id, limit, memory_refused, inner.config.memory_limit_bytes),
+        };
+        let gateway = std::mem::take(&mut store.data_mut().usage);
+        drop(store);
+        Ok(RunReport { outcome, duration, logs: logs.finish(), gateway })
+    }
+}
+
+#[allow(unsafe_code)]
+fn deserialize(engine: &Engine, artifact: &[u8]) -> Result<Component, LoadError> {
+    // SAFETY: `artifact` is either what our own compiler produced just now
+    // or a cache entry whose keyed tag proved it is exactly such an output
+    // for this engine's configuration.
+    unsafe { Component::deserialize(engine, artifact) }
+        .map_err(|e| LoadError::Engine(format!("cannot load the compiled component: {e:#}")))
+}
+
+enum Stage {
+    Instantiate(wasmtime::Error),
+    Call(wasmtime::Error),
+}
+
+async fn call(
+    pre: &ForecasterPre<HostState>,
+    store: &mut Store<HostState>,
+    event: &WitEvent,
+) -> Result<Result<WitForecast, String>, Stage> {
+    let forecaster = pre.instantiate_async(&mut *store).await.map_err(Stage::Instantiate)?;
+    forecaster.sooth_agent_agent().call_predict(&mut *store, event).await.map_err(Stage::Call)
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn to_wit(event: &AgentEvent) -> WitEvent {
+    WitEvent {
+        id: event.id.clone(),
+        kind: event.kind.clone(),
+        title: event.title.clone(),
+        description: event.description.clone(),
+        created_at: event.created_at,
+        cutoff: event.cutoff,
+        metadata: serde_json::Value::Object(event.metadata.clone()).to_string(),
+    }
+}
+
+fn describe(error: &wasmtime::Error) -> String {
+    // The first line carries wasmtime's summary; the trap code (if any) is
+    // the most useful detail for a miner.
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => format!("{trap}"),
+        None => format!("{error:#}"),
+    }
+}
+
+fn classify(
+    result: Result<Result<WitForecast, String>, Stage>,
+    event_id: &str,
+    limit: Duration,
+    memory_refused: bool,
+    memory_limit: u64,
+) -> RunOutcome {
+    let failed = |error: &wasmtime::Error| error.downcast_ref::<DeadlineReached>().is_some();
+    match result {
+        Err(Stage::Instantiate(error) | Stage::Call(error)) if failed(&error) => {
+            RunOutcome::Timeout { limit_ms: millis(limit) }
+        }
+        Err(_) | Ok(Err(_)) if memory_refused => RunOutcome::MemoryExceeded { limit_bytes: memory_limit },
+        Err(Stage::Instantiate(error)) => RunOutcome::InstantiationFailure { reason: describe(&error) },
+        Err(Stage::Call(error)) => RunOutcome::Trap { message: describe(&error) },
+        Ok(Err(message)) => RunOutcome::InvalidOutput {
+            reason: format!("the agent returned an error: {}", truncate(&message, MAX_REASONING_BYTES)),
+        },
+        Ok(Ok(forecast)) => validate(forecast, event_id),
+    }
+}
+
+fn validate(forecast: WitForecast, event_id: &str) -> RunOutcome {
+    if forecast.event_id != event_id {
+        return RunOutcome::InvalidOutput {
+            reason: format!(
+                "forecast is for event {:?}, not {event_id:?}",
+                truncate(&forecast.event_id, 256)
+            ),
+        };
+    }
+    match clip_probability(forecast.probability) {
+        None => RunOutcome::InvalidOutput {
+            reason: format!("probability {} is not a finite number", forecast.probability),
+        },
+        Some(probability) => RunOutcome::Prediction {
+            raw: forecast.probability,
+            probability,
+            reasoning: forecast.reasoning.map(|r| truncate(&r, MAX_REASONING_BYTES).to_owned()),
+        },
+    }
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

@@ -1,0 +1,125 @@
+//! Builds agents to WebAssembly components for the test suites and the
+//! benchmarks: the Rust example agents, the hostile test agent, and the
+//! Python example agent (through componentize-py).
+//!
+//! This crate owns only building; it must not hold test logic. Builds go to
+//! `target/test-agents` (a separate target directory, so that a build from
+//! inside `cargo test` never waits on the outer cargo's lock) and are
+//! incremental: cargo and a content hash decide what is rebuilt.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+/// The workspace root (this crate lives one level below it).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn target_dir() -> PathBuf {
+    workspace_root().join("target").join("test-agents")
+}
+
+/// Serializes builds within one process; cargo's own lock serializes them
+/// across processes.
+static BUILDING: Mutex<()> = Mutex::new(());
+
+/// Build a Rust agent package of the workspace for `wasm32-wasip2` with the
+/// `agent` profile and return the component's path.
+///
+/// # Panics
+///
+/// When cargo cannot be run or the build fails: the tests cannot go on
+/// without their agents, and the panic says why.
+pub fn rust_agent(package: &str) -> PathBuf {
+    let _guard = BUILDING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(["build", "--quiet", "--target", "wasm32-wasip2", "--profile", "agent", "-p", package])
+        .arg("--target-dir")
+        .arg(target_dir())
+        .status()
+        .unwrap_or_else(|error| panic!("cannot run cargo to build {package}: {error}"));
+    assert!(status.success(), "building agent {package} failed ({status})");
+    let path = target_dir().join("wasm32-wasip2").join("agent").join(format!("{}.wasm", package.replace('-', "_")));
+    assert!(path.exists(), "cargo built {package} but {} is missing", path.display());
+    path
+}
+
+/// The market-price baseline example agent.
+pub fn market_baseline() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| rust_agent("market-baseline")).clone()
+}
+
+/// The Rust LLM forecaster example agent.
+pub fn llm_forecaster() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| rust_agent("llm-forecaster")).clone()
+}
+
+/// The hostile test agent (misbehaves as its event's title says).
+pub fn hostile() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| rust_agent("hostile-agent")).clone()
+}
+
+/// The componentize-py command line that builds a Python agent in
+/// `agent_dir` (whose module is `app`) into `output`, with the SDK helper on
+/// the module path.
+pub fn componentize_py_command(agent_dir: &Path, wit: &Path, sdk_python: &Path, output: &Path) -> Command {
+    let mut command = Command::new("componentize-py");
+    command
+        .current_dir(agent_dir)
+        .arg("-d")
+        .arg(wit)
+        .args(["-w", "forecaster", "componentize", "app", "-p", "."])
+        .arg("-p")
+        .arg(sdk_python)
+        .arg("-o")
+        .arg(output);
+    command
+}
+
+fn hash_sources(paths: &[PathBuf]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for path in paths {
+        hasher.update(path.to_string_lossy().as_bytes());
+        hasher.update(std::fs::read(path).unwrap_or_default());
+    }
+    hex::encode(&hasher.finalize()[..8])
+}
+
+/// The Python LLM forecaster example agent, built with componentize-py
+/// (rebuilt only when its sources, the SDK helper or the WIT change).
+///
+/// # Panics
+///
+/// When componentize-py is missing (`pip install componentize-py`) or the
+/// build fails.
+pub fn python_llm_forecaster() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let root = workspace_root();
+        let agent_dir = root.join("agents-examples").join("llm-forecaster-py");
+        let sdk = root.join("sdk").join("python");
+        let wit = root.join("wit").join("sooth.wit");
+        let sources = [agent_dir.join("app.py"), sdk.join("sooth_sdk.py"), wit.clone()];
+        let output = target_dir().join("python").join(format!("llm-forecaster-py-{}.wasm", hash_sources(&sources)));
+        if output.exists() {
+            return output;
+        }
+        let _guard = BUILDING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::fs::create_dir_all(output.parent().unwrap_or(&root)).unwrap_or_else(|e| panic!("cannot create {}: {e}", output.display()));
+        let partial = output.with_extension("partial.wasm");
+        let status = componentize_py_command(&agent_dir, &wit, &sdk, &partial)
+            .status()
+            .unwrap_or_else(|error| panic!("cannot run componentize-py ({error}); install it with `pip install componentize-py`"));
+        assert!(status.success(), "componentize-py failed to build the Python agent ({status})");
+        std::fs::rename(&partial, &output).unwrap_or_else(|e| panic!("cannot move the Python agent into place: {e}"));
+        output
+    })
+    .clone()
+}
