@@ -1,7 +1,9 @@
 //! Precompiled components on disk, by content hash. Every entry carries a
 //! keyed BLAKE3 tag over the engine's fingerprint, the component's hash and
 //! the artifact: a corrupt entry, or one written by another engine or another
-//! machine's cache, fails the check and is recompiled, never loaded.
+//! machine's cache, fails the check and is recompiled, never loaded. (The
+//! tag does not defend against a local attacker who can write the cache
+//! directory: such an attacker can read the key there too.)
 
 use std::fs;
 use std::io::Write;
@@ -72,44 +74,57 @@ impl CompileCache {
         Ok(Self { dir: dir.to_owned(), key: load_or_create_key(dir)?, fingerprint: engine_fingerprint(engine) })
     }
 
-    fn path(&self, hash: &str) -> PathBuf {
+    fn artifact_path(&self, hash: &str) -> PathBuf {
         self.dir.join(format!("{hash}.cwasm"))
     }
 
-    fn tag(&self, hash: &str, artifact: &[u8]) -> [u8; TAG_LEN] {
+    fn tag_path(&self, hash: &str) -> PathBuf {
+        self.dir.join(format!("{hash}.tag"))
+    }
+
+    fn tag_of_file(&self, hash: &str, artifact: &Path) -> std::io::Result<[u8; TAG_LEN]> {
         let mut hasher = blake3::Hasher::new_keyed(&self.key);
         hasher.update(&self.fingerprint);
         hasher.update(hash.as_bytes());
-        hasher.update(artifact);
-        *hasher.finalize().as_bytes()
+        hasher.update_mmap_rayon(artifact)?;
+        Ok(*hasher.finalize().as_bytes())
     }
 
-    /// The verified artifact for `hash`, or `None` (missing, corrupt,
-    /// foreign: the entry is removed so it is rewritten).
-    pub(crate) fn load(&self, hash: &str) -> Option<Vec<u8>> {
-        let path = self.path(hash);
-        let mut bytes = fs::read(&path).ok()?;
-        let header = MAGIC.len() + TAG_LEN;
-        let valid = bytes.len() > header
-            && &bytes[..MAGIC.len()] == MAGIC
-            && bytes[MAGIC.len()..header] == self.tag(hash, &bytes[header..]);
+    /// The path of the verified artifact for `hash`, or `None` (missing,
+    /// corrupt, foreign: the entry is removed so that it is rewritten).
+    ///
+    /// The artifact is kept apart from its tag so that wasmtime can map it
+    /// straight from the file instead of copying it.
+    pub(crate) fn load(&self, hash: &str) -> Option<PathBuf> {
+        let artifact = self.artifact_path(hash);
+        let tag_path = self.tag_path(hash);
+        let stored = fs::read(&tag_path).ok()?;
+        let valid = stored.len() == MAGIC.len() + TAG_LEN
+            && &stored[..MAGIC.len()] == MAGIC
+            && self.tag_of_file(hash, &artifact).is_ok_and(|tag| stored[MAGIC.len()..] == tag);
         if !valid {
-            tracing::warn!(path = %path.display(), "compile cache entry failed its check; recompiling");
-            let _ = fs::remove_file(&path);
+            tracing::warn!(path = %artifact.display(), "compile cache entry failed its check; recompiling");
+            let _ = fs::remove_file(&tag_path);
+            let _ = fs::remove_file(&artifact);
             return None;
         }
-        bytes.drain(..header);
-        Some(bytes)
+        Some(artifact)
     }
 
-    /// Write the artifact for `hash` atomically.
+    /// Write the artifact for `hash`, then its tag, each atomically: a
+    /// reader sees either no entry or a complete one.
     pub(crate) fn store(&self, hash: &str, artifact: &[u8]) -> std::io::Result<()> {
         let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
-        file.write_all(MAGIC)?;
-        file.write_all(&self.tag(hash, artifact))?;
         file.write_all(artifact)?;
         file.as_file().sync_data()?;
-        file.persist(self.path(hash)).map_err(|error| error.error)?;
+        let artifact_path = self.artifact_path(hash);
+        file.persist(&artifact_path).map_err(|error| error.error)?;
+        let tag = self.tag_of_file(hash, &artifact_path)?;
+        let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
+        file.write_all(MAGIC)?;
+        file.write_all(&tag)?;
+        file.as_file().sync_data()?;
+        file.persist(self.tag_path(hash)).map_err(|error| error.error)?;
         Ok(())
     }
 }

@@ -152,7 +152,7 @@ impl Runner {
         if let Some(cache) = &inner.cache
             && let Some(artifact) = cache.load(hash)
         {
-            match deserialize(&inner.engine, &artifact) {
+            match deserialize_file(&inner.engine, &artifact) {
                 Ok(component) => return Ok(component),
                 Err(error) => tracing::warn!(%hash, %error, "cached artifact does not load; recompiling"),
             }
@@ -239,6 +239,14 @@ impl Runner {
         drop(store);
         Ok(RunReport { outcome, duration, logs: logs.finish(), gateway })
     }
+}
+
+#[allow(unsafe_code)]
+fn deserialize_file(engine: &Engine, artifact: &std::path::Path) -> Result<Component, LoadError> {
+    // SAFETY: the cache checked the file's keyed tag just now: it is what
+    // our own compiler produced for this engine's configuration.
+    unsafe { Component::deserialize_file(engine, artifact) }
+        .map_err(|e| LoadError::Engine(format!("cannot load the compiled component: {e:#}")))
 }
 
 #[allow(unsafe_code)]

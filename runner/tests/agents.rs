@@ -105,24 +105,27 @@ async fn compile_cache_survives_restarts_and_rejects_corrupt_entries() {
     assert_eq!(run(&second, &agent, &with_market("x", 0.6)).await.outcome.probability(), Some(0.6));
 
     // Flip one byte in the artifact: the entry is refused and recompiled.
+    let entry_tag = entry.with_extension("tag");
+    assert!(entry_tag.exists());
     let mut cached = std::fs::read(&entry).expect("entry");
     let last = cached.len() - 1;
     cached[last] ^= 0xff;
     std::fs::write(&entry, &cached).expect("corrupt");
     let agent = second.load(&bytes).await.expect("recompiles");
     assert_eq!(run(&second, &agent, &with_market("y", 0.3)).await.outcome.probability(), Some(0.3));
-    assert_ne!(std::fs::read(&entry).expect("entry"), cached, "the corrupt entry was rewritten");
+    assert!(std::fs::read(&entry).expect("entry") != cached, "the corrupt entry was rewritten");
 
     // An entry from another cache (another key) is foreign and not trusted.
     let other_dir = tempfile::tempdir().expect("tempdir");
     let other = Runner::new(RunnerConfig { cache_dir: Some(other_dir.path().to_owned()), ..common::config() })
         .expect("runner");
     std::fs::copy(&entry, other_dir.path().join(entry.file_name().expect("name"))).expect("copy");
-    let foreign_copy = std::fs::read(&entry).expect("entry");
+    std::fs::copy(&entry_tag, other_dir.path().join(entry_tag.file_name().expect("name"))).expect("copy");
+    let foreign_tag = std::fs::read(&entry_tag).expect("tag");
     let agent = other.load(&bytes).await.expect("recompiles");
     assert_eq!(run(&other, &agent, &with_market("z", 0.2)).await.outcome.probability(), Some(0.2));
-    let rewritten = std::fs::read(other_dir.path().join(entry.file_name().expect("name"))).expect("entry");
-    assert_ne!(rewritten, foreign_copy, "the foreign entry was replaced");
+    let rewritten = std::fs::read(other_dir.path().join(entry_tag.file_name().expect("name"))).expect("tag");
+    assert!(rewritten != foreign_tag, "the foreign entry was re-tagged under this cache's key");
 }
 
 #[test]

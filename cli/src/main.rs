@@ -1,0 +1,154 @@
+//! `sooth`: the one binary of the sooth forecasting-agent runner.
+//!
+//! This crate only parses arguments and wires the library crates together;
+//! each subcommand lives in its own file.
+
+mod agent_build;
+mod agent_new;
+mod agent_test;
+mod compile_worker;
+mod events;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Run, check and build sandboxed forecasting agents.
+#[derive(Debug, Parser)]
+#[command(name = "sooth", version, about)]
+struct Cli {
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG
+    /// overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write, build and test an agent.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Plumbing used by sooth itself.
+    #[command(subcommand, hide = true)]
+    Internal(InternalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentCommand {
+    /// Scaffold a new agent project in PARENT/NAME.
+    New(NewArgs),
+    /// Build an agent project (Rust or Python) into a WebAssembly component.
+    Build(BuildArgs),
+    /// Run an agent on events in the validator's sandbox and score it.
+    Test(TestArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum InternalCommand {
+    /// Compile a component read from stdin; write the artifact to stdout.
+    CompileWorker {
+        /// Address-space cap of this process, in bytes.
+        #[arg(long)]
+        memory_limit_bytes: u64,
+    },
+}
+
+/// The languages `sooth agent new` scaffolds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// A cargo project built for wasm32-wasip2 with the Rust SDK.
+    Rust,
+    /// A Python module built with componentize-py.
+    Python,
+}
+
+/// Arguments of `sooth agent new`.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The project's name (letters, digits, `-` and `_`, starting with a letter).
+    pub name: String,
+    /// The agent's language.
+    #[arg(long, value_enum, default_value_t = Lang::Rust)]
+    pub lang: Lang,
+    /// Where to create the project directory.
+    #[arg(long, value_name = "PARENT", default_value = ".")]
+    pub dir: PathBuf,
+}
+
+/// Arguments of `sooth agent build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The project directory (with Cargo.toml or app.py).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Where to write the component [default: DIR/agent.wasm].
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// Arguments of `sooth agent test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The agent's component (`sooth agent build` makes one).
+    pub agent: PathBuf,
+    /// JSON Lines events to run on [default: built-in synthetic events].
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+    /// Canned gateway answers, TOML (or JSON when named *.json) [default:
+    /// every gateway call answers not-found].
+    #[arg(long, value_name = "FILE")]
+    pub responses: Option<PathBuf>,
+    /// Per-run limit in seconds; may only shorten the validator's 240 s.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// One JSON object a line per event, then a summary object.
+    #[arg(long)]
+    pub json: bool,
+    /// Print what the agent logged (stdout, stderr, log lines) under each
+    /// event.
+    #[arg(long, conflicts_with = "json")]
+    pub logs: bool,
+    /// Where compiled components are cached [default:
+    /// $XDG_CACHE_HOME/sooth/compiled or ~/.cache/sooth/compiled].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Runs at once [default: the number of CPUs].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub concurrency: Option<u32>,
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Logs go to stderr: the compile worker's stdout carries its artifact.
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Internal(InternalCommand::CompileWorker { memory_limit_bytes }) => {
+            return compile_worker::run(memory_limit_bytes);
+        }
+        Command::Agent(AgentCommand::New(args)) => agent_new::run(&args),
+        Command::Agent(AgentCommand::Build(args)) => agent_build::run(&args),
+        Command::Agent(AgentCommand::Test(args)) => agent_test::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
