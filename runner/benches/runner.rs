@@ -35,7 +35,13 @@ fn peak_rss_mib() -> f64 {
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
@@ -46,7 +52,11 @@ async fn load(runner: &Runner, path: &std::path::Path) -> Agent {
 
 async fn run_once(runner: &Runner, agent: &Agent, event: &AgentEvent, spec: &RunSpec) -> Duration {
     let report = runner.run(agent, event, spec).await.expect("valid event");
-    assert!(report.outcome.probability().is_some(), "bench run failed: {:?}", report.outcome);
+    assert!(
+        report.outcome.probability().is_some(),
+        "bench run failed: {:?}",
+        report.outcome
+    );
     report.duration
 }
 
@@ -62,10 +72,19 @@ async fn sequential(runner: &Runner, agent: &Agent, runs: usize) -> (Duration, D
         run_once(runner, agent, &ev, &spec).await;
         samples.push(started.elapsed());
     }
-    (percentile(&mut samples, 0.5), percentile(&mut samples, 0.99))
+    (
+        percentile(&mut samples, 0.5),
+        percentile(&mut samples, 0.99),
+    )
 }
 
-async fn concurrent(runner: &Runner, agent: &Agent, runs: usize, title: &str, gateway: Arc<ScriptedGateway>) -> Duration {
+async fn concurrent(
+    runner: &Runner,
+    agent: &Agent,
+    runs: usize,
+    title: &str,
+    gateway: Arc<ScriptedGateway>,
+) -> Duration {
     let started = Instant::now();
     let tasks: Vec<_> = (0..runs)
         .map(|i| {
@@ -84,23 +103,50 @@ async fn concurrent(runner: &Runner, agent: &Agent, runs: usize, title: &str, ga
 }
 
 fn config() -> RunnerConfig {
-    RunnerConfig { max_concurrent_runs: 1000, ..RunnerConfig::default() }
+    RunnerConfig {
+        max_concurrent_runs: 1000,
+        ..RunnerConfig::default()
+    }
 }
 
 async fn rust_agent() {
     let runner = Runner::new(config()).expect("runner");
     let agent = load(&runner, &sooth_test_agents::market_baseline()).await;
-    println!("rust example agent (market-baseline, {} KB)", agent.size() / 1024);
+    println!(
+        "rust example agent (market-baseline, {} KB)",
+        agent.size() / 1024
+    );
     let (p50, p99) = sequential(&runner, &agent, 5000).await;
-    println!("  sequential: p50 {:.1} us/run, p99 {:.1} us/run (target p50 <= 60 us)", micros(p50), micros(p99));
-    concurrent(&runner, &agent, 1000, "bench", Arc::new(ScriptedGateway::empty())).await;
+    println!(
+        "  sequential: p50 {:.1} us/run, p99 {:.1} us/run (target p50 <= 60 us)",
+        micros(p50),
+        micros(p99)
+    );
+    concurrent(
+        &runner,
+        &agent,
+        1000,
+        "bench",
+        Arc::new(ScriptedGateway::empty()),
+    )
+    .await;
     let mut per_run = Vec::new();
     for _ in 0..5 {
-        let wall = concurrent(&runner, &agent, 1000, "bench", Arc::new(ScriptedGateway::empty())).await;
+        let wall = concurrent(
+            &runner,
+            &agent,
+            1000,
+            "bench",
+            Arc::new(ScriptedGateway::empty()),
+        )
+        .await;
         per_run.push(wall / 1000);
     }
     let median = percentile(&mut per_run, 0.5);
-    println!("  1,000 concurrent: {:.1} us/run amortized (median of 5 batches; target <= 60 us)", micros(median));
+    println!(
+        "  1,000 concurrent: {:.1} us/run amortized (median of 5 batches; target <= 60 us)",
+        micros(median)
+    );
 }
 
 async fn python_agent() {
@@ -110,9 +156,22 @@ async fn python_agent() {
     let started = Instant::now();
     let agent = runner.load(&bytes).await.expect("loads");
     let compile = started.elapsed();
-    println!("python example agent (llm-forecaster-py, {:.1} MB)", bytes.len() as f64 / 1e6);
-    println!("  compile (in-process, uncached): {:.2} s", compile.as_secs_f64());
-    let gateway = Arc::new(ScriptedGateway::from_str("[[rule]]\nservice = \"chat\"\ncontent = \"0.7\"\n", false, "bench").expect("script"));
+    println!(
+        "python example agent (llm-forecaster-py, {:.1} MB)",
+        bytes.len() as f64 / 1e6
+    );
+    println!(
+        "  compile (in-process, uncached): {:.2} s",
+        compile.as_secs_f64()
+    );
+    let gateway = Arc::new(
+        ScriptedGateway::from_str(
+            "[[rule]]\nservice = \"chat\"\ncontent = \"0.7\"\n",
+            false,
+            "bench",
+        )
+        .expect("script"),
+    );
     let spec = RunSpec::new("bench", gateway);
     let ev = event(0, "bench");
     for _ in 0..5 {
@@ -125,18 +184,28 @@ async fn python_agent() {
         samples.push(started.elapsed());
     }
     let p50 = percentile(&mut samples, 0.5);
-    println!("  sequential, one gateway call each: p50 {:.2} ms/run (target <= 3 ms)", p50.as_secs_f64() * 1e3);
+    println!(
+        "  sequential, one gateway call each: p50 {:.2} ms/run (target <= 3 ms)",
+        p50.as_secs_f64() * 1e3
+    );
 }
 
 async fn cached_load() {
     let dir = std::env::temp_dir().join(format!("sooth-bench-cache-{}", std::process::id()));
-    let config = RunnerConfig { cache_dir: Some(dir.clone()), ..config() };
+    let config = RunnerConfig {
+        cache_dir: Some(dir.clone()),
+        ..config()
+    };
     for (name, path) in [
         ("rust", sooth_test_agents::market_baseline()),
         ("python", sooth_test_agents::python_llm_forecaster()),
     ] {
         let bytes = std::fs::read(&path).expect("agent");
-        Runner::new(config.clone()).expect("runner").load(&bytes).await.expect("compiles");
+        Runner::new(config.clone())
+            .expect("runner")
+            .load(&bytes)
+            .await
+            .expect("compiles");
         let mut samples = Vec::new();
         for _ in 0..7 {
             // A fresh runner each time: nothing is in memory, only on disk.
@@ -146,7 +215,10 @@ async fn cached_load() {
             samples.push(started.elapsed());
         }
         let p50 = percentile(&mut samples, 0.5);
-        println!("cached component load ({name}): p50 {:.1} ms (target <= 50 ms)", p50.as_secs_f64() * 1e3);
+        println!(
+            "cached component load ({name}): p50 {:.1} ms (target <= 50 ms)",
+            p50.as_secs_f64() * 1e3
+        );
     }
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -155,8 +227,12 @@ async fn gateway_waits() {
     let runner = Runner::new(config()).expect("runner");
     let agent = load(&runner, &sooth_test_agents::hostile()).await;
     let gateway = Arc::new(
-        ScriptedGateway::from_str("[[rule]]\nservice = \"chat\"\ndelay_ms = 1000\ncontent = \"0.5\"\n", false, "bench")
-            .expect("script"),
+        ScriptedGateway::from_str(
+            "[[rule]]\nservice = \"chat\"\ndelay_ms = 1000\ncontent = \"0.5\"\n",
+            false,
+            "bench",
+        )
+        .expect("script"),
     );
     let wall = concurrent(&runner, &agent, 1000, "gateway", gateway).await;
     println!(
@@ -177,7 +253,10 @@ async fn runaway() {
                 let (runner, agent) = (runner.clone(), agent.clone());
                 let ev = event(round * 10 + i, "spin");
                 tokio::spawn(async move {
-                    let spec = RunSpec { timeout: Some(limit), ..RunSpec::new("spin", Arc::new(ScriptedGateway::empty())) };
+                    let spec = RunSpec {
+                        timeout: Some(limit),
+                        ..RunSpec::new("spin", Arc::new(ScriptedGateway::empty()))
+                    };
                     let report = runner.run(&agent, &ev, &spec).await.expect("valid");
                     assert_eq!(report.outcome.status(), "timeout");
                     report.duration
@@ -196,12 +275,18 @@ async fn runaway() {
 
 fn in_child(scenario: &str) {
     let exe = std::env::current_exe().expect("bench executable");
-    let status = std::process::Command::new(exe).env(SCENARIO_ENV, scenario).status().expect("child bench");
+    let status = std::process::Command::new(exe)
+        .env(SCENARIO_ENV, scenario)
+        .status()
+        .expect("child bench");
     assert!(status.success(), "scenario {scenario} failed");
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
     match std::env::var(SCENARIO_ENV).as_deref() {
         Ok("rust") => runtime.block_on(rust_agent()),
         Ok("python") => runtime.block_on(python_agent()),
@@ -213,7 +298,10 @@ fn main() {
             sooth_test_agents::market_baseline();
             sooth_test_agents::hostile();
             sooth_test_agents::python_llm_forecaster();
-            println!("sooth runner benchmark ({} cores)", std::thread::available_parallelism().map_or(0, |n| n.get()));
+            println!(
+                "sooth runner benchmark ({} cores)",
+                std::thread::available_parallelism().map_or(0, |n| n.get())
+            );
             for scenario in ["rust", "python", "cache", "gateway", "runaway"] {
                 in_child(scenario);
             }

@@ -22,7 +22,9 @@ pub enum LoadError {
     #[error("not a WebAssembly binary (it does not start with the \\0asm magic)")]
     NotWasm,
     /// A core module, not a component.
-    #[error("this is a core WebAssembly module, not a component; build for wasm32-wasip2 or with componentize-py")]
+    #[error(
+        "this is a core WebAssembly module, not a component; build for wasm32-wasip2 or with componentize-py"
+    )]
     CoreModule,
     /// Malformed or unsupported WebAssembly.
     #[error("invalid component: {0}")]
@@ -37,7 +39,9 @@ pub enum LoadError {
         limit_bytes: u64,
     },
     /// The component imports something outside the contract.
-    #[error("component imports `{0}`, which is outside the sooth contract (allowed: sooth:agent gateway and log, WASI 0.2)")]
+    #[error(
+        "component imports `{0}`, which is outside the sooth contract (allowed: sooth:agent gateway and log, WASI 0.2)"
+    )]
     ForbiddenImport(String),
     /// The component does not export the contract's agent interface.
     #[error("component does not export the sooth agent interface correctly: {0}")]
@@ -64,13 +68,18 @@ struct AgentInner {
 
 impl std::fmt::Debug for Agent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Agent").field("hash", &self.inner.hash).field("size", &self.inner.size).finish()
+        f.debug_struct("Agent")
+            .field("hash", &self.inner.hash)
+            .field("size", &self.inner.size)
+            .finish()
     }
 }
 
 impl Agent {
     pub(crate) fn new(hash: String, size: usize, pre: ForecasterPre<HostState>) -> Self {
-        Self { inner: Arc::new(AgentInner { hash, size, pre }) }
+        Self {
+            inner: Arc::new(AgentInner { hash, size, pre }),
+        }
     }
 
     /// SHA-256 of the component's bytes, lowercase hex: the agent's identity.
@@ -97,7 +106,10 @@ pub(crate) fn content_hash(bytes: &[u8]) -> String {
 /// Refuse what is plainly not a component before compiling anything.
 pub(crate) fn check_header(bytes: &[u8], limit: usize) -> Result<(), LoadError> {
     if bytes.len() > limit {
-        return Err(LoadError::TooLarge { size: bytes.len(), limit });
+        return Err(LoadError::TooLarge {
+            size: bytes.len(),
+            limit,
+        });
     }
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         return Err(LoadError::NotWasm);
@@ -106,6 +118,9 @@ pub(crate) fn check_header(bytes: &[u8], limit: usize) -> Result<(), LoadError> 
     match (&bytes[4..6], &bytes[6..8]) {
         (_, [1, 0]) => Ok(()),
         ([1, 0], [0, 0]) => Err(LoadError::CoreModule),
-        _ => Err(LoadError::Invalid(format!("unknown WebAssembly version/layer bytes {:02x?}", &bytes[4..8]))),
+        _ => Err(LoadError::Invalid(format!(
+            "unknown WebAssembly version/layer bytes {:02x?}",
+            &bytes[4..8]
+        ))),
     }
 }

@@ -62,8 +62,9 @@ fn load_or_create_key(dir: &Path) -> std::io::Result<[u8; 32]> {
         Ok(_) => Ok(key),
         Err(_) => {
             let bytes = fs::read(&path)?;
-            <[u8; 32]>::try_from(bytes.as_slice())
-                .map_err(|_| std::io::Error::other(format!("{} is not a 32-byte key", path.display())))
+            <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+                std::io::Error::other(format!("{} is not a 32-byte key", path.display()))
+            })
         }
     }
 }
@@ -71,7 +72,11 @@ fn load_or_create_key(dir: &Path) -> std::io::Result<[u8; 32]> {
 impl CompileCache {
     pub(crate) fn open(dir: &Path, engine: &Engine) -> std::io::Result<Self> {
         fs::create_dir_all(dir)?;
-        Ok(Self { dir: dir.to_owned(), key: load_or_create_key(dir)?, fingerprint: engine_fingerprint(engine) })
+        Ok(Self {
+            dir: dir.to_owned(),
+            key: load_or_create_key(dir)?,
+            fingerprint: engine_fingerprint(engine),
+        })
     }
 
     fn artifact_path(&self, hash: &str) -> PathBuf {
@@ -101,7 +106,9 @@ impl CompileCache {
         let stored = fs::read(&tag_path).ok()?;
         let valid = stored.len() == MAGIC.len() + TAG_LEN
             && &stored[..MAGIC.len()] == MAGIC
-            && self.tag_of_file(hash, &artifact).is_ok_and(|tag| stored[MAGIC.len()..] == tag);
+            && self
+                .tag_of_file(hash, &artifact)
+                .is_ok_and(|tag| stored[MAGIC.len()..] == tag);
         if !valid {
             tracing::warn!(path = %artifact.display(), "compile cache entry failed its check; recompiling");
             let _ = fs::remove_file(&tag_path);
@@ -124,7 +131,8 @@ impl CompileCache {
         file.write_all(MAGIC)?;
         file.write_all(&tag)?;
         file.as_file().sync_data()?;
-        file.persist(self.tag_path(hash)).map_err(|error| error.error)?;
+        file.persist(self.tag_path(hash))
+            .map_err(|error| error.error)?;
         Ok(())
     }
 }

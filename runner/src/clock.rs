@@ -68,7 +68,9 @@ impl RunSeeds {
         hasher.update((event_id.len() as u64).to_le_bytes());
         hasher.update(event_id.as_bytes());
         hasher.update(agent_hash.as_bytes());
-        Self { digest: hasher.finalize().into() }
+        Self {
+            digest: hasher.finalize().into(),
+        }
     }
 
     fn stream(&self, label: u8) -> [u8; 32] {

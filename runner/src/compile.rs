@@ -53,7 +53,9 @@ pub(crate) async fn compile(
         CompileIsolation::InProcess => {
             let task = tokio::task::spawn_blocking(move || {
                 let engine = compile_engine().map_err(|e| LoadError::Engine(format!("{e:?}")))?;
-                engine.precompile_component(&bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))
+                engine
+                    .precompile_component(&bytes)
+                    .map_err(|e| LoadError::Invalid(format!("{e:#}")))
             });
             match tokio::time::timeout(timeout, task).await {
                 Err(_) => Err(LoadError::CompileTimeout(timeout)),
@@ -74,7 +76,12 @@ async fn compile_in_subprocess(
     timeout: Duration,
     memory_limit: u64,
 ) -> Result<Vec<u8>, LoadError> {
-    let spawn_error = |e: std::io::Error| LoadError::Engine(format!("cannot start the compile worker {}: {e}", program.display()));
+    let spawn_error = |e: std::io::Error| {
+        LoadError::Engine(format!(
+            "cannot start the compile worker {}: {e}",
+            program.display()
+        ))
+    };
     let mut child = tokio::process::Command::new(program)
         .args(args)
         .arg("--memory-limit-bytes")
@@ -85,7 +92,10 @@ async fn compile_in_subprocess(
         .kill_on_drop(true)
         .spawn()
         .map_err(spawn_error)?;
-    let mut stdin = child.stdin.take().ok_or_else(|| LoadError::Engine("compile worker has no stdin".into()))?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| LoadError::Engine("compile worker has no stdin".into()))?;
     let work = async {
         // Writing and reading together: the worker may fail before reading
         // everything, and a full pipe must not deadlock us.
@@ -106,7 +116,9 @@ async fn compile_in_subprocess(
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
     if stderr.contains(OOM_MARKER) {
-        return Err(LoadError::CompileMemory { limit_bytes: memory_limit });
+        return Err(LoadError::CompileMemory {
+            limit_bytes: memory_limit,
+        });
     }
     let message = stderr.trim();
     Err(LoadError::Invalid(if message.is_empty() {
@@ -128,9 +140,16 @@ pub fn compile_worker_main(memory_limit_bytes: u64) -> Result<(), String> {
     rlimit::setrlimit(rlimit::Resource::AS, memory_limit_bytes, memory_limit_bytes)
         .map_err(|e| format!("cannot limit the compile worker's memory: {e}"))?;
     let mut bytes = Vec::new();
-    std::io::stdin().read_to_end(&mut bytes).map_err(|e| format!("cannot read the component: {e}"))?;
+    std::io::stdin()
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the component: {e}"))?;
     let engine = compile_engine().map_err(|e| format!("cannot create the compiler: {e:?}"))?;
-    let artifact = engine.precompile_component(&bytes).map_err(|e| format!("{e:#}"))?;
+    let artifact = engine
+        .precompile_component(&bytes)
+        .map_err(|e| format!("{e:#}"))?;
     let mut stdout = std::io::stdout().lock();
-    stdout.write_all(&artifact).and_then(|()| stdout.flush()).map_err(|e| format!("cannot write the artifact: {e}"))
+    stdout
+        .write_all(&artifact)
+        .and_then(|()| stdout.flush())
+        .map_err(|e| format!("cannot write the artifact: {e}"))
 }

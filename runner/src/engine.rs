@@ -53,7 +53,10 @@ pub(crate) fn run_engine(runner: &RunnerConfig) -> wasmtime::Result<Engine> {
     let runs = runner.max_concurrent_runs;
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(runs)
-        .total_core_instances(runs.saturating_mul(CORE_INSTANCES_PER_COMPONENT / 4).max(CORE_INSTANCES_PER_COMPONENT))
+        .total_core_instances(
+            runs.saturating_mul(CORE_INSTANCES_PER_COMPONENT / 4)
+                .max(CORE_INSTANCES_PER_COMPONENT),
+        )
         .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
         .total_memories(runs.saturating_mul(2))
         .max_memories_per_component(MEMORIES_PER_COMPONENT)
@@ -91,7 +94,10 @@ impl EpochTicker {
                     }
                 }
             })?;
-        Ok(Self { stop, thread: Some(thread) })
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 

@@ -227,7 +227,12 @@ pub struct GatewayAnswer {
 impl GatewayAnswer {
     /// A free, uncached answer.
     pub fn free(result: Result<GatewayResponse, GatewayError>) -> Self {
-        Self { result, cost_usd: 0.0, cached: false, retries: 0 }
+        Self {
+            result,
+            cost_usd: 0.0,
+            cached: false,
+            retries: 0,
+        }
     }
 }
 
@@ -241,7 +246,11 @@ impl GatewayAnswer {
 /// [`ScriptedGateway`]: crate::ScriptedGateway
 pub trait Gateway: Send + Sync + 'static {
     /// Answer one request of one run.
-    fn handle<'a>(&'a self, run: &'a RunContext, request: GatewayRequest) -> BoxFuture<'a, GatewayAnswer>;
+    fn handle<'a>(
+        &'a self,
+        run: &'a RunContext,
+        request: GatewayRequest,
+    ) -> BoxFuture<'a, GatewayAnswer>;
 }
 
 /// One gateway call of a run, as recorded with its outcome.

@@ -7,7 +7,9 @@ use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::gateway::{self as api, Gateway, GatewayCall, GatewayRequest, GatewayResponse, GatewayUsage, RunContext};
+use crate::gateway::{
+    self as api, Gateway, GatewayCall, GatewayRequest, GatewayResponse, GatewayUsage, RunContext,
+};
 use crate::limits::RunLimiter;
 use crate::logs::LogSink;
 
@@ -39,12 +41,18 @@ pub(crate) struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl HostState {
-    async fn forward(&mut self, request: GatewayRequest) -> Result<GatewayResponse, api::GatewayError> {
+    async fn forward(
+        &mut self,
+        request: GatewayRequest,
+    ) -> Result<GatewayResponse, api::GatewayError> {
         let started = Instant::now();
         let service = request.service().to_owned();
         let request_hash = request.hash();
@@ -75,7 +83,9 @@ fn too_large(size: usize) -> Option<wit::GatewayError> {
 }
 
 fn unexpected(service: &str) -> wit::GatewayError {
-    wit::GatewayError::Unavailable(format!("the gateway answered a {service} request with another kind of response"))
+    wit::GatewayError::Unavailable(format!(
+        "the gateway answered a {service} request with another kind of response"
+    ))
 }
 
 impl From<api::GatewayError> for wit::GatewayError {
@@ -94,9 +104,16 @@ impl From<api::GatewayError> for wit::GatewayError {
 impl sooth::agent::types::Host for HostState {}
 
 impl wit::Host for HostState {
-    async fn chat(&mut self, request: wit::ChatRequest) -> Result<wit::ChatResponse, wit::GatewayError> {
+    async fn chat(
+        &mut self,
+        request: wit::ChatRequest,
+    ) -> Result<wit::ChatResponse, wit::GatewayError> {
         let size = request.model.len()
-            + request.messages.iter().map(|m| m.role.len() + m.content.len()).sum::<usize>();
+            + request
+                .messages
+                .iter()
+                .map(|m| m.role.len() + m.content.len())
+                .sum::<usize>();
         if let Some(error) = too_large(size) {
             return Err(error);
         }
@@ -105,7 +122,10 @@ impl wit::Host for HostState {
             messages: request
                 .messages
                 .into_iter()
-                .map(|m| api::ChatMessage { role: m.role, content: m.content })
+                .map(|m| api::ChatMessage {
+                    role: m.role,
+                    content: m.content,
+                })
                 .collect(),
             temperature: request.temperature,
             max_tokens: request.max_tokens,
@@ -124,7 +144,10 @@ impl wit::Host for HostState {
         }
     }
 
-    async fn search(&mut self, request: wit::SearchRequest) -> Result<wit::SearchResponse, wit::GatewayError> {
+    async fn search(
+        &mut self,
+        request: wit::SearchRequest,
+    ) -> Result<wit::SearchResponse, wit::GatewayError> {
         if let Some(error) = too_large(request.query.len()) {
             return Err(error);
         }
@@ -157,7 +180,9 @@ impl wit::Host for HostState {
             return Err(error);
         }
         if serde_json::from_str::<serde_json::Value>(&body).is_err() {
-            return Err(wit::GatewayError::BadRequest(format!("the body for service {service:?} is not valid JSON")));
+            return Err(wit::GatewayError::BadRequest(format!(
+                "the body for service {service:?} is not valid JSON"
+            )));
         }
         match self.forward(GatewayRequest::Call { service, body }).await? {
             GatewayResponse::Call { body } => Ok(body),

@@ -38,13 +38,19 @@ pub(crate) struct LogSink(Arc<Mutex<Buffer>>);
 
 impl LogSink {
     pub(crate) fn new(limit: usize) -> Self {
-        Self(Arc::new(Mutex::new(Buffer { bytes: Vec::new(), limit, dropped: 0 })))
+        Self(Arc::new(Mutex::new(Buffer {
+            bytes: Vec::new(),
+            limit,
+            dropped: 0,
+        })))
     }
 
     fn lock(&self) -> MutexGuard<'_, Buffer> {
         // A poisoned lock only means another writer panicked mid-append;
         // the bytes are still a valid prefix.
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn append(&self, bytes: &[u8]) {
@@ -105,7 +111,11 @@ impl Pollable for LogSink {
 }
 
 impl tokio::io::AsyncWrite for LogSink {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.append(buf);
         Poll::Ready(Ok(buf.len()))
     }

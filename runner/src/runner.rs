@@ -64,7 +64,12 @@ pub struct RunSpec {
 impl RunSpec {
     /// A run with the configured limit and no miner.
     pub fn new(run_id: impl Into<String>, gateway: Arc<dyn Gateway>) -> Self {
-        Self { run_id: run_id.into(), miner: None, gateway, timeout: None }
+        Self {
+            run_id: run_id.into(),
+            miner: None,
+            gateway,
+            timeout: None,
+        }
     }
 }
 
@@ -107,19 +112,34 @@ impl Runner {
         config.validate()?;
         let engine = run_engine(&config).map_err(|e| RunnerError::Engine(format!("{e:?}")))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| RunnerError::Engine(format!("{e:?}")))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| RunnerError::Engine(format!("{e:?}")))?;
         Forecaster::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| RunnerError::Engine(format!("{e:?}")))?;
         let cache = match &config.cache_dir {
-            Some(dir) => Some(CompileCache::open(dir, &engine).map_err(|source| RunnerError::Cache {
-                path: dir.display().to_string(),
-                source,
-            })?),
+            Some(dir) => {
+                Some(
+                    CompileCache::open(dir, &engine).map_err(|source| RunnerError::Cache {
+                        path: dir.display().to_string(),
+                        source,
+                    })?,
+                )
+            }
             None => None,
         };
-        let ticker = EpochTicker::start(&engine, config.epoch_tick).map_err(|e| RunnerError::Engine(e.to_string()))?;
+        let ticker = EpochTicker::start(&engine, config.epoch_tick)
+            .map_err(|e| RunnerError::Engine(e.to_string()))?;
         let slots = Semaphore::new(config.max_concurrent_runs as usize);
-        Ok(Self { inner: Arc::new(Inner { config, engine, linker, slots, cache, _ticker: ticker }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                engine,
+                linker,
+                slots,
+                cache,
+                _ticker: ticker,
+            }),
+        })
     }
 
     /// The configuration in force.
@@ -142,8 +162,12 @@ impl Runner {
         if let Some(name) = first_forbidden(&inner.engine, &component) {
             return Err(LoadError::ForbiddenImport(name));
         }
-        let instance_pre = inner.linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let pre = ForecasterPre::new(instance_pre).map_err(|e| LoadError::MissingExport(format!("{e:#}")))?;
+        let instance_pre = inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = ForecasterPre::new(instance_pre)
+            .map_err(|e| LoadError::MissingExport(format!("{e:#}")))?;
         Ok(Agent::new(hash, bytes.len(), pre))
     }
 
@@ -154,7 +178,9 @@ impl Runner {
         {
             match deserialize_file(&inner.engine, &artifact) {
                 Ok(component) => return Ok(component),
-                Err(error) => tracing::warn!(%hash, %error, "cached artifact does not load; recompiling"),
+                Err(error) => {
+                    tracing::warn!(%hash, %error, "cached artifact does not load; recompiling")
+                }
             }
         }
         let artifact = compile(
@@ -179,12 +205,23 @@ impl Runner {
     /// # Errors
     ///
     /// [`RunnerError::Event`] when the event itself is invalid (nothing ran).
-    pub async fn run(&self, agent: &Agent, event: &AgentEvent, spec: &RunSpec) -> Result<RunReport, RunnerError> {
+    pub async fn run(
+        &self,
+        agent: &Agent,
+        event: &AgentEvent,
+        spec: &RunSpec,
+    ) -> Result<RunReport, RunnerError> {
         event.validate()?;
         let inner = &self.inner;
         // The semaphore is never closed, so acquiring only waits.
-        let _slot = inner.slots.acquire().await.map_err(|e| RunnerError::Engine(e.to_string()))?;
-        let limit = spec.timeout.map_or(inner.config.timeout, |t| t.min(inner.config.timeout));
+        let _slot = inner
+            .slots
+            .acquire()
+            .await
+            .map_err(|e| RunnerError::Engine(e.to_string()))?;
+        let limit = spec
+            .timeout
+            .map_or(inner.config.timeout, |t| t.min(inner.config.timeout));
         let began = Instant::now();
         let deadline = began + limit;
         let logs = LogSink::new(inner.config.log_limit_bytes);
@@ -228,16 +265,31 @@ impl Runner {
             }
         });
         let wit_event = to_wit(event);
-        let result = tokio::time::timeout_at(deadline.into(), call(agent.pre(), &mut store, &wit_event)).await;
+        let result =
+            tokio::time::timeout_at(deadline.into(), call(agent.pre(), &mut store, &wit_event))
+                .await;
         let duration = began.elapsed();
         let memory_refused = store.data().limiter.memory_refused;
         let outcome = match result {
-            Err(_) => RunOutcome::Timeout { limit_ms: millis(limit) },
-            Ok(result) => classify(result, &event.id, limit, memory_refused, inner.config.memory_limit_bytes),
+            Err(_) => RunOutcome::Timeout {
+                limit_ms: millis(limit),
+            },
+            Ok(result) => classify(
+                result,
+                &event.id,
+                limit,
+                memory_refused,
+                inner.config.memory_limit_bytes,
+            ),
         };
         let gateway = std::mem::take(&mut store.data_mut().usage);
         drop(store);
-        Ok(RunReport { outcome, duration, logs: logs.finish(), gateway })
+        Ok(RunReport {
+            outcome,
+            duration,
+            logs: logs.finish(),
+            gateway,
+        })
     }
 }
 
@@ -268,8 +320,15 @@ async fn call(
     store: &mut Store<HostState>,
     event: &WitEvent,
 ) -> Result<Result<WitForecast, String>, Stage> {
-    let forecaster = pre.instantiate_async(&mut *store).await.map_err(Stage::Instantiate)?;
-    forecaster.sooth_agent_agent().call_predict(&mut *store, event).await.map_err(Stage::Call)
+    let forecaster = pre
+        .instantiate_async(&mut *store)
+        .await
+        .map_err(Stage::Instantiate)?;
+    forecaster
+        .sooth_agent_agent()
+        .call_predict(&mut *store, event)
+        .await
+        .map_err(Stage::Call)
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -307,13 +366,24 @@ fn classify(
     let failed = |error: &wasmtime::Error| error.downcast_ref::<DeadlineReached>().is_some();
     match result {
         Err(Stage::Instantiate(error) | Stage::Call(error)) if failed(&error) => {
-            RunOutcome::Timeout { limit_ms: millis(limit) }
+            RunOutcome::Timeout {
+                limit_ms: millis(limit),
+            }
         }
-        Err(_) | Ok(Err(_)) if memory_refused => RunOutcome::MemoryExceeded { limit_bytes: memory_limit },
-        Err(Stage::Instantiate(error)) => RunOutcome::InstantiationFailure { reason: describe(&error) },
-        Err(Stage::Call(error)) => RunOutcome::Trap { message: describe(&error) },
+        Err(_) | Ok(Err(_)) if memory_refused => RunOutcome::MemoryExceeded {
+            limit_bytes: memory_limit,
+        },
+        Err(Stage::Instantiate(error)) => RunOutcome::InstantiationFailure {
+            reason: describe(&error),
+        },
+        Err(Stage::Call(error)) => RunOutcome::Trap {
+            message: describe(&error),
+        },
         Ok(Err(message)) => RunOutcome::InvalidOutput {
-            reason: format!("the agent returned an error: {}", truncate(&message, MAX_REASONING_BYTES)),
+            reason: format!(
+                "the agent returned an error: {}",
+                truncate(&message, MAX_REASONING_BYTES)
+            ),
         },
         Ok(Ok(forecast)) => validate(forecast, event_id),
     }
@@ -330,12 +400,17 @@ fn validate(forecast: WitForecast, event_id: &str) -> RunOutcome {
     }
     match clip_probability(forecast.probability) {
         None => RunOutcome::InvalidOutput {
-            reason: format!("probability {} is not a finite number", forecast.probability),
+            reason: format!(
+                "probability {} is not a finite number",
+                forecast.probability
+            ),
         },
         Some(probability) => RunOutcome::Prediction {
             raw: forecast.probability,
             probability,
-            reasoning: forecast.reasoning.map(|r| truncate(&r, MAX_REASONING_BYTES).to_owned()),
+            reasoning: forecast
+                .reasoning
+                .map(|r| truncate(&r, MAX_REASONING_BYTES).to_owned()),
         },
     }
 }

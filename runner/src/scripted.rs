@@ -38,8 +38,8 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use crate::gateway::{
-    ChatResponse, Gateway, GatewayAnswer, GatewayError, GatewayRequest, GatewayResponse, RunContext,
-    SearchResponse, SearchResult, TokenUsage,
+    ChatResponse, Gateway, GatewayAnswer, GatewayError, GatewayRequest, GatewayResponse,
+    RunContext, SearchResponse, SearchResult, TokenUsage,
 };
 
 #[derive(Debug, Deserialize)]
@@ -116,7 +116,9 @@ fn parse_error_kind(rule: &Rule) -> Result<GatewayError, String> {
     let message = rule.message.clone();
     Ok(match rule.error.as_deref().unwrap_or_default() {
         "budget-exceeded" => GatewayError::BudgetExceeded { message },
-        "rate-limited" => GatewayError::RateLimited { retry_after_ms: rule.retry_after_ms },
+        "rate-limited" => GatewayError::RateLimited {
+            retry_after_ms: rule.retry_after_ms,
+        },
         "unavailable" => GatewayError::Unavailable { message },
         "not-found" => GatewayError::NotFound { message },
         "bad-request" => GatewayError::BadRequest { message },
@@ -128,7 +130,10 @@ fn parse_error_kind(rule: &Rule) -> Result<GatewayError, String> {
 impl ScriptedGateway {
     /// A gateway that answers every request with `not-found`.
     pub fn empty() -> Self {
-        Self { rules: Vec::new(), uses: Mutex::new(Vec::new()) }
+        Self {
+            rules: Vec::new(),
+            uses: Mutex::new(Vec::new()),
+        }
     }
 
     /// Read rules from a TOML file, or JSON when the name ends in `.json`.
@@ -139,8 +144,13 @@ impl ScriptedGateway {
     /// answers with nothing or with two things.
     pub fn from_file(path: &Path) -> Result<Self, ScriptError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ScriptError::Read { path: origin.clone(), source })?;
-        let json = path.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("json"));
+        let text = std::fs::read_to_string(path).map_err(|source| ScriptError::Read {
+            path: origin.clone(),
+            source,
+        })?;
+        let json = path
+            .extension()
+            .is_some_and(|ext| ext.eq_ignore_ascii_case("json"));
         Self::from_str(&text, json, &origin)
     }
 
@@ -155,12 +165,26 @@ impl ScriptedGateway {
         } else {
             toml::from_str(text).map_err(|e| e.to_string())
         };
-        let file = parsed.map_err(|message| ScriptError::Parse { path: origin.to_owned(), message })?;
+        let file = parsed.map_err(|message| ScriptError::Parse {
+            path: origin.to_owned(),
+            message,
+        })?;
         for (index, rule) in file.rule.iter().enumerate() {
-            let rule_error = |message: String| ScriptError::Rule { path: origin.to_owned(), index: index + 1, message };
-            let answers = [rule.content.is_some(), rule.results.is_some(), rule.body.is_some(), rule.error.is_some()];
+            let rule_error = |message: String| ScriptError::Rule {
+                path: origin.to_owned(),
+                index: index + 1,
+                message,
+            };
+            let answers = [
+                rule.content.is_some(),
+                rule.results.is_some(),
+                rule.body.is_some(),
+                rule.error.is_some(),
+            ];
             if answers.iter().filter(|set| **set).count() != 1 {
-                return Err(rule_error("give exactly one of content, results, body or error".into()));
+                return Err(rule_error(
+                    "give exactly one of content, results, body or error".into(),
+                ));
             }
             if rule.error.is_some() {
                 parse_error_kind(rule).map_err(rule_error)?;
@@ -171,7 +195,10 @@ impl ScriptedGateway {
                 _ => rule.content.is_none() && rule.results.is_none(),
             };
             if !fits {
-                return Err(rule_error(format!("the answer does not fit service {:?}", rule.service)));
+                return Err(rule_error(format!(
+                    "the answer does not fit service {:?}",
+                    rule.service
+                )));
             }
             if let Some(body) = &rule.body
                 && serde_json::from_str::<serde_json::Value>(body).is_err()
@@ -183,19 +210,29 @@ impl ScriptedGateway {
             }
         }
         let uses = Mutex::new(vec![0; file.rule.len()]);
-        Ok(Self { rules: file.rule, uses })
+        Ok(Self {
+            rules: file.rule,
+            uses,
+        })
     }
 
     fn pick(&self, request: &GatewayRequest) -> Option<Rule> {
         let (model, text) = match request {
             GatewayRequest::Chat(chat) => (
                 Some(chat.model.as_str()),
-                chat.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n"),
+                chat.messages
+                    .iter()
+                    .map(|m| m.content.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
             ),
             GatewayRequest::Search(search) => (None, search.query.clone()),
             GatewayRequest::Call { body, .. } => (None, body.clone()),
         };
-        let mut uses = self.uses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut uses = self
+            .uses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let index = self.rules.iter().enumerate().position(|(index, rule)| {
             rule.service == request.service()
                 && rule.model.as_deref().is_none_or(|m| Some(m) == model)
@@ -214,18 +251,27 @@ impl ScriptedGateway {
             GatewayRequest::Chat(chat) => GatewayResponse::Chat(ChatResponse {
                 content: rule.content.clone().unwrap_or_default(),
                 model: chat.model.clone(),
-                usage: TokenUsage { input_tokens: rule.input_tokens, output_tokens: rule.output_tokens },
+                usage: TokenUsage {
+                    input_tokens: rule.input_tokens,
+                    output_tokens: rule.output_tokens,
+                },
             }),
-            GatewayRequest::Search(_) => {
-                GatewayResponse::Search(SearchResponse { results: rule.results.clone().unwrap_or_default() })
-            }
-            GatewayRequest::Call { .. } => GatewayResponse::Call { body: rule.body.clone().unwrap_or_default() },
+            GatewayRequest::Search(_) => GatewayResponse::Search(SearchResponse {
+                results: rule.results.clone().unwrap_or_default(),
+            }),
+            GatewayRequest::Call { .. } => GatewayResponse::Call {
+                body: rule.body.clone().unwrap_or_default(),
+            },
         })
     }
 }
 
 impl Gateway for ScriptedGateway {
-    fn handle<'a>(&'a self, _run: &'a RunContext, request: GatewayRequest) -> BoxFuture<'a, GatewayAnswer> {
+    fn handle<'a>(
+        &'a self,
+        _run: &'a RunContext,
+        request: GatewayRequest,
+    ) -> BoxFuture<'a, GatewayAnswer> {
         Box::pin(async move {
             let Some(rule) = self.pick(&request) else {
                 let what = match &request {
@@ -241,7 +287,12 @@ impl Gateway for ScriptedGateway {
             }
             let result = Self::answer(&rule, &request);
             let cost_usd = if result.is_ok() { rule.cost_usd } else { 0.0 };
-            GatewayAnswer { result, cost_usd, cached: false, retries: 0 }
+            GatewayAnswer {
+                result,
+                cost_usd,
+                cached: false,
+                retries: 0,
+            }
         })
     }
 }

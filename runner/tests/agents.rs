@@ -1,6 +1,8 @@
 //! The example agents, the scripted gateway, the compile cache and the
 //! configuration, through the runner's public API.
 
+#![allow(clippy::unwrap_used)] // a test that expects an error unwraps it
+
 mod common;
 
 use std::sync::Arc;
@@ -55,8 +57,21 @@ async fn check_llm_forecaster(path: &std::path::Path) {
     let agent = load(&runner, path).await;
     let gateway = scripted(ANSWERS);
 
-    let plain = run_with(&runner, &agent, &with_market("a", 0.4), gateway.clone(), None).await;
-    assert_eq!(plain.outcome.probability(), Some(0.72), "{:?} {}", plain.outcome, plain.logs.text);
+    let plain = run_with(
+        &runner,
+        &agent,
+        &with_market("a", 0.4),
+        gateway.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(
+        plain.outcome.probability(),
+        Some(0.72),
+        "{:?} {}",
+        plain.outcome,
+        plain.logs.text
+    );
     assert_eq!(plain.gateway.call_count(), 1);
     assert_eq!(plain.gateway.calls[0].service, "chat");
     assert_eq!(plain.gateway.calls[0].status, "ok");
@@ -66,14 +81,31 @@ async fn check_llm_forecaster(path: &std::path::Path) {
     flaky.title = "A flaky question".into();
     let retried = run_with(&runner, &agent, &flaky, gateway.clone(), None).await;
     assert_eq!(retried.outcome.probability(), Some(0.72));
-    let statuses: Vec<_> = retried.gateway.calls.iter().map(|c| c.status.as_str()).collect();
-    assert_eq!(statuses, ["rate-limited", "ok"], "the agent retried after the rate limit");
+    let statuses: Vec<_> = retried
+        .gateway
+        .calls
+        .iter()
+        .map(|c| c.status.as_str())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["rate-limited", "ok"],
+        "the agent retried after the rate limit"
+    );
 
     let mut broken = with_market("c", 0.4);
     broken.title = "A broken question".into();
     let fallback = run_with(&runner, &agent, &broken, gateway, None).await;
-    assert_eq!(fallback.outcome.probability(), Some(0.4), "falls back on the market price");
-    assert!(fallback.logs.text.contains("no such model"), "logs: {}", fallback.logs.text);
+    assert_eq!(
+        fallback.outcome.probability(),
+        Some(0.4),
+        "falls back on the market price"
+    );
+    assert!(
+        fallback.logs.text.contains("no such model"),
+        "logs: {}",
+        fallback.logs.text
+    );
     assert_eq!(fallback.gateway.cost_usd(), 0.0);
 }
 
@@ -90,7 +122,10 @@ async fn python_llm_forecaster_behaves_like_the_rust_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compile_cache_survives_restarts_and_rejects_corrupt_entries() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = RunnerConfig { cache_dir: Some(dir.path().to_owned()), ..common::config() };
+    let config = RunnerConfig {
+        cache_dir: Some(dir.path().to_owned()),
+        ..common::config()
+    };
     let bytes = std::fs::read(market_baseline()).expect("agent");
 
     let first = Runner::new(config.clone()).expect("runner");
@@ -102,7 +137,13 @@ async fn compile_cache_survives_restarts_and_rejects_corrupt_entries() {
     // A fresh runner (a restart) loads the entry and runs it.
     let second = Runner::new(config.clone()).expect("runner");
     let agent = second.load(&bytes).await.expect("loads from cache");
-    assert_eq!(run(&second, &agent, &with_market("x", 0.6)).await.outcome.probability(), Some(0.6));
+    assert_eq!(
+        run(&second, &agent, &with_market("x", 0.6))
+            .await
+            .outcome
+            .probability(),
+        Some(0.6)
+    );
 
     // Flip one byte in the artifact: the entry is refused and recompiled.
     let entry_tag = entry.with_extension("tag");
@@ -112,45 +153,102 @@ async fn compile_cache_survives_restarts_and_rejects_corrupt_entries() {
     cached[last] ^= 0xff;
     std::fs::write(&entry, &cached).expect("corrupt");
     let agent = second.load(&bytes).await.expect("recompiles");
-    assert_eq!(run(&second, &agent, &with_market("y", 0.3)).await.outcome.probability(), Some(0.3));
-    assert!(std::fs::read(&entry).expect("entry") != cached, "the corrupt entry was rewritten");
+    assert_eq!(
+        run(&second, &agent, &with_market("y", 0.3))
+            .await
+            .outcome
+            .probability(),
+        Some(0.3)
+    );
+    assert!(
+        std::fs::read(&entry).expect("entry") != cached,
+        "the corrupt entry was rewritten"
+    );
 
     // An entry from another cache (another key) is foreign and not trusted.
     let other_dir = tempfile::tempdir().expect("tempdir");
-    let other = Runner::new(RunnerConfig { cache_dir: Some(other_dir.path().to_owned()), ..common::config() })
-        .expect("runner");
-    std::fs::copy(&entry, other_dir.path().join(entry.file_name().expect("name"))).expect("copy");
-    std::fs::copy(&entry_tag, other_dir.path().join(entry_tag.file_name().expect("name"))).expect("copy");
+    let other = Runner::new(RunnerConfig {
+        cache_dir: Some(other_dir.path().to_owned()),
+        ..common::config()
+    })
+    .expect("runner");
+    std::fs::copy(
+        &entry,
+        other_dir.path().join(entry.file_name().expect("name")),
+    )
+    .expect("copy");
+    std::fs::copy(
+        &entry_tag,
+        other_dir.path().join(entry_tag.file_name().expect("name")),
+    )
+    .expect("copy");
     let foreign_tag = std::fs::read(&entry_tag).expect("tag");
     let agent = other.load(&bytes).await.expect("recompiles");
-    assert_eq!(run(&other, &agent, &with_market("z", 0.2)).await.outcome.probability(), Some(0.2));
-    let rewritten = std::fs::read(other_dir.path().join(entry_tag.file_name().expect("name"))).expect("tag");
-    assert!(rewritten != foreign_tag, "the foreign entry was re-tagged under this cache's key");
+    assert_eq!(
+        run(&other, &agent, &with_market("z", 0.2))
+            .await
+            .outcome
+            .probability(),
+        Some(0.2)
+    );
+    let rewritten =
+        std::fs::read(other_dir.path().join(entry_tag.file_name().expect("name"))).expect("tag");
+    assert!(
+        rewritten != foreign_tag,
+        "the foreign entry was re-tagged under this cache's key"
+    );
 }
 
 #[test]
 fn configuration_refuses_unknown_keys_and_bad_values() {
-    let error = RunnerConfig::from_toml_str("timeout = 10\nmemroy_limit_bytes = 5\n", "runner.toml").unwrap_err();
+    let error =
+        RunnerConfig::from_toml_str("timeout = 10\nmemroy_limit_bytes = 5\n", "runner.toml")
+            .unwrap_err();
     assert!(error.to_string().contains("memroy_limit_bytes"), "{error}");
-    let error = RunnerConfig::from_toml_str("max_concurrent_runs = 0\n", "runner.toml").unwrap_err();
+    let error =
+        RunnerConfig::from_toml_str("max_concurrent_runs = 0\n", "runner.toml").unwrap_err();
     assert!(error.to_string().contains("max_concurrent_runs"), "{error}");
-    let config = RunnerConfig::from_toml_str("timeout = 30\nmemory_limit_bytes = 268435456\n", "runner.toml")
-        .expect("valid");
+    let config = RunnerConfig::from_toml_str(
+        "timeout = 30\nmemory_limit_bytes = 268435456\n",
+        "runner.toml",
+    )
+    .expect("valid");
     assert_eq!(config.timeout, std::time::Duration::from_secs(30));
     assert_eq!(config.memory_limit_bytes, 256 << 20);
-    assert_eq!(RunnerConfig::default().timeout, std::time::Duration::from_secs(240));
+    assert_eq!(
+        RunnerConfig::default().timeout,
+        std::time::Duration::from_secs(240)
+    );
 }
 
 #[test]
 fn responses_files_are_checked() {
-    let error = ScriptedGateway::from_str("[[rule]]\nservice = \"chat\"\n", false, "r.toml").unwrap_err();
-    assert!(error.to_string().contains("rule 1") && error.to_string().contains("exactly one"), "{error}");
-    let error = ScriptedGateway::from_str("[[rule]]\nservice = \"chat\"\nerror = \"sad\"\n", false, "r.toml").unwrap_err();
+    let error =
+        ScriptedGateway::from_str("[[rule]]\nservice = \"chat\"\n", false, "r.toml").unwrap_err();
+    assert!(
+        error.to_string().contains("rule 1") && error.to_string().contains("exactly one"),
+        "{error}"
+    );
+    let error = ScriptedGateway::from_str(
+        "[[rule]]\nservice = \"chat\"\nerror = \"sad\"\n",
+        false,
+        "r.toml",
+    )
+    .unwrap_err();
     assert!(error.to_string().contains("unknown error kind"), "{error}");
-    let error = ScriptedGateway::from_str("[[rule]]\nservice = \"x\"\nbody = \"{nope\"\n", false, "r.toml").unwrap_err();
+    let error = ScriptedGateway::from_str(
+        "[[rule]]\nservice = \"x\"\nbody = \"{nope\"\n",
+        false,
+        "r.toml",
+    )
+    .unwrap_err();
     assert!(error.to_string().contains("not valid JSON"), "{error}");
-    let error = ScriptedGateway::from_str("[[rule]]\nservice = \"chat\"\ncontent = \"1\"\nextra = 1\n", false, "r.toml")
-        .unwrap_err();
+    let error = ScriptedGateway::from_str(
+        "[[rule]]\nservice = \"chat\"\ncontent = \"1\"\nextra = 1\n",
+        false,
+        "r.toml",
+    )
+    .unwrap_err();
     assert!(error.to_string().contains("extra"), "{error}");
     let json = r#"{"rule": [{"service": "search", "results": [{"title": "t", "url": "u"}]}]}"#;
     assert!(ScriptedGateway::from_str(json, true, "r.json").is_ok());
@@ -167,5 +265,8 @@ async fn events_that_cannot_be_run_are_refused() {
     bad.cutoff = bad.created_at - 1;
     let error = runner.run(&agent, &bad, &spec).await.unwrap_err();
     assert!(error.to_string().contains("cutoff"), "{error}");
-    assert!(matches!(run(&runner, &agent, &event("fine", "x")).await.outcome, RunOutcome::Prediction { .. }));
+    assert!(matches!(
+        run(&runner, &agent, &event("fine", "x")).await.outcome,
+        RunOutcome::Prediction { .. }
+    ));
 }

@@ -2,6 +2,8 @@
 //! with a message that says what happened, and well-behaved runs going on at
 //! the same time finish unaffected.
 
+#![allow(clippy::unwrap_used)] // a test that expects an error unwraps it
+
 mod common;
 
 use std::time::Duration;
@@ -19,7 +21,11 @@ async fn cpu_loop_is_killed_at_the_deadline() {
     let report = run_with(&runner, &agent, &event("e", "spin"), scripted(""), SHORT).await;
     assert_eq!(report.outcome, RunOutcome::Timeout { limit_ms: 600 });
     assert!(report.duration >= Duration::from_millis(600));
-    assert!(report.duration < Duration::from_secs(3), "took {:?}", report.duration);
+    assert!(
+        report.duration < Duration::from_secs(3),
+        "took {:?}",
+        report.duration
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,10 +34,22 @@ async fn waits_inside_host_calls_are_killed_at_the_deadline() {
     let agent = load(&runner, &hostile()).await;
     let sleeper = run_with(&runner, &agent, &event("a", "sleep"), scripted(""), SHORT).await;
     assert_eq!(sleeper.outcome, RunOutcome::Timeout { limit_ms: 600 });
-    let stuck_gateway = scripted("[[rule]]\nservice = \"chat\"\ndelay_ms = 3600000\ncontent = \"0.9\"\n");
-    let waiter = run_with(&runner, &agent, &event("b", "gateway-wait"), stuck_gateway, SHORT).await;
+    let stuck_gateway =
+        scripted("[[rule]]\nservice = \"chat\"\ndelay_ms = 3600000\ncontent = \"0.9\"\n");
+    let waiter = run_with(
+        &runner,
+        &agent,
+        &event("b", "gateway-wait"),
+        stuck_gateway,
+        SHORT,
+    )
+    .await;
     assert_eq!(waiter.outcome, RunOutcome::Timeout { limit_ms: 600 });
-    assert_eq!(waiter.gateway.call_count(), 0, "an unfinished call is not recorded as made");
+    assert_eq!(
+        waiter.gateway.call_count(),
+        0,
+        "an unfinished call is not recorded as made"
+    );
     assert!(waiter.duration < Duration::from_secs(3));
 }
 
@@ -40,8 +58,18 @@ async fn memory_bomb_hits_the_cap() {
     let runner = runner();
     let agent = load(&runner, &hostile()).await;
     let report = run(&runner, &agent, &event("e", "memory-bomb")).await;
-    assert_eq!(report.outcome, RunOutcome::MemoryExceeded { limit_bytes: 64 << 20 });
-    assert!(report.outcome.reason().is_some_and(|r| r.contains("memory limit")));
+    assert_eq!(
+        report.outcome,
+        RunOutcome::MemoryExceeded {
+            limit_bytes: 64 << 20
+        }
+    );
+    assert!(
+        report
+            .outcome
+            .reason()
+            .is_some_and(|r| r.contains("memory limit"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,15 +77,27 @@ async fn deep_recursion_panic_and_trap_are_traps() {
     let runner = runner();
     let agent = load(&runner, &hostile()).await;
     let recursion = run(&runner, &agent, &event("r", "recursion")).await;
-    let RunOutcome::Trap { message } = &recursion.outcome else { panic!("{:?}", recursion.outcome) };
+    let RunOutcome::Trap { message } = &recursion.outcome else {
+        panic!("{:?}", recursion.outcome)
+    };
     assert!(message.contains("stack"), "{message}");
 
     let panic = run(&runner, &agent, &event("p", "panic")).await;
-    assert!(matches!(panic.outcome, RunOutcome::Trap { .. }), "{:?}", panic.outcome);
-    assert!(panic.logs.text.contains("panics on purpose"), "panic message captured: {:?}", panic.logs.text);
+    assert!(
+        matches!(panic.outcome, RunOutcome::Trap { .. }),
+        "{:?}",
+        panic.outcome
+    );
+    assert!(
+        panic.logs.text.contains("panics on purpose"),
+        "panic message captured: {:?}",
+        panic.logs.text
+    );
 
     let trap = run(&runner, &agent, &event("t", "trap")).await;
-    let RunOutcome::Trap { message } = &trap.outcome else { panic!("{:?}", trap.outcome) };
+    let RunOutcome::Trap { message } = &trap.outcome else {
+        panic!("{:?}", trap.outcome)
+    };
     assert!(message.contains("unreachable"), "{message}");
 }
 
@@ -67,7 +107,9 @@ async fn predictions_are_validated_and_clipped() {
     let agent = load(&runner, &hostile()).await;
     for title in ["nan", "infinity"] {
         let report = run(&runner, &agent, &event("e", title)).await;
-        let RunOutcome::InvalidOutput { reason } = &report.outcome else { panic!("{title}: {:?}", report.outcome) };
+        let RunOutcome::InvalidOutput { reason } = &report.outcome else {
+            panic!("{title}: {:?}", report.outcome)
+        };
         assert!(reason.contains("not a finite number"), "{reason}");
     }
     let below = run(&runner, &agent, &event("e", "minus-three")).await;
@@ -77,11 +119,18 @@ async fn predictions_are_validated_and_clipped() {
     assert_eq!(above.outcome.probability(), Some(1.0));
 
     let wrong = run(&runner, &agent, &event("e1", "wrong-id")).await;
-    let RunOutcome::InvalidOutput { reason } = &wrong.outcome else { panic!("{:?}", wrong.outcome) };
-    assert!(reason.contains("\"e1-not\"") && reason.contains("not \"e1\""), "{reason}");
+    let RunOutcome::InvalidOutput { reason } = &wrong.outcome else {
+        panic!("{:?}", wrong.outcome)
+    };
+    assert!(
+        reason.contains("\"e1-not\"") && reason.contains("not \"e1\""),
+        "{reason}"
+    );
 
     let refused = run(&runner, &agent, &event("e", "error")).await;
-    let RunOutcome::InvalidOutput { reason } = &refused.outcome else { panic!("{:?}", refused.outcome) };
+    let RunOutcome::InvalidOutput { reason } = &refused.outcome else {
+        panic!("{:?}", refused.outcome)
+    };
     assert!(reason.contains("the hostile agent refuses"), "{reason}");
 }
 
@@ -100,13 +149,23 @@ async fn no_filesystem_no_sockets_no_environment() {
     let runner = runner();
     let agent = load(&runner, &hostile()).await;
     let reasoning = |report: sooth_runner::RunReport| match report.outcome {
-        RunOutcome::Prediction { reasoning: Some(r), .. } => r,
+        RunOutcome::Prediction {
+            reasoning: Some(r), ..
+        } => r,
         other => panic!("{other:?}"),
     };
     let files = reasoning(run(&runner, &agent, &event("e", "file")).await);
-    assert!(files.starts_with("read=Err(") && files.contains("list=Err(") && files.contains("write=Err("), "{files}");
+    assert!(
+        files.starts_with("read=Err(")
+            && files.contains("list=Err(")
+            && files.contains("write=Err("),
+        "{files}"
+    );
     let sockets = reasoning(run(&runner, &agent, &event("e", "socket")).await);
-    assert!(sockets.starts_with("tcp=Err(") && sockets.contains("udp=Err("), "{sockets}");
+    assert!(
+        sockets.starts_with("tcp=Err(") && sockets.contains("udp=Err("),
+        "{sockets}"
+    );
     let env = reasoning(run(&runner, &agent, &event("e", "env")).await);
     assert_eq!(env, "vars=0 args=0 home=None");
 }
@@ -116,11 +175,18 @@ async fn clock_reads_the_event_creation_and_random_is_seeded() {
     let runner = runner();
     let agent = load(&runner, &hostile()).await;
     let reasoning = |report: sooth_runner::RunReport| match report.outcome {
-        RunOutcome::Prediction { reasoning: Some(r), .. } => r,
+        RunOutcome::Prediction {
+            reasoning: Some(r), ..
+        } => r,
         other => panic!("{other:?}"),
     };
-    let now: i64 = reasoning(run(&runner, &agent, &event("e", "clock")).await).parse().expect("seconds");
-    assert!((1_750_000_000..1_750_000_005).contains(&now), "agent saw {now}");
+    let now: i64 = reasoning(run(&runner, &agent, &event("e", "clock")).await)
+        .parse()
+        .expect("seconds");
+    assert!(
+        (1_750_000_000..1_750_000_005).contains(&now),
+        "agent saw {now}"
+    );
 
     let first = reasoning(run(&runner, &agent, &event("same", "random")).await);
     let again = reasoning(run(&runner, &agent, &event("same", "random")).await);
@@ -132,7 +198,10 @@ async fn clock_reads_the_event_creation_and_random_is_seeded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_components_are_refused_before_they_run() {
     let runner = runner();
-    assert_eq!(runner.load(b"this is not wasm at all").await.unwrap_err(), LoadError::NotWasm);
+    assert_eq!(
+        runner.load(b"this is not wasm at all").await.unwrap_err(),
+        LoadError::NotWasm
+    );
     assert_eq!(runner.load(b"").await.unwrap_err(), LoadError::NotWasm);
     let core = wat::parse_str("(module (func (export \"f\")))").expect("wat");
     assert_eq!(runner.load(&core).await.unwrap_err(), LoadError::CoreModule);
@@ -144,21 +213,33 @@ async fn bad_components_are_refused_before_they_run() {
     )
     .expect("wat");
     let error = runner.load(&evil).await.unwrap_err();
-    assert_eq!(error, LoadError::ForbiddenImport("evil:net/socket@1.0.0".into()));
+    assert_eq!(
+        error,
+        LoadError::ForbiddenImport("evil:net/socket@1.0.0".into())
+    );
     assert!(error.to_string().contains("evil:net/socket@1.0.0"));
 
     let exportless = wat::parse_str("(component)").expect("wat");
-    assert!(matches!(runner.load(&exportless).await.unwrap_err(), LoadError::MissingExport(_)));
+    assert!(matches!(
+        runner.load(&exportless).await.unwrap_err(),
+        LoadError::MissingExport(_)
+    ));
 
     let mut truncated = std::fs::read(hostile()).expect("agent");
     truncated.truncate(truncated.len() / 2);
     let error = runner.load(&truncated).await.unwrap_err();
     assert!(matches!(error, LoadError::Invalid(_)), "{error:?}");
 
-    let small = sooth_runner::Runner::new(sooth_runner::RunnerConfig { max_component_bytes: 1000, ..common::config() })
-        .expect("runner");
+    let small = sooth_runner::Runner::new(sooth_runner::RunnerConfig {
+        max_component_bytes: 1000,
+        ..common::config()
+    })
+    .expect("runner");
     let big = std::fs::read(hostile()).expect("agent");
-    assert!(matches!(small.load(&big).await.unwrap_err(), LoadError::TooLarge { limit: 1000, .. }));
+    assert!(matches!(
+        small.load(&big).await.unwrap_err(),
+        LoadError::TooLarge { limit: 1000, .. }
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,13 +249,29 @@ async fn well_behaved_runs_finish_unaffected_beside_hostile_ones() {
     let stuck = scripted("[[rule]]\nservice = \"chat\"\ndelay_ms = 3600000\ncontent = \"0.9\"\n");
     let limit = Some(Duration::from_secs(3));
     let mut attacks = Vec::new();
-    for (i, title) in ["spin", "spin", "sleep", "gateway-wait", "memory-bomb", "recursion", "log-flood", "panic"]
-        .into_iter()
-        .enumerate()
+    for (i, title) in [
+        "spin",
+        "spin",
+        "sleep",
+        "gateway-wait",
+        "memory-bomb",
+        "recursion",
+        "log-flood",
+        "panic",
+    ]
+    .into_iter()
+    .enumerate()
     {
         let (runner, agent, stuck) = (runner.clone(), agent.clone(), stuck.clone());
         attacks.push(tokio::spawn(async move {
-            run_with(&runner, &agent, &event(&format!("attack-{i}"), title), stuck, limit).await
+            run_with(
+                &runner,
+                &agent,
+                &event(&format!("attack-{i}"), title),
+                stuck,
+                limit,
+            )
+            .await
         }));
     }
     // Let the attacks get going before the honest runs start.
@@ -182,15 +279,25 @@ async fn well_behaved_runs_finish_unaffected_beside_hostile_ones() {
     let mut honest = Vec::new();
     for i in 0..50 {
         let (runner, agent) = (runner.clone(), agent.clone());
-        honest.push(tokio::spawn(async move { run(&runner, &agent, &event(&format!("honest-{i}"), "fine")).await }));
+        honest.push(tokio::spawn(async move {
+            run(&runner, &agent, &event(&format!("honest-{i}"), "fine")).await
+        }));
     }
     for task in honest {
         let report = task.await.expect("task");
         assert_eq!(report.outcome.probability(), Some(0.42));
-        assert!(report.duration < Duration::from_secs(1), "an honest run took {:?}", report.duration);
+        assert!(
+            report.duration < Duration::from_secs(1),
+            "an honest run took {:?}",
+            report.duration
+        );
     }
     for task in attacks {
         let report = task.await.expect("task");
-        assert!(report.outcome.probability().is_none() || report.logs.truncated(), "{:?}", report.outcome);
+        assert!(
+            report.outcome.probability().is_none() || report.logs.truncated(),
+            "{:?}",
+            report.outcome
+        );
     }
 }

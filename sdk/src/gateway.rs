@@ -11,19 +11,28 @@ use std::time::Duration;
 impl ChatMessage {
     /// A `system` message.
     pub fn system(content: impl Into<String>) -> Self {
-        Self { role: "system".into(), content: content.into() }
+        Self {
+            role: "system".into(),
+            content: content.into(),
+        }
     }
 
     /// A `user` message.
     pub fn user(content: impl Into<String>) -> Self {
-        Self { role: "user".into(), content: content.into() }
+        Self {
+            role: "user".into(),
+            content: content.into(),
+        }
     }
 }
 
 impl GatewayError {
     /// Whether trying the same call again later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::RateLimited(_) | Self::Unavailable(_) | Self::Timeout)
+        matches!(
+            self,
+            Self::RateLimited(_) | Self::Unavailable(_) | Self::Timeout
+        )
     }
 
     /// A one-line description for logs and reasoning.
@@ -38,7 +47,6 @@ impl GatewayError {
         }
     }
 }
-
 
 /// How often and how patiently [`retry`] tries.
 #[derive(Debug, Clone, Copy)]
@@ -117,7 +125,10 @@ mod tests {
 
     #[test]
     fn retry_stops_on_errors_that_cannot_be_fixed_by_waiting() {
-        let policy = RetryPolicy { initial_backoff: Duration::ZERO, ..RetryPolicy::default() };
+        let policy = RetryPolicy {
+            initial_backoff: Duration::ZERO,
+            ..RetryPolicy::default()
+        };
         let mut calls = 0;
         let result: Result<(), _> = retry(policy, || {
             calls += 1;
@@ -129,7 +140,11 @@ mod tests {
         let mut calls = 0;
         let result = retry(policy, || {
             calls += 1;
-            if calls < 3 { Err(GatewayError::Timeout) } else { Ok(calls) }
+            if calls < 3 {
+                Err(GatewayError::Timeout)
+            } else {
+                Ok(calls)
+            }
         });
         assert_eq!(result, Ok(3));
 

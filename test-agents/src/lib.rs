@@ -13,7 +13,9 @@ use std::sync::{Mutex, OnceLock};
 
 /// The workspace root (this crate lives one level below it).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 fn target_dir() -> PathBuf {
@@ -32,18 +34,39 @@ static BUILDING: Mutex<()> = Mutex::new(());
 /// When cargo cannot be run or the build fails: the tests cannot go on
 /// without their agents, and the panic says why.
 pub fn rust_agent(package: &str) -> PathBuf {
-    let _guard = BUILDING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _guard = BUILDING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(workspace_root())
-        .args(["build", "--quiet", "--target", "wasm32-wasip2", "--profile", "agent", "-p", package])
+        .args([
+            "build",
+            "--quiet",
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+            "agent",
+            "-p",
+            package,
+        ])
         .arg("--target-dir")
         .arg(target_dir())
         .status()
         .unwrap_or_else(|error| panic!("cannot run cargo to build {package}: {error}"));
-    assert!(status.success(), "building agent {package} failed ({status})");
-    let path = target_dir().join("wasm32-wasip2").join("agent").join(format!("{}.wasm", package.replace('-', "_")));
-    assert!(path.exists(), "cargo built {package} but {} is missing", path.display());
+    assert!(
+        status.success(),
+        "building agent {package} failed ({status})"
+    );
+    let path = target_dir()
+        .join("wasm32-wasip2")
+        .join("agent")
+        .join(format!("{}.wasm", package.replace('-', "_")));
+    assert!(
+        path.exists(),
+        "cargo built {package} but {} is missing",
+        path.display()
+    );
     path
 }
 
@@ -68,7 +91,12 @@ pub fn hostile() -> PathBuf {
 /// The componentize-py command line that builds a Python agent in
 /// `agent_dir` (whose module is `app`) into `output`, with the SDK helper on
 /// the module path.
-pub fn componentize_py_command(agent_dir: &Path, wit: &Path, sdk_python: &Path, output: &Path) -> Command {
+pub fn componentize_py_command(
+    agent_dir: &Path,
+    wit: &Path,
+    sdk_python: &Path,
+    output: &Path,
+) -> Command {
     let mut command = Command::new("componentize-py");
     command
         .current_dir(agent_dir)

@@ -18,7 +18,9 @@ fn prompt(event: &Event) -> String {
     if let Some(market) = metadata::market_prob(event) {
         prompt.push_str(&format!("The market currently says {market:.2}.\n"));
     }
-    prompt.push_str("Answer with the probability that the answer is yes, as a number between 0 and 1.");
+    prompt.push_str(
+        "Answer with the probability that the answer is yes, as a number between 0 and 1.",
+    );
     prompt
 }
 
@@ -35,15 +37,21 @@ fn forecast(event: Event) -> Result<Forecast, String> {
     let fallback = metadata::market_prob(&event).unwrap_or(BASE_RATE);
     match gateway::retry(RetryPolicy::default(), || gateway::chat(&request)) {
         Ok(answer) => match probability::parse(&answer.content) {
-            Some(p) => Ok(Forecast::new(&event, p).with_reasoning(format!("{} said {p}", answer.model))),
+            Some(p) => {
+                Ok(Forecast::new(&event, p).with_reasoning(format!("{} said {p}", answer.model)))
+            }
             None => {
-                log::warn(&format!("no probability in the model's answer: {:?}", answer.content));
+                log::warn(&format!(
+                    "no probability in the model's answer: {:?}",
+                    answer.content
+                ));
                 Ok(Forecast::new(&event, fallback).with_reasoning("fallback: unparseable answer"))
             }
         },
         Err(error) => {
             log::warn(&format!("chat failed: {}", error.describe()));
-            Ok(Forecast::new(&event, fallback).with_reasoning(format!("fallback: {}", error.describe())))
+            Ok(Forecast::new(&event, fallback)
+                .with_reasoning(format!("fallback: {}", error.describe())))
         }
     }
 }

@@ -8,7 +8,11 @@ use std::time::Duration;
 use sooth_runner::{Agent, AgentEvent, RunReport, RunSpec, Runner, RunnerConfig, ScriptedGateway};
 
 pub fn config() -> RunnerConfig {
-    RunnerConfig { max_concurrent_runs: 128, memory_limit_bytes: 64 << 20, ..RunnerConfig::default() }
+    RunnerConfig {
+        max_concurrent_runs: 128,
+        memory_limit_bytes: 64 << 20,
+        ..RunnerConfig::default()
+    }
 }
 
 pub fn runner() -> Runner {
@@ -28,11 +32,30 @@ pub fn scripted(toml: &str) -> Arc<ScriptedGateway> {
     Arc::new(ScriptedGateway::from_str(toml, false, "test script").expect("script parses"))
 }
 
-pub async fn run_with(runner: &Runner, agent: &Agent, event: &AgentEvent, gateway: Arc<ScriptedGateway>, timeout: Option<Duration>) -> RunReport {
-    let spec = RunSpec { timeout, ..RunSpec::new(format!("run-{}", event.id), gateway) };
-    runner.run(agent, event, &spec).await.expect("event is valid")
+pub async fn run_with(
+    runner: &Runner,
+    agent: &Agent,
+    event: &AgentEvent,
+    gateway: Arc<ScriptedGateway>,
+    timeout: Option<Duration>,
+) -> RunReport {
+    let spec = RunSpec {
+        timeout,
+        ..RunSpec::new(format!("run-{}", event.id), gateway)
+    };
+    runner
+        .run(agent, event, &spec)
+        .await
+        .expect("event is valid")
 }
 
 pub async fn run(runner: &Runner, agent: &Agent, event: &AgentEvent) -> RunReport {
-    run_with(runner, agent, event, Arc::new(ScriptedGateway::empty()), None).await
+    run_with(
+        runner,
+        agent,
+        event,
+        Arc::new(ScriptedGateway::empty()),
+        None,
+    )
+    .await
 }

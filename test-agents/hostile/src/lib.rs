@@ -10,7 +10,11 @@ use sooth_sdk::gateway::{self, ChatMessage, ChatRequest};
 use sooth_sdk::{Event, Forecast};
 
 fn with(event: &Event, probability: f64, reasoning: String) -> Result<Forecast, String> {
-    Ok(Forecast { event_id: event.id.clone(), probability, reasoning: Some(reasoning) })
+    Ok(Forecast {
+        event_id: event.id.clone(),
+        probability,
+        reasoning: Some(reasoning),
+    })
 }
 
 #[allow(unconditional_recursion)]
@@ -60,7 +64,11 @@ fn forecast(event: Event) -> Result<Forecast, String> {
         "infinity" => with(&event, f64::INFINITY, "infinity".into()),
         "minus-three" => with(&event, -3.0, "below".into()),
         "seven" => with(&event, 7.0, "above".into()),
-        "wrong-id" => Ok(Forecast { event_id: format!("{}-not", event.id), probability: 0.5, reasoning: None }),
+        "wrong-id" => Ok(Forecast {
+            event_id: format!("{}-not", event.id),
+            probability: 0.5,
+            reasoning: None,
+        }),
         "error" => Err("the hostile agent refuses".into()),
         "log-flood" => {
             let line = vec![b'x'; 1 << 20];
@@ -74,7 +82,11 @@ fn forecast(event: Event) -> Result<Forecast, String> {
             let read = std::fs::read_to_string("/etc/passwd").map(|t| t.len());
             let list = std::fs::read_dir(".").map(|d| d.count());
             let write = std::fs::write("escape.txt", b"x");
-            with(&event, 0.5, format!("read={read:?} list={list:?} write={write:?}"))
+            with(
+                &event,
+                0.5,
+                format!("read={read:?} list={list:?} write={write:?}"),
+            )
         }
         "socket" => {
             let tcp = std::net::TcpStream::connect("127.0.0.1:5432").map(|_| ());
@@ -85,7 +97,11 @@ fn forecast(event: Event) -> Result<Forecast, String> {
             let count = std::env::vars().count();
             let args = std::env::args().count();
             let home = std::env::var("HOME").ok();
-            with(&event, 0.5, format!("vars={count} args={args} home={home:?}"))
+            with(
+                &event,
+                0.5,
+                format!("vars={count} args={args} home={home:?}"),
+            )
         }
         "clock" => {
             let now = std::time::SystemTime::now()
