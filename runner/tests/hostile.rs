@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{event, load, run, run_with, runner, scripted};
+use common::{event, invalid_reason, load, reasoning, run, run_with, runner, scripted};
 use sooth_runner::{LoadError, RunOutcome};
 use sooth_test_agents::hostile;
 
@@ -106,11 +106,8 @@ async fn predictions_are_validated_and_clipped() {
     let runner = runner();
     let agent = load(&runner, &hostile()).await;
     for title in ["nan", "infinity"] {
-        let report = run(&runner, &agent, &event("e", title)).await;
-        let RunOutcome::InvalidOutput { reason } = &report.outcome else {
-            panic!("{title}: {:?}", report.outcome)
-        };
-        assert!(reason.contains("not a finite number"), "{reason}");
+        let reason = invalid_reason(&run(&runner, &agent, &event("e", title)).await);
+        assert!(reason.contains("not a finite number"), "{title}: {reason}");
     }
     let below = run(&runner, &agent, &event("e", "minus-three")).await;
     assert_eq!(below.outcome.probability(), Some(0.0));
@@ -118,19 +115,13 @@ async fn predictions_are_validated_and_clipped() {
     let above = run(&runner, &agent, &event("e", "seven")).await;
     assert_eq!(above.outcome.probability(), Some(1.0));
 
-    let wrong = run(&runner, &agent, &event("e1", "wrong-id")).await;
-    let RunOutcome::InvalidOutput { reason } = &wrong.outcome else {
-        panic!("{:?}", wrong.outcome)
-    };
+    let reason = invalid_reason(&run(&runner, &agent, &event("e1", "wrong-id")).await);
     assert!(
         reason.contains("\"e1-not\"") && reason.contains("not \"e1\""),
         "{reason}"
     );
 
-    let refused = run(&runner, &agent, &event("e", "error")).await;
-    let RunOutcome::InvalidOutput { reason } = &refused.outcome else {
-        panic!("{:?}", refused.outcome)
-    };
+    let reason = invalid_reason(&run(&runner, &agent, &event("e", "error")).await);
     assert!(reason.contains("the hostile agent refuses"), "{reason}");
 }
 
@@ -148,12 +139,6 @@ async fn a_log_flood_is_truncated_and_the_forecast_kept() {
 async fn no_filesystem_no_sockets_no_environment() {
     let runner = runner();
     let agent = load(&runner, &hostile()).await;
-    let reasoning = |report: sooth_runner::RunReport| match report.outcome {
-        RunOutcome::Prediction {
-            reasoning: Some(r), ..
-        } => r,
-        other => panic!("{other:?}"),
-    };
     let files = reasoning(run(&runner, &agent, &event("e", "file")).await);
     assert!(
         files.starts_with("read=Err(")
@@ -174,12 +159,6 @@ async fn no_filesystem_no_sockets_no_environment() {
 async fn clock_reads_the_event_creation_and_random_is_seeded() {
     let runner = runner();
     let agent = load(&runner, &hostile()).await;
-    let reasoning = |report: sooth_runner::RunReport| match report.outcome {
-        RunOutcome::Prediction {
-            reasoning: Some(r), ..
-        } => r,
-        other => panic!("{other:?}"),
-    };
     let now: i64 = reasoning(run(&runner, &agent, &event("e", "clock")).await)
         .parse()
         .expect("seconds");

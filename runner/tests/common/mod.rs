@@ -59,3 +59,21 @@ pub async fn run(runner: &Runner, agent: &Agent, event: &AgentEvent) -> RunRepor
     )
     .await
 }
+
+/// The reason of an `InvalidOutput` outcome; panics on any other outcome.
+pub fn invalid_reason(report: &RunReport) -> String {
+    match &report.outcome {
+        sooth_runner::RunOutcome::InvalidOutput { reason } => reason.clone(),
+        other => panic!("expected invalid output, got {other:?}"),
+    }
+}
+
+/// The reasoning of a prediction; panics on any other outcome.
+pub fn reasoning(report: RunReport) -> String {
+    match report.outcome {
+        sooth_runner::RunOutcome::Prediction {
+            reasoning: Some(r), ..
+        } => r,
+        other => panic!("expected a prediction with reasoning, got {other:?}"),
+    }
+}
