@@ -11,12 +11,11 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use crate::BuildArgs;
 use crate::agent_new::PYTHON_SDK;
+use crate::{BuildArgs, outln};
 
 /// What to install when componentize-py is missing.
-const INSTALL_COMPONENTIZE_PY: &str =
-    "componentize-py is not on PATH; install it with `pip install componentize-py` (0.25.1 is known to work)";
+const INSTALL_COMPONENTIZE_PY: &str = "componentize-py is not on PATH; install it with `pip install componentize-py` (0.25.1 is known to work)";
 
 /// Build the project in `args.dir` and report the component.
 pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
@@ -25,18 +24,27 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         bail!("{} is not a directory", dir.display());
     }
     let out = args.out.clone().unwrap_or_else(|| dir.join("agent.wasm"));
-    let out_abs = std::path::absolute(&out).with_context(|| format!("invalid output path {}", out.display()))?;
+    let out_abs = std::path::absolute(&out)
+        .with_context(|| format!("invalid output path {}", out.display()))?;
     if dir.join("Cargo.toml").is_file() {
         build_rust(dir, &out_abs)?;
     } else if dir.join("app.py").is_file() {
         build_python(dir, &out_abs)?;
     } else {
-        bail!("{} has neither Cargo.toml (a Rust agent) nor app.py (a Python agent)", dir.display());
+        bail!(
+            "{} has neither Cargo.toml (a Rust agent) nor app.py (a Python agent)",
+            dir.display()
+        );
     }
-    let bytes = std::fs::read(&out_abs).with_context(|| format!("cannot read the built component {}", out.display()))?;
-    println!("built {}", out.display());
-    println!("  size    {} bytes ({:.1} MiB)", bytes.len(), bytes.len() as f64 / f64::from(1u32 << 20));
-    println!("  sha256  {}", sha256_hex(&bytes));
+    let bytes = std::fs::read(&out_abs)
+        .with_context(|| format!("cannot read the built component {}", out.display()))?;
+    outln(format_args!("built {}", out.display()))?;
+    outln(format_args!(
+        "  size    {} bytes ({:.1} MiB)",
+        bytes.len(),
+        bytes.len() as f64 / f64::from(1u32 << 20)
+    ))?;
+    outln(format_args!("  sha256  {}", sha256_hex(&bytes)))?;
     Ok(())
 }
 
@@ -46,20 +54,35 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
-    eprintln!("building {} with cargo for wasm32-wasip2 (release)", dir.display());
+    eprintln!(
+        "building {} with cargo for wasm32-wasip2 (release)",
+        dir.display()
+    );
     let output = Command::new("cargo")
         .current_dir(dir)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--message-format=json-render-diagnostics"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--message-format=json-render-diagnostics",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .output()
         .context("cannot run cargo (install Rust with rustup, https://rustup.rs)")?;
     if !output.status.success() {
-        bail!("cargo build failed ({}); its messages are above", output.status);
+        bail!(
+            "cargo build failed ({}); its messages are above",
+            output.status
+        );
     }
     let manifest = std::fs::canonicalize(dir.join("Cargo.toml")).ok();
-    let artifact = find_cdylib(&String::from_utf8_lossy(&output.stdout), manifest.as_deref())?;
+    let artifact = find_cdylib(
+        &String::from_utf8_lossy(&output.stdout),
+        manifest.as_deref(),
+    )?;
     tracing::info!(artifact = %artifact.display(), "cargo built");
     std::fs::copy(&artifact, out)
         .with_context(|| format!("cannot copy {} to {}", artifact.display(), out.display()))?;
@@ -71,7 +94,9 @@ fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
 fn find_cdylib(messages: &str, manifest: Option<&Path>) -> anyhow::Result<PathBuf> {
     let mut candidates = Vec::new();
     for line in messages.lines() {
-        let Ok(message) = serde_json::from_str::<Value>(line) else { continue };
+        let Ok(message) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
         if message["reason"] != "compiler-artifact" {
             continue;
         }
@@ -82,7 +107,11 @@ fn find_cdylib(messages: &str, manifest: Option<&Path>) -> anyhow::Result<PathBu
             continue;
         }
         let from_manifest = message["manifest_path"].as_str().map(PathBuf::from);
-        let files = message["filenames"].as_array().into_iter().flatten().filter_map(Value::as_str);
+        let files = message["filenames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str);
         for file in files.filter(|file| file.ends_with(".wasm")) {
             candidates.push((PathBuf::from(file), from_manifest.clone()));
         }
@@ -93,11 +122,20 @@ fn find_cdylib(messages: &str, manifest: Option<&Path>) -> anyhow::Result<PathBu
         .map(|(file, _)| file)
         .collect();
     match (ours.as_slice(), candidates.as_slice()) {
-        ([one], _) | ([], [(one, _)]) => Ok((*one).clone()),
-        (_, []) => bail!("cargo built no .wasm library; set `crate-type = [\"cdylib\"]` under [lib] in Cargo.toml"),
+        ([one], _) => Ok((*one).clone()),
+        ([], [(one, _)]) => Ok(one.clone()),
+        (_, []) => bail!(
+            "cargo built no .wasm library; set `crate-type = [\"cdylib\"]` under [lib] in Cargo.toml"
+        ),
         _ => {
-            let names: Vec<String> = candidates.iter().map(|(file, _)| file.display().to_string()).collect();
-            bail!("cargo built several .wasm libraries, build one package at a time: {}", names.join(", "))
+            let names: Vec<String> = candidates
+                .iter()
+                .map(|(file, _)| file.display().to_string())
+                .collect();
+            bail!(
+                "cargo built several .wasm libraries, build one package at a time: {}",
+                names.join(", ")
+            )
         }
     }
 }
@@ -114,12 +152,19 @@ struct PythonInputs {
 }
 
 fn find_upwards(start: &Path, relative: &str) -> Option<PathBuf> {
-    start.ancestors().map(|dir| dir.join(relative)).find(|path| path.is_file())
+    start
+        .ancestors()
+        .map(|dir| dir.join(relative))
+        .find(|path| path.is_file())
 }
 
 fn python_inputs(dir: &Path) -> anyhow::Result<PythonInputs> {
-    let scratch = tempfile::Builder::new().prefix("sooth-build-").tempdir().context("cannot create a temporary directory")?;
-    let start = std::fs::canonicalize(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let scratch = tempfile::Builder::new()
+        .prefix("sooth-build-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let start =
+        std::fs::canonicalize(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
     let wit = match Some(start.join(sooth_wit::FILE_NAME))
         .filter(|path| path.is_file())
         .or_else(|| find_upwards(&start, "wit/sooth.wit"))
@@ -136,7 +181,8 @@ fn python_inputs(dir: &Path) -> anyhow::Result<PythonInputs> {
         }
         None => {
             let path = scratch.path().join(sooth_wit::FILE_NAME);
-            std::fs::write(&path, sooth_wit::WIT_SOURCE).context("cannot write the WIT contract")?;
+            std::fs::write(&path, sooth_wit::WIT_SOURCE)
+                .context("cannot write the WIT contract")?;
             path
         }
     };
@@ -147,17 +193,30 @@ fn python_inputs(dir: &Path) -> anyhow::Result<PythonInputs> {
     } else {
         let sdk = scratch.path().join("sdk");
         std::fs::create_dir(&sdk).context("cannot create a temporary directory")?;
-        std::fs::write(sdk.join("sooth_sdk.py"), PYTHON_SDK).context("cannot write the SDK helper")?;
+        std::fs::write(sdk.join("sooth_sdk.py"), PYTHON_SDK)
+            .context("cannot write the SDK helper")?;
         Some(sdk)
     };
+    // componentize-py bundles `$VIRTUAL_ENV/lib/python*/site-packages`
+    // (and warns when there is none).
     let empty_venv = scratch.path().join("empty-venv");
-    std::fs::create_dir(&empty_venv).context("cannot create a temporary directory")?;
-    Ok(PythonInputs { wit, sdk_dir, _scratch: scratch, empty_venv })
+    std::fs::create_dir_all(empty_venv.join("lib").join("python3").join("site-packages"))
+        .context("cannot create a temporary directory")?;
+    Ok(PythonInputs {
+        wit,
+        sdk_dir,
+        _scratch: scratch,
+        empty_venv,
+    })
 }
 
 fn build_python(dir: &Path, out: &Path) -> anyhow::Result<()> {
     let inputs = python_inputs(dir)?;
-    eprintln!("building {} with componentize-py (WIT {})", dir.display(), inputs.wit.display());
+    eprintln!(
+        "building {} with componentize-py (WIT {})",
+        dir.display(),
+        inputs.wit.display()
+    );
     let mut command = Command::new("componentize-py");
     command
         .current_dir(dir)
@@ -169,10 +228,16 @@ fn build_python(dir: &Path, out: &Path) -> anyhow::Result<()> {
     if let Some(sdk_dir) = &inputs.sdk_dir {
         command.arg("-p").arg(sdk_dir);
     }
-    command.arg("-o").arg(out).stdin(Stdio::null()).stdout(Stdio::from(std::io::stderr()));
+    command
+        .arg("-o")
+        .arg(out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(std::io::stderr()));
     tracing::debug!(?command, "running componentize-py");
     let status = match command.status() {
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => bail!("{INSTALL_COMPONENTIZE_PY}"),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            bail!("{INSTALL_COMPONENTIZE_PY}")
+        }
         Err(error) => return Err(error).context("cannot run componentize-py"),
         Ok(status) => status,
     };
@@ -199,9 +264,14 @@ not json
 {"reason":"compiler-artifact","manifest_path":"/w/Cargo.toml","target":{"crate_types":["cdylib"]},"filenames":["/t/wasm32-wasip2/release/my_agent.wasm"]}
 {"reason":"build-finished","success":true}"#;
         let found = find_cdylib(messages, Some(Path::new("/w/Cargo.toml"))).unwrap();
-        assert_eq!(found, PathBuf::from("/t/wasm32-wasip2/release/my_agent.wasm"));
+        assert_eq!(
+            found,
+            PathBuf::from("/t/wasm32-wasip2/release/my_agent.wasm")
+        );
         assert_eq!(find_cdylib(messages, None).unwrap(), found);
-        let error = find_cdylib("{\"reason\":\"build-finished\"}", None).unwrap_err().to_string();
+        let error = find_cdylib("{\"reason\":\"build-finished\"}", None)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("cdylib"), "{error}");
     }
 }

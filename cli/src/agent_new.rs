@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 
-use crate::{Lang, NewArgs};
+use crate::{Lang, NewArgs, outln};
 
 /// The Rust SDK's sources, as `sooth/sdk/src/<name>`.
 const SDK_SOURCES: [(&str, &str); 5] = [
@@ -17,7 +17,10 @@ const SDK_SOURCES: [(&str, &str); 5] = [
     ("gateway.rs", include_str!("../../sdk/src/gateway.rs")),
     ("log.rs", include_str!("../../sdk/src/log.rs")),
     ("metadata.rs", include_str!("../../sdk/src/metadata.rs")),
-    ("probability.rs", include_str!("../../sdk/src/probability.rs")),
+    (
+        "probability.rs",
+        include_str!("../../sdk/src/probability.rs"),
+    ),
 ];
 
 /// The Python SDK helper.
@@ -31,27 +34,61 @@ const EVENTS: &str = include_str!("../templates/events.jsonl");
 fn rust_files(name: &str) -> Vec<(String, String)> {
     let fill = |template: &str| template.replace("{{name}}", name);
     let mut files = vec![
-        ("Cargo.toml".to_owned(), fill(include_str!("../templates/rust/Cargo.toml.in"))),
-        ("src/lib.rs".to_owned(), fill(include_str!("../templates/rust/lib.rs"))),
-        ("README.md".to_owned(), fill(include_str!("../templates/rust/README.md"))),
-        (".gitignore".to_owned(), include_str!("../templates/rust/gitignore").to_owned()),
+        (
+            "Cargo.toml".to_owned(),
+            fill(include_str!("../templates/rust/Cargo.toml.in")),
+        ),
+        (
+            "src/lib.rs".to_owned(),
+            fill(include_str!("../templates/rust/lib.rs")),
+        ),
+        (
+            "README.md".to_owned(),
+            fill(include_str!("../templates/rust/README.md")),
+        ),
+        (
+            ".gitignore".to_owned(),
+            include_str!("../templates/rust/gitignore").to_owned(),
+        ),
         ("rust-toolchain.toml".to_owned(), RUST_TOOLCHAIN.to_owned()),
         ("events.jsonl".to_owned(), EVENTS.to_owned()),
-        ("sooth/sdk/Cargo.toml".to_owned(), include_str!("../templates/rust/sdk-Cargo.toml.in").to_owned()),
-        (format!("sooth/wit/{}", sooth_wit::FILE_NAME), sooth_wit::WIT_SOURCE.to_owned()),
+        (
+            "sooth/sdk/Cargo.toml".to_owned(),
+            include_str!("../templates/rust/sdk-Cargo.toml.in").to_owned(),
+        ),
+        (
+            format!("sooth/wit/{}", sooth_wit::FILE_NAME),
+            sooth_wit::WIT_SOURCE.to_owned(),
+        ),
     ];
-    files.extend(SDK_SOURCES.iter().map(|(file, text)| (format!("sooth/sdk/src/{file}"), (*text).to_owned())));
+    files.extend(
+        SDK_SOURCES
+            .iter()
+            .map(|(file, text)| (format!("sooth/sdk/src/{file}"), (*text).to_owned())),
+    );
     files
 }
 
 fn python_files(name: &str) -> Vec<(String, String)> {
     let fill = |template: &str| template.replace("{{name}}", name);
     vec![
-        ("app.py".to_owned(), fill(include_str!("../templates/python/app.py"))),
+        (
+            "app.py".to_owned(),
+            fill(include_str!("../templates/python/app.py")),
+        ),
         ("sooth_sdk.py".to_owned(), PYTHON_SDK.to_owned()),
-        (format!("wit/{}", sooth_wit::FILE_NAME), sooth_wit::WIT_SOURCE.to_owned()),
-        ("README.md".to_owned(), fill(include_str!("../templates/python/README.md"))),
-        (".gitignore".to_owned(), include_str!("../templates/python/gitignore").to_owned()),
+        (
+            format!("wit/{}", sooth_wit::FILE_NAME),
+            sooth_wit::WIT_SOURCE.to_owned(),
+        ),
+        (
+            "README.md".to_owned(),
+            fill(include_str!("../templates/python/README.md")),
+        ),
+        (
+            ".gitignore".to_owned(),
+            include_str!("../templates/python/gitignore").to_owned(),
+        ),
         ("events.jsonl".to_owned(), EVENTS.to_owned()),
     ]
 }
@@ -60,7 +97,10 @@ fn python_files(name: &str) -> Vec<(String, String)> {
 fn check_name(name: &str) -> anyhow::Result<()> {
     let mut chars = name.chars();
     let starts_with_letter = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
-    if !starts_with_letter || name.len() > 64 || !chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if !starts_with_letter
+        || name.len() > 64
+        || !chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         bail!(
             "invalid agent name {name:?}: use 1 to 64 ASCII letters, digits, `-` and `_`, starting with a letter"
         );
@@ -72,13 +112,19 @@ fn check_name(name: &str) -> anyhow::Result<()> {
 pub fn run(args: &NewArgs) -> anyhow::Result<()> {
     check_name(&args.name)?;
     let root = args.dir.join(&args.name);
-    std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
     match std::fs::create_dir(&root) {
         Ok(()) => {}
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-            bail!("{} already exists; choose another name or --dir", root.display())
+            bail!(
+                "{} already exists; choose another name or --dir",
+                root.display()
+            )
         }
-        Err(error) => return Err(error).with_context(|| format!("cannot create {}", root.display())),
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot create {}", root.display()));
+        }
     }
     let files = match args.lang {
         Lang::Rust => rust_files(&args.name),
@@ -89,10 +135,18 @@ pub fn run(args: &NewArgs) -> anyhow::Result<()> {
         Lang::Rust => "Rust",
         Lang::Python => "Python",
     };
-    println!("created {lang} agent {} in {}", args.name, root.display());
-    println!("next:");
-    println!("    sooth agent build {}", root.display());
-    println!("    sooth agent test {} --events {}", root.join("agent.wasm").display(), root.join("events.jsonl").display());
+    outln(format_args!(
+        "created {lang} agent {} in {}",
+        args.name,
+        root.display()
+    ))?;
+    outln("next:")?;
+    outln(format_args!("    sooth agent build {}", root.display()))?;
+    outln(format_args!(
+        "    sooth agent test {} --events {}",
+        root.join("agent.wasm").display(),
+        root.join("events.jsonl").display()
+    ))?;
     Ok(())
 }
 
@@ -100,7 +154,8 @@ fn write_files(root: &Path, files: &[(String, String)]) -> anyhow::Result<()> {
     for (relative, text) in files {
         let path = root.join(relative);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
         }
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
@@ -122,16 +177,26 @@ mod tests {
             .filter(|name| name.ends_with(".rs"))
             .collect();
         on_disk.sort();
-        let mut embedded: Vec<String> = SDK_SOURCES.iter().map(|(name, _)| (*name).to_owned()).collect();
+        let mut embedded: Vec<String> = SDK_SOURCES
+            .iter()
+            .map(|(name, _)| (*name).to_owned())
+            .collect();
         embedded.sort();
-        assert_eq!(embedded, on_disk, "update SDK_SOURCES when the SDK gains or loses a file");
+        assert_eq!(
+            embedded, on_disk,
+            "update SDK_SOURCES when the SDK gains or loses a file"
+        );
     }
 
     #[test]
     fn the_vendored_sdk_finds_the_wit_where_the_sdk_expects_it() {
         let lib = SDK_SOURCES[0].1;
         assert!(lib.contains("path: \"../wit/sooth.wit\""));
-        assert!(rust_files("a").iter().any(|(path, _)| path == "sooth/wit/sooth.wit"));
+        assert!(
+            rust_files("a")
+                .iter()
+                .any(|(path, _)| path == "sooth/wit/sooth.wit")
+        );
     }
 
     #[test]
@@ -154,7 +219,11 @@ mod tests {
     #[test]
     fn refuses_an_existing_directory() {
         let parent = tempfile::tempdir().unwrap();
-        let args = NewArgs { name: "a".into(), lang: Lang::Python, dir: parent.path().to_path_buf() };
+        let args = NewArgs {
+            name: "a".into(),
+            lang: Lang::Python,
+            dir: parent.path().to_path_buf(),
+        };
         run(&args).unwrap();
         let error = run(&args).unwrap_err().to_string();
         assert!(error.contains("already exists"), "{error}");

@@ -11,10 +11,13 @@ use anyhow::{Context, anyhow, bail};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use sooth_runner::{CompileIsolation, Gateway, RunReport, RunSpec, Runner, RunnerConfig, RunnerError, ScriptedGateway};
+use sooth_runner::{
+    CompileIsolation, Gateway, RunReport, RunSpec, Runner, RunnerConfig, RunnerError,
+    ScriptedGateway,
+};
 
-use crate::TestArgs;
 use crate::events::{self, SAMPLE_EVENTS, SAMPLE_ORIGIN, TestEvent};
+use crate::{TestArgs, outln};
 
 /// Every prediction is clipped to this range before scoring.
 const SCORING_CLIP: (f64, f64) = (0.01, 0.99);
@@ -27,13 +30,17 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     let timeout = check_timeout(args.timeout, config_timeout)?;
     let (events, origin) = match &args.events {
         Some(path) => (events::read_file(path)?, path.display().to_string()),
-        None => (events::parse(SAMPLE_EVENTS, SAMPLE_ORIGIN)?, SAMPLE_ORIGIN.to_owned()),
+        None => (
+            events::parse(SAMPLE_EVENTS, SAMPLE_ORIGIN)?,
+            SAMPLE_ORIGIN.to_owned(),
+        ),
     };
     let gateway: Arc<dyn Gateway> = Arc::new(match &args.responses {
         Some(path) => ScriptedGateway::from_file(path)?,
         None => ScriptedGateway::empty(),
     });
-    let bytes = std::fs::read(&args.agent).with_context(|| format!("cannot read agent {}", args.agent.display()))?;
+    let bytes = std::fs::read(&args.agent)
+        .with_context(|| format!("cannot read agent {}", args.agent.display()))?;
     let concurrency = args.concurrency.map_or_else(
         || std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
         |n| n as usize,
@@ -50,13 +57,13 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
             .await
             .map_err(|error| anyhow!("cannot load agent {}: {error}", args.agent.display()))?;
         if !args.json {
-            println!(
+            outln(format_args!(
                 "agent {} ({} bytes, sha256 {}) on {} events from {origin}",
                 args.agent.display(),
                 agent.size(),
                 agent.hash(),
                 events.len()
-            );
+            ))?;
         }
         let progress = progress_bar(events.len(), args.json);
         let mut runs = futures::stream::iter(events.iter().enumerate().map(|(index, event)| {
@@ -75,48 +82,61 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         let mut summary = Summary::default();
         let widths = Widths::new(&events);
         if !args.json {
-            progress.suspend(|| println!("{}", widths.header()));
+            progress.suspend(|| outln(widths.header()))?;
         }
         for event in &events {
-            let joined = runs.next().await.ok_or_else(|| anyhow!("a run went missing"))?;
+            let joined = runs
+                .next()
+                .await
+                .ok_or_else(|| anyhow!("a run went missing"))?;
             let report = joined
                 .context("a run panicked")?
-                .map_err(|error: RunnerError| anyhow!("cannot run event {}: {error}", event.event.id))?;
+                .map_err(|error: RunnerError| {
+                    anyhow!("cannot run event {}: {error}", event.event.id)
+                })?;
             let row = Row::new(event, report);
             progress.suspend(|| {
                 if args.json {
-                    println!("{}", row.json());
+                    outln(row.json())
                 } else {
-                    print!("{}", widths.line(&row, args.logs));
+                    outln(widths.line(&row, args.logs))
                 }
-            });
+            })?;
             summary.add(&row);
         }
         progress.finish_and_clear();
         if args.json {
-            println!("{}", summary.json());
+            outln(summary.json())
         } else {
-            print!("{}", summary.text());
+            outln(summary.text())
         }
-        Ok(())
     })
 }
 
 /// The run limit: `--timeout` may only shorten the validator's.
 fn check_timeout(requested: Option<f64>, limit: Duration) -> anyhow::Result<Option<Duration>> {
-    let Some(secs) = requested else { return Ok(None) };
+    let Some(secs) = requested else {
+        return Ok(None);
+    };
     if !secs.is_finite() || secs <= 0.0 {
         bail!("--timeout must be a positive number of seconds, got {secs}");
     }
     if secs > limit.as_secs_f64() {
-        bail!("--timeout {secs} is longer than the validator's {} s limit; it may only shorten it", limit.as_secs_f64());
+        bail!(
+            "--timeout {secs} is longer than the validator's {} s limit; it may only shorten it",
+            limit.as_secs_f64()
+        );
     }
     Ok(Some(Duration::from_secs_f64(secs)))
 }
 
 /// `$XDG_CACHE_HOME/sooth/compiled`, else `~/.cache/sooth/compiled`.
 fn default_cache_dir() -> Option<PathBuf> {
-    let nonempty = |name| std::env::var_os(name).filter(|value| !value.is_empty()).map(PathBuf::from);
+    let nonempty = |name| {
+        std::env::var_os(name)
+            .filter(|value| !value.is_empty())
+            .map(PathBuf::from)
+    };
     nonempty("XDG_CACHE_HOME")
         .filter(|dir| dir.is_absolute())
         .or_else(|| nonempty("HOME").map(|home| home.join(".cache")))
@@ -126,7 +146,8 @@ fn default_cache_dir() -> Option<PathBuf> {
 /// The validator's runner, compiling in a memory-capped child process of
 /// this binary; without a cache when the cache cannot be used.
 fn make_runner(cache_dir: Option<PathBuf>) -> anyhow::Result<Runner> {
-    let program = std::env::current_exe().context("cannot find the sooth executable for the compile worker")?;
+    let program = std::env::current_exe()
+        .context("cannot find the sooth executable for the compile worker")?;
     let mut config = RunnerConfig {
         compile_isolation: CompileIsolation::Subprocess {
             program,
@@ -137,14 +158,19 @@ fn make_runner(cache_dir: Option<PathBuf>) -> anyhow::Result<Runner> {
     config.cache_dir = cache_dir.filter(|dir| match std::fs::create_dir_all(dir) {
         Ok(()) => true,
         Err(error) => {
-            eprintln!("warning: cannot use the compile cache {}: {error}; compiling without a cache", dir.display());
+            eprintln!(
+                "warning: cannot use the compile cache {}: {error}; compiling without a cache",
+                dir.display()
+            );
             false
         }
     });
     tracing::debug!(?config, "starting the runner");
     match Runner::new(config.clone()) {
         Err(RunnerError::Cache { path, source }) => {
-            eprintln!("warning: cannot use the compile cache {path}: {source}; compiling without a cache");
+            eprintln!(
+                "warning: cannot use the compile cache {path}: {source}; compiling without a cache"
+            );
             config.cache_dir = None;
             Ok(Runner::new(config)?)
         }
@@ -192,7 +218,8 @@ impl Row {
             reason: report.outcome.reason(),
             duration: report.duration,
             gateway_calls: report.gateway.call_count(),
-            cost_usd: report.gateway.cost_usd(),
+            // `+ 0.0` turns the -0.0 of an empty sum into 0.0.
+            cost_usd: report.gateway.cost_usd() + 0.0,
             outcome: event.outcome,
             logs: report.logs.text,
             logs_dropped: report.logs.dropped_bytes,
@@ -202,7 +229,9 @@ impl Row {
     /// The squared error the validator would score, when the outcome is known.
     fn brier(&self) -> Option<f64> {
         let outcome = f64::from(self.outcome?);
-        let p = self.prediction.map_or(IMPUTED, |p| p.clamp(SCORING_CLIP.0, SCORING_CLIP.1));
+        let p = self
+            .prediction
+            .map_or(IMPUTED, |p| p.clamp(SCORING_CLIP.0, SCORING_CLIP.1));
         Some((p - outcome).powi(2))
     }
 
@@ -231,18 +260,34 @@ struct Widths {
 
 impl Widths {
     fn new(events: &[TestEvent]) -> Self {
-        let id = events.iter().map(|e| e.event.id.chars().count()).max().unwrap_or(0).clamp(5, 40);
+        let id = events
+            .iter()
+            .map(|e| e.event.id.chars().count())
+            .max()
+            .unwrap_or(0)
+            .clamp(5, 40);
         Self { id }
     }
 
     fn header(&self) -> String {
-        format!("{:<w$}  {:<15}  {:>10}  {:>10}  {:>5}  {:>10}", "EVENT", "STATUS", "PREDICTION", "DURATION", "CALLS", "COST", w = self.id)
+        format!(
+            "{:<w$}  {:<15}  {:>10}  {:>10}  {:>5}  {:>10}",
+            "EVENT",
+            "STATUS",
+            "PREDICTION",
+            "DURATION",
+            "CALLS",
+            "COST",
+            w = self.id
+        )
     }
 
     fn line(&self, row: &Row, logs: bool) -> String {
-        let prediction = row.prediction.map_or_else(|| "-".to_owned(), |p| format!("{p:.4}"));
+        let prediction = row
+            .prediction
+            .map_or_else(|| "-".to_owned(), |p| format!("{p:.4}"));
         let mut text = format!(
-            "{:<w$}  {:<15}  {:>10}  {:>10}  {:>5}  {:>10}\n",
+            "{:<w$}  {:<15}  {:>10}  {:>10}  {:>5}  {:>10}",
             row.event_id,
             row.status,
             prediction,
@@ -252,14 +297,17 @@ impl Widths {
             w = self.id
         );
         if let Some(reason) = &row.reason {
-            text.push_str(&format!("    reason: {reason}\n"));
+            text.push_str(&format!("\n    reason: {reason}"));
         }
         if logs && !row.logs.is_empty() {
             for line in row.logs.lines() {
-                text.push_str(&format!("    | {line}\n"));
+                text.push_str(&format!("\n    | {line}"));
             }
             if row.logs_dropped > 0 {
-                text.push_str(&format!("    | ({} more bytes dropped)\n", row.logs_dropped));
+                text.push_str(&format!(
+                    "\n    | ({} more bytes dropped)",
+                    row.logs_dropped
+                ));
             }
         }
         text
@@ -268,7 +316,11 @@ impl Widths {
 
 fn format_duration(duration: Duration) -> String {
     let ms = duration.as_secs_f64() * 1000.0;
-    if ms < 10_000.0 { format!("{ms:.1} ms") } else { format!("{:.1} s", ms / 1000.0) }
+    if ms < 10_000.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{:.1} s", ms / 1000.0)
+    }
 }
 
 /// Totals over all runs.
@@ -310,7 +362,10 @@ impl Summary {
     }
 
     fn mean_duration(&self) -> Duration {
-        u32::try_from(self.runs).ok().filter(|n| *n > 0).map_or(Duration::ZERO, |n| self.total_duration / n)
+        u32::try_from(self.runs)
+            .ok()
+            .filter(|n| *n > 0)
+            .map_or(Duration::ZERO, |n| self.total_duration / n)
     }
 
     fn brier(&self) -> Option<f64> {
@@ -334,13 +389,28 @@ impl Summary {
     }
 
     fn text(&self) -> String {
-        let mut text = format!("\nruns: {}, ok: {}, failed: {}", self.runs, self.ok, self.failed());
+        let mut text = format!(
+            "\nruns: {}, ok: {}, failed: {}",
+            self.runs,
+            self.ok,
+            self.failed()
+        );
         if !self.failures.is_empty() {
-            let parts: Vec<String> = self.failures.iter().map(|(status, n)| format!("{status} {n}")).collect();
+            let parts: Vec<String> = self
+                .failures
+                .iter()
+                .map(|(status, n)| format!("{status} {n}"))
+                .collect();
             text.push_str(&format!(" ({})", parts.join(", ")));
         }
-        text.push_str(&format!("\nmean duration: {}", format_duration(self.mean_duration())));
-        text.push_str(&format!("\ngateway: {} calls, ${:.6}", self.gateway_calls, self.cost_usd));
+        text.push_str(&format!(
+            "\nmean duration: {}",
+            format_duration(self.mean_duration())
+        ));
+        text.push_str(&format!(
+            "\ngateway: {} calls, ${:.6}",
+            self.gateway_calls, self.cost_usd
+        ));
         match self.brier() {
             Some(brier) => text.push_str(&format!(
                 "\nmean Brier: {brier:.4} over {} events with outcomes ({} failed runs imputed {IMPUTED}; predictions clipped to [{}, {}])",
@@ -355,7 +425,6 @@ impl Summary {
                 self.runs
             ));
         }
-        text.push('\n');
         text
     }
 }
@@ -370,17 +439,27 @@ mod tests {
     fn timeout_may_only_shorten_the_limit() {
         let limit = Duration::from_secs(240);
         assert_eq!(check_timeout(None, limit).unwrap(), None);
-        assert_eq!(check_timeout(Some(1.5), limit).unwrap(), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            check_timeout(Some(1.5), limit).unwrap(),
+            Some(Duration::from_millis(1500))
+        );
         assert_eq!(check_timeout(Some(240.0), limit).unwrap(), Some(limit));
         for bad in [0.0, -1.0, 240.5, 999.0, f64::NAN, f64::INFINITY] {
-            assert!(check_timeout(Some(bad), limit).is_err(), "{bad} was accepted");
+            assert!(
+                check_timeout(Some(bad), limit).is_err(),
+                "{bad} was accepted"
+            );
         }
     }
 
     fn row(prediction: Option<f64>, outcome: Option<u8>) -> Row {
         Row {
             event_id: "e".into(),
-            status: if prediction.is_some() { "ok" } else { "timeout" },
+            status: if prediction.is_some() {
+                "ok"
+            } else {
+                "timeout"
+            },
             prediction,
             reasoning: None,
             reason: None,
@@ -399,11 +478,23 @@ mod tests {
         summary.add(&row(Some(1.0), Some(1))); // clipped to 0.99: 0.0001
         summary.add(&row(None, Some(0))); // imputed 0.5: 0.25
         summary.add(&row(Some(0.3), None)); // no outcome: not scored
-        assert_eq!((summary.runs, summary.ok, summary.failed(), summary.scored, summary.imputed), (3, 2, 1, 2, 1));
+        assert_eq!(
+            (
+                summary.runs,
+                summary.ok,
+                summary.failed(),
+                summary.scored,
+                summary.imputed
+            ),
+            (3, 2, 1, 2, 1)
+        );
         assert!((summary.brier().unwrap() - (0.0001 + 0.25) / 2.0).abs() < 1e-12);
         assert_eq!(summary.failures.get("timeout"), Some(&1));
         assert_eq!(summary.json()["gateway_calls"], 3);
-        assert_eq!(row(None, None).json()["prediction"], serde_json::Value::Null);
+        assert_eq!(
+            row(None, None).json()["prediction"],
+            serde_json::Value::Null
+        );
         assert!(row(None, None).json().get("outcome").is_none());
         assert_eq!(row(Some(0.2), Some(1)).json()["outcome"], 1);
     }

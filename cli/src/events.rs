@@ -98,7 +98,13 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<TestEvent>, EventsError> {
         match parse_line(line) {
             Err(message) => errors.push((number, message)),
             Ok(event) => match first_line.get(&event.event.id) {
-                Some(first) => errors.push((number, format!("duplicate event id {:?} (first on line {first})", event.event.id))),
+                Some(first) => errors.push((
+                    number,
+                    format!(
+                        "duplicate event id {:?} (first on line {first})",
+                        event.event.id
+                    ),
+                )),
                 None => {
                     first_line.insert(event.event.id.clone(), number);
                     events.push(event);
@@ -114,24 +120,45 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<TestEvent>, EventsError> {
     }
     let more = errors.len().saturating_sub(MAX_ERRORS);
     errors.truncate(MAX_ERRORS);
-    Err(EventsError { origin: origin.to_owned(), errors, more })
+    Err(EventsError {
+        origin: origin.to_owned(),
+        errors,
+        more,
+    })
 }
 
 fn parse_line(line: &str) -> Result<TestEvent, String> {
-    let value: Value = serde_json::from_str(line).map_err(|error| format!("invalid JSON: {error}"))?;
+    let value: Value =
+        serde_json::from_str(line).map_err(|error| format!("invalid JSON: {error}"))?;
     let Value::Object(row) = value else {
         return Err("expected a JSON object".to_owned());
     };
-    let event = if row.contains_key("question_date") { forecastbench_row(row)? } else { spec_row(row)? };
+    let event = if row.contains_key("question_date") {
+        forecastbench_row(row)?
+    } else {
+        spec_row(row)?
+    };
     event.event.validate().map_err(|error| error.to_string())?;
     Ok(event)
 }
 
-const SPEC_FIELDS: [&str; 8] = ["id", "kind", "title", "description", "created_at", "cutoff", "metadata", "outcome"];
+const SPEC_FIELDS: [&str; 8] = [
+    "id",
+    "kind",
+    "title",
+    "description",
+    "created_at",
+    "cutoff",
+    "metadata",
+    "outcome",
+];
 
 fn spec_row(row: Map<String, Value>) -> Result<TestEvent, String> {
     if let Some(unknown) = row.keys().find(|key| !SPEC_FIELDS.contains(&key.as_str())) {
-        return Err(format!("unknown field `{unknown}` (expected {})", SPEC_FIELDS.join(", ")));
+        return Err(format!(
+            "unknown field `{unknown}` (expected {})",
+            SPEC_FIELDS.join(", ")
+        ));
     }
     let id = required_string(&row, "id")?;
     let title = required_string(&row, "title")?;
@@ -150,7 +177,12 @@ fn spec_row(row: Map<String, Value>) -> Result<TestEvent, String> {
     match row.get("metadata") {
         None | Some(Value::Null) => {}
         Some(Value::Object(metadata)) => event.metadata = metadata.clone(),
-        Some(other) => return Err(format!("`metadata` must be a JSON object, got {}", kind_of(other))),
+        Some(other) => {
+            return Err(format!(
+                "`metadata` must be a JSON object, got {}",
+                kind_of(other)
+            ));
+        }
     }
     let outcome = outcome(&row)?;
     Ok(TestEvent { event, outcome })
@@ -174,12 +206,18 @@ fn forecastbench_row(mut row: Map<String, Value>) -> Result<TestEvent, String> {
     if let Some(value) = row.get("market_prob").filter(|value| !value.is_null()) {
         match value.as_f64() {
             Some(p) if (0.0..=1.0).contains(&p) => {}
-            _ => return Err(format!("`market_prob` must be a number in [0, 1], got {value}")),
+            _ => {
+                return Err(format!(
+                    "`market_prob` must be a number in [0, 1], got {value}"
+                ));
+            }
         }
     }
     let mut event = AgentEvent::new(id, title, created_at);
     let mut description = optional_string(&row, "description")?.unwrap_or_default();
-    if let Some(criteria) = optional_string(&row, "resolution_criteria")?.filter(|c| !c.trim().is_empty()) {
+    if let Some(criteria) =
+        optional_string(&row, "resolution_criteria")?.filter(|c| !c.trim().is_empty())
+    {
         if !description.is_empty() {
             description.push_str("\n\n");
         }
@@ -188,9 +226,15 @@ fn forecastbench_row(mut row: Map<String, Value>) -> Result<TestEvent, String> {
     }
     event.description = description;
     let outcome = outcome(&row)?;
-    for key in ["id", "title", "description", "resolution_criteria", "question_date"]
-        .iter()
-        .chain(HIDDEN_FORECASTBENCH_FIELDS.iter())
+    for key in [
+        "id",
+        "title",
+        "description",
+        "resolution_criteria",
+        "question_date",
+    ]
+    .iter()
+    .chain(HIDDEN_FORECASTBENCH_FIELDS.iter())
     {
         row.remove(*key);
     }
@@ -215,8 +259,8 @@ fn outcome(row: &Map<String, Value>) -> Result<Option<u8>, String> {
     match row.get("outcome") {
         None | Some(Value::Null) => Ok(None),
         Some(value) => match value.as_f64() {
-            Some(v) if v == 0.0 => Ok(Some(0)),
-            Some(v) if v == 1.0 => Ok(Some(1)),
+            Some(0.0) => Ok(Some(0)),
+            Some(1.0) => Ok(Some(1)),
             _ => Err(format!("`outcome` must be 0 or 1, got {value}")),
         },
     }
@@ -227,9 +271,9 @@ fn outcome(row: &Map<String, Value>) -> Result<Option<u8>, String> {
 fn instant(value: &Value) -> Result<i64, String> {
     const EXPECTED: &str = "expected an RFC 3339 date-time (2025-03-01T12:00:00Z), a date (2025-03-01) or Unix seconds";
     match value {
-        Value::Number(number) => number
-            .as_i64()
-            .ok_or_else(|| format!("{EXPECTED}, got {number} (Unix seconds must be a whole number)")),
+        Value::Number(number) => number.as_i64().ok_or_else(|| {
+            format!("{EXPECTED}, got {number} (Unix seconds must be a whole number)")
+        }),
         Value::String(text) => {
             if let Ok(instant) = DateTime::parse_from_rfc3339(text) {
                 return Ok(instant.timestamp());
@@ -283,14 +327,17 @@ mod tests {
         assert_eq!(event.event.metadata["market_prob"], 0.4);
         assert_eq!(event.outcome, Some(1));
 
-        let event = one(r#"{"id": "e2", "kind": "binary", "title": "T", "description": "D", "created_at": 1740000000}"#);
+        let event = one(
+            r#"{"id": "e2", "kind": "binary", "title": "T", "description": "D", "created_at": 1740000000}"#,
+        );
         assert_eq!(event.event.created_at, 1_740_000_000);
         assert_eq!(event.event.cutoff, 1_740_000_000 + 3 * 24 * 3600);
         assert_eq!(event.event.description, "D");
         assert!(event.event.metadata.is_empty());
         assert_eq!(event.outcome, None);
 
-        let event = one(r#"{"id": "e3", "title": "T", "created_at": "2025-03-01", "outcome": null}"#);
+        let event =
+            one(r#"{"id": "e3", "title": "T", "created_at": "2025-03-01", "outcome": null}"#);
         assert_eq!(event.event.created_at, 1_740_787_200);
         assert_eq!(event.outcome, None);
     }
@@ -308,17 +355,40 @@ mod tests {
         assert_eq!(metadata["market_prob"], 0.0186);
         assert_eq!(metadata["source"], "infer");
         assert_eq!(metadata["url"], "https://example.org/1");
-        for hidden in ["resolution_date", "close_date", "outcome", "question_date", "title"] {
-            assert!(!metadata.contains_key(hidden), "{hidden} leaked into the metadata");
+        for hidden in [
+            "resolution_date",
+            "close_date",
+            "outcome",
+            "question_date",
+            "title",
+        ] {
+            assert!(
+                !metadata.contains_key(hidden),
+                "{hidden} leaked into the metadata"
+            );
         }
         // A bare date is accepted as the question date too.
-        assert_eq!(one(r#"{"id": "m:2", "title": "Q", "question_date": "2024-07-12"}"#).event.created_at, 1_720_742_400);
+        assert_eq!(
+            one(r#"{"id": "m:2", "title": "Q", "question_date": "2024-07-12"}"#)
+                .event
+                .created_at,
+            1_720_742_400
+        );
     }
 
     #[test]
     fn names_the_malformed_line() {
         let text = "{\"id\": \"a\", \"title\": \"T\", \"created_at\": 1}\n\n{\"id\": \"b\", \"title\": \"T\"\n";
-        assert_eq!(error(text).lines().next().unwrap().split(": ").next().unwrap(), "t.jsonl:3");
+        assert_eq!(
+            error(text)
+                .lines()
+                .next()
+                .unwrap()
+                .split(": ")
+                .next()
+                .unwrap(),
+            "t.jsonl:3"
+        );
         assert!(error(text).contains("invalid JSON"));
     }
 
@@ -327,15 +397,42 @@ mod tests {
         let cases = [
             (r#"{"id": "a", "title": "T"}"#, "missing field `created_at`"),
             (r#"{"title": "T", "created_at": 1}"#, "missing field `id`"),
-            (r#"{"id": "a", "title": "T", "created_at": "yesterday"}"#, "`created_at`: expected an RFC 3339"),
-            (r#"{"id": "a", "title": "T", "created_at": 1.5}"#, "whole number"),
-            (r#"{"id": "a", "title": "T", "created_at": 1, "outcome": 2}"#, "`outcome` must be 0 or 1"),
-            (r#"{"id": "a", "title": "T", "created_at": 1, "metadata": [1]}"#, "`metadata` must be a JSON object"),
-            (r#"{"id": "a", "title": "T", "created_at": 1, "outcom": 1}"#, "unknown field `outcom`"),
-            (r#"{"id": "a", "title": 3, "created_at": 1}"#, "`title` must be a string"),
-            (r#"{"id": "a", "title": "T", "created_at": 100, "cutoff": 50}"#, "cutoff 50 is before creation 100"),
-            (r#"{"id": "", "title": "T", "created_at": 1}"#, "event id must be 1 to 256 bytes"),
-            (r#"{"id": "f:1", "title": "T", "question_date": "2024-07-12", "market_prob": 1.5}"#, "`market_prob` must be a number in [0, 1]"),
+            (
+                r#"{"id": "a", "title": "T", "created_at": "yesterday"}"#,
+                "`created_at`: expected an RFC 3339",
+            ),
+            (
+                r#"{"id": "a", "title": "T", "created_at": 1.5}"#,
+                "whole number",
+            ),
+            (
+                r#"{"id": "a", "title": "T", "created_at": 1, "outcome": 2}"#,
+                "`outcome` must be 0 or 1",
+            ),
+            (
+                r#"{"id": "a", "title": "T", "created_at": 1, "metadata": [1]}"#,
+                "`metadata` must be a JSON object",
+            ),
+            (
+                r#"{"id": "a", "title": "T", "created_at": 1, "outcom": 1}"#,
+                "unknown field `outcom`",
+            ),
+            (
+                r#"{"id": "a", "title": 3, "created_at": 1}"#,
+                "`title` must be a string",
+            ),
+            (
+                r#"{"id": "a", "title": "T", "created_at": 100, "cutoff": 50}"#,
+                "cutoff 50 is before creation 100",
+            ),
+            (
+                r#"{"id": "", "title": "T", "created_at": 1}"#,
+                "event id must be 1 to 256 bytes",
+            ),
+            (
+                r#"{"id": "f:1", "title": "T", "question_date": "2024-07-12", "market_prob": 1.5}"#,
+                "`market_prob` must be a number in [0, 1]",
+            ),
             ("[1, 2]", "expected a JSON object"),
         ];
         for (line, expected) in cases {
@@ -348,7 +445,10 @@ mod tests {
     #[test]
     fn refuses_duplicates_and_empty_files() {
         let text = "{\"id\": \"a\", \"title\": \"T\", \"created_at\": 1}\n{\"id\": \"a\", \"title\": \"U\", \"created_at\": 2}\n";
-        assert_eq!(error(text), "t.jsonl:2: duplicate event id \"a\" (first on line 1)");
+        assert_eq!(
+            error(text),
+            "t.jsonl:2: duplicate event id \"a\" (first on line 1)"
+        );
         assert_eq!(error("\n  \n"), "t.jsonl: no events in the file");
     }
 
@@ -364,13 +464,22 @@ mod tests {
     fn the_sample_events_parse() {
         let events = parse(SAMPLE_EVENTS, SAMPLE_ORIGIN).unwrap();
         assert_eq!(events.len(), 20);
-        assert!(events.iter().all(|e| e.outcome.is_some() && e.event.metadata.contains_key("market_prob")));
-        assert!(events.iter().all(|e| e.event.title.starts_with("[synthetic]")));
+        assert!(
+            events
+                .iter()
+                .all(|e| e.outcome.is_some() && e.event.metadata.contains_key("market_prob"))
+        );
+        assert!(
+            events
+                .iter()
+                .all(|e| e.event.title.starts_with("[synthetic]"))
+        );
     }
 
     #[test]
     fn parses_the_shared_forecastbench_file() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/forecastbench/questions.jsonl");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/data/forecastbench/questions.jsonl");
         if !path.exists() {
             println!("skipped: {} is absent", path.display());
             return;
@@ -378,6 +487,10 @@ mod tests {
         let events = read_file(&path).unwrap();
         assert_eq!(events.len(), 560);
         assert!(events.iter().all(|e| e.outcome.is_some()));
-        assert!(events.iter().all(|e| e.event.metadata.contains_key("market_prob")));
+        assert!(
+            events
+                .iter()
+                .all(|e| e.event.metadata.contains_key("market_prob"))
+        );
     }
 }

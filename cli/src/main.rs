@@ -90,6 +90,28 @@ pub struct BuildArgs {
     pub out: Option<PathBuf>,
 }
 
+const RESPONSES_HELP: &str =
+    "Canned gateway answers, TOML (or JSON when named *.json); without it every \
+gateway call answers not-found. The first rule that matches a request answers it:
+
+    [[rule]]
+    service = \"chat\"                  # chat, search, or a named service
+    model = \"deepseek-ai/DeepSeek-V3\" # optional: only this model
+    contains = \"Bitcoin\"              # optional: the prompt/query/body contains this
+    times = 1                         # optional: answer only this many times
+    delay_ms = 20                     # optional: wait before answering
+    cost_usd = 0.0002                 # optional: reported cost
+    content = \"Probability: 0.72\"     # the chat answer
+
+    [[rule]]
+    service = \"search\"
+    results = [{ title = \"T\", url = \"https://example.org\", snippet = \"...\" }]
+
+    [[rule]]
+    service = \"chat\"
+    error = \"rate-limited\"  # or budget-exceeded, unavailable, not-found, bad-request, timeout
+    retry_after_ms = 500";
+
 /// Arguments of `sooth agent test`.
 #[derive(Debug, Args)]
 pub struct TestArgs {
@@ -100,7 +122,7 @@ pub struct TestArgs {
     pub events: Option<PathBuf>,
     /// Canned gateway answers, TOML (or JSON when named *.json) [default:
     /// every gateway call answers not-found].
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", long_help = RESPONSES_HELP)]
     pub responses: Option<PathBuf>,
     /// Per-run limit in seconds; may only shorten the validator's 240 s.
     #[arg(long, value_name = "SECS")]
@@ -130,7 +152,28 @@ fn init_logging(verbose: u8) {
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Logs go to stderr: the compile worker's stdout carries its artifact.
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Write `text` and a newline on stdout; the error of a closed pipe ends
+/// the command quietly (see `main`).
+pub fn outln(text: impl std::fmt::Display) -> anyhow::Result<()> {
+    use std::io::Write;
+    writeln!(std::io::stdout().lock(), "{text}")?;
+    Ok(())
+}
+
+/// Whether `error` comes from writing to a pipe whose reader has gone (as
+/// in `sooth agent test ... | head`).
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn main() -> ExitCode {
@@ -146,9 +189,33 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_responses_example_in_the_help_parses() {
+        let toml: String = RESPONSES_HELP
+            .lines()
+            .filter_map(|line| line.strip_prefix("    "))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        sooth_runner::ScriptedGateway::from_str(&toml, false, "the --responses help").unwrap();
     }
 }

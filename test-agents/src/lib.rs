@@ -142,7 +142,13 @@ pub fn python_llm_forecaster() -> PathBuf {
         let _guard = BUILDING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         std::fs::create_dir_all(output.parent().unwrap_or(&root)).unwrap_or_else(|e| panic!("cannot create {}: {e}", output.display()));
         let partial = output.with_extension("partial.wasm");
+        // An empty virtual environment keeps the host's site-packages out
+        // of the component.
+        let venv = target_dir().join("python").join("empty-venv");
+        std::fs::create_dir_all(venv.join("lib").join("python3").join("site-packages"))
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", venv.display()));
         let status = componentize_py_command(&agent_dir, &wit, &sdk, &partial)
+            .env("VIRTUAL_ENV", &venv)
             .status()
             .unwrap_or_else(|error| panic!("cannot run componentize-py ({error}); install it with `pip install componentize-py`"));
         assert!(status.success(), "componentize-py failed to build the Python agent ({status})");

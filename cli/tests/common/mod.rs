@@ -17,20 +17,35 @@ pub struct Output {
 impl Output {
     /// Panic with everything printed unless the command succeeded.
     pub fn ok(self) -> Self {
-        assert!(self.success, "command failed ({:?})\nstdout:\n{}\nstderr:\n{}", self.code, self.stdout, self.stderr);
+        assert!(
+            self.success,
+            "command failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.stdout, self.stderr
+        );
         self
     }
 
     /// Panic unless the command failed and said `message` on stderr.
     pub fn fails_with(self, message: &str) -> Self {
-        assert!(!self.success, "command succeeded\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
-        assert!(self.stderr.contains(message), "stderr lacks {message:?}:\n{}", self.stderr);
+        assert!(
+            !self.success,
+            "command succeeded\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            self.stderr.contains(message),
+            "stderr lacks {message:?}:\n{}",
+            self.stderr
+        );
         self
     }
 
     /// The stdout lines parsed as JSON objects.
     pub fn json_lines(&self) -> Vec<serde_json::Value> {
-        self.stdout.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))).collect()
+        self.stdout
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+            .collect()
     }
 }
 
@@ -41,7 +56,9 @@ pub fn sooth() -> Command {
 
 /// Run a command to its end.
 pub fn run(command: &mut Command) -> Output {
-    let output = command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
     Output {
         success: output.status.success(),
         code: output.status.code(),
@@ -65,7 +82,11 @@ pub fn scratch_root() -> PathBuf {
 /// `sooth agent test AGENT` with a compile cache under the scratch space.
 pub fn agent_test(agent: &Path) -> Command {
     let mut command = sooth();
-    command.args(["agent", "test"]).arg(agent).arg("--cache-dir").arg(scratch_root().join("compile-cache"));
+    command
+        .args(["agent", "test"])
+        .arg(agent)
+        .arg("--cache-dir")
+        .arg(scratch_root().join("compile-cache"));
     command
 }
 
@@ -84,7 +105,10 @@ pub fn forecastbench() -> Option<PathBuf> {
 pub fn split_report(output: &Output) -> (Vec<serde_json::Value>, serde_json::Value) {
     let mut lines = output.json_lines();
     let summary = lines.pop().unwrap();
-    assert_eq!(summary["summary"], true, "the last line is not the summary: {summary}");
+    assert_eq!(
+        summary["summary"], true,
+        "the last line is not the summary: {summary}"
+    );
     assert!(lines.iter().all(|row| row.get("summary").is_none()));
     (lines, summary)
 }
