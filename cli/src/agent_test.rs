@@ -218,8 +218,7 @@ impl Row {
             reason: report.outcome.reason(),
             duration: report.duration,
             gateway_calls: report.gateway.call_count(),
-            // `+ 0.0` turns the -0.0 of an empty sum into 0.0.
-            cost_usd: report.gateway.cost_usd() + 0.0,
+            cost_usd: report.gateway.cost_usd(),
             outcome: event.outcome,
             logs: report.logs.text,
             logs_dropped: report.logs.dropped_bytes,

@@ -18,7 +18,7 @@
 //! let agent = runner.load(&std::fs::read("agent.wasm")?).await?;
 //! let event = AgentEvent::new("e1", "Will it rain in Paris tomorrow?", 1_760_000_000);
 //! let gateway = Arc::new(ScriptedGateway::empty());
-//! let report = runner.run(&agent, &event, &RunSpec::new("run-1", gateway)).await;
+//! let report = runner.run(&agent, &event, &RunSpec::new("run-1", gateway)).await?;
 //! println!("{:?} in {:?}", report.outcome, report.duration);
 //! # Ok(()) }
 //! ```
