@@ -21,6 +21,9 @@ pub struct RunContext {
     pub miner: Option<String>,
     /// When the run is killed; a gateway should not wait past it.
     pub deadline: Instant,
+    /// The run token the validator minted for this run, presented to the
+    /// gateway proxy; never visible to the agent.
+    pub token: Option<String>,
 }
 
 impl RunContext {

@@ -32,6 +32,7 @@ mod engine;
 mod event;
 mod gateway;
 mod host;
+mod http_gateway;
 mod imports;
 mod limits;
 mod logs;
@@ -48,6 +49,7 @@ pub use gateway::{
     GatewayRequest, GatewayResponse, GatewayUsage, RunContext, SearchRequest, SearchResponse,
     SearchResult, TokenUsage,
 };
+pub use http_gateway::{CACHE_HEADER, COST_HEADER, HttpGateway, RETRIES_HEADER};
 pub use logs::CapturedLogs;
 pub use outcome::{RunOutcome, RunReport, clip_probability};
 pub use runner::{RunSpec, Runner, RunnerError};

@@ -59,6 +59,8 @@ pub struct RunSpec {
     /// A shorter limit than the configured one (for quick local checks);
     /// never a longer one.
     pub timeout: Option<Duration>,
+    /// The run token for the gateway proxy, when the gateway needs one.
+    pub token: Option<String>,
 }
 
 impl RunSpec {
@@ -69,6 +71,7 @@ impl RunSpec {
             miner: None,
             gateway,
             timeout: None,
+            token: None,
         }
     }
 }
@@ -250,6 +253,7 @@ impl Runner {
                 agent_hash: agent.hash().to_owned(),
                 miner: spec.miner.clone(),
                 deadline,
+                token: spec.token.clone(),
             },
             usage: GatewayUsage::default(),
             last_cost: 0.0,

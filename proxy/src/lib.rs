@@ -1,0 +1,15 @@
+//! The sooth gateway: the only way out of the sandbox for agents.
+//!
+//! This crate owns the gateway service: run tokens, outbound request
+//! signing, price tables and budgets (a persistent spend ledger), the
+//! response cache, retries, the upstream adapters, and a fake upstream for
+//! tests and demos. It must not know about agents' code or scores: the
+//! runner reaches it through its `Gateway` trait, the validator mints the
+//! tokens.
+
+/// A fake upstream (LLM chat, search, generic) for tests and demos.
+pub mod fake_upstream;
+/// Signing of outbound requests, and its verifier.
+pub mod signing;
+/// Run tokens: minted by the validator, verified by the gateway.
+pub mod token;

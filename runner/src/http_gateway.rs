@@ -1,0 +1,160 @@
+//! The runner's client of the gateway proxy: a [`Gateway`] that forwards
+//! each request over HTTP with the run's token, on one shared keep-alive
+//! client.
+//!
+//! Wire format (the proxy serves it):
+//!
+//! | request | route | body | answer |
+//! |---|---|---|---|
+//! | chat | `POST /v1/chat` | [`ChatRequest`] | [`ChatResponse`] |
+//! | search | `POST /v1/search` | [`SearchRequest`] | [`SearchResponse`] |
+//! | call | `POST /v1/call/{service}` | the agent's JSON | the service's JSON |
+//!
+//! Every request carries `Authorization: Bearer <run token>`. Answers carry
+//! `x-sooth-cost-usd`, `x-sooth-cache` (`hit` or `miss`) and
+//! `x-sooth-retries`. Errors are a JSON [`GatewayError`] with a matching
+//! status (402 budget, 429 rate limit, 503 unavailable, 404 not found,
+//! 400 bad request, 504 timeout).
+//!
+//! [`ChatRequest`]: crate::ChatRequest
+//! [`ChatResponse`]: crate::ChatResponse
+//! [`SearchRequest`]: crate::SearchRequest
+//! [`SearchResponse`]: crate::SearchResponse
+
+
+use futures::future::BoxFuture;
+
+use crate::gateway::{Gateway, GatewayAnswer, GatewayError, GatewayRequest, GatewayResponse, RunContext};
+
+/// Header with the cost of an answer in US dollars.
+pub const COST_HEADER: &str = "x-sooth-cost-usd";
+/// Header saying whether an answer came from the cache (`hit`/`miss`).
+pub const CACHE_HEADER: &str = "x-sooth-cache";
+/// Header with the number of upstream retries made.
+pub const RETRIES_HEADER: &str = "x-sooth-retries";
+
+/// A [`Gateway`] that talks to a gateway proxy over HTTP.
+#[derive(Debug, Clone)]
+pub struct HttpGateway {
+    base_url: String,
+    client: reqwest::Client,
+}
+
+impl HttpGateway {
+    /// A client of the proxy at `base_url` (e.g. `http://127.0.0.1:8700`).
+    ///
+    /// # Errors
+    ///
+    /// When the HTTP client cannot be built (no TLS backend).
+    pub fn new(base_url: impl Into<String>) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1024)
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Self { base_url: base_url.into().trim_end_matches('/').to_owned(), client })
+    }
+
+    async fn send(&self, run: &RunContext, request: GatewayRequest) -> GatewayAnswer {
+        let remaining = run.remaining();
+        if remaining.is_zero() {
+            return GatewayAnswer::free(Err(GatewayError::Timeout));
+        }
+        let (path, body) = match &request {
+            GatewayRequest::Chat(chat) => ("/v1/chat".to_owned(), serde_json::to_vec(chat)),
+            GatewayRequest::Search(search) => ("/v1/search".to_owned(), serde_json::to_vec(search)),
+            GatewayRequest::Call { service, body } => {
+                (format!("/v1/call/{service}"), Ok(body.clone().into_bytes()))
+            }
+        };
+        let Ok(body) = body else {
+            return GatewayAnswer::free(Err(GatewayError::BadRequest { message: "request cannot be encoded".into() }));
+        };
+        let mut builder = self
+            .client
+            .post(format!("{}{path}", self.base_url))
+            .timeout(remaining)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(token) = &run.token {
+            builder = builder.bearer_auth(token);
+        }
+        let response = match builder.send().await {
+            Ok(response) => response,
+            Err(error) if error.is_timeout() => return GatewayAnswer::free(Err(GatewayError::Timeout)),
+            Err(error) => {
+                return GatewayAnswer::free(Err(GatewayError::Unavailable {
+                    message: format!("gateway unreachable: {}", without_url(&error)),
+                }));
+            }
+        };
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let cost_usd = header(COST_HEADER).and_then(|v| v.parse::<f64>().ok()).filter(|c| c.is_finite() && *c >= 0.0);
+        let cached = header(CACHE_HEADER).is_some_and(|v| v == "hit");
+        let retries = header(RETRIES_HEADER).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let retry_after_ms = header("retry-after")
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|secs| (secs * 1000.0).clamp(0.0, f64::from(u32::MAX)) as u32);
+        let status = response.status();
+        let bytes = match response.bytes().await {
+            Ok(bytes) => bytes,
+            Err(error) if error.is_timeout() => return GatewayAnswer::free(Err(GatewayError::Timeout)),
+            Err(error) => {
+                return GatewayAnswer::free(Err(GatewayError::Unavailable {
+                    message: format!("gateway answer cut short: {}", without_url(&error)),
+                }));
+            }
+        };
+        let result = if status.is_success() {
+            decode_success(&request, &bytes)
+        } else {
+            Err(decode_error(status.as_u16(), &bytes, retry_after_ms))
+        };
+        GatewayAnswer { result, cost_usd: cost_usd.unwrap_or(0.0), cached, retries }
+    }
+}
+
+fn without_url(error: &reqwest::Error) -> String {
+    // The URL adds nothing for the agent and may name internal hosts.
+    let mut text = error.to_string();
+    if let Some(url) = error.url() {
+        text = text.replace(url.as_str(), "<gateway>");
+    }
+    text
+}
+
+fn decode_success(request: &GatewayRequest, bytes: &[u8]) -> Result<GatewayResponse, GatewayError> {
+    let garbage = |what: &str| GatewayError::Unavailable { message: format!("the gateway sent an unreadable {what} answer") };
+    match request {
+        GatewayRequest::Chat(_) => serde_json::from_slice(bytes).map(GatewayResponse::Chat).map_err(|_| garbage("chat")),
+        GatewayRequest::Search(_) => {
+            serde_json::from_slice(bytes).map(GatewayResponse::Search).map_err(|_| garbage("search"))
+        }
+        GatewayRequest::Call { .. } => String::from_utf8(bytes.to_vec())
+            .ok()
+            .filter(|text| serde_json::from_str::<serde_json::Value>(text).is_ok())
+            .map(|body| GatewayResponse::Call { body })
+            .ok_or_else(|| garbage("call")),
+    }
+}
+
+fn decode_error(status: u16, bytes: &[u8], retry_after_ms: Option<u32>) -> GatewayError {
+    if let Ok(error) = serde_json::from_slice::<GatewayError>(bytes) {
+        return error;
+    }
+    let message = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
+    match status {
+        402 => GatewayError::BudgetExceeded { message },
+        429 => GatewayError::RateLimited { retry_after_ms: retry_after_ms.unwrap_or(1000) },
+        404 => GatewayError::NotFound { message },
+        400 | 401 | 403 | 413 | 422 => GatewayError::BadRequest { message: format!("gateway refused the request ({status}): {message}") },
+        504 => GatewayError::Timeout,
+        _ => GatewayError::Unavailable { message: format!("gateway answered {status}") },
+    }
+}
+
+impl Gateway for HttpGateway {
+    fn handle<'a>(&'a self, run: &'a RunContext, request: GatewayRequest) -> BoxFuture<'a, GatewayAnswer> {
+        Box::pin(self.send(run, request))
+    }
+}
+
