@@ -9,6 +9,8 @@
 
 /// A fake upstream (LLM chat, search, generic) for tests and demos.
 pub mod fake_upstream;
+/// The persistent spend ledger that makes budgets impossible to overspend.
+pub mod ledger;
 /// Signing of outbound requests, and its verifier.
 pub mod signing;
 /// Run tokens: minted by the validator, verified by the gateway.
