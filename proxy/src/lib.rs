@@ -8,9 +8,17 @@
 //! tokens.
 
 /// A fake upstream (LLM chat, search, generic) for tests and demos.
+/// Gateway configuration.
+pub mod config;
 pub mod fake_upstream;
 /// The persistent spend ledger that makes budgets impossible to overspend.
 pub mod ledger;
+/// Prometheus metrics.
+pub mod metrics;
+/// Backoff and Retry-After.
+pub mod retry;
+/// The HTTP service.
+pub mod server;
 /// Signing of outbound requests, and its verifier.
 pub mod signing;
 /// Run tokens: minted by the validator, verified by the gateway.

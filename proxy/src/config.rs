@@ -1,0 +1,296 @@
+//! Gateway configuration (TOML; unknown keys refused): services, their
+//! upstreams, price tables, caps and cache settings.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// What a service is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceKind {
+    /// OpenAI-compatible chat completions (`POST {base_url}/v1/chat/completions`).
+    Chat,
+    /// Desearch-style web search (`POST {base_url}/search`).
+    Search,
+    /// Any JSON service (`POST {base_url}`), priced per call.
+    Generic,
+}
+
+/// How the API key is presented upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthStyle {
+    /// `Authorization: Bearer KEY`.
+    Bearer,
+    /// `Authorization: KEY`.
+    Raw,
+    /// `NAME: KEY` with the named header.
+    Header(String),
+}
+
+/// Price of one chat model, in US dollars per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPrice {
+    /// Prompt tokens.
+    pub input_per_million: f64,
+    /// Generated tokens.
+    pub output_per_million: f64,
+}
+
+/// Whether a service's answers are cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum CachePolicy {
+    /// Serve hits and store answers.
+    #[default]
+    On,
+    /// Never cache.
+    Off,
+    /// Serve hits, store nothing new.
+    ReadOnly,
+}
+
+/// One upstream service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Chat, search or generic.
+    pub kind: ServiceKind,
+    /// The upstream's base URL.
+    pub base_url: String,
+    /// Environment variable holding the operator's API key.
+    pub api_key_env: String,
+    /// How the key is sent.
+    #[serde(default = "bearer")]
+    pub auth: AuthStyle,
+    /// Chat: the models offered and their prices; other models are 404.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelPrice>,
+    /// Chat: models tried, in order, when a model stays unavailable.
+    #[serde(default)]
+    pub fallback_models: BTreeMap<String, Vec<String>>,
+    /// Chat: output tokens reserved when a request names no `max_tokens`,
+    /// and the most a request may ask for.
+    #[serde(default = "default_max_output_tokens")]
+    pub max_output_tokens: u32,
+    /// Search: US dollars per search. Generic: US dollars per call.
+    #[serde(default)]
+    pub price_per_call: f64,
+    /// Cap per miner per UTC day, US dollars.
+    pub per_miner_day_cap_usd: f64,
+    /// The same for a miner that linked its own API key.
+    pub linked_per_miner_day_cap_usd: f64,
+    /// Cache policy.
+    #[serde(default)]
+    pub cache: CachePolicy,
+    /// How long cached answers stay fresh, seconds.
+    #[serde(default = "default_cache_ttl")]
+    pub cache_ttl_secs: u64,
+    /// Attempts per upstream call, the first included.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// Upper bound of one upstream request, seconds.
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout_secs: f64,
+}
+
+fn bearer() -> AuthStyle {
+    AuthStyle::Bearer
+}
+fn default_max_output_tokens() -> u32 {
+    4096
+}
+fn default_cache_ttl() -> u64 {
+    7 * 24 * 3600
+}
+fn default_attempts() -> u32 {
+    4
+}
+fn default_upstream_timeout() -> f64 {
+    120.0
+}
+
+/// The whole gateway configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Directory of the ledger and cache database (`gateway.sqlite`).
+    pub data_dir: PathBuf,
+    /// Hex ed25519 public key of the validator whose run tokens are honoured.
+    pub validator_public_key: String,
+    /// File holding the hex ed25519 key that signs outbound requests.
+    pub signing_key_file: PathBuf,
+    /// Largest request body accepted, bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// The service `POST /v1/chat` goes to.
+    pub default_chat_service: String,
+    /// The service `POST /v1/search` goes to.
+    pub default_search_service: String,
+    /// The services, by name.
+    pub services: BTreeMap<String, ServiceConfig>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8700".into()
+}
+fn default_max_body() -> usize {
+    256 << 10
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read gateway configuration {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The text does not parse or names an unknown key.
+    #[error("invalid gateway configuration {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is unusable.
+    #[error("invalid gateway configuration: {0}")]
+    Invalid(String),
+}
+
+fn usd_ok(value: f64) -> bool {
+    value.is_finite() && value >= 0.0
+}
+
+impl ProxyConfig {
+    /// Read and check a TOML file.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the problem.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Parse and check TOML text; `origin` names it in errors.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the problem.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Check every value.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] naming the first bad value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        for (name, wanted) in [
+            ("default_chat_service", &self.default_chat_service),
+            ("default_search_service", &self.default_search_service),
+        ] {
+            if !self.services.contains_key(wanted) {
+                return invalid(format!(
+                    "{name} names {wanted:?}, which is not among the services"
+                ));
+            }
+        }
+        for (name, service) in &self.services {
+            if !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                || name.is_empty()
+            {
+                return invalid(format!(
+                    "service name {name:?} must be letters, digits, '-' or '_'"
+                ));
+            }
+            if !service.base_url.starts_with("http://") && !service.base_url.starts_with("https://")
+            {
+                return invalid(format!(
+                    "service {name}: base_url must start with http:// or https://"
+                ));
+            }
+            if service.kind == ServiceKind::Chat && service.models.is_empty() {
+                return invalid(format!(
+                    "service {name}: a chat service needs at least one model with a price"
+                ));
+            }
+            for (model, price) in &service.models {
+                if !usd_ok(price.input_per_million) || !usd_ok(price.output_per_million) {
+                    return invalid(format!(
+                        "service {name}, model {model}: prices must be non-negative numbers"
+                    ));
+                }
+            }
+            for (model, fallbacks) in &service.fallback_models {
+                if let Some(missing) = std::iter::once(model)
+                    .chain(fallbacks)
+                    .find(|m| !service.models.contains_key(*m))
+                {
+                    return invalid(format!(
+                        "service {name}: fallback model {missing:?} has no price"
+                    ));
+                }
+            }
+            if ![
+                service.price_per_call,
+                service.per_miner_day_cap_usd,
+                service.linked_per_miner_day_cap_usd,
+            ]
+            .iter()
+            .all(|v| usd_ok(*v))
+            {
+                return invalid(format!(
+                    "service {name}: prices and caps must be non-negative numbers"
+                ));
+            }
+            if service.max_output_tokens == 0
+                || service.max_attempts == 0
+                || service.timeout_secs.is_nan()
+                || service.timeout_secs <= 0.0
+            {
+                return invalid(format!(
+                    "service {name}: max_output_tokens, max_attempts and timeout_secs must be positive"
+                ));
+            }
+        }
+        if self
+            .services
+            .get(&self.default_chat_service)
+            .is_some_and(|s| s.kind != ServiceKind::Chat)
+        {
+            return invalid("default_chat_service must be a chat service".into());
+        }
+        if self
+            .services
+            .get(&self.default_search_service)
+            .is_some_and(|s| s.kind != ServiceKind::Search)
+        {
+            return invalid("default_search_service must be a search service".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,904 @@
+//! The gateway's HTTP service: authenticates run tokens, reserves budget,
+//! forwards signed requests upstream with retries, settles the real cost.
+//!
+//! Routes (the wire format is `sooth_runner::HttpGateway`'s):
+//! `POST /v1/chat`, `POST /v1/search`, `POST /v1/call/{service}`,
+//! `GET /health`, `GET /metrics`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use ed25519_dalek::VerifyingKey;
+use sooth_runner::{
+    ChatRequest, ChatResponse, GatewayError, SearchRequest, SearchResponse, SearchResult,
+    TokenUsage,
+};
+
+use crate::config::{AuthStyle, ModelPrice, ProxyConfig, ServiceConfig, ServiceKind};
+use crate::ledger::{BudgetScope, Ledger, LedgerError, Reservation, ReservationId, utc_today};
+use crate::metrics::{Metrics, RefusalLabels, RequestLabels};
+use crate::retry::{backoff, parse_retry_after};
+use crate::signing::RequestSigner;
+use crate::token::{RunClaims, TokenError};
+
+/// Everything the handlers share.
+pub struct GatewayState {
+    config: ProxyConfig,
+    validator_key: VerifyingKey,
+    signer: RequestSigner,
+    ledger: Ledger,
+    client: reqwest::Client,
+    api_keys: BTreeMap<String, String>,
+    metrics: Metrics,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A key is missing or malformed.
+    #[error("{0}")]
+    Key(String),
+    /// The ledger could not be opened.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The HTTP client or listener failed.
+    #[error("{0}")]
+    Io(String),
+}
+
+impl GatewayState {
+    /// Build the state: keys, ledger, HTTP client. `api_keys` maps service
+    /// names to the operator's upstream keys (read from the environment by
+    /// the caller, so that this crate never reads ambient state).
+    ///
+    /// # Errors
+    ///
+    /// [`StartError`] when a key is missing or malformed or the ledger
+    /// cannot be opened.
+    pub async fn new(
+        config: ProxyConfig,
+        validator_key: VerifyingKey,
+        signer: RequestSigner,
+        ledger: Ledger,
+        api_keys: BTreeMap<String, String>,
+    ) -> Result<Self, StartError> {
+        if let Some(missing) = config
+            .services
+            .iter()
+            .find(|(name, _)| !api_keys.contains_key(*name))
+        {
+            return Err(StartError::Key(format!(
+                "no API key for service {} (set {})",
+                missing.0, missing.1.api_key_env
+            )));
+        }
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1024)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| StartError::Io(e.to_string()))?;
+        Ok(Self {
+            config,
+            validator_key,
+            signer,
+            ledger,
+            client,
+            api_keys,
+            metrics: Metrics::default(),
+        })
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}
+
+/// The router of the gateway service.
+pub fn router(state: Arc<GatewayState>) -> Router {
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .route("/v1/chat", post(chat))
+        .route("/v1/search", post(search))
+        .route("/v1/call/{service}", post(call))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// A running gateway on a local port.
+pub struct RunningGateway {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningGateway {
+    /// Serve `state` on `addr` (port 0 picks a free one).
+    ///
+    /// # Errors
+    ///
+    /// When the address cannot be bound.
+    pub async fn start(state: GatewayState, addr: SocketAddr) -> Result<Self, StartError> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| StartError::Io(format!("cannot listen on {addr}: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartError::Io(e.to_string()))?;
+        let app = router(Arc::new(state));
+        let task = tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                tracing::error!(%error, "gateway server stopped");
+            }
+        });
+        Ok(Self { addr, task })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for RunningGateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// An answer to the runner: a [`GatewayError`] body with its status, or an
+/// authentication failure.
+enum Refusal {
+    Unauthorized(String),
+    Agent(GatewayError),
+}
+
+impl Refusal {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Agent(error) => match error {
+                GatewayError::BudgetExceeded { .. } => StatusCode::PAYMENT_REQUIRED,
+                GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+                GatewayError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                GatewayError::NotFound { .. } => StatusCode::NOT_FOUND,
+                GatewayError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+                GatewayError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            },
+        }
+    }
+
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut response = match &self {
+            Self::Unauthorized(message) => (
+                status,
+                axum::Json(serde_json::json!({"error": "unauthorized", "message": message})),
+            )
+                .into_response(),
+            Self::Agent(error) => (status, axum::Json(error)).into_response(),
+        };
+        if let Self::Agent(GatewayError::RateLimited { retry_after_ms }) = self
+            && let Ok(value) =
+                HeaderValue::from_str(&format!("{:.3}", f64::from(retry_after_ms) / 1000.0))
+        {
+            response.headers_mut().insert("retry-after", value);
+        }
+        response
+    }
+}
+
+fn bad(message: impl Into<String>) -> Refusal {
+    Refusal::Agent(GatewayError::BadRequest {
+        message: message.into(),
+    })
+}
+
+fn authenticate(state: &GatewayState, headers: &HeaderMap) -> Result<RunClaims, Refusal> {
+    let value = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            Refusal::Unauthorized("missing run token (Authorization: Bearer ...)".into())
+        })?;
+    let token = value.strip_prefix("Bearer ").ok_or_else(|| {
+        Refusal::Unauthorized("the Authorization header must be `Bearer <run token>`".into())
+    })?;
+    crate::token::verify(&state.validator_key, token, now_unix()).map_err(|error| {
+        Refusal::Unauthorized(match error {
+            TokenError::Expired { .. } => "run token expired".to_owned(),
+            other => format!("run token refused: {other}"),
+        })
+    })
+}
+
+/// The successful end of a forwarded call.
+struct Forwarded {
+    body: Bytes,
+    retries: u32,
+}
+
+/// How a forwarded call failed.
+enum ForwardError {
+    /// The upstream answered 200 with something unreadable: it may have
+    /// billed us, so the reservation is charged.
+    Garbage { retries: u32 },
+    /// Nothing was billed.
+    Refused { error: GatewayError, retries: u32 },
+}
+
+async fn forward(
+    state: &GatewayState,
+    service_name: &str,
+    service: &ServiceConfig,
+    url: &str,
+    body: &[u8],
+    miner: &str,
+    deadline: Instant,
+) -> Result<Forwarded, ForwardError> {
+    let key = state
+        .api_keys
+        .get(service_name)
+        .map(String::as_str)
+        .unwrap_or_default();
+    let labels = Metrics::service(service_name);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let retries = attempt - 1;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(ForwardError::Refused {
+                error: GatewayError::Timeout,
+                retries,
+            });
+        }
+        let signed = state.signer.sign(body, miner, now_unix());
+        let mut request = state
+            .client
+            .post(url)
+            .timeout(remaining)
+            .header("content-type", "application/json");
+        for (name, value) in signed.pairs() {
+            request = request.header(name, value);
+        }
+        request = match &service.auth {
+            AuthStyle::Bearer => request.bearer_auth(key),
+            AuthStyle::Raw => request.header("authorization", key),
+            AuthStyle::Header(name) => request.header(name.as_str(), key),
+        };
+        let started = Instant::now();
+        let sent = request.body(body.to_vec()).send().await;
+        state
+            .metrics
+            .upstream_latency
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        let (retry_after, failure) = match sent {
+            Ok(response) if response.status().is_success() => {
+                return match response.bytes().await {
+                    Ok(body) => Ok(Forwarded { body, retries }),
+                    Err(_) => Err(ForwardError::Garbage { retries }),
+                };
+            }
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let header = |name: &str| {
+                    response
+                        .headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(parse_retry_after)
+                };
+                let retry_after = header("retry-after-ms")
+                    .map(|d| d / 1000)
+                    .or_else(|| header("retry-after"));
+                match status {
+                    429 => (
+                        retry_after,
+                        GatewayError::RateLimited {
+                            retry_after_ms: retry_after
+                                .map_or(1000, |d| d.as_millis().min(u128::from(u32::MAX)) as u32),
+                        },
+                    ),
+                    500..=599 => (
+                        retry_after,
+                        GatewayError::Unavailable {
+                            message: format!("{service_name} answered {status}"),
+                        },
+                    ),
+                    404 => {
+                        return Err(ForwardError::Refused {
+                            error: GatewayError::NotFound {
+                                message: format!(
+                                    "{service_name} does not know this model or route"
+                                ),
+                            },
+                            retries,
+                        });
+                    }
+                    // The upstream refused what we sent: the agent's input was bad.
+                    _ => {
+                        return Err(ForwardError::Refused {
+                            error: GatewayError::BadRequest {
+                                message: format!("{service_name} refused the request ({status})"),
+                            },
+                            retries,
+                        });
+                    }
+                }
+            }
+            Err(error) if error.is_timeout() => (None, GatewayError::Timeout),
+            Err(_) => (
+                None,
+                GatewayError::Unavailable {
+                    message: format!("{service_name} is unreachable"),
+                },
+            ),
+        };
+        if attempt >= service.max_attempts {
+            return Err(ForwardError::Refused {
+                error: failure,
+                retries,
+            });
+        }
+        let wait = backoff(attempt, retry_after);
+        if Instant::now() + wait >= deadline {
+            return Err(ForwardError::Refused {
+                error: failure,
+                retries,
+            });
+        }
+        state.metrics.retries.get_or_create(&labels).inc();
+        tracing::debug!(service = service_name, attempt, ?wait, "retrying upstream");
+        tokio::time::sleep(wait).await;
+    }
+}
+
+fn reply(
+    state: &GatewayState,
+    service: &str,
+    status: StatusCode,
+    refusal: Option<Refusal>,
+    ok: Option<(Vec<u8>, f64, u32)>,
+) -> Response {
+    let response = match (refusal, ok) {
+        (Some(refusal), _) => refusal.into_response(),
+        (None, Some((body, cost, retries))) => {
+            let mut response = (status, body).into_response();
+            let headers = response.headers_mut();
+            headers.insert("content-type", HeaderValue::from_static("application/json"));
+            if let Ok(value) = HeaderValue::from_str(&format!("{cost}")) {
+                headers.insert(sooth_runner::COST_HEADER, value);
+            }
+            headers.insert(sooth_runner::CACHE_HEADER, HeaderValue::from_static("miss"));
+            headers.insert(sooth_runner::RETRIES_HEADER, HeaderValue::from(retries));
+            response
+        }
+        (None, None) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            service: service.to_owned(),
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+async fn reserve(
+    state: &GatewayState,
+    claims: &RunClaims,
+    service_name: &str,
+    service: &ServiceConfig,
+    amount: f64,
+) -> Result<ReservationId, Refusal> {
+    let run_cap = claims.caps_usd.get(service_name).copied().unwrap_or(0.0);
+    let day_cap = if claims.linked_key {
+        service.linked_per_miner_day_cap_usd
+    } else {
+        service.per_miner_day_cap_usd
+    };
+    let reservation = Reservation {
+        run_id: claims.run_id.clone(),
+        miner: claims.miner.clone(),
+        service: service_name.to_owned(),
+        day: utc_today(),
+        amount_usd: amount,
+        run_cap_usd: run_cap,
+        day_cap_usd: day_cap,
+    };
+    state.ledger.reserve(reservation).await.map_err(|error| match error {
+        LedgerError::BudgetExceeded { scope, cap_usd, committed_usd, requested_usd } => {
+            let scope_name = match scope {
+                BudgetScope::Run => "run",
+                BudgetScope::MinerDay => "miner_day",
+            };
+            state.metrics.budget_refusals.get_or_create(&RefusalLabels { service: service_name.to_owned(), scope: scope_name.to_owned() }).inc();
+            Refusal::Agent(GatewayError::BudgetExceeded {
+                message: format!(
+                    "{service_name}: this call may cost up to ${requested_usd:.6}, and ${committed_usd:.6} of the {} cap of ${cap_usd:.6} is committed",
+                    if scope_name == "run" { "run's" } else { "miner's daily" }
+                ),
+            })
+        }
+        other => {
+            tracing::error!(error = %other, "ledger failure");
+            Refusal::Agent(GatewayError::Unavailable { message: "the gateway's ledger is unavailable".into() })
+        }
+    })
+}
+
+async fn close(
+    state: &GatewayState,
+    service: &str,
+    id: ReservationId,
+    charge: Option<(f64, bool)>,
+) -> f64 {
+    let result = match charge {
+        Some((usd, estimated)) => state
+            .ledger
+            .settle(id, usd, estimated)
+            .await
+            .map(|c| c.charged_usd),
+        None => state.ledger.release(id).await.map(|()| 0.0),
+    };
+    match result {
+        Ok(charged) => {
+            state
+                .metrics
+                .spend_usd
+                .get_or_create(&Metrics::service(service))
+                .inc_by(charged);
+            charged
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot close a reservation");
+            0.0
+        }
+    }
+}
+
+fn deadline(claims: &RunClaims, service: &ServiceConfig) -> Instant {
+    let token_left =
+        Duration::from_secs(u64::try_from(claims.expires_at - now_unix()).unwrap_or(0));
+    let upstream =
+        Duration::try_from_secs_f64(service.timeout_secs).unwrap_or(Duration::from_secs(60));
+    Instant::now() + token_left.min(upstream)
+}
+
+fn chat_cost(price: &ModelPrice, input_tokens: u64, output_tokens: u64) -> f64 {
+    (input_tokens as f64 * price.input_per_million
+        + output_tokens as f64 * price.output_per_million)
+        / 1e6
+}
+
+/// Prompt tokens, estimated high: a token is rarely shorter than 3 bytes,
+/// and each message carries a few tokens of framing.
+fn estimate_input_tokens(request: &ChatRequest) -> u64 {
+    request
+        .messages
+        .iter()
+        .map(|m| (m.content.len() + m.role.len()).div_ceil(3) as u64 + 4)
+        .sum::<u64>()
+        + 3
+}
+
+async fn chat(State(state): State<Arc<GatewayState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let service_name = state.config.default_chat_service.clone();
+    let (status, refusal, ok) = match chat_inner(&state, &service_name, &headers, &body).await {
+        Ok(ok) => (StatusCode::OK, None, Some(ok)),
+        Err(refusal) => (StatusCode::OK, Some(refusal), None),
+    };
+    reply(&state, &service_name, status, refusal, ok)
+}
+
+async fn chat_inner(
+    state: &GatewayState,
+    service_name: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Vec<u8>, f64, u32), Refusal> {
+    let claims = authenticate(state, headers)?;
+    let request: ChatRequest =
+        serde_json::from_slice(body).map_err(|e| bad(format!("malformed chat request: {e}")))?;
+    let service = &state.config.services[service_name];
+    if request.messages.is_empty() {
+        return Err(bad("a chat request needs at least one message"));
+    }
+    let max_tokens = match request.max_tokens {
+        None => service.max_output_tokens,
+        Some(0) => return Err(bad("max_tokens must be at least 1")),
+        Some(n) if n > service.max_output_tokens => {
+            return Err(bad(format!(
+                "max_tokens {n} is over this service's limit of {}",
+                service.max_output_tokens
+            )));
+        }
+        Some(n) => n,
+    };
+    if request
+        .temperature
+        .is_some_and(|t| !(0.0..=2.0).contains(&t))
+    {
+        return Err(bad("temperature must be between 0 and 2"));
+    }
+    let mut models = vec![request.model.clone()];
+    models.extend(
+        service
+            .fallback_models
+            .get(&request.model)
+            .into_iter()
+            .flatten()
+            .cloned(),
+    );
+    let prices: Vec<ModelPrice> = models
+        .iter()
+        .filter_map(|m| service.models.get(m).copied())
+        .collect();
+    if !service.models.contains_key(&request.model) {
+        return Err(Refusal::Agent(GatewayError::NotFound {
+            message: format!("model {:?} is not offered by {service_name}", request.model),
+        }));
+    }
+    let input_tokens = estimate_input_tokens(&request);
+    let worst = prices
+        .iter()
+        .map(|p| chat_cost(p, input_tokens, u64::from(max_tokens)))
+        .fold(0.0, f64::max);
+    let reservation = reserve(state, &claims, service_name, service, worst).await?;
+    let deadline = deadline(&claims, service);
+    let url = format!(
+        "{}/v1/chat/completions",
+        service.base_url.trim_end_matches('/')
+    );
+    let mut total_retries = 0;
+    let mut last_error = GatewayError::Unavailable {
+        message: "no model answered".into(),
+    };
+    for (model, price) in models.iter().zip(&prices) {
+        let upstream_body = serde_json::json!({
+            "model": model,
+            "messages": request.messages,
+            "temperature": request.temperature,
+            "max_tokens": max_tokens,
+        });
+        let upstream_body = serde_json::to_vec(&upstream_body).unwrap_or_default();
+        match forward(
+            state,
+            service_name,
+            service,
+            &url,
+            &upstream_body,
+            &claims.miner,
+            deadline,
+        )
+        .await
+        {
+            Ok(forwarded) => {
+                total_retries += forwarded.retries;
+                let Some((content, answered_by, usage)) = parse_chat(&forwarded.body) else {
+                    close(state, service_name, reservation, Some((worst, true))).await;
+                    return Err(Refusal::Agent(GatewayError::Unavailable {
+                        message: format!("{service_name} sent an unreadable answer"),
+                    }));
+                };
+                let (cost, estimated) = match usage {
+                    Some(usage) => (
+                        chat_cost(
+                            price,
+                            u64::from(usage.input_tokens),
+                            u64::from(usage.output_tokens),
+                        ),
+                        false,
+                    ),
+                    None => (worst, true),
+                };
+                let charged =
+                    close(state, service_name, reservation, Some((cost, estimated))).await;
+                let response = ChatResponse {
+                    content,
+                    model: answered_by,
+                    usage: usage.unwrap_or_default(),
+                };
+                return Ok((
+                    serde_json::to_vec(&response).unwrap_or_default(),
+                    charged,
+                    total_retries,
+                ));
+            }
+            Err(ForwardError::Garbage { retries }) => {
+                close(state, service_name, reservation, Some((worst, true))).await;
+                let _ = retries;
+                return Err(Refusal::Agent(GatewayError::Unavailable {
+                    message: format!("{service_name} sent an unreadable answer"),
+                }));
+            }
+            Err(ForwardError::Refused { error, retries }) => {
+                total_retries += retries;
+                let fall_back = matches!(
+                    error,
+                    GatewayError::Unavailable { .. } | GatewayError::RateLimited { .. }
+                );
+                last_error = error;
+                if !fall_back {
+                    break;
+                }
+            }
+        }
+    }
+    close(state, service_name, reservation, None).await;
+    let _ = total_retries;
+    Err(Refusal::Agent(last_error))
+}
+
+fn parse_chat(body: &[u8]) -> Option<(String, String, Option<TokenUsage>)> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let content = value
+        .pointer("/choices/0/message/content")?
+        .as_str()?
+        .to_owned();
+    let model = value
+        .get("model")
+        .and_then(|m| m.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let usage = value.get("usage").and_then(|usage| {
+        Some(TokenUsage {
+            input_tokens: u32::try_from(usage.get("prompt_tokens")?.as_u64()?).ok()?,
+            output_tokens: u32::try_from(usage.get("completion_tokens")?.as_u64()?).ok()?,
+        })
+    });
+    Some((content, model, usage))
+}
+
+async fn search(
+    State(state): State<Arc<GatewayState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let service_name = state.config.default_search_service.clone();
+    match search_inner(&state, &service_name, &headers, &body).await {
+        Ok(ok) => reply(&state, &service_name, StatusCode::OK, None, Some(ok)),
+        Err(refusal) => reply(&state, &service_name, StatusCode::OK, Some(refusal), None),
+    }
+}
+
+async fn search_inner(
+    state: &GatewayState,
+    service_name: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Vec<u8>, f64, u32), Refusal> {
+    let claims = authenticate(state, headers)?;
+    let request: SearchRequest =
+        serde_json::from_slice(body).map_err(|e| bad(format!("malformed search request: {e}")))?;
+    if request.query.trim().is_empty() {
+        return Err(bad("the search query is empty"));
+    }
+    let service = &state.config.services[service_name];
+    let reservation = reserve(
+        state,
+        &claims,
+        service_name,
+        service,
+        service.price_per_call,
+    )
+    .await?;
+    let upstream_body = serde_json::json!({
+        "prompt": request.query,
+        "tools": ["web"],
+        "count": request.max_results.unwrap_or(10).clamp(1, 50),
+        "start_date": request.start_date,
+        "end_date": request.end_date,
+    });
+    let upstream_body = serde_json::to_vec(&upstream_body).unwrap_or_default();
+    let url = format!("{}/search", service.base_url.trim_end_matches('/'));
+    match forward(
+        state,
+        service_name,
+        service,
+        &url,
+        &upstream_body,
+        &claims.miner,
+        deadline(&claims, service),
+    )
+    .await
+    {
+        Ok(forwarded) => {
+            let parsed: Option<(Vec<SearchResult>, Option<f64>)> =
+                serde_json::from_slice::<serde_json::Value>(&forwarded.body)
+                    .ok()
+                    .and_then(|v| {
+                        let results = v
+                            .get("results")?
+                            .as_array()?
+                            .iter()
+                            .map(search_result)
+                            .collect::<Option<Vec<_>>>()?;
+                        Some((
+                            results,
+                            v.get("cost_usd").and_then(serde_json::Value::as_f64),
+                        ))
+                    });
+            let Some((results, cost)) = parsed else {
+                close(
+                    state,
+                    service_name,
+                    reservation,
+                    Some((service.price_per_call, true)),
+                )
+                .await;
+                return Err(Refusal::Agent(GatewayError::Unavailable {
+                    message: format!("{service_name} sent an unreadable answer"),
+                }));
+            };
+            let (cost, estimated) = cost
+                .filter(|c| c.is_finite() && *c >= 0.0)
+                .map_or((service.price_per_call, true), |c| (c, false));
+            let charged = close(state, service_name, reservation, Some((cost, estimated))).await;
+            Ok((
+                serde_json::to_vec(&SearchResponse { results }).unwrap_or_default(),
+                charged,
+                forwarded.retries,
+            ))
+        }
+        Err(ForwardError::Garbage { .. }) => {
+            close(
+                state,
+                service_name,
+                reservation,
+                Some((service.price_per_call, true)),
+            )
+            .await;
+            Err(Refusal::Agent(GatewayError::Unavailable {
+                message: format!("{service_name} sent an unreadable answer"),
+            }))
+        }
+        Err(ForwardError::Refused { error, .. }) => {
+            close(state, service_name, reservation, None).await;
+            Err(Refusal::Agent(error))
+        }
+    }
+}
+
+/// One upstream hit; its publication date may be a date, an RFC 3339
+/// instant or Unix seconds.
+fn search_result(value: &serde_json::Value) -> Option<SearchResult> {
+    let text = |key: &str| {
+        value
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
+    let published = value.get("published").and_then(|p| match p {
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| t.timestamp())
+            .ok()
+            .or_else(|| {
+                chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .ok()
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map(|t| t.and_utc().timestamp())
+            }),
+        _ => None,
+    });
+    Some(SearchResult {
+        title: text("title")?,
+        url: text("url")?,
+        snippet: text("snippet").unwrap_or_default(),
+        published,
+    })
+}
+
+async fn call(
+    State(state): State<Arc<GatewayState>>,
+    Path(service_name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match call_inner(&state, &service_name, &headers, &body).await {
+        Ok(ok) => reply(&state, &service_name, StatusCode::OK, None, Some(ok)),
+        Err(refusal) => reply(&state, &service_name, StatusCode::OK, Some(refusal), None),
+    }
+}
+
+async fn call_inner(
+    state: &GatewayState,
+    service_name: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Vec<u8>, f64, u32), Refusal> {
+    let claims = authenticate(state, headers)?;
+    let service = state
+        .config
+        .services
+        .get(service_name)
+        .filter(|s| s.kind == ServiceKind::Generic)
+        .ok_or_else(|| {
+            Refusal::Agent(GatewayError::NotFound {
+                message: format!("no service named {service_name:?}"),
+            })
+        })?;
+    if serde_json::from_slice::<serde_json::Value>(body).is_err() {
+        return Err(bad("the body is not valid JSON"));
+    }
+    let reservation = reserve(
+        state,
+        &claims,
+        service_name,
+        service,
+        service.price_per_call,
+    )
+    .await?;
+    match forward(
+        state,
+        service_name,
+        service,
+        &service.base_url,
+        body,
+        &claims.miner,
+        deadline(&claims, service),
+    )
+    .await
+    {
+        Ok(forwarded) if serde_json::from_slice::<serde_json::Value>(&forwarded.body).is_ok() => {
+            let charged = close(
+                state,
+                service_name,
+                reservation,
+                Some((service.price_per_call, false)),
+            )
+            .await;
+            Ok((forwarded.body.to_vec(), charged, forwarded.retries))
+        }
+        Ok(_) | Err(ForwardError::Garbage { .. }) => {
+            close(
+                state,
+                service_name,
+                reservation,
+                Some((service.price_per_call, true)),
+            )
+            .await;
+            Err(Refusal::Agent(GatewayError::Unavailable {
+                message: format!("{service_name} sent an unreadable answer"),
+            }))
+        }
+        Err(ForwardError::Refused { error, .. }) => {
+            close(state, service_name, reservation, None).await;
+            Err(Refusal::Agent(error))
+        }
+    }
+}
+
+async fn metrics(State(state): State<Arc<GatewayState>>) -> Response {
+    let mut response = state.metrics.render().into_response();
+    response.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}
