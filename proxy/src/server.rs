@@ -171,13 +171,16 @@ fn now_unix() -> i64 {
 enum Refusal {
     Unauthorized(String),
     Agent(GatewayError),
+    /// The call failed after the upstream may have billed it: the
+    /// reservation was charged, and the runner is told what it cost.
+    Charged(GatewayError, f64),
 }
 
 impl Refusal {
     fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Agent(error) => match error {
+            Self::Agent(error) | Self::Charged(error, _) => match error {
                 GatewayError::BudgetExceeded { .. } => StatusCode::PAYMENT_REQUIRED,
                 GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
                 GatewayError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -196,8 +199,17 @@ impl Refusal {
                 axum::Json(serde_json::json!({"error": "unauthorized", "message": message})),
             )
                 .into_response(),
-            Self::Agent(error) => (status, axum::Json(error)).into_response(),
+            Self::Agent(error) | Self::Charged(error, _) => {
+                (status, axum::Json(error)).into_response()
+            }
         };
+        if let Self::Charged(_, cost) = &self
+            && let Ok(value) = HeaderValue::from_str(&format!("{cost}"))
+        {
+            response
+                .headers_mut()
+                .insert(sooth_runner::COST_HEADER, value);
+        }
         if let Self::Agent(GatewayError::RateLimited { retry_after_ms }) = self
             && let Ok(value) =
                 HeaderValue::from_str(&format!("{:.3}", f64::from(retry_after_ms) / 1000.0))
@@ -206,6 +218,15 @@ impl Refusal {
         }
         response
     }
+}
+
+fn unreadable(service_name: &str, charged: f64) -> Refusal {
+    Refusal::Charged(
+        GatewayError::Unavailable {
+            message: format!("{service_name} sent an unreadable answer"),
+        },
+        charged,
+    )
 }
 
 fn bad(message: impl Into<String>) -> Refusal {
@@ -242,7 +263,7 @@ struct Forwarded {
 enum ForwardError {
     /// The upstream answered 200 with something unreadable: it may have
     /// billed us, so the reservation is charged.
-    Garbage { retries: u32 },
+    Garbage,
     /// Nothing was billed.
     Refused { error: GatewayError, retries: u32 },
 }
@@ -298,7 +319,7 @@ async fn forward(
             Ok(response) if response.status().is_success() => {
                 return match response.bytes().await {
                     Ok(body) => Ok(Forwarded { body, retries }),
-                    Err(_) => Err(ForwardError::Garbage { retries }),
+                    Err(_) => Err(ForwardError::Garbage),
                 };
             }
             Ok(response) => {
@@ -600,10 +621,9 @@ async fn chat_inner(
             Ok(forwarded) => {
                 total_retries += forwarded.retries;
                 let Some((content, answered_by, usage)) = parse_chat(&forwarded.body) else {
-                    close(state, service_name, reservation, Some((worst, true))).await;
-                    return Err(Refusal::Agent(GatewayError::Unavailable {
-                        message: format!("{service_name} sent an unreadable answer"),
-                    }));
+                    let charged =
+                        close(state, service_name, reservation, Some((worst, true))).await;
+                    return Err(unreadable(service_name, charged));
                 };
                 let (cost, estimated) = match usage {
                     Some(usage) => (
@@ -629,12 +649,9 @@ async fn chat_inner(
                     total_retries,
                 ));
             }
-            Err(ForwardError::Garbage { retries }) => {
-                close(state, service_name, reservation, Some((worst, true))).await;
-                let _ = retries;
-                return Err(Refusal::Agent(GatewayError::Unavailable {
-                    message: format!("{service_name} sent an unreadable answer"),
-                }));
+            Err(ForwardError::Garbage) => {
+                let charged = close(state, service_name, reservation, Some((worst, true))).await;
+                return Err(unreadable(service_name, charged));
             }
             Err(ForwardError::Refused { error, retries }) => {
                 total_retries += retries;
@@ -744,16 +761,14 @@ async fn search_inner(
                         ))
                     });
             let Some((results, cost)) = parsed else {
-                close(
+                let charged = close(
                     state,
                     service_name,
                     reservation,
                     Some((service.price_per_call, true)),
                 )
                 .await;
-                return Err(Refusal::Agent(GatewayError::Unavailable {
-                    message: format!("{service_name} sent an unreadable answer"),
-                }));
+                return Err(unreadable(service_name, charged));
             };
             let (cost, estimated) = cost
                 .filter(|c| c.is_finite() && *c >= 0.0)
@@ -765,17 +780,15 @@ async fn search_inner(
                 forwarded.retries,
             ))
         }
-        Err(ForwardError::Garbage { .. }) => {
-            close(
+        Err(ForwardError::Garbage) => {
+            let charged = close(
                 state,
                 service_name,
                 reservation,
                 Some((service.price_per_call, true)),
             )
             .await;
-            Err(Refusal::Agent(GatewayError::Unavailable {
-                message: format!("{service_name} sent an unreadable answer"),
-            }))
+            Err(unreadable(service_name, charged))
         }
         Err(ForwardError::Refused { error, .. }) => {
             close(state, service_name, reservation, None).await;
@@ -875,17 +888,15 @@ async fn call_inner(
             .await;
             Ok((forwarded.body.to_vec(), charged, forwarded.retries))
         }
-        Ok(_) | Err(ForwardError::Garbage { .. }) => {
-            close(
+        Ok(_) | Err(ForwardError::Garbage) => {
+            let charged = close(
                 state,
                 service_name,
                 reservation,
                 Some((service.price_per_call, true)),
             )
             .await;
-            Err(Refusal::Agent(GatewayError::Unavailable {
-                message: format!("{service_name} sent an unreadable answer"),
-            }))
+            Err(unreadable(service_name, charged))
         }
         Err(ForwardError::Refused { error, .. }) => {
             close(state, service_name, reservation, None).await;
