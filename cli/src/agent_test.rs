@@ -4,19 +4,16 @@
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use sooth_runner::{
-    CompileIsolation, Gateway, RunReport, RunSpec, Runner, RunnerConfig, RunnerError,
-    ScriptedGateway,
-};
+use sooth_runner::{CompileIsolation, RunReport, RunSpec, Runner, RunnerConfig, RunnerError};
 
 use crate::events::{self, SAMPLE_EVENTS, SAMPLE_ORIGIN, TestEvent};
+use crate::gateway_choice::GatewayChoice;
 use crate::{TestArgs, outln};
 
 /// Every prediction is clipped to this range before scoring.
@@ -35,10 +32,6 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
             SAMPLE_ORIGIN.to_owned(),
         ),
     };
-    let gateway: Arc<dyn Gateway> = Arc::new(match &args.responses {
-        Some(path) => ScriptedGateway::from_file(path)?,
-        None => ScriptedGateway::empty(),
-    });
     let bytes = std::fs::read(&args.agent)
         .with_context(|| format!("cannot read agent {}", args.agent.display()))?;
     let concurrency = args.concurrency.map_or_else(
@@ -51,6 +44,8 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        let choice = GatewayChoice::from_args(args).await?;
+        let gateway = choice.gateway.clone();
         let runner = make_runner(cache_dir)?;
         let agent = runner
             .load(&bytes)
@@ -68,8 +63,14 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         let progress = progress_bar(events.len(), args.json);
         let mut runs = futures::stream::iter(events.iter().enumerate().map(|(index, event)| {
             let (runner, agent, progress) = (runner.clone(), agent.clone(), progress.clone());
-            let mut spec = RunSpec::new(format!("agent-test-{}", index + 1), gateway.clone());
+            let run_id = format!("agent-test-{}", index + 1);
+            let mut spec = RunSpec::new(run_id.clone(), gateway.clone());
             spec.timeout = timeout;
+            spec.token = choice.token(
+                &run_id,
+                agent.hash(),
+                timeout.unwrap_or(config_timeout).as_secs(),
+            );
             let agent_event = event.event.clone();
             // A task per run: runs use every CPU, not only this one.
             tokio::spawn(async move {

@@ -8,6 +8,8 @@ mod agent_new;
 mod agent_test;
 mod compile_worker;
 mod events;
+mod gateway_choice;
+mod proxy_run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +34,10 @@ enum Command {
     /// Write, build and test an agent.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Run the gateway: the signing proxy agents reach LLM and search
+    /// services through.
+    #[command(subcommand)]
+    Proxy(ProxyCommand),
     /// Plumbing used by sooth itself.
     #[command(subcommand, hide = true)]
     Internal(InternalCommand),
@@ -45,6 +51,17 @@ enum AgentCommand {
     Build(BuildArgs),
     /// Run an agent on events in the validator's sandbox and score it.
     Test(TestArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ProxyCommand {
+    /// Serve the gateway with a configuration file; upstream API keys come
+    /// from the environment variables the configuration names.
+    Run {
+        /// The gateway configuration (TOML).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +155,28 @@ pub struct TestArgs {
     /// $XDG_CACHE_HOME/sooth/compiled or ~/.cache/sooth/compiled].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Start the gateway in-process from this configuration, with your own
+    /// upstream API keys from the environment, and run against real
+    /// services exactly as validators do.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["responses", "gateway"])]
+    pub gateway_config: Option<PathBuf>,
+    /// Use the gateway at this URL; run tokens are signed with
+    /// `--validator-key`.
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with = "responses",
+        requires = "validator_key"
+    )]
+    pub gateway: Option<String>,
+    /// File with the hex ed25519 key whose run tokens the gateway at
+    /// `--gateway` honours.
+    #[arg(long, value_name = "FILE")]
+    pub validator_key: Option<PathBuf>,
+    /// Spending cap of each run on each service, US dollars (with a
+    /// gateway).
+    #[arg(long, value_name = "USD", default_value_t = 0.05)]
+    pub run_cap_usd: f64,
     /// Runs at once [default: the number of CPUs].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub concurrency: Option<u32>,
@@ -186,6 +225,7 @@ fn main() -> ExitCode {
         Command::Agent(AgentCommand::New(args)) => agent_new::run(&args),
         Command::Agent(AgentCommand::Build(args)) => agent_build::run(&args),
         Command::Agent(AgentCommand::Test(args)) => agent_test::run(&args),
+        Command::Proxy(ProxyCommand::Run { config }) => proxy_run::run(&config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

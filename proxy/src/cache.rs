@@ -1513,6 +1513,40 @@ mod tests {
         assert!(tables.contains(&"gateway_cache".to_owned()), "{tables:?}");
     }
 
+    /// One database file for the ledger and the cache (as the gateway's
+    /// `gateway.sqlite`), opened one after the other.
+    #[tokio::test]
+    async fn shares_a_file_with_the_ledger() {
+        use crate::ledger::{Ledger, Reservation, utc_today};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.sqlite");
+        let ledger = Ledger::open(&path).await.unwrap();
+        let cache = ResponseCache::open(&path).await.unwrap();
+        cache.put("k", "s", &ok("a"), TTL).await.unwrap();
+        let id = ledger
+            .reserve(Reservation {
+                run_id: "r1".to_owned(),
+                miner: "m1".to_owned(),
+                service: "s".to_owned(),
+                day: utc_today(),
+                amount_usd: 0.5,
+                run_cap_usd: 1.0,
+                day_cap_usd: 1.0,
+            })
+            .await
+            .unwrap();
+        ledger.settle(id, 0.25, false).await.unwrap();
+        assert_eq!(cache.get("k", unix_now_ms()).await.unwrap(), Some(ok("a")));
+        cache.close().await;
+        ledger.close().await;
+        // Reopened in the other order: nothing left to migrate.
+        let cache = ResponseCache::open(&path).await.unwrap();
+        let ledger = Ledger::open(&path).await.unwrap();
+        assert_eq!(cache.get("k", unix_now_ms()).await.unwrap(), Some(ok("a")));
+        assert_eq!(ledger.spent_usd("r1", "s").await.unwrap(), 0.25);
+        ledger.check_consistency().await.unwrap();
+    }
+
     #[tokio::test]
     async fn two_handles_on_one_file_share_answers() {
         let (dir, first) = file_cache().await;

@@ -7,10 +7,14 @@
 //! runner reaches it through its `Gateway` trait, the validator mints the
 //! tokens.
 
+/// The persistent response cache, with collapse of identical requests.
+pub mod cache;
 /// A fake upstream (LLM chat, search, generic) for tests and demos.
 /// Gateway configuration.
 pub mod config;
 pub mod fake_upstream;
+/// Starting a gateway from its configuration.
+pub mod launch;
 /// The persistent spend ledger that makes budgets impossible to overspend.
 pub mod ledger;
 /// Prometheus metrics.

@@ -436,7 +436,13 @@ async fn reserve(
     service: &ServiceConfig,
     amount: f64,
 ) -> Result<ReservationId, Refusal> {
-    let run_cap = claims.caps_usd.get(service_name).copied().unwrap_or(0.0);
+    // "*" gives a cap to every service the token does not name.
+    let run_cap = claims
+        .caps_usd
+        .get(service_name)
+        .or_else(|| claims.caps_usd.get("*"))
+        .copied()
+        .unwrap_or(0.0);
     let day_cap = if claims.linked_key {
         service.linked_per_miner_day_cap_usd
     } else {

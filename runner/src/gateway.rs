@@ -286,7 +286,9 @@ impl GatewayUsage {
     /// Total cost of the run's calls in US dollars.
     pub fn cost_usd(&self) -> f64 {
         // A fold from +0.0: an empty f64 sum is -0.0, which prints as "-0".
-        self.calls.iter().fold(0.0, |total, call| total + call.cost_usd)
+        self.calls
+            .iter()
+            .fold(0.0, |total, call| total + call.cost_usd)
     }
 
     /// Number of calls.

@@ -21,10 +21,11 @@
 //! [`SearchRequest`]: crate::SearchRequest
 //! [`SearchResponse`]: crate::SearchResponse
 
-
 use futures::future::BoxFuture;
 
-use crate::gateway::{Gateway, GatewayAnswer, GatewayError, GatewayRequest, GatewayResponse, RunContext};
+use crate::gateway::{
+    Gateway, GatewayAnswer, GatewayError, GatewayRequest, GatewayResponse, RunContext,
+};
 
 /// Header with the cost of an answer in US dollars.
 pub const COST_HEADER: &str = "x-sooth-cost-usd";
@@ -51,7 +52,10 @@ impl HttpGateway {
             .pool_max_idle_per_host(1024)
             .tcp_nodelay(true)
             .build()?;
-        Ok(Self { base_url: base_url.into().trim_end_matches('/').to_owned(), client })
+        Ok(Self {
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            client,
+        })
     }
 
     async fn send(&self, run: &RunContext, request: GatewayRequest) -> GatewayAnswer {
@@ -67,7 +71,9 @@ impl HttpGateway {
             }
         };
         let Ok(body) = body else {
-            return GatewayAnswer::free(Err(GatewayError::BadRequest { message: "request cannot be encoded".into() }));
+            return GatewayAnswer::free(Err(GatewayError::BadRequest {
+                message: "request cannot be encoded".into(),
+            }));
         };
         let mut builder = self
             .client
@@ -80,24 +86,38 @@ impl HttpGateway {
         }
         let response = match builder.send().await {
             Ok(response) => response,
-            Err(error) if error.is_timeout() => return GatewayAnswer::free(Err(GatewayError::Timeout)),
+            Err(error) if error.is_timeout() => {
+                return GatewayAnswer::free(Err(GatewayError::Timeout));
+            }
             Err(error) => {
                 return GatewayAnswer::free(Err(GatewayError::Unavailable {
                     message: format!("gateway unreachable: {}", without_url(&error)),
                 }));
             }
         };
-        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let cost_usd = header(COST_HEADER).and_then(|v| v.parse::<f64>().ok()).filter(|c| c.is_finite() && *c >= 0.0);
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let cost_usd = header(COST_HEADER)
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|c| c.is_finite() && *c >= 0.0);
         let cached = header(CACHE_HEADER).is_some_and(|v| v == "hit");
-        let retries = header(RETRIES_HEADER).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let retries = header(RETRIES_HEADER)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         let retry_after_ms = header("retry-after")
             .and_then(|v| v.parse::<f64>().ok())
             .map(|secs| (secs * 1000.0).clamp(0.0, f64::from(u32::MAX)) as u32);
         let status = response.status();
         let bytes = match response.bytes().await {
             Ok(bytes) => bytes,
-            Err(error) if error.is_timeout() => return GatewayAnswer::free(Err(GatewayError::Timeout)),
+            Err(error) if error.is_timeout() => {
+                return GatewayAnswer::free(Err(GatewayError::Timeout));
+            }
             Err(error) => {
                 return GatewayAnswer::free(Err(GatewayError::Unavailable {
                     message: format!("gateway answer cut short: {}", without_url(&error)),
@@ -109,7 +129,12 @@ impl HttpGateway {
         } else {
             Err(decode_error(status.as_u16(), &bytes, retry_after_ms))
         };
-        GatewayAnswer { result, cost_usd: cost_usd.unwrap_or(0.0), cached, retries }
+        GatewayAnswer {
+            result,
+            cost_usd: cost_usd.unwrap_or(0.0),
+            cached,
+            retries,
+        }
     }
 }
 
@@ -123,12 +148,16 @@ fn without_url(error: &reqwest::Error) -> String {
 }
 
 fn decode_success(request: &GatewayRequest, bytes: &[u8]) -> Result<GatewayResponse, GatewayError> {
-    let garbage = |what: &str| GatewayError::Unavailable { message: format!("the gateway sent an unreadable {what} answer") };
+    let garbage = |what: &str| GatewayError::Unavailable {
+        message: format!("the gateway sent an unreadable {what} answer"),
+    };
     match request {
-        GatewayRequest::Chat(_) => serde_json::from_slice(bytes).map(GatewayResponse::Chat).map_err(|_| garbage("chat")),
-        GatewayRequest::Search(_) => {
-            serde_json::from_slice(bytes).map(GatewayResponse::Search).map_err(|_| garbage("search"))
-        }
+        GatewayRequest::Chat(_) => serde_json::from_slice(bytes)
+            .map(GatewayResponse::Chat)
+            .map_err(|_| garbage("chat")),
+        GatewayRequest::Search(_) => serde_json::from_slice(bytes)
+            .map(GatewayResponse::Search)
+            .map_err(|_| garbage("search")),
         GatewayRequest::Call { .. } => String::from_utf8(bytes.to_vec())
             .ok()
             .filter(|text| serde_json::from_str::<serde_json::Value>(text).is_ok())
@@ -144,17 +173,26 @@ fn decode_error(status: u16, bytes: &[u8], retry_after_ms: Option<u32>) -> Gatew
     let message = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
     match status {
         402 => GatewayError::BudgetExceeded { message },
-        429 => GatewayError::RateLimited { retry_after_ms: retry_after_ms.unwrap_or(1000) },
+        429 => GatewayError::RateLimited {
+            retry_after_ms: retry_after_ms.unwrap_or(1000),
+        },
         404 => GatewayError::NotFound { message },
-        400 | 401 | 403 | 413 | 422 => GatewayError::BadRequest { message: format!("gateway refused the request ({status}): {message}") },
+        400 | 401 | 403 | 413 | 422 => GatewayError::BadRequest {
+            message: format!("gateway refused the request ({status}): {message}"),
+        },
         504 => GatewayError::Timeout,
-        _ => GatewayError::Unavailable { message: format!("gateway answered {status}") },
+        _ => GatewayError::Unavailable {
+            message: format!("gateway answered {status}"),
+        },
     }
 }
 
 impl Gateway for HttpGateway {
-    fn handle<'a>(&'a self, run: &'a RunContext, request: GatewayRequest) -> BoxFuture<'a, GatewayAnswer> {
+    fn handle<'a>(
+        &'a self,
+        run: &'a RunContext,
+        request: GatewayRequest,
+    ) -> BoxFuture<'a, GatewayAnswer> {
         Box::pin(self.send(run, request))
     }
 }
-

@@ -1,0 +1,97 @@
+//! Which gateway `sooth agent test` runs agents against: canned answers, a
+//! gateway started in-process, or a running one; and the run tokens for it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Context;
+use sooth_proxy::config::ProxyConfig;
+use sooth_proxy::launch::{api_keys, launch};
+use sooth_proxy::server::RunningGateway;
+use sooth_proxy::token::{RunClaims, generate_key, mint, parse_signing_key_hex};
+use sooth_runner::{Gateway, HttpGateway, ScriptedGateway};
+
+use crate::TestArgs;
+
+/// The gateway of a test session, and how to mint its run tokens.
+pub struct GatewayChoice {
+    /// Where runs send gateway calls.
+    pub gateway: Arc<dyn Gateway>,
+    minter: Option<ed25519_dalek::SigningKey>,
+    cap_usd: f64,
+    /// Kept alive for the session when started in-process.
+    _in_process: Option<RunningGateway>,
+}
+
+impl GatewayChoice {
+    /// Pick the gateway the flags ask for.
+    pub async fn from_args(args: &TestArgs) -> anyhow::Result<Self> {
+        if !(args.run_cap_usd.is_finite() && args.run_cap_usd >= 0.0) {
+            anyhow::bail!("--run-cap-usd must be a non-negative number");
+        }
+        if let Some(path) = &args.gateway_config {
+            let config = ProxyConfig::from_file(path)?;
+            let keys = api_keys(&config, |name| std::env::var(name).ok())?;
+            // A key of this session's own: the in-process gateway honours
+            // the tokens this command mints, and nobody else's.
+            let minter = generate_key();
+            let running = launch(
+                config,
+                Some(minter.verifying_key()),
+                keys,
+                Some(([127, 0, 0, 1], 0).into()),
+            )
+            .await?;
+            let gateway = Arc::new(HttpGateway::new(running.base_url())?);
+            return Ok(Self {
+                gateway,
+                minter: Some(minter),
+                cap_usd: args.run_cap_usd,
+                _in_process: Some(running),
+            });
+        }
+        if let Some(url) = &args.gateway {
+            let key_file = args
+                .validator_key
+                .as_ref()
+                .context("--gateway needs --validator-key")?;
+            let text = std::fs::read_to_string(key_file)
+                .with_context(|| format!("cannot read {}", key_file.display()))?;
+            let minter = parse_signing_key_hex(&text)
+                .with_context(|| format!("validator key {}", key_file.display()))?;
+            let gateway = Arc::new(HttpGateway::new(url.clone())?);
+            return Ok(Self {
+                gateway,
+                minter: Some(minter),
+                cap_usd: args.run_cap_usd,
+                _in_process: None,
+            });
+        }
+        let scripted = match &args.responses {
+            Some(path) => ScriptedGateway::from_file(path)?,
+            None => ScriptedGateway::empty(),
+        };
+        Ok(Self {
+            gateway: Arc::new(scripted),
+            minter: None,
+            cap_usd: 0.0,
+            _in_process: None,
+        })
+    }
+
+    /// The run token for one run, when the gateway needs one.
+    pub fn token(&self, run_id: &str, agent_hash: &str, limit_secs: u64) -> Option<String> {
+        let key = self.minter.as_ref()?;
+        let now = chrono::Utc::now().timestamp();
+        let claims = RunClaims {
+            run_id: run_id.to_owned(),
+            miner: "local".into(),
+            agent_hash: agent_hash.to_owned(),
+            caps_usd: BTreeMap::from([("*".to_owned(), self.cap_usd)]),
+            linked_key: true,
+            issued_at: now,
+            expires_at: now + i64::try_from(limit_secs).unwrap_or(240) + 60,
+        };
+        Some(mint(key, &claims))
+    }
+}
