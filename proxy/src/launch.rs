@@ -8,6 +8,7 @@ use std::path::Path;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
+use crate::cache::ResponseCache;
 use crate::config::ProxyConfig;
 use crate::ledger::Ledger;
 use crate::server::{GatewayState, RunningGateway, StartError};
@@ -94,7 +95,10 @@ pub async fn launch(
         ))
     })?;
     let signer = RequestSigner::new(load_or_create_signing_key(&config.signing_key_file)?);
-    let ledger = Ledger::open(&config.data_dir.join("gateway.sqlite")).await?;
+    let database = config.data_dir.join("gateway.sqlite");
+    // One after the other: both apply the same migrations to one file.
+    let ledger = Ledger::open(&database).await?;
+    let cache = ResponseCache::open(&database).await?;
     let addr = match addr {
         Some(addr) => addr,
         None => config
@@ -102,6 +106,6 @@ pub async fn launch(
             .parse()
             .map_err(|e| StartError::Io(format!("listen address {:?}: {e}", config.listen)))?,
     };
-    let state = GatewayState::new(config, validator_key, signer, ledger, api_keys).await?;
+    let state = GatewayState::new(config, validator_key, signer, ledger, cache, api_keys).await?;
     RunningGateway::start(state, addr).await
 }

@@ -22,7 +22,8 @@ use sooth_runner::{
     TokenUsage,
 };
 
-use crate::config::{AuthStyle, ModelPrice, ProxyConfig, ServiceConfig, ServiceKind};
+use crate::cache::{CacheMode, CachedResponse, ResponseCache, cache_key};
+use crate::config::{AuthStyle, CachePolicy, ModelPrice, ProxyConfig, ServiceConfig, ServiceKind};
 use crate::ledger::{BudgetScope, Ledger, LedgerError, Reservation, ReservationId, utc_today};
 use crate::metrics::{Metrics, RefusalLabels, RequestLabels};
 use crate::retry::{backoff, parse_retry_after};
@@ -35,6 +36,7 @@ pub struct GatewayState {
     validator_key: VerifyingKey,
     signer: RequestSigner,
     ledger: Ledger,
+    cache: ResponseCache,
     client: reqwest::Client,
     api_keys: BTreeMap<String, String>,
     metrics: Metrics,
@@ -49,6 +51,9 @@ pub enum StartError {
     /// The ledger could not be opened.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// The cache could not be opened.
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
     /// The HTTP client or listener failed.
     #[error("{0}")]
     Io(String),
@@ -68,6 +73,7 @@ impl GatewayState {
         validator_key: VerifyingKey,
         signer: RequestSigner,
         ledger: Ledger,
+        cache: ResponseCache,
         api_keys: BTreeMap<String, String>,
     ) -> Result<Self, StartError> {
         if let Some(missing) = config
@@ -90,6 +96,7 @@ impl GatewayState {
             validator_key,
             signer,
             ledger,
+            cache,
             client,
             api_keys,
             metrics: Metrics::default(),
@@ -396,23 +403,107 @@ async fn forward(
     }
 }
 
+/// A successful answer and what it cost.
+struct Answer {
+    body: Vec<u8>,
+    cost: f64,
+    retries: u32,
+    /// `hit` or `miss`, for the cache header.
+    cache: &'static str,
+}
+
+impl Answer {
+    fn fresh(body: Vec<u8>, cost: f64, retries: u32) -> Self {
+        Self {
+            body,
+            cost,
+            retries,
+            cache: "miss",
+        }
+    }
+}
+
+/// Serve from the cache, or run `fetch` (which reserves, forwards and
+/// settles) once for all concurrent identical requests. Hits and collapsed
+/// requests cost nothing and reserve nothing.
+async fn cached<F, Fut>(
+    state: &GatewayState,
+    service_name: &str,
+    service: &ServiceConfig,
+    route: &str,
+    key_body: &serde_json::Value,
+    fetch: F,
+) -> Result<Answer, Refusal>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Answer, Refusal>>,
+{
+    let key = cache_key(service_name, route, key_body);
+    let mode = match service.cache {
+        CachePolicy::On => CacheMode::On,
+        CachePolicy::Off => CacheMode::Off,
+        CachePolicy::ReadOnly => CacheMode::ReadOnly,
+    };
+    let ttl = Duration::from_secs(service.cache_ttl_secs);
+    let fetched = std::sync::Mutex::new((0.0, 0));
+    let (response, outcome) = state
+        .cache
+        .get_or_fetch(&key, service_name, mode, ttl, || async {
+            let answer = fetch().await?;
+            if let Ok(mut slot) = fetched.lock() {
+                *slot = (answer.cost, answer.retries);
+            }
+            Ok(CachedResponse {
+                status: 200,
+                body: answer.body,
+                content_type: "application/json".into(),
+            })
+        })
+        .await?;
+    let labels = Metrics::service(service_name);
+    let (cost, retries, cache) = if outcome.called_upstream() {
+        let (cost, retries) = fetched.lock().map_or((0.0, 0), |slot| *slot);
+        if mode != CacheMode::Off {
+            state.metrics.cache_misses.get_or_create(&labels).inc();
+        }
+        (cost, retries, "miss")
+    } else {
+        state.metrics.cache_hits.get_or_create(&labels).inc();
+        (0.0, 0, "hit")
+    };
+    Ok(Answer {
+        body: response.body,
+        cost,
+        retries,
+        cache,
+    })
+}
+
 fn reply(
     state: &GatewayState,
     service: &str,
     status: StatusCode,
     refusal: Option<Refusal>,
-    ok: Option<(Vec<u8>, f64, u32)>,
+    ok: Option<Answer>,
 ) -> Response {
     let response = match (refusal, ok) {
         (Some(refusal), _) => refusal.into_response(),
-        (None, Some((body, cost, retries))) => {
+        (
+            None,
+            Some(Answer {
+                body,
+                cost,
+                retries,
+                cache,
+            }),
+        ) => {
             let mut response = (status, body).into_response();
             let headers = response.headers_mut();
             headers.insert("content-type", HeaderValue::from_static("application/json"));
             if let Ok(value) = HeaderValue::from_str(&format!("{cost}")) {
                 headers.insert(sooth_runner::COST_HEADER, value);
             }
-            headers.insert(sooth_runner::CACHE_HEADER, HeaderValue::from_static("miss"));
+            headers.insert(sooth_runner::CACHE_HEADER, HeaderValue::from_static(cache));
             headers.insert(sooth_runner::RETRIES_HEADER, HeaderValue::from(retries));
             response
         }
@@ -547,7 +638,7 @@ async fn chat_inner(
     service_name: &str,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(Vec<u8>, f64, u32), Refusal> {
+) -> Result<Answer, Refusal> {
     let claims = authenticate(state, headers)?;
     let request: ChatRequest =
         serde_json::from_slice(body).map_err(|e| bad(format!("malformed chat request: {e}")))?;
@@ -595,86 +686,99 @@ async fn chat_inner(
         .iter()
         .map(|p| chat_cost(p, input_tokens, u64::from(max_tokens)))
         .fold(0.0, f64::max);
-    let reservation = reserve(state, &claims, service_name, service, worst).await?;
-    let deadline = deadline(&claims, service);
-    let url = format!(
-        "{}/v1/chat/completions",
-        service.base_url.trim_end_matches('/')
-    );
-    let mut total_retries = 0;
-    let mut last_error = GatewayError::Unavailable {
-        message: "no model answered".into(),
-    };
-    for (model, price) in models.iter().zip(&prices) {
-        let upstream_body = serde_json::json!({
-            "model": model,
-            "messages": request.messages,
-            "temperature": request.temperature,
-            "max_tokens": max_tokens,
-        });
-        let upstream_body = serde_json::to_vec(&upstream_body).unwrap_or_default();
-        match forward(
-            state,
-            service_name,
-            service,
-            &url,
-            &upstream_body,
-            &claims.miner,
-            deadline,
-        )
-        .await
-        {
-            Ok(forwarded) => {
-                total_retries += forwarded.retries;
-                let Some((content, answered_by, usage)) = parse_chat(&forwarded.body) else {
-                    let charged =
-                        close(state, service_name, reservation, Some((worst, true))).await;
-                    return Err(unreadable(service_name, charged));
-                };
-                let (cost, estimated) = match usage {
-                    Some(usage) => (
-                        chat_cost(
-                            price,
-                            u64::from(usage.input_tokens),
-                            u64::from(usage.output_tokens),
-                        ),
-                        false,
-                    ),
-                    None => (worst, true),
-                };
-                let charged =
-                    close(state, service_name, reservation, Some((cost, estimated))).await;
-                let response = ChatResponse {
-                    content,
-                    model: answered_by,
-                    usage: usage.unwrap_or_default(),
-                };
-                return Ok((
-                    serde_json::to_vec(&response).unwrap_or_default(),
-                    charged,
-                    total_retries,
-                ));
-            }
-            Err(ForwardError::Garbage) => {
-                let charged = close(state, service_name, reservation, Some((worst, true))).await;
-                return Err(unreadable(service_name, charged));
-            }
-            Err(ForwardError::Refused { error, retries }) => {
-                total_retries += retries;
-                let fall_back = matches!(
-                    error,
-                    GatewayError::Unavailable { .. } | GatewayError::RateLimited { .. }
-                );
-                last_error = error;
-                if !fall_back {
-                    break;
+    let key_body = serde_json::json!({"model": request.model, "messages": request.messages, "temperature": request.temperature, "max_tokens": max_tokens});
+    cached(
+        state,
+        service_name,
+        service,
+        "chat",
+        &key_body,
+        || async move {
+            let reservation = reserve(state, &claims, service_name, service, worst).await?;
+            let deadline = deadline(&claims, service);
+            let url = format!(
+                "{}/v1/chat/completions",
+                service.base_url.trim_end_matches('/')
+            );
+            let mut total_retries = 0;
+            let mut last_error = GatewayError::Unavailable {
+                message: "no model answered".into(),
+            };
+            for (model, price) in models.iter().zip(&prices) {
+                let upstream_body = serde_json::json!({
+                    "model": model,
+                    "messages": request.messages,
+                    "temperature": request.temperature,
+                    "max_tokens": max_tokens,
+                });
+                let upstream_body = serde_json::to_vec(&upstream_body).unwrap_or_default();
+                match forward(
+                    state,
+                    service_name,
+                    service,
+                    &url,
+                    &upstream_body,
+                    &claims.miner,
+                    deadline,
+                )
+                .await
+                {
+                    Ok(forwarded) => {
+                        total_retries += forwarded.retries;
+                        let Some((content, answered_by, usage)) = parse_chat(&forwarded.body)
+                        else {
+                            let charged =
+                                close(state, service_name, reservation, Some((worst, true))).await;
+                            return Err(unreadable(service_name, charged));
+                        };
+                        let (cost, estimated) = match usage {
+                            Some(usage) => (
+                                chat_cost(
+                                    price,
+                                    u64::from(usage.input_tokens),
+                                    u64::from(usage.output_tokens),
+                                ),
+                                false,
+                            ),
+                            None => (worst, true),
+                        };
+                        let charged =
+                            close(state, service_name, reservation, Some((cost, estimated))).await;
+                        let response = ChatResponse {
+                            content,
+                            model: answered_by,
+                            usage: usage.unwrap_or_default(),
+                        };
+                        return Ok(Answer::fresh(
+                            serde_json::to_vec(&response).unwrap_or_default(),
+                            charged,
+                            total_retries,
+                        ));
+                    }
+                    Err(ForwardError::Garbage) => {
+                        let charged =
+                            close(state, service_name, reservation, Some((worst, true))).await;
+                        return Err(unreadable(service_name, charged));
+                    }
+                    Err(ForwardError::Refused { error, retries }) => {
+                        total_retries += retries;
+                        let fall_back = matches!(
+                            error,
+                            GatewayError::Unavailable { .. } | GatewayError::RateLimited { .. }
+                        );
+                        last_error = error;
+                        if !fall_back {
+                            break;
+                        }
+                    }
                 }
             }
-        }
-    }
-    close(state, service_name, reservation, None).await;
-    let _ = total_retries;
-    Err(Refusal::Agent(last_error))
+            close(state, service_name, reservation, None).await;
+            let _ = total_retries;
+            Err(Refusal::Agent(last_error))
+        },
+    )
+    .await
 }
 
 fn parse_chat(body: &[u8]) -> Option<(String, String, Option<TokenUsage>)> {
@@ -714,7 +818,7 @@ async fn search_inner(
     service_name: &str,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(Vec<u8>, f64, u32), Refusal> {
+) -> Result<Answer, Refusal> {
     let claims = authenticate(state, headers)?;
     let request: SearchRequest =
         serde_json::from_slice(body).map_err(|e| bad(format!("malformed search request: {e}")))?;
@@ -722,85 +826,97 @@ async fn search_inner(
         return Err(bad("the search query is empty"));
     }
     let service = &state.config.services[service_name];
-    let reservation = reserve(
-        state,
-        &claims,
-        service_name,
-        service,
-        service.price_per_call,
-    )
-    .await?;
-    let upstream_body = serde_json::json!({
-        "prompt": request.query,
-        "tools": ["web"],
-        "count": request.max_results.unwrap_or(10).clamp(1, 50),
-        "start_date": request.start_date,
-        "end_date": request.end_date,
-    });
-    let upstream_body = serde_json::to_vec(&upstream_body).unwrap_or_default();
-    let url = format!("{}/search", service.base_url.trim_end_matches('/'));
-    match forward(
+    let key_body = serde_json::to_value(&request).unwrap_or_default();
+    cached(
         state,
         service_name,
         service,
-        &url,
-        &upstream_body,
-        &claims.miner,
-        deadline(&claims, service),
-    )
-    .await
-    {
-        Ok(forwarded) => {
-            let parsed: Option<(Vec<SearchResult>, Option<f64>)> =
-                serde_json::from_slice::<serde_json::Value>(&forwarded.body)
-                    .ok()
-                    .and_then(|v| {
-                        let results = v
-                            .get("results")?
-                            .as_array()?
-                            .iter()
-                            .map(search_result)
-                            .collect::<Option<Vec<_>>>()?;
-                        Some((
-                            results,
-                            v.get("cost_usd").and_then(serde_json::Value::as_f64),
-                        ))
-                    });
-            let Some((results, cost)) = parsed else {
-                let charged = close(
-                    state,
-                    service_name,
-                    reservation,
-                    Some((service.price_per_call, true)),
-                )
-                .await;
-                return Err(unreadable(service_name, charged));
-            };
-            let (cost, estimated) = cost
-                .filter(|c| c.is_finite() && *c >= 0.0)
-                .map_or((service.price_per_call, true), |c| (c, false));
-            let charged = close(state, service_name, reservation, Some((cost, estimated))).await;
-            Ok((
-                serde_json::to_vec(&SearchResponse { results }).unwrap_or_default(),
-                charged,
-                forwarded.retries,
-            ))
-        }
-        Err(ForwardError::Garbage) => {
-            let charged = close(
+        "search",
+        &key_body,
+        || async move {
+            let reservation = reserve(
+                state,
+                &claims,
+                service_name,
+                service,
+                service.price_per_call,
+            )
+            .await?;
+            let upstream_body = serde_json::json!({
+                "prompt": request.query,
+                "tools": ["web"],
+                "count": request.max_results.unwrap_or(10).clamp(1, 50),
+                "start_date": request.start_date,
+                "end_date": request.end_date,
+            });
+            let upstream_body = serde_json::to_vec(&upstream_body).unwrap_or_default();
+            let url = format!("{}/search", service.base_url.trim_end_matches('/'));
+            match forward(
                 state,
                 service_name,
-                reservation,
-                Some((service.price_per_call, true)),
+                service,
+                &url,
+                &upstream_body,
+                &claims.miner,
+                deadline(&claims, service),
             )
-            .await;
-            Err(unreadable(service_name, charged))
-        }
-        Err(ForwardError::Refused { error, .. }) => {
-            close(state, service_name, reservation, None).await;
-            Err(Refusal::Agent(error))
-        }
-    }
+            .await
+            {
+                Ok(forwarded) => {
+                    let parsed: Option<(Vec<SearchResult>, Option<f64>)> =
+                        serde_json::from_slice::<serde_json::Value>(&forwarded.body)
+                            .ok()
+                            .and_then(|v| {
+                                let results = v
+                                    .get("results")?
+                                    .as_array()?
+                                    .iter()
+                                    .map(search_result)
+                                    .collect::<Option<Vec<_>>>()?;
+                                Some((
+                                    results,
+                                    v.get("cost_usd").and_then(serde_json::Value::as_f64),
+                                ))
+                            });
+                    let Some((results, cost)) = parsed else {
+                        let charged = close(
+                            state,
+                            service_name,
+                            reservation,
+                            Some((service.price_per_call, true)),
+                        )
+                        .await;
+                        return Err(unreadable(service_name, charged));
+                    };
+                    let (cost, estimated) = cost
+                        .filter(|c| c.is_finite() && *c >= 0.0)
+                        .map_or((service.price_per_call, true), |c| (c, false));
+                    let charged =
+                        close(state, service_name, reservation, Some((cost, estimated))).await;
+                    Ok(Answer::fresh(
+                        serde_json::to_vec(&SearchResponse { results }).unwrap_or_default(),
+                        charged,
+                        forwarded.retries,
+                    ))
+                }
+                Err(ForwardError::Garbage) => {
+                    let charged = close(
+                        state,
+                        service_name,
+                        reservation,
+                        Some((service.price_per_call, true)),
+                    )
+                    .await;
+                    Err(unreadable(service_name, charged))
+                }
+                Err(ForwardError::Refused { error, .. }) => {
+                    close(state, service_name, reservation, None).await;
+                    Err(Refusal::Agent(error))
+                }
+            }
+        },
+    )
+    .await
 }
 
 /// One upstream hit; its publication date may be a date, an RFC 3339
@@ -850,7 +966,7 @@ async fn call_inner(
     service_name: &str,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(Vec<u8>, f64, u32), Refusal> {
+) -> Result<Answer, Refusal> {
     let claims = authenticate(state, headers)?;
     let service = state
         .config
@@ -865,50 +981,67 @@ async fn call_inner(
     if serde_json::from_slice::<serde_json::Value>(body).is_err() {
         return Err(bad("the body is not valid JSON"));
     }
-    let reservation = reserve(
-        state,
-        &claims,
-        service_name,
-        service,
-        service.price_per_call,
-    )
-    .await?;
-    match forward(
+    let key_body = serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
+    cached(
         state,
         service_name,
         service,
-        &service.base_url,
-        body,
-        &claims.miner,
-        deadline(&claims, service),
+        "call",
+        &key_body,
+        || async move {
+            let reservation = reserve(
+                state,
+                &claims,
+                service_name,
+                service,
+                service.price_per_call,
+            )
+            .await?;
+            match forward(
+                state,
+                service_name,
+                service,
+                &service.base_url,
+                body,
+                &claims.miner,
+                deadline(&claims, service),
+            )
+            .await
+            {
+                Ok(forwarded)
+                    if serde_json::from_slice::<serde_json::Value>(&forwarded.body).is_ok() =>
+                {
+                    let charged = close(
+                        state,
+                        service_name,
+                        reservation,
+                        Some((service.price_per_call, false)),
+                    )
+                    .await;
+                    Ok(Answer::fresh(
+                        forwarded.body.to_vec(),
+                        charged,
+                        forwarded.retries,
+                    ))
+                }
+                Ok(_) | Err(ForwardError::Garbage) => {
+                    let charged = close(
+                        state,
+                        service_name,
+                        reservation,
+                        Some((service.price_per_call, true)),
+                    )
+                    .await;
+                    Err(unreadable(service_name, charged))
+                }
+                Err(ForwardError::Refused { error, .. }) => {
+                    close(state, service_name, reservation, None).await;
+                    Err(Refusal::Agent(error))
+                }
+            }
+        },
     )
     .await
-    {
-        Ok(forwarded) if serde_json::from_slice::<serde_json::Value>(&forwarded.body).is_ok() => {
-            let charged = close(
-                state,
-                service_name,
-                reservation,
-                Some((service.price_per_call, false)),
-            )
-            .await;
-            Ok((forwarded.body.to_vec(), charged, forwarded.retries))
-        }
-        Ok(_) | Err(ForwardError::Garbage) => {
-            let charged = close(
-                state,
-                service_name,
-                reservation,
-                Some((service.price_per_call, true)),
-            )
-            .await;
-            Err(unreadable(service_name, charged))
-        }
-        Err(ForwardError::Refused { error, .. }) => {
-            close(state, service_name, reservation, None).await;
-            Err(Refusal::Agent(error))
-        }
-    }
 }
 
 async fn metrics(State(state): State<Arc<GatewayState>>) -> Response {

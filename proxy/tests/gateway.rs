@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sooth_proxy::cache::ResponseCache;
 use sooth_proxy::config::ProxyConfig;
 use sooth_proxy::fake_upstream::{Failure, FakeUpstream, FakeUpstreamConfig};
 use sooth_proxy::ledger::Ledger;
@@ -84,11 +85,15 @@ linked_per_miner_day_cap_usd = {day_cap}
     let ledger = Ledger::open(&dir.path().join("gateway.sqlite"))
         .await
         .expect("ledger");
+    let cache = ResponseCache::open(&dir.path().join("gateway.sqlite"))
+        .await
+        .expect("cache");
     let state = GatewayState::new(
         config,
         validator.verifying_key(),
         RequestSigner::new(signing),
         ledger,
+        cache,
         keys,
     )
     .await
@@ -141,11 +146,17 @@ fn context(token: Option<String>) -> RunContext {
 }
 
 fn chat(max_tokens: u32) -> GatewayRequest {
+    chat_about("Will it rain tomorrow in Lisbon?", max_tokens)
+}
+
+/// A chat request with its own prompt: distinct prompts are never answered
+/// from one another's cache entries.
+fn chat_about(question: &str, max_tokens: u32) -> GatewayRequest {
     GatewayRequest::Chat(ChatRequest {
         model: MODEL.into(),
         messages: vec![ChatMessage {
             role: "user".into(),
-            content: "Will it rain tomorrow in Lisbon?".into(),
+            content: question.into(),
         }],
         temperature: Some(0.0),
         max_tokens: Some(max_tokens),
@@ -292,7 +303,10 @@ async fn unavailable_upstreams_are_retried_and_not_found_is_not() {
     let client = HttpGateway::new(world.gateway.base_url()).expect("client");
     world.upstream.fail_next(2, Failure::Unavailable);
     let answer = client
-        .handle(&context(Some(token(&world, "retry", 1.0))), chat(8))
+        .handle(
+            &context(Some(token(&world, "retry", 1.0))),
+            chat_about("retry", 8),
+        )
         .await;
     assert!(answer.result.is_ok(), "{answer:?}");
     assert_eq!(answer.retries, 2);
@@ -306,7 +320,10 @@ async fn unavailable_upstreams_are_retried_and_not_found_is_not() {
     );
     let started = Instant::now();
     let answer = client
-        .handle(&context(Some(token(&world, "limited", 1.0))), chat(8))
+        .handle(
+            &context(Some(token(&world, "limited", 1.0))),
+            chat_about("limited", 8),
+        )
         .await;
     assert!(answer.result.is_ok(), "{answer:?}");
     assert!(
@@ -316,7 +333,10 @@ async fn unavailable_upstreams_are_retried_and_not_found_is_not() {
 
     world.upstream.fail_next(1, Failure::Status(404));
     let answer = client
-        .handle(&context(Some(token(&world, "gone", 1.0))), chat(8))
+        .handle(
+            &context(Some(token(&world, "gone", 1.0))),
+            chat_about("gone", 8),
+        )
         .await;
     assert!(
         matches!(answer.result, Err(GatewayError::NotFound { .. })),
@@ -342,7 +362,10 @@ async fn garbage_and_missing_usage_charge_the_reservation_as_estimated() {
     let client = HttpGateway::new(world.gateway.base_url()).expect("client");
     world.upstream.fail_next(1, Failure::Garbage);
     let answer = client
-        .handle(&context(Some(token(&world, "garbage", 1.0))), chat(8))
+        .handle(
+            &context(Some(token(&world, "garbage", 1.0))),
+            chat_about("garbage", 8),
+        )
         .await;
     assert!(
         matches!(answer.result, Err(GatewayError::Unavailable { .. })),
@@ -350,7 +373,10 @@ async fn garbage_and_missing_usage_charge_the_reservation_as_estimated() {
     );
     world.upstream.fail_next(1, Failure::NoUsage);
     let answer = client
-        .handle(&context(Some(token(&world, "nousage", 1.0))), chat(8))
+        .handle(
+            &context(Some(token(&world, "nousage", 1.0))),
+            chat_about("no usage", 8),
+        )
         .await;
     assert!(answer.result.is_ok(), "{answer:?}");
     assert!(
@@ -367,9 +393,13 @@ async fn a_thousand_concurrent_requests_never_overspend_one_cap() {
     let cap = 0.002;
     let run = Arc::new(context(Some(token(&world, "storm", cap))));
     let tasks: Vec<_> = (0..1000)
-        .map(|_| {
+        .map(|i| {
             let (client, run) = (client.clone(), run.clone());
-            tokio::spawn(async move { client.handle(&run, chat(64)).await })
+            tokio::spawn(async move {
+                client
+                    .handle(&run, chat_about(&format!("question {i}"), 64))
+                    .await
+            })
         })
         .collect();
     let mut ok = 0;
@@ -423,4 +453,37 @@ async fn search_and_generic_services_are_forwarded_and_priced() {
         panic!("{echo:?}")
     };
     assert!(body.contains("\"x\":1"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_requests_are_served_from_cache_for_free_and_collapsed() {
+    let world = world(10.0).await;
+    world.upstream.set_latency(Duration::from_millis(100));
+    let client = Arc::new(HttpGateway::new(world.gateway.base_url()).expect("client"));
+    let run = Arc::new(context(Some(token(&world, "cache", 1.0))));
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (client, run) = (client.clone(), run.clone());
+            tokio::spawn(async move { client.handle(&run, chat(8)).await })
+        })
+        .collect();
+    let mut paid = 0;
+    for task in tasks {
+        let answer = task.await.expect("task");
+        assert!(answer.result.is_ok(), "{answer:?}");
+        if !answer.cached {
+            paid += 1;
+            assert!(answer.cost_usd > 0.0);
+        } else {
+            assert_eq!(answer.cost_usd, 0.0, "a cache hit costs nothing");
+        }
+    }
+    assert_eq!(
+        paid, 1,
+        "concurrent identical requests collapse into one upstream call"
+    );
+    assert_eq!(world.upstream.stats().chat_requests, 1);
+    let again = client.handle(&run, chat(8)).await;
+    assert!(again.cached && again.cost_usd == 0.0, "{again:?}");
+    assert_eq!(world.upstream.stats().chat_requests, 1);
 }
