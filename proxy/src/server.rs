@@ -2,8 +2,9 @@
 //! forwards signed requests upstream with retries, settles the real cost.
 //!
 //! Routes (the wire format is `sooth_runner::HttpGateway`'s):
-//! `POST /v1/chat`, `POST /v1/search`, `POST /v1/call/{service}`,
-//! `GET /health`, `GET /metrics`.
+//! `POST /v1/chat` (the default chat service) and `POST /v1/chat/{service}`,
+//! `POST /v1/search` and `POST /v1/search/{service}`,
+//! `POST /v1/call/{service}`, `GET /health`, `GET /metrics`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -116,7 +117,9 @@ pub fn router(state: Arc<GatewayState>) -> Router {
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .route("/v1/chat", post(chat))
+        .route("/v1/chat/{service}", post(chat_on))
         .route("/v1/search", post(search))
+        .route("/v1/search/{service}", post(search_on))
         .route("/v1/call/{service}", post(call))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -626,11 +629,41 @@ fn estimate_input_tokens(request: &ChatRequest) -> u64 {
 
 async fn chat(State(state): State<Arc<GatewayState>>, headers: HeaderMap, body: Bytes) -> Response {
     let service_name = state.config.default_chat_service.clone();
-    let (status, refusal, ok) = match chat_inner(&state, &service_name, &headers, &body).await {
-        Ok(ok) => (StatusCode::OK, None, Some(ok)),
-        Err(refusal) => (StatusCode::OK, Some(refusal), None),
+    answer(
+        &state,
+        &service_name,
+        chat_inner(&state, &service_name, &headers, &body).await,
+    )
+}
+
+async fn chat_on(
+    State(state): State<Arc<GatewayState>>,
+    Path(service_name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = match known(&state, &service_name, ServiceKind::Chat) {
+        Ok(()) => chat_inner(&state, &service_name, &headers, &body).await,
+        Err(refusal) => Err(refusal),
     };
-    reply(&state, &service_name, status, refusal, ok)
+    answer(&state, &service_name, result)
+}
+
+/// Refuse a route to a service that is not configured as `kind`.
+fn known(state: &GatewayState, service_name: &str, kind: ServiceKind) -> Result<(), Refusal> {
+    match state.config.services.get(service_name) {
+        Some(service) if service.kind == kind => Ok(()),
+        _ => Err(Refusal::Agent(GatewayError::NotFound {
+            message: format!("no {kind:?} service named {service_name:?}").to_lowercase(),
+        })),
+    }
+}
+
+fn answer(state: &GatewayState, service_name: &str, result: Result<Answer, Refusal>) -> Response {
+    match result {
+        Ok(ok) => reply(state, service_name, StatusCode::OK, None, Some(ok)),
+        Err(refusal) => reply(state, service_name, StatusCode::OK, Some(refusal), None),
+    }
 }
 
 async fn chat_inner(
@@ -807,10 +840,24 @@ async fn search(
     body: Bytes,
 ) -> Response {
     let service_name = state.config.default_search_service.clone();
-    match search_inner(&state, &service_name, &headers, &body).await {
-        Ok(ok) => reply(&state, &service_name, StatusCode::OK, None, Some(ok)),
-        Err(refusal) => reply(&state, &service_name, StatusCode::OK, Some(refusal), None),
-    }
+    answer(
+        &state,
+        &service_name,
+        search_inner(&state, &service_name, &headers, &body).await,
+    )
+}
+
+async fn search_on(
+    State(state): State<Arc<GatewayState>>,
+    Path(service_name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = match known(&state, &service_name, ServiceKind::Search) {
+        Ok(()) => search_inner(&state, &service_name, &headers, &body).await,
+        Err(refusal) => Err(refusal),
+    };
+    answer(&state, &service_name, result)
 }
 
 async fn search_inner(

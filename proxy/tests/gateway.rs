@@ -487,3 +487,36 @@ async fn identical_requests_are_served_from_cache_for_free_and_collapsed() {
     assert!(again.cached && again.cost_usd == 0.0, "{again:?}");
     assert_eq!(world.upstream.stats().chat_requests, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_service_has_its_own_route() {
+    let world = world(10.0).await;
+    let http = reqwest::Client::new();
+    let base = world.gateway.base_url();
+    let body = serde_json::json!({"model": MODEL, "messages": [{"role": "user", "content": "named route"}], "max_tokens": 8});
+    let token = token(&world, "routes", 1.0);
+    let named = http
+        .post(format!("{base}/v1/chat/chutes"))
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(named.status(), 200);
+    let wrong_kind = http
+        .post(format!("{base}/v1/chat/desearch"))
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(wrong_kind.status(), 404);
+    let unknown = http
+        .post(format!("{base}/v1/search/nowhere"))
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(unknown.status(), 404);
+}
