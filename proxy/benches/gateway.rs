@@ -1,0 +1,238 @@
+//! Gateway benchmark: latency the proxy adds over calling the upstream
+//! directly, at a paced 1,000 requests/s uncached, and cache-hit throughput.
+//!
+//! ```text
+//! cargo bench -p sooth-proxy --bench gateway
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sooth_proxy::cache::ResponseCache;
+use sooth_proxy::config::ProxyConfig;
+use sooth_proxy::fake_upstream::{FakeUpstream, FakeUpstreamConfig};
+use sooth_proxy::ledger::Ledger;
+use sooth_proxy::server::{GatewayState, RunningGateway};
+use sooth_proxy::signing::RequestSigner;
+use sooth_proxy::token::{RunClaims, encode_public_key, generate_key, mint};
+
+const MODEL: &str = "fake-org/Fake-Model-8B";
+const RATE: u64 = 1000;
+const PACED_REQUESTS: usize = 5000;
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    samples[((samples.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Send `PACED_REQUESTS` requests at `RATE` per second; latencies of each.
+async fn paced(make: impl Fn(usize) -> reqwest::RequestBuilder) -> Vec<Duration> {
+    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
+    let mut tasks = Vec::with_capacity(PACED_REQUESTS);
+    for i in 0..PACED_REQUESTS {
+        ticker.tick().await;
+        let request = make(i);
+        tasks.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let response = request.send().await.expect("request");
+            assert!(
+                response.status().is_success(),
+                "status {}",
+                response.status()
+            );
+            response.bytes().await.expect("body");
+            started.elapsed()
+        }));
+    }
+    let mut latencies = Vec::with_capacity(PACED_REQUESTS);
+    for task in tasks {
+        latencies.push(task.await.expect("task"));
+    }
+    latencies
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let fake_config = FakeUpstreamConfig::default();
+    let upstream = FakeUpstream::start(fake_config.clone())
+        .await
+        .expect("fake upstream");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let validator = generate_key();
+    let base = upstream.base_url();
+    let service = |cache: &str| {
+        format!(
+            r#"kind = "chat"
+base_url = "{base}"
+api_key_env = "UNUSED"
+cache = "{cache}"
+per_miner_day_cap_usd = 1000000.0
+linked_per_miner_day_cap_usd = 1000000.0
+models = {{ "{MODEL}" = {{ input_per_million = 0.5, output_per_million = 2.0 }} }}
+"#
+        )
+    };
+    let config = ProxyConfig::from_toml(
+        &format!(
+            "data_dir = \"unused\"\nvalidator_public_key = \"{}\"\nsigning_key_file = \"unused\"\ndefault_chat_service = \"uncached\"\ndefault_search_service = \"search\"\n\n[services.uncached]\n{}\n[services.cached]\n{}\n[services.search]\nkind = \"search\"\nbase_url = \"{base}\"\napi_key_env = \"UNUSED\"\nauth = \"raw\"\nprice_per_call = 0.002\nper_miner_day_cap_usd = 1.0\nlinked_per_miner_day_cap_usd = 1.0\n",
+            encode_public_key(&validator.verifying_key()),
+            service("off"),
+            service("on"),
+        ),
+        "bench",
+    )
+    .expect("config");
+    let keys = BTreeMap::from([
+        ("uncached".to_owned(), fake_config.api_key.clone()),
+        ("cached".to_owned(), fake_config.api_key.clone()),
+        ("search".to_owned(), fake_config.search_api_key.clone()),
+    ]);
+    let database = dir.path().join("gateway.sqlite");
+    let ledger = Ledger::open(&database).await.expect("ledger");
+    let cache = ResponseCache::open(&database).await.expect("cache");
+    let state = GatewayState::new(
+        config,
+        validator.verifying_key(),
+        RequestSigner::new(generate_key()),
+        ledger,
+        cache,
+        keys,
+    )
+    .await
+    .expect("state");
+    let gateway = RunningGateway::start(state, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("gateway");
+    let now = chrono::Utc::now().timestamp();
+    let token = Arc::new(mint(
+        &validator,
+        &RunClaims {
+            run_id: "bench".into(),
+            miner: "bench-miner".into(),
+            agent_hash: "00".repeat(32),
+            caps_usd: BTreeMap::from([("*".into(), 1_000_000.0)]),
+            linked_key: false,
+            issued_at: now,
+            expires_at: now + 3600,
+        },
+    ));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+        .build()
+        .expect("client");
+    let upstream_url = format!("{base}/v1/chat/completions");
+    let gateway_url = format!("{}/v1/chat", gateway.base_url());
+    let body = |i: usize| serde_json::json!({"model": MODEL, "messages": [{"role": "user", "content": format!("question {i}")}], "max_tokens": 8});
+
+    // Warm both paths' connection pools.
+    for i in 0..200 {
+        client
+            .post(&upstream_url)
+            .bearer_auth(&fake_config.api_key)
+            .json(&body(i))
+            .send()
+            .await
+            .expect("warm");
+        client
+            .post(&gateway_url)
+            .bearer_auth(token.as_str())
+            .json(&body(i))
+            .send()
+            .await
+            .expect("warm");
+    }
+    let mut direct = paced(|i| {
+        client
+            .post(&upstream_url)
+            .bearer_auth(&fake_config.api_key)
+            .json(&body(i))
+    })
+    .await;
+    let mut proxied = paced(|i| {
+        client
+            .post(&gateway_url)
+            .bearer_auth(token.as_str())
+            .json(&body(i + 1_000_000))
+    })
+    .await;
+    let (d50, d99) = (percentile(&mut direct, 0.5), percentile(&mut direct, 0.99));
+    let (p50, p99) = (
+        percentile(&mut proxied, 0.5),
+        percentile(&mut proxied, 0.99),
+    );
+    println!(
+        "sooth gateway benchmark ({} cores)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "uncached chat at {RATE} requests/s ({PACED_REQUESTS} requests): direct p50 {:.3} ms p99 {:.3} ms; via gateway p50 {:.3} ms p99 {:.3} ms",
+        ms(d50),
+        ms(d99),
+        ms(p50),
+        ms(p99)
+    );
+    println!(
+        "  added latency: p50 {:.3} ms (target <= 0.3), p99 {:.3} ms (target <= 2)",
+        ms(p50.saturating_sub(d50)),
+        ms(p99.saturating_sub(d99))
+    );
+
+    // Cache hits: one prompt, many clients, for a fixed time.
+    let cached_url = format!("{}/v1/chat/cached", gateway.base_url());
+    let hit_body = serde_json::json!({"model": MODEL, "messages": [{"role": "user", "content": "the same question"}], "max_tokens": 8});
+    client
+        .post(&cached_url)
+        .bearer_auth(token.as_str())
+        .json(&hit_body)
+        .send()
+        .await
+        .expect("prime");
+    let window = Duration::from_secs(3);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..64)
+        .map(|_| {
+            let (client, url, token, body) = (
+                client.clone(),
+                cached_url.clone(),
+                token.clone(),
+                hit_body.clone(),
+            );
+            tokio::spawn(async move {
+                let mut done = 0u64;
+                while started.elapsed() < window {
+                    let response = client
+                        .post(&url)
+                        .bearer_auth(token.as_str())
+                        .json(&body)
+                        .send()
+                        .await
+                        .expect("hit");
+                    assert_eq!(
+                        response
+                            .headers()
+                            .get("x-sooth-cache")
+                            .and_then(|v| v.to_str().ok()),
+                        Some("hit")
+                    );
+                    response.bytes().await.expect("body");
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    let mut hits = 0;
+    for worker in workers {
+        hits += worker.await.expect("worker");
+    }
+    println!(
+        "cache hits: {:.0} requests/s with 64 concurrent clients (target >= 20,000)",
+        hits as f64 / started.elapsed().as_secs_f64()
+    );
+}
