@@ -482,25 +482,16 @@ where
     })
 }
 
-fn reply(
-    state: &GatewayState,
-    service: &str,
-    status: StatusCode,
-    refusal: Option<Refusal>,
-    ok: Option<Answer>,
-) -> Response {
-    let response = match (refusal, ok) {
-        (Some(refusal), _) => refusal.into_response(),
-        (
-            None,
-            Some(Answer {
-                body,
-                cost,
-                retries,
-                cache,
-            }),
-        ) => {
-            let mut response = (status, body).into_response();
+fn reply(state: &GatewayState, service: &str, result: Result<Answer, Refusal>) -> Response {
+    let response = match result {
+        Err(refusal) => refusal.into_response(),
+        Ok(Answer {
+            body,
+            cost,
+            retries,
+            cache,
+        }) => {
+            let mut response = (StatusCode::OK, body).into_response();
             let headers = response.headers_mut();
             headers.insert("content-type", HeaderValue::from_static("application/json"));
             if let Ok(value) = HeaderValue::from_str(&format!("{cost}")) {
@@ -510,7 +501,6 @@ fn reply(
             headers.insert(sooth_runner::RETRIES_HEADER, HeaderValue::from(retries));
             response
         }
-        (None, None) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
     state
         .metrics
@@ -629,11 +619,8 @@ fn estimate_input_tokens(request: &ChatRequest) -> u64 {
 
 async fn chat(State(state): State<Arc<GatewayState>>, headers: HeaderMap, body: Bytes) -> Response {
     let service_name = state.config.default_chat_service.clone();
-    answer(
-        &state,
-        &service_name,
-        chat_inner(&state, &service_name, &headers, &body).await,
-    )
+    let result = chat_inner(&state, &service_name, &headers, &body).await;
+    reply(&state, &service_name, result)
 }
 
 async fn chat_on(
@@ -642,28 +629,28 @@ async fn chat_on(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let result = match known(&state, &service_name, ServiceKind::Chat) {
-        Ok(()) => chat_inner(&state, &service_name, &headers, &body).await,
-        Err(refusal) => Err(refusal),
-    };
-    answer(&state, &service_name, result)
+    let result = chat_inner(&state, &service_name, &headers, &body).await;
+    reply(&state, &service_name, result)
 }
 
-/// Refuse a route to a service that is not configured as `kind`.
-fn known(state: &GatewayState, service_name: &str, kind: ServiceKind) -> Result<(), Refusal> {
-    match state.config.services.get(service_name) {
-        Some(service) if service.kind == kind => Ok(()),
-        _ => Err(Refusal::Agent(GatewayError::NotFound {
-            message: format!("no {kind:?} service named {service_name:?}").to_lowercase(),
-        })),
-    }
-}
-
-fn answer(state: &GatewayState, service_name: &str, result: Result<Answer, Refusal>) -> Response {
-    match result {
-        Ok(ok) => reply(state, service_name, StatusCode::OK, None, Some(ok)),
-        Err(refusal) => reply(state, service_name, StatusCode::OK, Some(refusal), None),
-    }
+/// The configured service named `service_name`, when it is of `kind`; every
+/// route looks its service up here, so an unknown or mismatched name is a
+/// clean 404 whichever route it came through.
+fn service<'a>(
+    state: &'a GatewayState,
+    service_name: &str,
+    kind: ServiceKind,
+) -> Result<&'a ServiceConfig, Refusal> {
+    state
+        .config
+        .services
+        .get(service_name)
+        .filter(|service| service.kind == kind)
+        .ok_or_else(|| {
+            Refusal::Agent(GatewayError::NotFound {
+                message: format!("no {kind:?} service named {service_name:?}").to_lowercase(),
+            })
+        })
 }
 
 async fn chat_inner(
@@ -673,9 +660,9 @@ async fn chat_inner(
     body: &[u8],
 ) -> Result<Answer, Refusal> {
     let claims = authenticate(state, headers)?;
+    let service = service(state, service_name, ServiceKind::Chat)?;
     let request: ChatRequest =
         serde_json::from_slice(body).map_err(|e| bad(format!("malformed chat request: {e}")))?;
-    let service = &state.config.services[service_name];
     if request.messages.is_empty() {
         return Err(bad("a chat request needs at least one message"));
     }
@@ -840,11 +827,8 @@ async fn search(
     body: Bytes,
 ) -> Response {
     let service_name = state.config.default_search_service.clone();
-    answer(
-        &state,
-        &service_name,
-        search_inner(&state, &service_name, &headers, &body).await,
-    )
+    let result = search_inner(&state, &service_name, &headers, &body).await;
+    reply(&state, &service_name, result)
 }
 
 async fn search_on(
@@ -853,11 +837,8 @@ async fn search_on(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let result = match known(&state, &service_name, ServiceKind::Search) {
-        Ok(()) => search_inner(&state, &service_name, &headers, &body).await,
-        Err(refusal) => Err(refusal),
-    };
-    answer(&state, &service_name, result)
+    let result = search_inner(&state, &service_name, &headers, &body).await;
+    reply(&state, &service_name, result)
 }
 
 async fn search_inner(
@@ -867,12 +848,12 @@ async fn search_inner(
     body: &[u8],
 ) -> Result<Answer, Refusal> {
     let claims = authenticate(state, headers)?;
+    let service = service(state, service_name, ServiceKind::Search)?;
     let request: SearchRequest =
         serde_json::from_slice(body).map_err(|e| bad(format!("malformed search request: {e}")))?;
     if request.query.trim().is_empty() {
         return Err(bad("the search query is empty"));
     }
-    let service = &state.config.services[service_name];
     let key_body = serde_json::to_value(&request).unwrap_or_default();
     cached(
         state,
@@ -1002,10 +983,8 @@ async fn call(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match call_inner(&state, &service_name, &headers, &body).await {
-        Ok(ok) => reply(&state, &service_name, StatusCode::OK, None, Some(ok)),
-        Err(refusal) => reply(&state, &service_name, StatusCode::OK, Some(refusal), None),
-    }
+    let result = call_inner(&state, &service_name, &headers, &body).await;
+    reply(&state, &service_name, result)
 }
 
 async fn call_inner(
@@ -1015,16 +994,7 @@ async fn call_inner(
     body: &[u8],
 ) -> Result<Answer, Refusal> {
     let claims = authenticate(state, headers)?;
-    let service = state
-        .config
-        .services
-        .get(service_name)
-        .filter(|s| s.kind == ServiceKind::Generic)
-        .ok_or_else(|| {
-            Refusal::Agent(GatewayError::NotFound {
-                message: format!("no service named {service_name:?}"),
-            })
-        })?;
+    let service = service(state, service_name, ServiceKind::Generic)?;
     if serde_json::from_slice::<serde_json::Value>(body).is_err() {
         return Err(bad("the body is not valid JSON"));
     }
