@@ -70,16 +70,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use sqlx::Row;
-use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use tokio::sync::watch;
 
-/// The schema migrations (the cache's and the ledger's: one folder, one
-/// database), embedded at build time.
-static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
+use crate::database::{BackgroundTask, MIGRATOR, single_connection_pool};
+use tokio::sync::watch;
 
 /// Top-level body fields left out of the cache key: they identify the caller
 /// or the transport, not the question (`user`, `stream_options`,
@@ -344,17 +341,7 @@ pub struct ResponseCache {
     /// The requests being fetched, by key.
     flights: Arc<Flights>,
     /// The background purge task, stopped when the last clone goes.
-    purger: Option<Arc<Purger>>,
-}
-
-/// Aborts the purge task when dropped.
-#[derive(Debug)]
-struct Purger(tokio::task::AbortHandle);
-
-impl Drop for Purger {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    purger: Option<Arc<BackgroundTask>>,
 }
 
 const GET_SQL: &str = "\
@@ -706,17 +693,6 @@ impl Drop for Leader<'_> {
     }
 }
 
-/// The pool that serialises writes: one connection, kept for the life of the
-/// cache (an in-memory database lives in it).
-fn single_connection_pool() -> SqlitePoolOptions {
-    SqlitePoolOptions::new()
-        .min_connections(1)
-        .max_connections(1)
-        .idle_timeout(None)
-        .max_lifetime(None)
-        .acquire_timeout(Duration::from_secs(60))
-}
-
 fn response_from_row(row: &SqliteRow) -> Result<CachedResponse, CacheError> {
     let status: i64 = row.try_get("status")?;
     let status = u16::try_from(status).map_err(|_| {
@@ -748,7 +724,7 @@ async fn purge(pool: &SqlitePool, now_ms: i64) -> Result<u64, CacheError> {
 }
 
 /// Purges expired rows every `every` (the first time right away).
-fn spawn_purger(pool: SqlitePool, every: Duration) -> Purger {
+fn spawn_purger(pool: SqlitePool, every: Duration) -> BackgroundTask {
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -769,7 +745,7 @@ fn spawn_purger(pool: SqlitePool, every: Duration) -> Purger {
             }
         }
     });
-    Purger(task.abort_handle())
+    BackgroundTask(task.abort_handle())
 }
 
 #[cfg(test)]

@@ -74,14 +74,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
 
-/// The ledger's schema migrations, embedded at build time.
-static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
+use crate::database::{BackgroundTask, MIGRATOR, single_connection_pool};
 
 /// Micro-dollars per US dollar.
 const MICROS_PER_USD: f64 = 1_000_000.0;
@@ -324,17 +322,7 @@ pub struct Ledger {
     /// Queries. For an in-memory ledger, the writer pool itself.
     reader: SqlitePool,
     /// The background checkpoint task, stopped when the last clone goes.
-    checkpointer: Option<Arc<Checkpointer>>,
-}
-
-/// Aborts the checkpoint task when dropped.
-#[derive(Debug)]
-struct Checkpointer(tokio::task::AbortHandle);
-
-impl Drop for Checkpointer {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    checkpointer: Option<Arc<BackgroundTask>>,
 }
 
 /// Committed (open + settled) micro-dollars of both cap scopes, one statement.
@@ -786,7 +774,7 @@ impl Ledger {
 /// connection. A passive checkpoint copies committed pages from the WAL into
 /// the database file without blocking the writer (or readers), so its fsync
 /// stays off the request path; the writer has `wal_autocheckpoint = 0`.
-fn spawn_checkpointer(pool: SqlitePool, every: Duration) -> Checkpointer {
+fn spawn_checkpointer(pool: SqlitePool, every: Duration) -> BackgroundTask {
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -806,20 +794,7 @@ fn spawn_checkpointer(pool: SqlitePool, every: Duration) -> Checkpointer {
             }
         }
     });
-    Checkpointer(task.abort_handle())
-}
-
-/// The pool that serialises writes: one connection, kept for the life of the
-/// ledger (an in-memory database lives in it).
-fn single_connection_pool() -> SqlitePoolOptions {
-    SqlitePoolOptions::new()
-        .min_connections(1)
-        .max_connections(1)
-        .idle_timeout(None)
-        .max_lifetime(None)
-        // Waiting for the writer is queueing behind other writes, each well
-        // under a millisecond; a long wait means something is badly wrong.
-        .acquire_timeout(Duration::from_secs(60))
+    BackgroundTask(task.abort_handle())
 }
 
 /// An open reservation being closed.

@@ -12,6 +12,8 @@ pub mod cache;
 /// A fake upstream (LLM chat, search, generic) for tests and demos.
 /// Gateway configuration.
 pub mod config;
+/// The SQLite database the ledger and the cache share.
+mod database;
 pub mod fake_upstream;
 /// Starting a gateway from its configuration.
 pub mod launch;
