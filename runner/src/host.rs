@@ -35,8 +35,6 @@ pub(crate) struct HostState {
     pub(crate) gateway: Arc<dyn Gateway>,
     pub(crate) run: RunContext,
     pub(crate) usage: GatewayUsage,
-    /// Cost of the latest gateway call, reported back to the agent.
-    pub(crate) last_cost: f64,
 }
 
 impl WasiView for HostState {
@@ -49,10 +47,12 @@ impl WasiView for HostState {
 }
 
 impl HostState {
+    /// Send one request through the gateway and record it; a success comes
+    /// with what it cost, which the agent is told.
     async fn forward(
         &mut self,
         request: GatewayRequest,
-    ) -> Result<GatewayResponse, api::GatewayError> {
+    ) -> Result<(GatewayResponse, f64), api::GatewayError> {
         let started = Instant::now();
         let service = request.service().to_owned();
         let request_hash = request.hash();
@@ -69,8 +69,7 @@ impl HostState {
             retries: answer.retries,
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         });
-        self.last_cost = answer.cost_usd;
-        answer.result
+        answer.result.map(|response| (response, answer.cost_usd))
     }
 }
 
@@ -131,14 +130,14 @@ impl wit::Host for HostState {
             max_tokens: request.max_tokens,
         };
         match self.forward(GatewayRequest::Chat(request)).await? {
-            GatewayResponse::Chat(response) => Ok(wit::ChatResponse {
+            (GatewayResponse::Chat(response), cost_usd) => Ok(wit::ChatResponse {
                 content: response.content,
                 model: response.model,
                 usage: wit::TokenUsage {
                     input_tokens: response.usage.input_tokens,
                     output_tokens: response.usage.output_tokens,
                 },
-                cost_usd: self.last_cost,
+                cost_usd,
             }),
             _ => Err(unexpected("chat")),
         }
@@ -158,7 +157,7 @@ impl wit::Host for HostState {
             end_date: request.end_date,
         };
         match self.forward(GatewayRequest::Search(request)).await? {
-            GatewayResponse::Search(response) => Ok(wit::SearchResponse {
+            (GatewayResponse::Search(response), cost_usd) => Ok(wit::SearchResponse {
                 results: response
                     .results
                     .into_iter()
@@ -169,7 +168,7 @@ impl wit::Host for HostState {
                         published: r.published,
                     })
                     .collect(),
-                cost_usd: self.last_cost,
+                cost_usd,
             }),
             _ => Err(unexpected("search")),
         }
@@ -185,7 +184,7 @@ impl wit::Host for HostState {
             )));
         }
         match self.forward(GatewayRequest::Call { service, body }).await? {
-            GatewayResponse::Call { body } => Ok(body),
+            (GatewayResponse::Call { body }, _) => Ok(body),
             _ => Err(unexpected("call")),
         }
     }

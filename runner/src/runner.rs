@@ -256,7 +256,6 @@ impl Runner {
                 token: spec.token.clone(),
             },
             usage: GatewayUsage::default(),
-            last_cost: 0.0,
         };
         let mut store = Store::new(&inner.engine, state);
         store.limiter(|state| &mut state.limiter);
