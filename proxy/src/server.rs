@@ -794,7 +794,6 @@ async fn chat_inner(
                 }
             }
             close(state, service_name, reservation, None).await;
-            let _ = total_retries;
             Err(Refusal::Agent(last_error))
         },
     )
