@@ -54,6 +54,13 @@
 //! the write lock is never held long, and a background task calls it
 //! periodically ([`CacheOptions::purge_interval`]).
 //!
+//! In front of the file, the most recently used answers are also kept in
+//! memory ([`CacheOptions::memory_bytes`]): a hit served from there costs no
+//! database round trip, which is most of what a hit would cost otherwise.
+//! Answers stored or read by this process enter it; it is not told about
+//! answers another process stores in the same file (this one may still
+//! serve the answer it has until that expires, which is as good).
+//!
 //! Errors of the database inside [`get_or_fetch`](ResponseCache::get_or_fetch)
 //! never fail a request: a failed lookup counts as a miss, a failed store is
 //! logged, and the answer is returned either way.
@@ -318,6 +325,10 @@ pub struct CacheOptions {
     /// Delete expired rows from a background task at this interval (and
     /// once at open). Default 10 minutes; `None` spawns no task.
     pub purge_interval: Option<Duration>,
+    /// Bytes of answers also kept in memory, least recently used out first
+    /// (default 64 MiB). Hits are served from there without touching the
+    /// file; the file stays the store that survives a restart.
+    pub memory_bytes: u64,
 }
 
 impl Default for CacheOptions {
@@ -326,6 +337,7 @@ impl Default for CacheOptions {
             busy_timeout: Duration::from_secs(5),
             read_connections: 4,
             purge_interval: Some(Duration::from_secs(600)),
+            memory_bytes: 64 << 20,
         }
     }
 }
@@ -342,10 +354,43 @@ pub struct ResponseCache {
     flights: Arc<Flights>,
     /// The background purge task, stopped when the last clone goes.
     purger: Option<Arc<BackgroundTask>>,
+    /// Recent answers in memory, in front of `reader`.
+    front: Arc<MemoryFront>,
 }
 
-const GET_SQL: &str = "\
-SELECT status, body, content_type
+/// Answers kept in memory, weighed by their size in bytes.
+type MemoryFront = quick_cache::sync::Cache<String, Arc<FrontEntry>, FrontWeight>;
+
+/// An answer in memory and when it expires (Unix milliseconds).
+#[derive(Debug)]
+struct FrontEntry {
+    response: CachedResponse,
+    expires_at_ms: i64,
+}
+
+/// Weighs an answer in memory by its bytes, plus a little for the entry.
+#[derive(Debug, Clone, Copy)]
+struct FrontWeight;
+
+impl quick_cache::Weighter<String, Arc<FrontEntry>> for FrontWeight {
+    fn weight(&self, key: &String, entry: &Arc<FrontEntry>) -> u64 {
+        (key.len() + entry.response.body.len() + entry.response.content_type.len() + 64) as u64
+    }
+}
+
+fn memory_front(bytes: u64) -> Arc<MemoryFront> {
+    // quick_cache sizes its tables from an estimate of the entry count;
+    // answers of a few KiB are typical.
+    let estimated_entries = usize::try_from(bytes / 4096).unwrap_or(usize::MAX).max(16);
+    Arc::new(MemoryFront::with_weighter(
+        estimated_entries,
+        bytes,
+        FrontWeight,
+    ))
+}
+
+const GET_SQL_WITH_EXPIRY: &str = "\
+SELECT status, body, content_type, expires_at_ms
   FROM gateway_cache
  WHERE key = $1 AND expires_at_ms > $2";
 
@@ -405,6 +450,7 @@ impl ResponseCache {
             reader,
             flights: Arc::default(),
             purger,
+            front: memory_front(options.memory_bytes),
         })
     }
 
@@ -420,6 +466,7 @@ impl ResponseCache {
             writer,
             flights: Arc::default(),
             purger: None,
+            front: memory_front(CacheOptions::default().memory_bytes),
         })
     }
 
@@ -436,12 +483,30 @@ impl ResponseCache {
     /// The stored answer for `key` if it has not expired at `now_ms` (Unix
     /// milliseconds, see [`unix_now_ms`]).
     pub async fn get(&self, key: &str, now_ms: i64) -> Result<Option<CachedResponse>, CacheError> {
-        let row = sqlx::query(GET_SQL)
+        if let Some(entry) = self.front.get(key) {
+            if entry.expires_at_ms > now_ms {
+                return Ok(Some(entry.response.clone()));
+            }
+            self.front.remove(key);
+        }
+        let row = sqlx::query(GET_SQL_WITH_EXPIRY)
             .bind(key)
             .bind(now_ms)
             .fetch_optional(&self.reader)
             .await?;
-        row.as_ref().map(response_from_row).transpose()
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let response = response_from_row(&row)?;
+        let expires_at_ms: i64 = row.try_get("expires_at_ms")?;
+        self.front.insert(
+            key.to_owned(),
+            Arc::new(FrontEntry {
+                response: response.clone(),
+                expires_at_ms,
+            }),
+        );
+        Ok(Some(response))
     }
 
     /// Stores `response` under `key` for `ttl` from now, replacing what was
@@ -471,6 +536,14 @@ impl ResponseCache {
         if !response.is_success() || ttl_ms == 0 {
             return Ok(false);
         }
+        let expires_at_ms = now_ms.saturating_add(ttl_ms);
+        self.front.insert(
+            key.to_owned(),
+            Arc::new(FrontEntry {
+                response: response.clone(),
+                expires_at_ms,
+            }),
+        );
         sqlx::query(PUT_SQL)
             .bind(key)
             .bind(service)
@@ -478,7 +551,7 @@ impl ResponseCache {
             .bind(response.body.as_slice())
             .bind(response.content_type.as_str())
             .bind(now_ms)
-            .bind(now_ms.saturating_add(ttl_ms))
+            .bind(expires_at_ms)
             .execute(&self.writer)
             .await?;
         Ok(true)
@@ -487,6 +560,7 @@ impl ResponseCache {
     /// Deletes the rows expired at `now_ms` (Unix milliseconds); returns how
     /// many. Works in batches of a thousand rows, each its own short write.
     pub async fn purge_expired(&self, now_ms: i64) -> Result<u64, CacheError> {
+        self.front.retain(|_, entry| entry.expires_at_ms > now_ms);
         purge(&self.writer, now_ms).await
     }
 

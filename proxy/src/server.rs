@@ -29,12 +29,12 @@ use crate::ledger::{BudgetScope, Ledger, LedgerError, Reservation, ReservationId
 use crate::metrics::{Metrics, RefusalLabels, RequestLabels};
 use crate::retry::{backoff, parse_retry_after};
 use crate::signing::RequestSigner;
-use crate::token::{RunClaims, TokenError};
+use crate::token::{RunClaims, TokenError, TokenVerifier};
 
 /// Everything the handlers share.
 pub struct GatewayState {
     config: ProxyConfig,
-    validator_key: VerifyingKey,
+    tokens: TokenVerifier,
     signer: RequestSigner,
     ledger: Ledger,
     cache: ResponseCache,
@@ -94,7 +94,7 @@ impl GatewayState {
             .map_err(|e| StartError::Io(e.to_string()))?;
         Ok(Self {
             config,
-            validator_key,
+            tokens: TokenVerifier::new(validator_key),
             signer,
             ledger,
             cache,
@@ -245,7 +245,7 @@ fn bad(message: impl Into<String>) -> Refusal {
     })
 }
 
-fn authenticate(state: &GatewayState, headers: &HeaderMap) -> Result<RunClaims, Refusal> {
+fn authenticate(state: &GatewayState, headers: &HeaderMap) -> Result<Arc<RunClaims>, Refusal> {
     let value = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -255,7 +255,7 @@ fn authenticate(state: &GatewayState, headers: &HeaderMap) -> Result<RunClaims, 
     let token = value.strip_prefix("Bearer ").ok_or_else(|| {
         Refusal::Unauthorized("the Authorization header must be `Bearer <run token>`".into())
     })?;
-    crate::token::verify(&state.validator_key, token, now_unix()).map_err(|error| {
+    state.tokens.verify(token, now_unix()).map_err(|error| {
         Refusal::Unauthorized(match error {
             TokenError::Expired { .. } => "run token expired".to_owned(),
             other => format!("run token refused: {other}"),
