@@ -98,6 +98,10 @@ pub async fn launch(
     let database = config.data_dir.join("gateway.sqlite");
     // One after the other: both apply the same migrations to one file.
     let ledger = Ledger::open(&database).await?;
+    // Reservations a crash left open count against the caps until no run
+    // that made them can still be going.
+    let max_run = crate::token::MAX_TOKEN_LIFETIME_SECS.unsigned_abs();
+    ledger.release_stale(max_run).await?;
     let cache = ResponseCache::open(&database).await?;
     let addr = match addr {
         Some(addr) => addr,

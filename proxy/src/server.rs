@@ -434,18 +434,23 @@ async fn cached<F, Fut>(
     service_name: &str,
     service: &ServiceConfig,
     route: &str,
-    key_body: &serde_json::Value,
+    key_body: impl FnOnce() -> serde_json::Value,
     fetch: F,
 ) -> Result<Answer, Refusal>
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<Answer, Refusal>>,
 {
-    let key = cache_key(service_name, route, key_body);
     let mode = match service.cache {
         CachePolicy::On => CacheMode::On,
         CachePolicy::Off => CacheMode::Off,
         CachePolicy::ReadOnly => CacheMode::ReadOnly,
+    };
+    // Without a cache there is nothing to look up, and the key (canonical
+    // JSON and its hash) is not worth making.
+    let key = match mode {
+        CacheMode::Off => String::new(),
+        CacheMode::On | CacheMode::ReadOnly => cache_key(service_name, route, &key_body()),
     };
     let ttl = Duration::from_secs(service.cache_ttl_secs);
     let fetched = std::sync::Mutex::new((0.0, 0));
@@ -706,13 +711,14 @@ async fn chat_inner(
         .iter()
         .map(|p| chat_cost(p, input_tokens, u64::from(max_tokens)))
         .fold(0.0, f64::max);
-    let key_body = serde_json::json!({"model": request.model, "messages": request.messages, "temperature": request.temperature, "max_tokens": max_tokens});
+    let request = &request;
+    let key_body = || serde_json::json!({"model": request.model, "messages": request.messages, "temperature": request.temperature, "max_tokens": max_tokens});
     cached(
         state,
         service_name,
         service,
         "chat",
-        &key_body,
+        key_body,
         || async move {
             let reservation = reserve(state, &claims, service_name, service, worst).await?;
             let deadline = deadline(&claims, service);
@@ -853,13 +859,14 @@ async fn search_inner(
     if request.query.trim().is_empty() {
         return Err(bad("the search query is empty"));
     }
-    let key_body = serde_json::to_value(&request).unwrap_or_default();
+    let request = &request;
+    let key_body = || serde_json::to_value(request).unwrap_or_default();
     cached(
         state,
         service_name,
         service,
         "search",
-        &key_body,
+        key_body,
         || async move {
             let reservation = reserve(
                 state,
@@ -994,16 +1001,15 @@ async fn call_inner(
 ) -> Result<Answer, Refusal> {
     let claims = authenticate(state, headers)?;
     let service = service(state, service_name, ServiceKind::Generic)?;
-    if serde_json::from_slice::<serde_json::Value>(body).is_err() {
+    let Ok(key_body) = serde_json::from_slice::<serde_json::Value>(body) else {
         return Err(bad("the body is not valid JSON"));
-    }
-    let key_body = serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
+    };
     cached(
         state,
         service_name,
         service,
         "call",
-        &key_body,
+        || key_body,
         || async move {
             let reservation = reserve(
                 state,

@@ -36,7 +36,8 @@
 //! 3. the signature, with `verify_strict` (no small-order keys, no
 //!    malleable signatures);
 //! 4. the payload is JSON for [`RunClaims`], with no unknown fields;
-//! 5. the times: `expires_at` after `issued_at`, `issued_at` no more than
+//! 5. the times: `expires_at` after `issued_at` by at most
+//!    [`MAX_TOKEN_LIFETIME_SECS`], `issued_at` no more than
 //!    [`CLOCK_SKEW_SECS`] in the future, and the current time strictly
 //!    before `expires_at` (no skew is granted on expiry);
 //! 6. every cap finite and non-negative, `run_id` and `miner` non-empty.
@@ -60,6 +61,12 @@ pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 /// How far in the future `issued_at` may be, in seconds, to allow for clock
 /// differences between the validator and the gateway.
 pub const CLOCK_SKEW_SECS: i64 = 30;
+
+/// The longest a run token may be valid (`expires_at - issued_at`), in
+/// seconds: a day, against runs of minutes. The gateway's ledger keeps a
+/// run's totals in memory for this long after its last call, and can do so
+/// only because no run outlives it.
+pub const MAX_TOKEN_LIFETIME_SECS: i64 = 24 * 3600;
 
 /// What a run token authorises: one run of one miner's agent, with a cost
 /// cap per service, within a time window.
@@ -242,6 +249,11 @@ impl TokenVerifier {
 fn check_claims(claims: &RunClaims, now_unix: i64) -> Result<(), TokenError> {
     if claims.expires_at <= claims.issued_at {
         return Err(invalid("run token expires_at is not after issued_at"));
+    }
+    if claims.expires_at - claims.issued_at > MAX_TOKEN_LIFETIME_SECS {
+        return Err(invalid(format!(
+            "run token is valid for more than {MAX_TOKEN_LIFETIME_SECS} s"
+        )));
     }
     if claims.issued_at > now_unix.saturating_add(CLOCK_SKEW_SECS) {
         return Err(TokenError::NotYetValid);

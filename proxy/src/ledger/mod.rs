@@ -16,66 +16,69 @@
 //! so the caps hold) or [`release`](Ledger::release)d with no charge when the
 //! upstream failed without billing.
 //!
-//! # Storage
+//! # Books and journal
 //!
-//! A SQLite file (schema: `migrations/sqlite/0001_gateway_ledger.sql` and
-//! `0003_gateway_ledger_triggers.sql`, applied on open) in WAL mode, so a
-//! restart forgets nothing. Every reservation is a row (kept after it is
-//! closed, for audits); per-scope totals (open and charged, per run and
-//! service, per miner, day and service) are kept by triggers on those rows,
-//! so that a cap check reads two rows instead of summing a miner's whole day
-//! ([`Ledger::check_consistency`] verifies them against the rows). Money is
-//! stored as integer micro-dollars (1 USD = 1,000,000); the API speaks `f64`
-//! USD and converts at the boundary: reservations and their caps are rounded
-//! in the safe direction (amounts up, caps down), settlements to the nearest
-//! micro-dollar.
+//! Every cap decision is made in memory, on the ledger's books (`books.rs`):
+//! committed amounts per run and service and per miner, day and service, and
+//! the open reservations, all under one lock, so that `reserve` and `settle`
+//! cost microseconds and never wait for the disk. What the books decide is
+//! sent, in order, to the journal (`journal.rs`): one task that writes it to
+//! the SQLite file, as many operations per transaction as have queued. The
+//! file is what a restart reads the books back from.
 //!
-//! # Concurrency
+//! The file (schema: `migrations/sqlite/0001_gateway_ledger.sql` and
+//! `0003_gateway_ledger_triggers.sql`, applied on open) is in WAL mode.
+//! Every reservation is a row (kept after it is closed, for audits);
+//! per-scope totals are kept by triggers on those rows
+//! ([`Ledger::check_consistency`] verifies them against the rows, and the
+//! books against them). Money is integer micro-dollars (1 USD = 1,000,000);
+//! the API speaks `f64` USD and converts at the boundary: reservations and
+//! their caps are rounded in the safe direction (amounts up, caps down),
+//! settlements to the nearest micro-dollar.
 //!
-//! The check-and-insert of [`reserve`](Ledger::reserve) must be atomic, or two
-//! requests could both see room for one. It is a single statement
-//! (`INSERT ... SELECT ... WHERE <fits under both caps>`), and a SQLite
-//! statement runs under the database's write lock from its first write to
-//! its commit, triggers included; closing is likewise one `UPDATE`. (A
-//! refusal is decided again inside a `BEGIN IMMEDIATE` transaction, so that
-//! the error reports the cap and the amounts that refused it.)
+//! Because the books are the truth, **one ledger owns a file**: opening a
+//! second one on it (here or in another process) fails with
+//! [`LedgerError::InUse`] until the first is closed or gone.
 //!
-//! * Inside one process, every write goes through a pool of exactly **one**
-//!   connection: writers queue for it (fairly, in arrival order) instead of
-//!   spinning on `SQLITE_BUSY`. Reads (the query methods) use a separate pool
-//!   and see the last committed state (WAL snapshots) without blocking writers.
-//! * Across processes (or [`Ledger`]s on one file) the same holds: a
-//!   statement that writes takes the write lock before its first read (as
-//!   `BEGIN IMMEDIATE` does), so the totals it checks cannot change before
-//!   it commits; other writers wait up to `busy_timeout`.
-//!
-//! One statement per operation keeps each write to one round trip to the
-//! connection's thread (about 40 µs on the 2-core machine, against 250 µs
-//! for the five-statement transactions this replaced). WAL checkpoints,
-//! which need an fsync, run in a background task
-//! ([`LedgerOptions::checkpoint_interval`]) rather than inside a request's
-//! commit.
+//! What stays in memory: every open reservation; the totals of every day
+//! from yesterday on (older days are read from the file when asked for);
+//! and the totals of every run that reserved in the last
+//! [`MAX_TOKEN_LIFETIME_SECS`](crate::token::MAX_TOKEN_LIFETIME_SECS). A run
+//! idle for longer is forgotten: its token has expired, so it cannot
+//! reserve again.
 //!
 //! # Crash safety
 //!
-//! A reservation is durable once [`reserve`](Ledger::reserve) returns. If the
-//! process dies between reserving and settling, the reservation stays open
-//! and keeps counting against the caps. **The validator calls
-//! [`release_stale`](Ledger::release_stale) at startup** (with an age longer
-//! than any run can last) to drop such leftovers without charging them; they
-//! are marked `stale`, not deleted, so they remain visible for audits. The
-//! same holds for a `reserve` future dropped after its commit (the caller
-//! never learns the id).
+//! The journal commits within a few milliseconds of a decision
+//! (`synchronous = NORMAL`: a crash of the process loses nothing committed,
+//! a power cut may lose the last transactions), and [`Ledger::close`] and
+//! [`Ledger::flush`] wait for it. A crash of the process can lose the
+//! decisions not yet committed: at most the last few milliseconds of
+//! reservations and settlements. A lost settlement leaves its reservation
+//! open in the file; it counts against the caps until
+//! [`release_stale`](Ledger::release_stale) drops it, which the gateway does
+//! at start for reservations older than any run. A lost reservation was
+//! never counted; what its call cost is the bounded price of keeping the
+//! disk off the request path. [`LedgerOptions::durable`] closes that window:
+//! each operation then waits for its commit (with an fsync) before it
+//! returns, at the cost of a disk write per call.
 //!
-//! With the default options the file uses `synchronous = NORMAL`: a crash of
-//! the process loses nothing, a power cut may lose the last transactions.
-//! [`LedgerOptions::durable`] selects `synchronous = FULL` (an fsync per
-//! commit) when that matters more than latency.
+//! If the journal cannot write (a full or read-only disk), it keeps trying,
+//! and the ledger refuses new reservations ([`LedgerError::Unavailable`])
+//! until it can: nothing is spent that could not be recorded.
+
+mod books;
+mod journal;
 
 use std::fmt;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+
+use books::{Books, Closed, Open, Refused, Scope, day_key, run_key};
+use journal::{Command, Failure, Write};
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -149,6 +152,13 @@ pub enum LedgerError {
     /// was edited by hand); nothing was changed.
     #[error("ledger inconsistent: {0}")]
     Inconsistent(String),
+    /// Another ledger (in this process or another) has the file open.
+    #[error("the ledger {} is in use by another gateway", .0.display())]
+    InUse(PathBuf),
+    /// The ledger cannot write its file (full or read-only disk, ...) and
+    /// refuses reservations until it can; or it was closed.
+    #[error("the ledger is unavailable: {0}")]
+    Unavailable(String),
     /// The database failed (I/O, lock wait beyond `busy_timeout`, ...).
     #[error("ledger database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -295,8 +305,10 @@ pub struct LedgerOptions {
     /// How long a writer waits for another process's write lock before
     /// failing with [`LedgerError::Database`]. Default 5 s.
     pub busy_timeout: Duration,
-    /// `synchronous = FULL` (an fsync per commit: survives power loss) instead
-    /// of `NORMAL` (survives process crashes). Default `false`.
+    /// Wait for every operation's commit before it returns, with
+    /// `synchronous = FULL` (an fsync per commit: survives power loss),
+    /// instead of journaling in the background with `NORMAL` (see the
+    /// module docs, "Crash safety"). Default `false`.
     pub durable: bool,
     /// Connections for the read-only queries. Default 4.
     pub read_connections: u32,
@@ -319,59 +331,61 @@ impl Default for LedgerOptions {
     }
 }
 
-/// The persistent spend ledger. Cheap to clone (the clones share the pools).
+/// The persistent spend ledger. Cheap to clone (the clones share the books
+/// and the journal).
 #[derive(Debug, Clone)]
 pub struct Ledger {
-    /// Exactly one connection: all writes queue here (see the module docs).
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    books: Mutex<Books>,
+    journal: mpsc::UnboundedSender<Command>,
+    /// Set while the journal cannot write; reservations are refused then.
+    failure: Failure,
+    /// The one connection the journal writes with (and lazy loads read).
     writer: SqlitePool,
     /// Queries. For an in-memory ledger, the writer pool itself.
     reader: SqlitePool,
+    /// Whether `reserve` and the closings wait for their commit.
+    wait_for_commit: bool,
+    /// Days before this one were not loaded at open (`YYYY-MM-DD`).
+    loaded_from_day: String,
+    /// The exclusive lock on the file, released by `close` or the last drop.
+    file_lock: Mutex<Option<std::fs::File>>,
     /// The background checkpoint task, stopped when the last clone goes.
-    checkpointer: Option<Arc<BackgroundTask>>,
+    checkpointer: Option<BackgroundTask>,
 }
 
-/// Committed (open + settled) micro-dollars of both cap scopes, one statement.
-const COMMITTED_SQL: &str = "\
-SELECT
-  COALESCE((SELECT reserved_micros + charged_micros FROM gateway_run_totals
-             WHERE run_id = $1 AND service = $3), 0),
-  COALESCE((SELECT reserved_micros + charged_micros FROM gateway_miner_day_totals
-             WHERE miner = $2 AND day = $4 AND service = $3), 0)";
+/// How long a run's totals stay in memory after its last reservation: the
+/// longest a run token may live ([`crate::token::MAX_TOKEN_LIFETIME_SECS`]).
+/// A run idle for longer cannot reserve again, so it is forgotten.
+const RUN_MEMORY_MS: i64 = crate::token::MAX_TOKEN_LIFETIME_SECS * 1000;
 
-/// The whole of `reserve`: the row is inserted only if it fits under both
-/// caps ($7: run cap, $8: day cap); the trigger of migration 0003 adds it to
-/// the totals. One statement, so the check and the insert are atomic.
-const RESERVE_SQL: &str = "\
-INSERT INTO gateway_reservations
-  (run_id, miner, service, day, state, reserved_micros, created_at_ms)
-SELECT $1, $2, $3, $4, 'open', $5, $6
- WHERE COALESCE((SELECT reserved_micros + charged_micros FROM gateway_run_totals
-                  WHERE run_id = $1 AND service = $3), 0) + $5 <= $7
-   AND COALESCE((SELECT reserved_micros + charged_micros FROM gateway_miner_day_totals
-                  WHERE miner = $2 AND day = $4 AND service = $3), 0) + $5 <= $8
-RETURNING id";
+const LAST_ID_SQL: &str = "SELECT COALESCE(MAX(id), 0) FROM gateway_reservations";
 
-/// Settles an open reservation to `$2` micro-dollars, charging at most the
-/// reservation; the trigger moves the amounts between the totals.
-const SETTLE_SQL: &str = "\
-UPDATE gateway_reservations
-   SET state = 'settled', charged_micros = MIN($2, reserved_micros),
-       overrun_micros = MAX($2 - reserved_micros, 0), estimated = $3, closed_at_ms = $4
- WHERE id = $1 AND state = 'open'
-RETURNING run_id, miner, service, day, reserved_micros, charged_micros, overrun_micros,
-          created_at_ms";
+const OPEN_ROWS_SQL: &str = "\
+SELECT id, run_id, miner, service, day, reserved_micros, created_at_ms
+  FROM gateway_reservations
+ WHERE state = 'open'";
 
-/// Drops an open reservation (`$2`: `released` or `stale`) without a charge.
-const DROP_SQL: &str = "\
-UPDATE gateway_reservations
-   SET state = $2, closed_at_ms = $3
- WHERE id = $1 AND state = 'open'";
+/// The totals of the runs that reserved since `$1`.
+const RECENT_RUNS_SQL: &str = "\
+SELECT t.run_id, t.service, t.reserved_micros, t.charged_micros
+  FROM gateway_run_totals t
+ WHERE t.run_id IN (SELECT DISTINCT run_id FROM gateway_reservations WHERE created_at_ms >= $1)";
 
-/// Drops every open reservation made at or before `$1` as `stale`.
-const DROP_STALE_SQL: &str = "\
-UPDATE gateway_reservations
-   SET state = 'stale', closed_at_ms = $2
- WHERE state = 'open' AND created_at_ms <= $1";
+/// The totals of the days from `$1` on (`YYYY-MM-DD` sorts as text).
+const RECENT_DAYS_SQL: &str = "\
+SELECT miner, day, service, reserved_micros, charged_micros
+  FROM gateway_miner_day_totals
+ WHERE day >= $1";
+
+const DAY_SQL: &str = "\
+SELECT reserved_micros, charged_micros
+  FROM gateway_miner_day_totals
+ WHERE miner = $1 AND day = $2 AND service = $3";
 
 const STATE_BY_ID_SQL: &str = "SELECT state FROM gateway_reservations WHERE id = $1";
 
@@ -414,13 +428,24 @@ SELECT
 impl Ledger {
     /// Opens (creating if needed) the ledger file at `path` with default
     /// options and brings its schema up to date.
+    ///
+    /// # Errors
+    ///
+    /// As [`open_with`](Self::open_with).
     pub async fn open(path: &Path) -> Result<Self, LedgerError> {
         Self::open_with(path, &LedgerOptions::default()).await
     }
 
-    /// Opens (creating if needed) the ledger file at `path` and brings its
-    /// schema up to date.
+    /// Opens (creating if needed) the ledger file at `path`, brings its
+    /// schema up to date and loads the books.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::InUse`] when another ledger holds the file,
+    /// [`LedgerError::Database`] and [`LedgerError::Migrate`] when it cannot
+    /// be opened or migrated.
     pub async fn open_with(path: &Path, options: &LedgerOptions) -> Result<Self, LedgerError> {
+        let file_lock = lock_file(path)?;
         let base = SqliteConnectOptions::new()
             .filename(path)
             .busy_timeout(options.busy_timeout)
@@ -449,37 +474,127 @@ impl Ledger {
             .await?;
         let checkpointer = options
             .checkpoint_interval
-            .map(|every| Arc::new(spawn_checkpointer(reader.clone(), every)));
-        Ok(Self {
+            .map(|every| spawn_checkpointer(reader.clone(), every));
+        Self::start(
             writer,
             reader,
+            options.durable,
+            Some(file_lock),
             checkpointer,
-        })
+        )
+        .await
     }
 
     /// An empty ledger in memory (for tests and demos): one connection shared
     /// by writes and queries; gone when the last clone is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::Database`] or [`LedgerError::Migrate`] (SQLite could
+    /// not start).
     pub async fn in_memory() -> Result<Self, LedgerError> {
         let options = SqliteConnectOptions::new()
             .in_memory(true)
             .foreign_keys(true);
         let writer = single_connection_pool().connect_with(options).await?;
         MIGRATOR.run(&writer).await?;
+        Self::start(writer.clone(), writer, false, None, None).await
+    }
+
+    async fn start(
+        writer: SqlitePool,
+        reader: SqlitePool,
+        wait_for_commit: bool,
+        file_lock: Option<std::fs::File>,
+        checkpointer: Option<BackgroundTask>,
+    ) -> Result<Self, LedgerError> {
+        let now = now_ms();
+        let loaded_from_day = utc_day(
+            UNIX_EPOCH + Duration::from_millis(u64::try_from(now - 86_400_000).unwrap_or(0)),
+        );
+        let last_id: i64 = sqlx::query_scalar(LAST_ID_SQL).fetch_one(&writer).await?;
+        let mut books = Books::new(last_id);
+        for row in sqlx::query(OPEN_ROWS_SQL).fetch_all(&writer).await? {
+            books.load_open(
+                row.try_get("id")?,
+                Open {
+                    run_id: row.try_get("run_id")?,
+                    miner: row.try_get("miner")?,
+                    service: row.try_get("service")?,
+                    day: row.try_get("day")?,
+                    reserved: row.try_get("reserved_micros")?,
+                    created_at_ms: row.try_get("created_at_ms")?,
+                },
+            );
+        }
+        for row in sqlx::query(RECENT_RUNS_SQL)
+            .bind(now - RUN_MEMORY_MS)
+            .fetch_all(&writer)
+            .await?
+        {
+            let key = run_key(&row.try_get::<String, _>(0)?, &row.try_get::<String, _>(1)?);
+            books.load_run(key, scope_from(row.try_get(2)?, row.try_get(3)?, now));
+        }
+        for row in sqlx::query(RECENT_DAYS_SQL)
+            .bind(&loaded_from_day)
+            .fetch_all(&writer)
+            .await?
+        {
+            let key = day_key(
+                &row.try_get::<String, _>(0)?,
+                &row.try_get::<String, _>(1)?,
+                &row.try_get::<String, _>(2)?,
+            );
+            books.load_day(key, scope_from(row.try_get(3)?, row.try_get(4)?, now));
+        }
+        let failure = Failure::default();
+        let journal = journal::spawn(writer.clone(), failure.clone());
         Ok(Self {
-            reader: writer.clone(),
-            writer,
-            checkpointer: None,
+            inner: Arc::new(Inner {
+                books: Mutex::new(books),
+                journal,
+                failure,
+                writer,
+                reader,
+                wait_for_commit,
+                loaded_from_day,
+                file_lock: Mutex::new(file_lock),
+                checkpointer,
+            }),
         })
     }
 
-    /// Closes the connections (waiting for running operations). Clones of
-    /// this ledger stop working too.
+    /// Writes what is pending, then closes the connections and releases the
+    /// file. Clones of this ledger stop working too.
     pub async fn close(&self) {
-        if let Some(checkpointer) = &self.checkpointer {
+        if let Err(error) = self.flush().await {
+            tracing::error!(%error, "ledger: closing with writes that could not be made");
+        }
+        if let Some(checkpointer) = &self.inner.checkpointer {
             checkpointer.0.abort();
         }
-        self.reader.close().await;
-        self.writer.close().await;
+        self.inner.reader.close().await;
+        self.inner.writer.close().await;
+        drop(lock(&self.inner.file_lock).take());
+    }
+
+    /// Waits until everything decided so far is in the file.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::Unavailable`] when the journal cannot write (it keeps
+    /// trying).
+    pub async fn flush(&self) -> Result<(), LedgerError> {
+        let (done, wait) = oneshot::channel();
+        self.inner
+            .journal
+            .send(Command::Flush(done))
+            .map_err(|_| LedgerError::Unavailable("the ledger is closed".into()))?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(unavailable(reason)),
+            Err(_) => Err(LedgerError::Unavailable("the ledger is closed".into())),
+        }
     }
 
     /// Reserves `req.amount_usd` if it fits under both caps, atomically.
@@ -491,7 +606,8 @@ impl Ledger {
     /// `run_cap_usd`, or the committed amount of the miner on the service
     /// that day plus this amount would exceed `day_cap_usd`;
     /// [`LedgerError::InvalidAmount`] and [`LedgerError::InvalidField`] for
-    /// bad arguments; [`LedgerError::Database`] when the file fails.
+    /// bad arguments; [`LedgerError::Unavailable`] while the file cannot be
+    /// written; [`LedgerError::Database`] when a day's totals cannot be read.
     pub async fn reserve(&self, req: Reservation) -> Result<ReservationId, LedgerError> {
         let amount = usd_to_micros_up("amount_usd", req.amount_usd)?;
         let run_cap = usd_to_micros_down("run_cap_usd", req.run_cap_usd)?;
@@ -500,65 +616,45 @@ impl Ledger {
         check_key("miner", &req.miner)?;
         check_key("service", &req.service)?;
         check_day(&req.day)?;
+        if let Some(reason) = journal::failure_of(&self.inner.failure) {
+            return Err(unavailable(reason));
+        }
+        self.load_day(&req.miner, &req.day, &req.service).await?;
         let now = now_ms();
-        let reserve = || {
-            sqlx::query_scalar::<_, i64>(RESERVE_SQL)
-                .bind(&req.run_id)
-                .bind(&req.miner)
-                .bind(&req.service)
-                .bind(&req.day)
-                .bind(amount)
-                .bind(now)
-                .bind(run_cap)
-                .bind(day_cap)
+        let open = Open {
+            run_id: req.run_id,
+            miner: req.miner,
+            service: req.service,
+            day: req.day,
+            reserved: amount,
+            created_at_ms: now,
         };
-        // The common case is one statement. A refusal is decided again in a
-        // transaction that holds the write lock while it reads the totals,
-        // so that the error names the cap and amounts that refused it.
-        let id = match reserve().fetch_optional(&self.writer).await? {
-            Some(id) => id,
-            None => {
-                let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-                let row = sqlx::query(COMMITTED_SQL)
-                    .bind(&req.run_id)
-                    .bind(&req.miner)
-                    .bind(&req.service)
-                    .bind(&req.day)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let run_committed: i64 = row.try_get(0)?;
-                let day_committed: i64 = row.try_get(1)?;
-                let refusal = if run_committed.saturating_add(amount) > run_cap {
-                    Some((BudgetScope::Run, run_cap, run_committed))
-                } else if day_committed.saturating_add(amount) > day_cap {
-                    Some((BudgetScope::MinerDay, day_cap, day_committed))
-                } else {
-                    None
-                };
-                if let Some((scope, cap, committed)) = refusal {
-                    tx.rollback().await?;
-                    tracing::debug!(
-                        run_id = %req.run_id, service = %req.service, %scope,
-                        cap_micros = cap, committed_micros = committed,
-                        requested_micros = amount, "ledger: budget exceeded"
-                    );
-                    return Err(LedgerError::BudgetExceeded {
-                        scope,
-                        cap_usd: micros_to_usd(cap),
-                        committed_usd: micros_to_usd(committed),
-                        requested_usd: micros_to_usd(amount),
-                    });
-                }
-                // Room was freed since the first attempt.
-                let id = reserve().fetch_one(&mut *tx).await?;
-                tx.commit().await?;
-                id
+        let decided = {
+            let mut books = lock(&self.inner.books);
+            books.forget_idle_runs_now_and_then(now, RUN_MEMORY_MS);
+            books.reserve(open.clone(), run_cap, day_cap)
+        };
+        let id = match decided {
+            Ok(id) => id,
+            Err(Refused {
+                scope,
+                cap,
+                committed,
+            }) => {
+                tracing::debug!(
+                    run_id = %open.run_id, service = %open.service, %scope,
+                    cap_micros = cap, committed_micros = committed, requested_micros = amount,
+                    "ledger: budget exceeded"
+                );
+                return Err(LedgerError::BudgetExceeded {
+                    scope,
+                    cap_usd: micros_to_usd(cap),
+                    committed_usd: micros_to_usd(committed),
+                    requested_usd: micros_to_usd(amount),
+                });
             }
         };
-        tracing::trace!(
-            id, run_id = %req.run_id, service = %req.service, amount_micros = amount,
-            "ledger: reserved"
-        );
+        self.write(Write::Reserve { id, open }).await?;
         Ok(ReservationId(id))
     }
 
@@ -573,9 +669,7 @@ impl Ledger {
     /// # Errors
     ///
     /// [`LedgerError::UnknownReservation`], [`LedgerError::AlreadyClosed`],
-    /// [`LedgerError::InvalidAmount`] for a negative or NaN cost,
-    /// [`LedgerError::Inconsistent`] when the reservation's totals are
-    /// missing (nothing changes), [`LedgerError::Database`].
+    /// [`LedgerError::InvalidAmount`] for a negative or NaN cost.
     pub async fn settle(
         &self,
         id: ReservationId,
@@ -590,39 +684,29 @@ impl Ledger {
         }
         // Saturating conversion: an absurd cost is still at most i64::MAX.
         let actual = (actual_usd * MICROS_PER_USD).round() as i64;
-        let now = now_ms();
-        let row = sqlx::query(SETTLE_SQL)
-            .bind(id.0)
-            .bind(actual)
-            .bind(estimated)
-            .bind(now)
-            .fetch_optional(&self.writer)
-            .await
-            .map_err(inconsistent_from_trigger)?;
-        let Some(row) = row else {
-            return Err(self.why_not_open(id).await);
-        };
-        let charge = Charge {
-            id,
-            run_id: row.try_get("run_id")?,
-            miner: row.try_get("miner")?,
-            service: row.try_get("service")?,
-            day: row.try_get("day")?,
-            reserved_usd: micros_to_usd(row.try_get("reserved_micros")?),
-            charged_usd: micros_to_usd(row.try_get("charged_micros")?),
-            overrun_usd: micros_to_usd(row.try_get("overrun_micros")?),
-            estimated,
-            reserved_at_ms: row.try_get("created_at_ms")?,
-            settled_at_ms: now,
-        };
-        if charge.overrun_usd > 0.0 {
+        let closed = self
+            .close_open(id, ReservationState::Settled, actual, estimated)
+            .await?;
+        if closed.overrun > 0 {
             tracing::warn!(
-                %id, run_id = %charge.run_id, service = %charge.service,
-                reserved_usd = charge.reserved_usd, actual_usd,
+                %id, run_id = %closed.open.run_id, service = %closed.open.service,
+                reserved_micros = closed.open.reserved, actual_micros = actual,
                 "ledger: actual cost exceeded the reservation; charged the reservation"
             );
         }
-        Ok(charge)
+        Ok(Charge {
+            id,
+            reserved_usd: micros_to_usd(closed.open.reserved),
+            charged_usd: micros_to_usd(closed.charged),
+            overrun_usd: micros_to_usd(closed.overrun),
+            estimated,
+            reserved_at_ms: closed.open.created_at_ms,
+            settled_at_ms: closed.closed_at_ms,
+            run_id: closed.open.run_id,
+            miner: closed.open.miner,
+            service: closed.open.service,
+            day: closed.open.day,
+        })
     }
 
     /// Drops an open reservation without charging anything (the upstream
@@ -630,45 +714,41 @@ impl Ledger {
     ///
     /// # Errors
     ///
-    /// As [`settle`](Self::settle).
+    /// [`LedgerError::UnknownReservation`], [`LedgerError::AlreadyClosed`].
     pub async fn release(&self, id: ReservationId) -> Result<(), LedgerError> {
-        let dropped = sqlx::query(DROP_SQL)
-            .bind(id.0)
-            .bind(ReservationState::Released.as_str())
-            .bind(now_ms())
-            .execute(&self.writer)
+        self.close_open(id, ReservationState::Released, 0, false)
             .await
-            .map_err(inconsistent_from_trigger)?;
-        if dropped.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(self.why_not_open(id).await)
-        }
+            .map(|_| ())
     }
 
     /// Drops, without charging, every reservation still open that was made
     /// at least `older_than_secs` seconds ago, marking them `stale`; returns
-    /// how many.
+    /// how many, once they are in the file.
     ///
     /// Reservations are normally closed within a request's lifetime; open
-    /// ones older than any run are leftovers of a crash. **The validator
-    /// calls this at startup**, with an age longer than the longest run (so
-    /// that another process's live reservations on a shared file survive).
+    /// ones older than any run are leftovers of a crash (they count against
+    /// the caps until then). The gateway calls this at start with the
+    /// longest a run token may live.
     ///
     /// # Errors
     ///
-    /// [`LedgerError::Inconsistent`] when a total is missing (nothing
-    /// changes), [`LedgerError::Database`].
+    /// [`LedgerError::Unavailable`] when the file cannot be written.
     pub async fn release_stale(&self, older_than_secs: u64) -> Result<u64, LedgerError> {
         let now = now_ms();
         let age_ms = i64::try_from(older_than_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-        let released = sqlx::query(DROP_STALE_SQL)
-            .bind(now.saturating_sub(age_ms))
-            .bind(now)
-            .execute(&self.writer)
-            .await
-            .map_err(inconsistent_from_trigger)?
-            .rows_affected();
+        let closed: Vec<Closed> = {
+            let mut books = lock(&self.inner.books);
+            books
+                .open_since_before(now.saturating_sub(age_ms))
+                .into_iter()
+                .filter_map(|id| books.close(id, ReservationState::Stale, 0, false, now))
+                .collect()
+        };
+        let released = closed.len() as u64;
+        for closed in closed {
+            self.send(Write::Close(closed))?;
+        }
+        self.flush().await?;
         if released > 0 {
             tracing::warn!(
                 released,
@@ -679,24 +759,11 @@ impl Ledger {
         Ok(released)
     }
 
-    /// Why reservation `id` could not be closed: it does not exist, or it
-    /// is closed already.
-    async fn why_not_open(&self, id: ReservationId) -> LedgerError {
-        let state: Result<Option<String>, _> = sqlx::query_scalar(STATE_BY_ID_SQL)
-            .bind(id.0)
-            .fetch_optional(&self.writer)
-            .await;
-        match state {
-            Ok(None) => LedgerError::UnknownReservation(id),
-            Ok(Some(state)) => match parse_state(&state) {
-                Ok(state) => LedgerError::AlreadyClosed { id, state },
-                Err(error) => error,
-            },
-            Err(error) => LedgerError::Database(error),
-        }
-    }
-
     /// What a run was charged on a service (settled charges only), in USD.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::Unavailable`], [`LedgerError::Database`].
     pub async fn spent_usd(&self, run_id: &str, service: &str) -> Result<f64, LedgerError> {
         self.total(
             "SELECT charged_micros FROM gateway_run_totals WHERE run_id = $1 AND service = $2",
@@ -706,6 +773,10 @@ impl Ledger {
     }
 
     /// What a run holds in open reservations on a service, in USD.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::Unavailable`], [`LedgerError::Database`].
     pub async fn reserved_usd(&self, run_id: &str, service: &str) -> Result<f64, LedgerError> {
         self.total(
             "SELECT reserved_micros FROM gateway_run_totals WHERE run_id = $1 AND service = $2",
@@ -716,6 +787,10 @@ impl Ledger {
 
     /// What a miner was charged on a service during a UTC day (settled
     /// charges only), in USD.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::Unavailable`], [`LedgerError::Database`].
     pub async fn spent_by_miner_day(
         &self,
         miner: &str,
@@ -731,6 +806,10 @@ impl Ledger {
     }
 
     /// What a miner holds in open reservations on a service for a UTC day, in USD.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::Unavailable`], [`LedgerError::Database`].
     pub async fn reserved_by_miner_day(
         &self,
         miner: &str,
@@ -746,37 +825,195 @@ impl Ledger {
     }
 
     /// The settled charges of a run, all services, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::Unavailable`], [`LedgerError::Database`].
     pub async fn charges_for_run(&self, run_id: &str) -> Result<Vec<Charge>, LedgerError> {
+        self.flush().await?;
         let rows = sqlx::query(CHARGES_FOR_RUN_SQL)
             .bind(run_id)
-            .fetch_all(&self.reader)
+            .fetch_all(&self.inner.reader)
             .await?;
         rows.iter().map(charge_from_row).collect()
     }
 
-    /// Checks that the per-scope totals (which the cap checks read) agree
-    /// with the reservations they sum; [`LedgerError::Inconsistent`] if not.
+    /// Checks that the file's per-scope totals agree with the reservations
+    /// they sum, and that the books in memory agree with the file.
     /// Reads the whole ledger: for startup and tests, not per request.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::Inconsistent`] when they disagree,
+    /// [`LedgerError::Unavailable`], [`LedgerError::Database`].
     pub async fn check_consistency(&self) -> Result<(), LedgerError> {
+        self.flush().await?;
         let bad: i64 = sqlx::query_scalar(INCONSISTENT_TOTALS_SQL)
-            .fetch_one(&self.reader)
+            .fetch_one(&self.inner.reader)
             .await?;
-        if bad == 0 {
-            Ok(())
-        } else {
-            Err(LedgerError::Inconsistent(format!(
+        if bad != 0 {
+            return Err(LedgerError::Inconsistent(format!(
                 "{bad} totals disagree with their reservations"
-            )))
+            )));
+        }
+        let in_file = |sql: &'static str| sqlx::query(sql).fetch_all(&self.inner.reader);
+        let runs = in_file(
+            "SELECT run_id || char(0) || service, reserved_micros, charged_micros
+               FROM gateway_run_totals",
+        )
+        .await?;
+        let days = in_file(
+            "SELECT miner || char(0) || day || char(0) || service, reserved_micros, charged_micros
+               FROM gateway_miner_day_totals",
+        )
+        .await?;
+        let books = lock(&self.inner.books);
+        let (book_runs, book_days) = books.scopes();
+        for (rows, scopes) in [(runs, book_runs), (days, book_days)] {
+            for row in rows {
+                let key: String = row.try_get(0)?;
+                let in_file = (row.try_get::<i64, _>(1)?, row.try_get::<i64, _>(2)?);
+                if let Some(scope) = scopes.get(&key)
+                    && (scope.reserved, scope.charged) != in_file
+                {
+                    return Err(LedgerError::Inconsistent(format!(
+                        "the books in memory say {:?} for {:?}, the file {in_file:?}",
+                        (scope.reserved, scope.charged),
+                        key.replace('\0', "/")
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings a day scope into memory if it was not loaded at open (a day
+    /// before yesterday, or one not seen yet). Days stay in memory once
+    /// there, so a day absent from memory has nothing unwritten.
+    async fn load_day(&self, miner: &str, day: &str, service: &str) -> Result<(), LedgerError> {
+        let key = day_key(miner, day, service);
+        if day >= self.inner.loaded_from_day.as_str() || lock(&self.inner.books).has_day(&key) {
+            return Ok(());
+        }
+        let row = sqlx::query(DAY_SQL)
+            .bind(miner)
+            .bind(day)
+            .bind(service)
+            .fetch_optional(&self.inner.writer)
+            .await?;
+        let scope = match row {
+            Some(row) => scope_from(row.try_get(0)?, row.try_get(1)?, now_ms()),
+            None => Scope::default(),
+        };
+        lock(&self.inner.books).load_day(key, scope);
+        Ok(())
+    }
+
+    async fn close_open(
+        &self,
+        id: ReservationId,
+        state: ReservationState,
+        actual: i64,
+        estimated: bool,
+    ) -> Result<Closed, LedgerError> {
+        let closed = lock(&self.inner.books).close(id.0, state, actual, estimated, now_ms());
+        let Some(closed) = closed else {
+            return Err(self.why_not_open(id).await);
+        };
+        self.write(Write::Close(closed.clone())).await?;
+        Ok(closed)
+    }
+
+    /// Journals `write`, and waits for its commit if the ledger is durable.
+    async fn write(&self, write: Write) -> Result<(), LedgerError> {
+        self.send(write)?;
+        if self.inner.wait_for_commit {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    fn send(&self, write: Write) -> Result<(), LedgerError> {
+        self.inner
+            .journal
+            .send(Command::Write(write))
+            .map_err(|_| LedgerError::Unavailable("the ledger is closed".into()))
+    }
+
+    /// Why reservation `id` could not be closed: it does not exist, or it
+    /// is closed already (every open reservation is in the books).
+    async fn why_not_open(&self, id: ReservationId) -> LedgerError {
+        if let Err(error) = self.flush().await {
+            return error;
+        }
+        let state: Result<Option<String>, _> = sqlx::query_scalar(STATE_BY_ID_SQL)
+            .bind(id.0)
+            .fetch_optional(&self.inner.reader)
+            .await;
+        match state {
+            Ok(None) => LedgerError::UnknownReservation(id),
+            Ok(Some(state)) => match parse_state(&state) {
+                Ok(state) => LedgerError::AlreadyClosed { id, state },
+                Err(error) => error,
+            },
+            Err(error) => LedgerError::Database(error),
         }
     }
 
     async fn total(&self, sql: &'static str, args: &[&str]) -> Result<f64, LedgerError> {
+        self.flush().await?;
         let mut query = sqlx::query_scalar::<_, i64>(sql);
         for arg in args {
             query = query.bind(*arg);
         }
-        let micros = query.fetch_optional(&self.reader).await?;
+        let micros = query.fetch_optional(&self.inner.reader).await?;
         Ok(micros_to_usd(micros.unwrap_or(0)))
+    }
+}
+
+fn scope_from(reserved: i64, charged: i64, now: i64) -> Scope {
+    Scope {
+        reserved,
+        charged,
+        touched_at_ms: now,
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // No code panics while holding these locks; the books change in single
+    // steps that leave them whole.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn unavailable(reason: String) -> LedgerError {
+    if reason.contains("ledger inconsistent") {
+        LedgerError::Inconsistent(reason)
+    } else {
+        LedgerError::Unavailable(reason)
+    }
+}
+
+/// Takes the exclusive lock of the ledger file (a `.lock` file beside it):
+/// the books in memory are the truth, so one ledger owns a file.
+fn lock_file(path: &Path) -> Result<std::fs::File, LedgerError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".ledger-lock");
+    let lock_path = std::path::PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|error| {
+            LedgerError::Unavailable(format!("cannot open {}: {error}", lock_path.display()))
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(LedgerError::InUse(path.to_owned())),
+        Err(std::fs::TryLockError::Error(error)) => Err(LedgerError::Unavailable(format!(
+            "cannot lock {}: {error}",
+            lock_path.display()
+        ))),
     }
 }
 
@@ -805,17 +1042,6 @@ fn spawn_checkpointer(pool: SqlitePool, every: Duration) -> BackgroundTask {
         }
     });
     BackgroundTask(task.abort_handle())
-}
-
-/// The trigger of migration 0003 aborts a close whose totals are missing;
-/// that is an inconsistency of the file, not a database failure.
-fn inconsistent_from_trigger(error: sqlx::Error) -> LedgerError {
-    match &error {
-        sqlx::Error::Database(db) if db.message().contains("ledger inconsistent") => {
-            LedgerError::Inconsistent(db.message().to_owned())
-        }
-        _ => LedgerError::Database(error),
-    }
 }
 
 fn parse_state(s: &str) -> Result<ReservationState, LedgerError> {
@@ -877,7 +1103,7 @@ fn micros_to_usd(micros: i64) -> f64 {
 }
 
 fn check_key(field: &'static str, value: &str) -> Result<(), LedgerError> {
-    if value.is_empty() {
+    if value.is_empty() || value.contains('\0') {
         return Err(LedgerError::InvalidField {
             field,
             value: value.to_owned(),
@@ -1461,32 +1687,29 @@ mod tests {
         ledger.check_consistency().await.unwrap();
     }
 
-    /// Two handles on one file (as two processes would have): the write
-    /// lock each reserving statement takes before reading keeps the cap.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn concurrent_handles_on_one_file_never_exceed_cap() {
+    /// The books in memory are the truth, so one ledger owns a file: a
+    /// second one (in this process or another) is refused until the first
+    /// closes.
+    #[tokio::test]
+    async fn a_second_ledger_on_one_file_is_refused() {
         let (dir, first) = file_ledger().await;
-        let second = Ledger::open(&dir.path().join("ledger.sqlite"))
+        let path = dir.path().join("ledger.sqlite");
+        assert!(matches!(
+            Ledger::open(&path).await.unwrap_err(),
+            LedgerError::InUse(_)
+        ));
+        first
+            .reserve(req("r1", "m1", 0.5, 1.0, 10.0))
             .await
             .unwrap();
-        let ok = reserve_concurrently(&[first.clone(), second], 1_000, |i| {
-            req(&format!("r{}", i % 3), "m1", 0.01, 1.00, 1.00)
-        })
-        .await;
-        assert_eq!(ok.len(), 100);
-        assert_usd(
-            first
-                .reserved_by_miner_day("m1", DAY, "chutes")
-                .await
-                .unwrap(),
-            1.00,
-        );
-        first.check_consistency().await.unwrap();
+        first.close().await;
+        let second = Ledger::open(&path).await.unwrap();
+        assert_usd(second.reserved_usd("r1", "chutes").await.unwrap(), 0.5);
     }
 
     #[tokio::test]
     async fn release_stale_drops_only_old_open_reservations() {
-        let (_dir, ledger) = file_ledger().await;
+        let (dir, ledger) = file_ledger().await;
         let old = ledger
             .reserve(req("r1", "m1", 0.4, 1.0, 10.0))
             .await
@@ -1497,14 +1720,18 @@ mod tests {
             .unwrap();
         ledger.settle(old_settled, 0.1, false).await.unwrap();
         // Age them by two hours, as if left over from before a crash.
-        sqlx::query(
-            "UPDATE gateway_reservations SET created_at_ms = created_at_ms - 7200000 WHERE id IN ($1, $2)",
+        ledger.close().await;
+        let path = dir.path().join("ledger.sqlite");
+        tamper(
+            &path,
+            &format!(
+                "UPDATE gateway_reservations SET created_at_ms = created_at_ms - 7200000 WHERE id IN ({}, {})",
+                old.get(),
+                old_settled.get()
+            ),
         )
-        .bind(old.get())
-        .bind(old_settled.get())
-        .execute(&ledger.writer)
-        .await
-        .unwrap();
+        .await;
+        let ledger = Ledger::open(&path).await.unwrap();
         let fresh = ledger
             .reserve(req("r1", "m1", 0.5, 1.0, 10.0))
             .await
@@ -1534,39 +1761,89 @@ mod tests {
 
     #[tokio::test]
     async fn check_consistency_detects_tampered_totals() {
-        let ledger = Ledger::in_memory().await.unwrap();
+        let (dir, ledger) = file_ledger().await;
+        let path = dir.path().join("ledger.sqlite");
         let id = ledger
             .reserve(req("r1", "m1", 0.5, 1.0, 10.0))
             .await
             .unwrap();
         ledger.check_consistency().await.unwrap();
-        sqlx::query("UPDATE gateway_run_totals SET reserved_micros = 1")
-            .execute(&ledger.writer)
-            .await
-            .unwrap();
+        ledger.close().await;
+        tamper(&path, "UPDATE gateway_run_totals SET reserved_micros = 1").await;
+        let ledger = Ledger::open(&path).await.unwrap();
         assert!(matches!(
             ledger.check_consistency().await.unwrap_err(),
             LedgerError::Inconsistent(_)
         ));
-        sqlx::query("UPDATE gateway_run_totals SET reserved_micros = 500000")
-            .execute(&ledger.writer)
-            .await
-            .unwrap();
+        ledger.close().await;
+        tamper(
+            &path,
+            "UPDATE gateway_run_totals SET reserved_micros = 500000",
+        )
+        .await;
+        let ledger = Ledger::open(&path).await.unwrap();
         ledger.check_consistency().await.unwrap();
-        // A missing total makes closing fail, and roll back entirely.
-        sqlx::query("DELETE FROM gateway_miner_day_totals")
-            .execute(&ledger.writer)
-            .await
-            .unwrap();
+        ledger.close().await;
+        // A missing total makes writing the closing fail and roll back
+        // entirely; the ledger then refuses to reserve.
+        tamper(&path, "DELETE FROM gateway_miner_day_totals").await;
+        let ledger = Ledger::open(&path).await.unwrap();
+        ledger.settle(id, 0.1, false).await.unwrap();
         assert!(matches!(
-            ledger.settle(id, 0.1, false).await.unwrap_err(),
+            ledger.flush().await.unwrap_err(),
+            LedgerError::Inconsistent(_)
+        ));
+        assert!(matches!(
+            ledger
+                .reserve(req("r2", "m1", 0.1, 1.0, 10.0))
+                .await
+                .unwrap_err(),
             LedgerError::Inconsistent(_)
         ));
         let state: String = sqlx::query_scalar("SELECT state FROM gateway_reservations")
-            .fetch_one(&ledger.reader)
+            .fetch_one(&ledger.inner.reader)
             .await
             .unwrap();
         assert_eq!(state, "open");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_durable_ledger_has_written_each_reservation_when_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        let options = LedgerOptions {
+            durable: true,
+            ..LedgerOptions::default()
+        };
+        let ledger = Ledger::open_with(&path, &options).await.unwrap();
+        let outsider = SqlitePoolOptions::new()
+            .connect_with(SqliteConnectOptions::new().filename(&path))
+            .await
+            .unwrap();
+        for i in 0..50 {
+            let id = ledger
+                .reserve(req(&format!("r{i}"), "m1", 0.01, 1.0, 10.0))
+                .await
+                .unwrap();
+            let rows: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM gateway_reservations WHERE id = $1")
+                    .bind(id.get())
+                    .fetch_one(&outsider)
+                    .await
+                    .unwrap();
+            assert_eq!(rows, 1, "reservation {id} is not in the file yet");
+        }
+    }
+
+    /// Runs `sql` on the ledger file with a connection of its own, as a
+    /// person editing the file (or a crash leaving it so) would.
+    async fn tamper(path: &Path, sql: &str) {
+        let pool = SqlitePoolOptions::new()
+            .connect_with(SqliteConnectOptions::new().filename(path))
+            .await
+            .unwrap();
+        sqlx::query(sql).execute(&pool).await.unwrap();
+        pool.close().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,294 @@
+//! The ledger's books in memory: committed amounts per cap scope and the
+//! open reservations. Every cap decision is made here, under one lock, so
+//! that a reservation costs no database round trip; the journal then writes
+//! what was decided to the file. No I/O here.
+
+use std::collections::HashMap;
+
+use super::{BudgetScope, ReservationState};
+
+/// Micro-dollars in one cap scope.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Scope {
+    /// Open reservations.
+    pub reserved: i64,
+    /// Settled charges.
+    pub charged: i64,
+    /// The last reservation or closing in this scope (Unix milliseconds).
+    pub touched_at_ms: i64,
+}
+
+impl Scope {
+    fn committed(&self) -> i64 {
+        self.reserved.saturating_add(self.charged)
+    }
+}
+
+/// An open reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Open {
+    pub run_id: String,
+    pub miner: String,
+    pub service: String,
+    pub day: String,
+    pub reserved: i64,
+    pub created_at_ms: i64,
+}
+
+/// How a reservation was closed, for the journal and the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Closed {
+    pub id: i64,
+    pub open: Open,
+    pub state: ReservationState,
+    pub charged: i64,
+    pub overrun: i64,
+    pub estimated: bool,
+    pub closed_at_ms: i64,
+}
+
+/// A reservation that does not fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Refused {
+    pub scope: BudgetScope,
+    pub cap: i64,
+    pub committed: i64,
+}
+
+/// The books. Scope keys join their parts with a NUL, which the ledger
+/// refuses inside any part, so distinct scopes never share a key.
+#[derive(Debug, Default)]
+pub(super) struct Books {
+    next_id: i64,
+    /// When idle runs were last forgotten (Unix milliseconds).
+    swept_at_ms: i64,
+    runs: HashMap<String, Scope>,
+    days: HashMap<String, Scope>,
+    open: HashMap<i64, Open>,
+}
+
+pub(super) fn run_key(run_id: &str, service: &str) -> String {
+    format!("{run_id}\0{service}")
+}
+
+pub(super) fn day_key(miner: &str, day: &str, service: &str) -> String {
+    format!("{miner}\0{day}\0{service}")
+}
+
+impl Books {
+    /// Books that continue a file whose largest reservation id is `last_id`.
+    pub fn new(last_id: i64) -> Self {
+        Self {
+            next_id: last_id.saturating_add(1),
+            ..Self::default()
+        }
+    }
+
+    /// Loads a run scope read from the file.
+    pub fn load_run(&mut self, key: String, scope: Scope) {
+        self.runs.insert(key, scope);
+    }
+
+    /// Loads a day scope read from the file, unless it is known already.
+    pub fn load_day(&mut self, key: String, scope: Scope) {
+        self.days.entry(key).or_insert(scope);
+    }
+
+    /// Loads an open reservation read from the file.
+    pub fn load_open(&mut self, id: i64, open: Open) {
+        self.open.insert(id, open);
+    }
+
+    /// Whether the day scope `key` is in memory.
+    pub fn has_day(&self, key: &str) -> bool {
+        self.days.contains_key(key)
+    }
+
+    /// Reserves `open.reserved` if it fits under both caps; the new id.
+    pub fn reserve(&mut self, open: Open, run_cap: i64, day_cap: i64) -> Result<i64, Refused> {
+        let run_key = run_key(&open.run_id, &open.service);
+        let day_key = day_key(&open.miner, &open.day, &open.service);
+        let run = self.runs.get(&run_key).copied().unwrap_or_default();
+        let day = self.days.get(&day_key).copied().unwrap_or_default();
+        if run.committed().saturating_add(open.reserved) > run_cap {
+            return Err(Refused {
+                scope: BudgetScope::Run,
+                cap: run_cap,
+                committed: run.committed(),
+            });
+        }
+        if day.committed().saturating_add(open.reserved) > day_cap {
+            return Err(Refused {
+                scope: BudgetScope::MinerDay,
+                cap: day_cap,
+                committed: day.committed(),
+            });
+        }
+        for scope in [
+            self.runs.entry(run_key).or_default(),
+            self.days.entry(day_key).or_default(),
+        ] {
+            scope.reserved = scope.reserved.saturating_add(open.reserved);
+            scope.touched_at_ms = open.created_at_ms;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.open.insert(id, open);
+        Ok(id)
+    }
+
+    /// Closes open reservation `id`: settled with a charge of `actual`
+    /// (at most the reservation), or dropped (`released`, `stale`) with
+    /// none. `None` if it is not open.
+    pub fn close(
+        &mut self,
+        id: i64,
+        state: ReservationState,
+        actual: i64,
+        estimated: bool,
+        now_ms: i64,
+    ) -> Option<Closed> {
+        let open = self.open.remove(&id)?;
+        let (charged, overrun) = if state == ReservationState::Settled {
+            (
+                actual.min(open.reserved),
+                actual.saturating_sub(open.reserved).max(0),
+            )
+        } else {
+            (0, 0)
+        };
+        for key in [
+            (true, run_key(&open.run_id, &open.service)),
+            (false, day_key(&open.miner, &open.day, &open.service)),
+        ] {
+            let scopes = if key.0 {
+                &mut self.runs
+            } else {
+                &mut self.days
+            };
+            let scope = scopes.entry(key.1).or_default();
+            scope.reserved = scope.reserved.saturating_sub(open.reserved);
+            scope.charged = scope.charged.saturating_add(charged);
+            scope.touched_at_ms = now_ms;
+        }
+        Some(Closed {
+            id,
+            open,
+            state,
+            charged,
+            overrun,
+            estimated: estimated && state == ReservationState::Settled,
+            closed_at_ms: now_ms,
+        })
+    }
+
+    /// The open reservations made at or before `cutoff_ms`.
+    pub fn open_since_before(&self, cutoff_ms: i64) -> Vec<i64> {
+        let mut ids: Vec<i64> = self
+            .open
+            .iter()
+            .filter(|(_, open)| open.created_at_ms <= cutoff_ms)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Forgets the run scopes untouched since `cutoff_ms` with nothing
+    /// open (their runs' tokens have expired, see the module docs of the
+    /// ledger); returns how many.
+    pub fn forget_idle_runs(&mut self, cutoff_ms: i64) -> usize {
+        let before = self.runs.len();
+        self.runs
+            .retain(|_, scope| scope.touched_at_ms > cutoff_ms || scope.reserved != 0);
+        before - self.runs.len()
+    }
+
+    /// [`forget_idle_runs`](Self::forget_idle_runs) older than `memory_ms`,
+    /// at most once a minute.
+    pub fn forget_idle_runs_now_and_then(&mut self, now_ms: i64, memory_ms: i64) {
+        if now_ms.saturating_sub(self.swept_at_ms) >= 60_000 {
+            self.swept_at_ms = now_ms;
+            self.forget_idle_runs(now_ms.saturating_sub(memory_ms));
+        }
+    }
+
+    /// Every scope in memory, for comparison with the file: runs, then days.
+    pub fn scopes(&self) -> (&HashMap<String, Scope>, &HashMap<String, Scope>) {
+        (&self.runs, &self.days)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(run: &str, amount: i64, at: i64) -> Open {
+        Open {
+            run_id: run.into(),
+            miner: "m".into(),
+            service: "s".into(),
+            day: "2026-11-21".into(),
+            reserved: amount,
+            created_at_ms: at,
+        }
+    }
+
+    #[test]
+    fn caps_count_open_and_charged_amounts() {
+        let mut books = Books::new(41);
+        let a = books.reserve(open("r", 600, 1), 1000, 5000).unwrap();
+        assert_eq!(a, 42, "ids continue the file's");
+        let refused = books.reserve(open("r", 401, 2), 1000, 5000).unwrap_err();
+        assert_eq!(
+            refused,
+            Refused {
+                scope: BudgetScope::Run,
+                cap: 1000,
+                committed: 600
+            }
+        );
+        // Settling 250 of 600 frees 350: 250 + 401 fits now.
+        let closed = books
+            .close(a, ReservationState::Settled, 250, false, 3)
+            .unwrap();
+        assert_eq!((closed.charged, closed.overrun), (250, 0));
+        books.reserve(open("r", 401, 4), 1000, 5000).unwrap();
+        // The day scope saw both runs' amounts: 250 + 401 + 4000 > 4600.
+        let refused = books
+            .reserve(open("other", 4000, 5), 4000, 4600)
+            .unwrap_err();
+        assert_eq!(refused.scope, BudgetScope::MinerDay);
+        assert_eq!(refused.committed, 651);
+    }
+
+    #[test]
+    fn an_overrun_is_recorded_not_charged_and_closing_twice_fails() {
+        let mut books = Books::new(0);
+        let id = books.reserve(open("r", 100, 1), 1000, 1000).unwrap();
+        let closed = books
+            .close(id, ReservationState::Settled, 130, true, 2)
+            .unwrap();
+        assert_eq!((closed.charged, closed.overrun), (100, 30));
+        assert!(
+            books
+                .close(id, ReservationState::Released, 0, false, 3)
+                .is_none()
+        );
+        let (runs, _) = books.scopes();
+        assert_eq!(runs[&run_key("r", "s")].committed(), 100);
+    }
+
+    #[test]
+    fn idle_runs_are_forgotten_unless_something_is_open() {
+        let mut books = Books::new(0);
+        let done = books.reserve(open("done", 10, 1), 100, 100).unwrap();
+        books.close(done, ReservationState::Settled, 10, false, 2);
+        books.reserve(open("busy", 10, 1), 100, 100).unwrap();
+        assert_eq!(books.forget_idle_runs(5), 1);
+        let (runs, days) = books.scopes();
+        assert!(runs.contains_key(&run_key("busy", "s")));
+        assert_eq!(days.len(), 1, "days are kept");
+        assert_eq!(books.open_since_before(1), vec![2]);
+    }
+}

@@ -1,0 +1,152 @@
+//! The ledger's journal: one task that writes what the books decided to the
+//! SQLite file, in order, many operations per transaction. Owns the SQL of
+//! those writes; decides nothing.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use sqlx::sqlite::SqlitePool;
+use tokio::sync::{mpsc, oneshot};
+
+use super::books::{Closed, Open};
+
+/// One decision of the books, to be written.
+#[derive(Debug)]
+pub(super) enum Write {
+    Reserve { id: i64, open: Open },
+    Close(Closed),
+}
+
+/// What the journal's task is sent.
+#[derive(Debug)]
+pub(super) enum Command {
+    Write(Write),
+    /// Answered once everything sent before it is committed (or has failed
+    /// to be, with the reason).
+    Flush(oneshot::Sender<Result<(), String>>),
+}
+
+/// The most operations written in one transaction.
+const MAX_BATCH: usize = 1024;
+
+/// How long the journal waits before trying a failed batch again; doubled
+/// on each failure up to `MAX_RETRY_WAIT`.
+const FIRST_RETRY_WAIT: Duration = Duration::from_millis(50);
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
+
+const INSERT_SQL: &str = "\
+INSERT INTO gateway_reservations
+  (id, run_id, miner, service, day, state, reserved_micros, created_at_ms)
+VALUES ($1, $2, $3, $4, $5, 'open', $6, $7)";
+
+const CLOSE_SQL: &str = "\
+UPDATE gateway_reservations
+   SET state = $2, charged_micros = $3, overrun_micros = $4, estimated = $5, closed_at_ms = $6
+ WHERE id = $1 AND state = 'open'";
+
+/// The journal's failure, shared with the ledger: while a batch cannot be
+/// committed, the ledger refuses new reservations.
+pub(super) type Failure = Arc<Mutex<Option<String>>>;
+
+pub(super) fn failure_of(failure: &Failure) -> Option<String> {
+    failure
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+}
+
+fn set_failure(failure: &Failure, value: Option<String>) {
+    *failure.lock().unwrap_or_else(PoisonError::into_inner) = value;
+}
+
+/// Starts the journal's task on `pool` (the ledger's one writer
+/// connection). It ends when every sender is dropped and all that was sent
+/// is written.
+pub(super) fn spawn(pool: SqlitePool, failure: Failure) -> mpsc::UnboundedSender<Command> {
+    let (sender, mut receiver) = mpsc::unbounded_channel::<Command>();
+    tokio::spawn(async move {
+        let mut batch = Vec::new();
+        while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            let mut writes = Vec::with_capacity(batch.len());
+            let mut flushes = Vec::new();
+            for command in batch.drain(..) {
+                match command {
+                    Command::Write(write) => writes.push(write),
+                    Command::Flush(done) => flushes.push(done),
+                }
+            }
+            let mut wait = FIRST_RETRY_WAIT;
+            loop {
+                match commit(&pool, &writes).await {
+                    Ok(()) => {
+                        set_failure(&failure, None);
+                        for done in flushes.drain(..) {
+                            let _ = done.send(Ok(()));
+                        }
+                        break;
+                    }
+                    Err(error) => {
+                        let message = error.to_string();
+                        tracing::error!(error = %message, operations = writes.len(),
+                            "ledger: cannot write the journal; refusing reservations until it can");
+                        set_failure(&failure, Some(message.clone()));
+                        // Whoever waits learns of the failure now; the batch
+                        // is kept and tried again.
+                        for done in flushes.drain(..) {
+                            let _ = done.send(Err(message.clone()));
+                        }
+                        if pool.is_closed() {
+                            return;
+                        }
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(MAX_RETRY_WAIT);
+                    }
+                }
+            }
+        }
+    });
+    sender
+}
+
+async fn commit(pool: &SqlitePool, writes: &[Write]) -> Result<(), sqlx::Error> {
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    for write in writes {
+        match write {
+            Write::Reserve { id, open } => {
+                sqlx::query(INSERT_SQL)
+                    .bind(id)
+                    .bind(&open.run_id)
+                    .bind(&open.miner)
+                    .bind(&open.service)
+                    .bind(&open.day)
+                    .bind(open.reserved)
+                    .bind(open.created_at_ms)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Write::Close(closed) => {
+                let done = sqlx::query(CLOSE_SQL)
+                    .bind(closed.id)
+                    .bind(closed.state.as_str())
+                    .bind(closed.charged)
+                    .bind(closed.overrun)
+                    .bind(closed.estimated)
+                    .bind(closed.closed_at_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() != 1 {
+                    // The file says this reservation is not open, the books
+                    // say it was: someone else wrote the file.
+                    return Err(sqlx::Error::Protocol(format!(
+                        "ledger inconsistent: reservation {} is not open in the file",
+                        closed.id
+                    )));
+                }
+            }
+        }
+    }
+    tx.commit().await
+}
