@@ -45,3 +45,8 @@ CREATE TRIGGER gateway_reservation_closed
 AFTER UPDATE OF state ON gateway_reservations
 FOR EACH ROW WHEN (OLD.state = 'open' AND NEW.state <> 'open')
 EXECUTE FUNCTION gateway_reservation_closed();
+
+-- The ledger's books are read back at start: the runs that reserved in
+-- the last day.
+CREATE INDEX gateway_reservations_created
+    ON gateway_reservations (created_at_ms);

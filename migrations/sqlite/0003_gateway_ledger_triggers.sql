@@ -44,3 +44,8 @@ BEGIN
            charged_micros = charged_micros + NEW.charged_micros
      WHERE miner = OLD.miner AND day = OLD.day AND service = OLD.service;
 END;
+
+-- The ledger's books are read back at start: the runs that reserved in
+-- the last day.
+CREATE INDEX gateway_reservations_created
+    ON gateway_reservations (created_at_ms);
