@@ -1,0 +1,17 @@
+//! The sooth validator: turns events and agents into scored forecasts and
+//! weights.
+//!
+//! This crate owns the competition's rules (the rules table of `SPEC.md`)
+//! and, as they land, the daemon's storage, clock, event sources and
+//! scheduling. It must not run agents itself (that is `sooth-runner`) nor
+//! talk to upstream services (that is `sooth-proxy`).
+//!
+//! - [`scoring`]: imputation, clipping, Brier scores, the 101-event window,
+//!   the leaderboard and winner-take-all weights;
+//! - [`activation`]: which agent version is active at an instant (daily
+//!   activation at 00:00 UTC);
+//! - [`registration`]: slots, immunity and deregistration.
+
+pub mod activation;
+pub mod registration;
+pub mod scoring;
