@@ -6,12 +6,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use sooth_proxy::config::ProxyConfig;
-use sooth_proxy::launch::{api_keys, launch};
+use sooth_proxy::launch::{api_keys, launch_with_own_keys};
 use sooth_proxy::server::RunningGateway;
 use sooth_proxy::token::{RunClaims, generate_key, mint, parse_signing_key_hex};
 use sooth_runner::{Gateway, HttpGateway, ScriptedGateway};
 
 use crate::TestArgs;
+
+/// The miner hotkey the runs of a test session are made for.
+const LOCAL_MINER: &str = "local";
 
 /// The gateway of a test session, and how to mint its run tokens.
 pub struct GatewayChoice {
@@ -35,11 +38,14 @@ impl GatewayChoice {
             // A key of this session's own: the in-process gateway honours
             // the tokens this command mints, and nobody else's.
             let minter = generate_key();
-            let running = launch(
+            // The keys are the miner's own: its runs get the linked caps,
+            // as at a validator where it linked them.
+            let running = launch_with_own_keys(
                 config,
                 Some(minter.verifying_key()),
                 keys,
                 Some(([127, 0, 0, 1], 0).into()),
+                LOCAL_MINER,
             )
             .await?;
             let gateway = Arc::new(HttpGateway::new(running.base_url())?);
@@ -85,7 +91,7 @@ impl GatewayChoice {
         let now = chrono::Utc::now().timestamp();
         let claims = RunClaims {
             run_id: run_id.to_owned(),
-            miner: "local".into(),
+            miner: LOCAL_MINER.into(),
             agent_hash: agent_hash.to_owned(),
             caps_usd: BTreeMap::from([("*".to_owned(), self.cap_usd)]),
             linked_key: true,

@@ -9,6 +9,7 @@ mod agent_test;
 mod compile_worker;
 mod events;
 mod gateway_choice;
+mod proxy_keys;
 mod proxy_run;
 
 use std::path::PathBuf;
@@ -62,6 +63,41 @@ enum ProxyCommand {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Put a miner's own API key for a service on file in the gateway's
+    /// data directory: that miner's calls to the service then use it instead
+    /// of the operator's key, under the service's linked (higher) daily cap.
+    /// The key is read from `--key-env` or else from stdin, never from the
+    /// command line (which other users can see in `ps`).
+    LinkKey(LinkKeyArgs),
+    /// Remove a miner's key for a service: its calls go back to the
+    /// operator's key and daily cap.
+    UnlinkKey(MinerServiceArgs),
+}
+
+/// Which miner and service a linked key is for.
+#[derive(Debug, Args)]
+pub struct MinerServiceArgs {
+    /// The gateway configuration (TOML); its data directory holds the keys.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The miner's hotkey.
+    #[arg(long, value_name = "HOTKEY")]
+    pub miner: String,
+    /// The service, as named in the configuration.
+    #[arg(long, value_name = "NAME")]
+    pub service: String,
+}
+
+/// Arguments of `sooth proxy link-key`.
+#[derive(Debug, Args)]
+pub struct LinkKeyArgs {
+    /// The miner and service the key is for.
+    #[command(flatten)]
+    pub target: MinerServiceArgs,
+    /// Read the key from this environment variable [default: one line
+    /// from stdin].
+    #[arg(long, value_name = "VAR")]
+    pub key_env: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -226,6 +262,8 @@ fn main() -> ExitCode {
         Command::Agent(AgentCommand::Build(args)) => agent_build::run(&args),
         Command::Agent(AgentCommand::Test(args)) => agent_test::run(&args),
         Command::Proxy(ProxyCommand::Run { config }) => proxy_run::run(&config),
+        Command::Proxy(ProxyCommand::LinkKey(args)) => proxy_keys::link(&args),
+        Command::Proxy(ProxyCommand::UnlinkKey(args)) => proxy_keys::unlink(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,11 +1,16 @@
 //! `sooth agent test` against a gateway started in-process from a
 //! configuration, with upstream keys from the environment, against the fake
-//! upstream: the path a miner takes to test on real services.
+//! upstream: the path a miner takes to test on real services. And `sooth
+//! proxy link-key` / `unlink-key`, which put miners' own keys on file.
 
 mod common;
 
-use common::{run, sooth};
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use common::{Output, run, sooth};
 use sooth_proxy::fake_upstream::{FakeUpstream, FakeUpstreamConfig};
+use sooth_proxy::linked_keys::{ApiKey, LinkedKeys};
 
 const MODEL: &str = "deepseek-ai/DeepSeek-V3";
 
@@ -23,7 +28,9 @@ default_search_service = "desearch"
 kind = "chat"
 base_url = "{base}"
 api_key_env = "{chat_key_env}"
-per_miner_day_cap_usd = 5.0
+# `sooth agent test` runs on the miner's own keys, which count as linked:
+# only the linked cap applies.
+per_miner_day_cap_usd = 0.0
 linked_per_miner_day_cap_usd = 5.0
 models = {{ "{MODEL}" = {{ input_per_million = 0.5, output_per_million = 2.0 }} }}
 
@@ -107,4 +114,105 @@ fn a_missing_upstream_key_is_named() {
         .arg(&config)
         .env_remove("SOOTH_TEST_UNSET_KEY"))
     .fails_with("SOOTH_TEST_UNSET_KEY");
+}
+
+/// Run `command` with `input` on its stdin.
+fn run_with_stdin(command: &mut Command, input: &str) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    let output = child.wait_with_output().expect("wait");
+    Output {
+        success: output.status.success(),
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn key_on_file(dir: &std::path::Path, miner: &str, service: &str) -> Option<ApiKey> {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        LinkedKeys::open(&dir.join("data").join("gateway.sqlite"), None)
+            .await
+            .expect("linked keys")
+            .lookup(service, miner)
+    })
+}
+
+#[test]
+fn keys_are_linked_from_stdin_or_the_environment_and_unlinked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path(), "http://127.0.0.1:9", "SOOTH_TEST_CHAT_KEY");
+    let link = |service: &str| {
+        let mut command = sooth();
+        command
+            .args(["proxy", "link-key", "--config"])
+            .arg(&config)
+            .args(["--miner", "5Miner", "--service", service]);
+        command
+    };
+    let from_stdin = "sk-from-stdin-0a1b";
+    let output = run_with_stdin(&mut link("chutes"), &format!("{from_stdin}\n")).ok();
+    assert!(
+        output
+            .stdout
+            .contains("linked a key for miner 5Miner on service chutes")
+    );
+    let from_env = "sk-from-env-2c3d";
+    let env_output = run(link("desearch")
+        .args(["--key-env", "SOOTH_TEST_LINKED_KEY"])
+        .env("SOOTH_TEST_LINKED_KEY", from_env))
+    .ok();
+    for (output, key) in [(&output, from_stdin), (&env_output, from_env)] {
+        assert!(!output.stdout.contains(key) && !output.stderr.contains(key));
+    }
+    assert_eq!(
+        key_on_file(dir.path(), "5Miner", "chutes"),
+        Some(ApiKey::parse(from_stdin).expect("key"))
+    );
+    assert_eq!(
+        key_on_file(dir.path(), "5Miner", "desearch"),
+        Some(ApiKey::parse(from_env).expect("key"))
+    );
+
+    // Refusals name what is wrong, never the key.
+    run_with_stdin(&mut link("nowhere"), "sk-whatever\n").fails_with("nowhere");
+    let spaced = "sk-has a-space";
+    let refused = run_with_stdin(&mut link("chutes"), spaced).fails_with("visible ASCII");
+    assert!(!refused.stderr.contains("a-space"), "{}", refused.stderr);
+    run(link("chutes")
+        .args(["--key-env", "SOOTH_TEST_UNSET_KEY"])
+        .env_remove("SOOTH_TEST_UNSET_KEY"))
+    .fails_with("SOOTH_TEST_UNSET_KEY");
+
+    let unlink = || {
+        let mut command = sooth();
+        command
+            .args(["proxy", "unlink-key", "--config"])
+            .arg(&config)
+            .args(["--miner", "5Miner", "--service", "chutes"]);
+        command
+    };
+    assert!(run(&mut unlink()).ok().stdout.contains("unlinked"));
+    assert_eq!(key_on_file(dir.path(), "5Miner", "chutes"), None);
+    assert!(
+        run(&mut unlink())
+            .ok()
+            .stdout
+            .contains("had no key on file")
+    );
+    assert!(
+        key_on_file(dir.path(), "5Miner", "desearch").is_some(),
+        "only the named service is unlinked"
+    );
 }

@@ -13,6 +13,7 @@ use sooth_proxy::cache::ResponseCache;
 use sooth_proxy::config::ProxyConfig;
 use sooth_proxy::fake_upstream::{FakeUpstream, FakeUpstreamConfig};
 use sooth_proxy::ledger::Ledger;
+use sooth_proxy::linked_keys::LinkedKeys;
 use sooth_proxy::server::{GatewayState, RunningGateway};
 use sooth_proxy::signing::RequestSigner;
 use sooth_proxy::token::{RunClaims, encode_public_key, generate_key, mint};
@@ -102,6 +103,7 @@ models = {{ "{MODEL}" = {{ input_per_million = 0.5, output_per_million = 2.0 }} 
         ledger,
         cache,
         keys,
+        LinkedKeys::in_memory().await.expect("linked keys"),
     )
     .await
     .expect("state");

@@ -1,14 +1,15 @@
-//! What the ledger and the cache share about their SQLite database: the
-//! embedded migrations (one folder, one file), the single-connection writer
-//! pool, and the guard of their background maintenance tasks.
+//! What the ledger, the cache and the linked keys share about their SQLite
+//! database: the embedded migrations (one folder, one file), the
+//! single-connection writer pool, and the guard of their background
+//! maintenance tasks.
 
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::SqlitePoolOptions;
 
-/// The gateway's schema migrations (ledger and cache), embedded at build
-/// time.
+/// The gateway's schema migrations (ledger, cache and linked keys),
+/// embedded at build time.
 pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
 
 /// The pool that serialises writes: one connection, kept for the life of its

@@ -18,6 +18,9 @@
 //! * `POST /generic/{name}`: echoes its JSON body as `{echo, service}`. Needs
 //!   the header named in [`FakeUpstreamConfig::generic_auth_header`] equal to
 //!   [`FakeUpstreamConfig::generic_api_key`].
+//!
+//! Every route also accepts the keys in [`FakeUpstreamConfig::extra_api_keys`]
+//! (miners' own keys, in tests of linked keys), presented the route's way.
 //! * `GET /health`: `{"status":"ok"}`; not counted, recorded nor delayed.
 //!
 //! Scripted behaviour, changeable while it runs: a fixed latency for every
@@ -32,8 +35,9 @@
 //! output` (prices in USD per million tokens), search at the configured price
 //! per search; the generic route is not billed. Every received request
 //! (except `/health`) is also recorded with its `x-sooth-*` headers and raw
-//! body ([`FakeUpstream::recorded`], the last [`RECORDED_CAPACITY`]), so that
-//! tests can verify the gateway's signatures.
+//! body and the API key it presented ([`FakeUpstream::recorded`], the last
+//! [`RECORDED_CAPACITY`]), so that tests can verify the gateway's signatures
+//! and which key it used.
 //!
 //! Order of handling for a request: record and count it, sleep the latency,
 //! check authentication (401), then consume the next scripted failure if any,
@@ -114,6 +118,9 @@ pub struct FakeUpstreamConfig {
     pub generic_auth_header: String,
     /// Key the generic route expects in [`Self::generic_auth_header`].
     pub generic_api_key: String,
+    /// Further keys every route accepts, presented the route's way (miners'
+    /// own keys, in tests of linked keys).
+    pub extra_api_keys: Vec<String>,
     /// Models the chat route knows; any other answers 404.
     pub models: Vec<String>,
     /// Chat price of prompt tokens, USD per million.
@@ -133,6 +140,7 @@ impl Default for FakeUpstreamConfig {
             search_api_key: "fake-search-key".to_owned(),
             generic_auth_header: "x-api-key".to_owned(),
             generic_api_key: "fake-generic-key".to_owned(),
+            extra_api_keys: Vec::new(),
             models: vec![
                 "fake-org/Fake-Model-8B".to_owned(),
                 "fake-org/Fake-Model-70B".to_owned(),
@@ -203,6 +211,9 @@ pub struct RecordedRequest {
     pub headers: Vec<(String, String)>,
     /// The raw request body.
     pub body: Vec<u8>,
+    /// The API key the request presented the route's way (without
+    /// `Bearer ` on the chat route), accepted or not; `None` without one.
+    pub api_key: Option<String>,
 }
 
 impl RecordedRequest {
@@ -448,6 +459,7 @@ impl Shared {
                 })
                 .collect(),
             body: body.to_vec(),
+            api_key: self.presented_key(route, headers).map(str::to_owned),
         };
         {
             let mut log = lock(&self.recorded);
@@ -460,6 +472,23 @@ impl Shared {
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
+    }
+
+    /// The API key a request presents, read the way its route expects it.
+    fn presented_key<'h>(&self, route: Route, headers: &'h HeaderMap) -> Option<&'h str> {
+        let text = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        match route {
+            Route::Chat => text(&AUTHORIZATION)?.strip_prefix("Bearer "),
+            Route::Search => text(&AUTHORIZATION),
+            Route::Generic => text(self.generic_auth_header.as_ref()?),
+        }
+    }
+
+    /// Whether a request to `route` presents `own` (the route's key) or one
+    /// of the extra keys.
+    fn authorized(&self, route: Route, headers: &HeaderMap, own: &str) -> bool {
+        self.presented_key(route, headers)
+            .is_some_and(|key| key == own || self.config.extra_api_keys.iter().any(|k| k == key))
     }
 
     /// Consumes the next scripted failure. `Ok(no_usage)` to go on
@@ -585,12 +614,6 @@ fn bad_request(message: &str) -> Response {
     )
 }
 
-fn header_is(headers: &HeaderMap, name: &HeaderName, expected: &str) -> bool {
-    headers
-        .get(name)
-        .is_some_and(|value| value.as_bytes() == expected.as_bytes())
-}
-
 // --- chat ------------------------------------------------------------------
 
 #[derive(Debug, Deserialize)]
@@ -658,8 +681,7 @@ async fn chat(
 }
 
 async fn chat_answer(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Response {
-    let expected = format!("Bearer {}", shared.config.api_key);
-    if !header_is(headers, &AUTHORIZATION, &expected) {
+    if !shared.authorized(Route::Chat, headers, &shared.config.api_key) {
         return unauthorized();
     }
     let no_usage = match shared.scripted().await {
@@ -788,7 +810,7 @@ async fn search(
 }
 
 async fn search_answer(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Response {
-    if !header_is(headers, &AUTHORIZATION, &shared.config.search_api_key) {
+    if !shared.authorized(Route::Search, headers, &shared.config.search_api_key) {
         return unauthorized();
     }
     let no_usage = match shared.scripted().await {
@@ -869,11 +891,7 @@ async fn generic_answer(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Response {
-    let authorized = shared
-        .generic_auth_header
-        .as_ref()
-        .is_some_and(|header| header_is(headers, header, &shared.config.generic_api_key));
-    if !authorized {
+    if !shared.authorized(Route::Generic, headers, &shared.config.generic_api_key) {
         return unauthorized();
     }
     if let Err(response) = shared.scripted().await {
@@ -1361,6 +1379,7 @@ mod tests {
         assert_eq!(request.header("x-sooth-signature"), Some("c2ln"));
         assert_eq!(request.header("X-SOOTH-NONCE"), Some("n1"));
         assert_eq!(request.header("authorization"), None);
+        assert_eq!(request.api_key.as_deref(), Some("fake-chat-key"));
         fake.reset_stats();
         assert!(fake.recorded().is_empty());
         assert_eq!(fake.stats(), FakeStats::default());

@@ -1,16 +1,18 @@
 //! Starting a gateway from its configuration: keys from files and the
-//! environment, the ledger in the data directory, the listener.
+//! environment, the ledger in the data directory, the listener; and linking
+//! miners' own API keys in that directory.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use crate::cache::ResponseCache;
 use crate::config::ProxyConfig;
 use crate::ledger::Ledger;
+use crate::linked_keys::{ApiKey, DEFAULT_RELOAD_INTERVAL, LinkedKeyError, LinkedKeys};
 use crate::server::{GatewayState, RunningGateway, StartError};
 use crate::signing::RequestSigner;
 use crate::token::{encode_signing_key_hex, generate_key, parse_public_key, parse_signing_key_hex};
@@ -70,9 +72,21 @@ pub fn load_or_create_signing_key(path: &Path) -> Result<SigningKey, StartError>
     }
 }
 
-/// Start a gateway: ledger in `config.data_dir`, listening on `addr`
-/// (or `config.listen`), honouring tokens of `validator_key` (or of the
-/// configured key).
+/// The gateway's database file (ledger, cache, linked keys) in the
+/// configured data directory.
+pub fn database_path(config: &ProxyConfig) -> PathBuf {
+    config.data_dir.join("gateway.sqlite")
+}
+
+fn create_data_dir(config: &ProxyConfig) -> Result<(), std::io::Error> {
+    std::fs::create_dir_all(&config.data_dir)
+}
+
+/// Start a gateway: ledger, cache and linked keys in `config.data_dir`,
+/// listening on `addr` (or `config.listen`), honouring tokens of
+/// `validator_key` (or of the configured key). Keys that miners link while
+/// it runs (`sooth proxy link-key`) take effect within
+/// [`DEFAULT_RELOAD_INTERVAL`].
 ///
 /// # Errors
 ///
@@ -83,26 +97,69 @@ pub async fn launch(
     api_keys: BTreeMap<String, String>,
     addr: Option<SocketAddr>,
 ) -> Result<RunningGateway, StartError> {
+    start(config, validator_key, api_keys, addr, None).await
+}
+
+/// Start a gateway for a miner testing its agent with its own upstream
+/// keys (`api_keys`, from its environment): as [`launch`], but those keys
+/// count as linked by `miner`, in memory only (nothing about them is
+/// written to disk, and keys linked in the data directory are not used), so
+/// that its runs get the linked caps, as at a validator where the miner
+/// linked these keys.
+///
+/// # Errors
+///
+/// [`StartError`] naming what is missing or unusable.
+pub async fn launch_with_own_keys(
+    config: ProxyConfig,
+    validator_key: Option<VerifyingKey>,
+    api_keys: BTreeMap<String, String>,
+    addr: Option<SocketAddr>,
+    miner: &str,
+) -> Result<RunningGateway, StartError> {
+    start(config, validator_key, api_keys, addr, Some(miner)).await
+}
+
+async fn start(
+    config: ProxyConfig,
+    validator_key: Option<VerifyingKey>,
+    api_keys: BTreeMap<String, String>,
+    addr: Option<SocketAddr>,
+    own_keys_of: Option<&str>,
+) -> Result<RunningGateway, StartError> {
     let validator_key = match validator_key {
         Some(key) => key,
         None => parse_public_key(&config.validator_public_key)
             .map_err(|e| StartError::Key(format!("validator_public_key: {e}")))?,
     };
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+    create_data_dir(&config).map_err(|e| {
         StartError::Io(format!(
             "cannot create data directory {}: {e}",
             config.data_dir.display()
         ))
     })?;
     let signer = RequestSigner::new(load_or_create_signing_key(&config.signing_key_file)?);
-    let database = config.data_dir.join("gateway.sqlite");
-    // One after the other: both apply the same migrations to one file.
+    let database = database_path(&config);
+    // One after the other: each applies the same migrations to one file.
     let ledger = Ledger::open(&database).await?;
     // Reservations a crash left open count against the caps until no run
     // that made them can still be going.
     let max_run = crate::token::MAX_TOKEN_LIFETIME_SECS.unsigned_abs();
     ledger.release_stale(max_run).await?;
     let cache = ResponseCache::open(&database).await?;
+    let linked = match own_keys_of {
+        None => LinkedKeys::open(&database, Some(DEFAULT_RELOAD_INTERVAL)).await?,
+        Some(miner) => {
+            let linked = LinkedKeys::in_memory().await?;
+            for (service, key) in &api_keys {
+                let key = ApiKey::parse(key).map_err(|error| {
+                    StartError::Key(format!("the API key of service {service}: {error}"))
+                })?;
+                linked.link(miner, service, key).await?;
+            }
+            linked
+        }
+    };
     let addr = match addr {
         Some(addr) => addr,
         None => config
@@ -110,6 +167,86 @@ pub async fn launch(
             .parse()
             .map_err(|e| StartError::Io(format!("listen address {:?}: {e}", config.listen)))?,
     };
-    let state = GatewayState::new(config, validator_key, signer, ledger, cache, api_keys).await?;
+    let state = GatewayState::new(
+        config,
+        validator_key,
+        signer,
+        ledger,
+        cache,
+        api_keys,
+        linked,
+    )
+    .await?;
     RunningGateway::start(state, addr).await
+}
+
+/// Why a key could not be linked or unlinked.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The configuration has no service of that name.
+    #[error("the gateway configuration has no service named {0:?}")]
+    UnknownService(String),
+    /// The data directory cannot be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The key, a name, or the database was refused (see
+    /// [`LinkedKeyError`]; no variant carries a key).
+    #[error(transparent)]
+    Store(#[from] LinkedKeyError),
+}
+
+async fn store_for(config: &ProxyConfig, service: &str) -> Result<LinkedKeys, LinkError> {
+    if !config.services.contains_key(service) {
+        return Err(LinkError::UnknownService(service.to_owned()));
+    }
+    create_data_dir(config).map_err(|source| LinkError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+    Ok(LinkedKeys::open(&database_path(config), None).await?)
+}
+
+/// Put `miner`'s own `key` for `service` on file in the gateway's data
+/// directory (replacing any key it had there). A gateway running on that
+/// directory uses it within [`DEFAULT_RELOAD_INTERVAL`].
+///
+/// # Errors
+///
+/// [`LinkError`] when the service is not configured, a name is unusable or
+/// the database cannot be written.
+pub async fn link_key(
+    config: &ProxyConfig,
+    miner: &str,
+    service: &str,
+    key: ApiKey,
+) -> Result<(), LinkError> {
+    store_for(config, service)
+        .await?
+        .link(miner, service, key)
+        .await?;
+    Ok(())
+}
+
+/// Remove `miner`'s key for `service` from the gateway's data directory;
+/// returns whether one was on file. A gateway running on that directory
+/// goes back to the operator's key within [`DEFAULT_RELOAD_INTERVAL`].
+///
+/// # Errors
+///
+/// [`LinkError`] when the service is not configured, a name is unusable or
+/// the database cannot be written.
+pub async fn unlink_key(
+    config: &ProxyConfig,
+    miner: &str,
+    service: &str,
+) -> Result<bool, LinkError> {
+    Ok(store_for(config, service)
+        .await?
+        .unlink(miner, service)
+        .await?)
 }

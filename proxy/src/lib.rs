@@ -9,16 +9,18 @@
 
 /// The persistent response cache, with collapse of identical requests.
 pub mod cache;
-/// A fake upstream (LLM chat, search, generic) for tests and demos.
 /// Gateway configuration.
 pub mod config;
-/// The SQLite database the ledger and the cache share.
+/// The SQLite database the ledger, the cache and the linked keys share.
 mod database;
+/// A fake upstream (LLM chat, search, generic) for tests and demos.
 pub mod fake_upstream;
 /// Starting a gateway from its configuration.
 pub mod launch;
 /// The persistent spend ledger that makes budgets impossible to overspend.
 pub mod ledger;
+/// Miners' own upstream API keys, per miner and service.
+pub mod linked_keys;
 /// Prometheus metrics.
 pub mod metrics;
 /// Backoff and Retry-After.

@@ -26,6 +26,7 @@ use sooth_runner::{
 use crate::cache::{CacheMode, CachedResponse, ResponseCache, cache_key};
 use crate::config::{AuthStyle, CachePolicy, ModelPrice, ProxyConfig, ServiceConfig, ServiceKind};
 use crate::ledger::{BudgetScope, Ledger, LedgerError, Reservation, ReservationId, utc_today};
+use crate::linked_keys::{ApiKey, LinkedKeys};
 use crate::metrics::{Metrics, RefusalLabels, RequestLabels};
 use crate::retry::{backoff, parse_retry_after};
 use crate::signing::RequestSigner;
@@ -39,7 +40,10 @@ pub struct GatewayState {
     ledger: Ledger,
     cache: ResponseCache,
     client: reqwest::Client,
-    api_keys: BTreeMap<String, String>,
+    /// The operator's key per service.
+    api_keys: BTreeMap<String, ApiKey>,
+    /// Miners' own keys, used instead of the operator's when on file.
+    linked: LinkedKeys,
     metrics: Metrics,
 }
 
@@ -55,6 +59,9 @@ pub enum StartError {
     /// The cache could not be opened.
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
+    /// The linked keys could not be opened or set.
+    #[error(transparent)]
+    LinkedKeys(#[from] crate::linked_keys::LinkedKeyError),
     /// The HTTP client or listener failed.
     #[error("{0}")]
     Io(String),
@@ -63,12 +70,13 @@ pub enum StartError {
 impl GatewayState {
     /// Build the state: keys, ledger, HTTP client. `api_keys` maps service
     /// names to the operator's upstream keys (read from the environment by
-    /// the caller, so that this crate never reads ambient state).
+    /// the caller, so that this crate never reads ambient state); `linked`
+    /// holds the keys miners linked, used instead of the operator's.
     ///
     /// # Errors
     ///
-    /// [`StartError`] when a key is missing or malformed or the ledger
-    /// cannot be opened.
+    /// [`StartError`] when a key is missing or malformed or the HTTP client
+    /// cannot be built.
     pub async fn new(
         config: ProxyConfig,
         validator_key: VerifyingKey,
@@ -76,17 +84,27 @@ impl GatewayState {
         ledger: Ledger,
         cache: ResponseCache,
         api_keys: BTreeMap<String, String>,
+        linked: LinkedKeys,
     ) -> Result<Self, StartError> {
-        if let Some(missing) = config
+        let api_keys = config
             .services
             .iter()
-            .find(|(name, _)| !api_keys.contains_key(*name))
-        {
-            return Err(StartError::Key(format!(
-                "no API key for service {} (set {})",
-                missing.0, missing.1.api_key_env
-            )));
-        }
+            .map(|(name, service)| {
+                let key = api_keys.get(name).ok_or_else(|| {
+                    StartError::Key(format!(
+                        "no API key for service {name} (set {})",
+                        service.api_key_env
+                    ))
+                })?;
+                let key = ApiKey::parse(key).map_err(|error| {
+                    StartError::Key(format!(
+                        "the API key of service {name} (from {}): {error}",
+                        service.api_key_env
+                    ))
+                })?;
+                Ok((name.clone(), key))
+            })
+            .collect::<Result<BTreeMap<_, _>, StartError>>()?;
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
             .tcp_nodelay(true)
@@ -100,6 +118,7 @@ impl GatewayState {
             cache,
             client,
             api_keys,
+            linked,
             metrics: Metrics::default(),
         })
     }
@@ -108,6 +127,35 @@ impl GatewayState {
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
+
+    /// Who pays for `miner`'s calls to `service_name`: the miner's own key
+    /// when one is on file, else the operator's. Looked up once per
+    /// forwarded call, so that the key sent and the cap applied agree.
+    fn payer<'a>(&self, service_name: &str, miner: &'a str) -> Payer<'a> {
+        match self.linked.lookup(service_name, miner) {
+            Some(key) => Payer {
+                miner,
+                key: Some(key),
+                linked: true,
+            },
+            None => Payer {
+                miner,
+                key: self.api_keys.get(service_name).cloned(),
+                linked: false,
+            },
+        }
+    }
+}
+
+/// The miner a forwarded call is made for, and the key that pays for it.
+struct Payer<'a> {
+    miner: &'a str,
+    /// `None` only for a service without an operator key, which
+    /// [`GatewayState::new`] refuses; kept an `Option` so that no lookup
+    /// can panic.
+    key: Option<ApiKey>,
+    /// Whether `key` is the miner's own: then the linked day cap applies.
+    linked: bool,
 }
 
 /// The router of the gateway service.
@@ -284,14 +332,17 @@ async fn forward(
     service: &ServiceConfig,
     url: &str,
     body: &[u8],
-    miner: &str,
+    payer: &Payer<'_>,
     deadline: Instant,
 ) -> Result<Forwarded, ForwardError> {
-    let key = state
-        .api_keys
-        .get(service_name)
-        .map(String::as_str)
-        .unwrap_or_default();
+    let Some((auth_name, auth_value)) = auth_header(service, payer.key.as_ref()) else {
+        return Err(ForwardError::Refused {
+            error: GatewayError::Unavailable {
+                message: format!("{service_name} has no usable API key"),
+            },
+            retries: 0,
+        });
+    };
     let labels = Metrics::service(service_name);
     let mut attempt = 0;
     loop {
@@ -304,7 +355,7 @@ async fn forward(
                 retries,
             });
         }
-        let signed = state.signer.sign(body, miner, now_unix());
+        let signed = state.signer.sign(body, payer.miner, now_unix());
         let mut request = state
             .client
             .post(url)
@@ -313,11 +364,7 @@ async fn forward(
         for (name, value) in signed.pairs() {
             request = request.header(name, value);
         }
-        request = match &service.auth {
-            AuthStyle::Bearer => request.bearer_auth(key),
-            AuthStyle::Raw => request.header("authorization", key),
-            AuthStyle::Header(name) => request.header(name.as_str(), key),
-        };
+        request = request.header(auth_name.clone(), auth_value.clone());
         let started = Instant::now();
         let sent = request.body(body.to_vec()).send().await;
         state
@@ -404,6 +451,27 @@ async fn forward(
         tracing::debug!(service = service_name, attempt, ?wait, "retrying upstream");
         tokio::time::sleep(wait).await;
     }
+}
+
+/// The header that presents `key` upstream in the service's style, marked
+/// sensitive so that the HTTP client's `Debug` output never shows it.
+/// `None` when there is no key or it cannot be a header.
+fn auth_header(
+    service: &ServiceConfig,
+    key: Option<&ApiKey>,
+) -> Option<(reqwest::header::HeaderName, reqwest::header::HeaderValue)> {
+    let key = key?.expose();
+    let (name, text) = match &service.auth {
+        AuthStyle::Bearer => (reqwest::header::AUTHORIZATION, format!("Bearer {key}")),
+        AuthStyle::Raw => (reqwest::header::AUTHORIZATION, key.to_owned()),
+        AuthStyle::Header(name) => (
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()).ok()?,
+            key.to_owned(),
+        ),
+    };
+    let mut value = reqwest::header::HeaderValue::from_str(&text).ok()?;
+    value.set_sensitive(true);
+    Some((name, value))
 }
 
 /// A successful answer and what it cost.
@@ -521,6 +589,7 @@ fn reply(state: &GatewayState, service: &str, result: Result<Answer, Refusal>) -
 async fn reserve(
     state: &GatewayState,
     claims: &RunClaims,
+    payer: &Payer<'_>,
     service_name: &str,
     service: &ServiceConfig,
     amount: f64,
@@ -532,7 +601,10 @@ async fn reserve(
         .or_else(|| claims.caps_usd.get("*"))
         .copied()
         .unwrap_or(0.0);
-    let day_cap = if claims.linked_key {
+    // The higher cap follows the key that pays: the miner's own key on file,
+    // not the token's `linked_key` claim, which may be stale (a flag without
+    // a key would let the operator's key spend at the linked cap).
+    let day_cap = if payer.linked {
         service.linked_per_miner_day_cap_usd
     } else {
         service.per_miner_day_cap_usd
@@ -720,7 +792,8 @@ async fn chat_inner(
         "chat",
         key_body,
         || async move {
-            let reservation = reserve(state, &claims, service_name, service, worst).await?;
+            let payer = state.payer(service_name, &claims.miner);
+            let reservation = reserve(state, &claims, &payer, service_name, service, worst).await?;
             let deadline = deadline(&claims, service);
             let url = format!(
                 "{}/v1/chat/completions",
@@ -744,7 +817,7 @@ async fn chat_inner(
                     service,
                     &url,
                     &upstream_body,
-                    &claims.miner,
+                    &payer,
                     deadline,
                 )
                 .await
@@ -868,9 +941,11 @@ async fn search_inner(
         "search",
         key_body,
         || async move {
+            let payer = state.payer(service_name, &claims.miner);
             let reservation = reserve(
                 state,
                 &claims,
+                &payer,
                 service_name,
                 service,
                 service.price_per_call,
@@ -891,7 +966,7 @@ async fn search_inner(
                 service,
                 &url,
                 &upstream_body,
-                &claims.miner,
+                &payer,
                 deadline(&claims, service),
             )
             .await
@@ -1011,9 +1086,11 @@ async fn call_inner(
         "call",
         || key_body,
         || async move {
+            let payer = state.payer(service_name, &claims.miner);
             let reservation = reserve(
                 state,
                 &claims,
+                &payer,
                 service_name,
                 service,
                 service.price_per_call,
@@ -1025,7 +1102,7 @@ async fn call_inner(
                 service,
                 &service.base_url,
                 body,
-                &claims.miner,
+                &payer,
                 deadline(&claims, service),
             )
             .await

@@ -81,7 +81,12 @@ pub struct RunClaims {
     pub agent_hash: String,
     /// Per service name, the most this run may spend on that service, in USD.
     pub caps_usd: BTreeMap<String, f64>,
-    /// Whether the miner linked its own API key (which earns higher caps).
+    /// Whether the validator believes the miner linked its own API key.
+    /// The gateway does not decide by it: the key it has on file for the
+    /// miner and service is what pays, and the higher daily cap follows
+    /// that key (see [`crate::linked_keys`]). A stale claim can neither put
+    /// the operator's key under the linked cap nor stop a miner's own key
+    /// from paying. It stays in the signed format as the validator's record.
     pub linked_key: bool,
     /// When the token was minted, in unix seconds.
     pub issued_at: i64,

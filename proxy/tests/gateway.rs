@@ -1,33 +1,54 @@
 //! The gateway through its HTTP interface, against the fake upstream.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use sooth_proxy::cache::ResponseCache;
 use sooth_proxy::config::ProxyConfig;
 use sooth_proxy::fake_upstream::{Failure, FakeUpstream, FakeUpstreamConfig};
+use sooth_proxy::launch::{link_key, unlink_key};
 use sooth_proxy::ledger::Ledger;
+use sooth_proxy::linked_keys::{ApiKey, LinkedKeys};
 use sooth_proxy::server::{GatewayState, RunningGateway};
 use sooth_proxy::signing::{RequestSigner, verify_request};
 use sooth_proxy::token::{RunClaims, generate_key, mint};
 use sooth_runner::{
-    ChatMessage, ChatRequest, Gateway, GatewayError, GatewayRequest, GatewayResponse, HttpGateway,
-    RunContext, SearchRequest,
+    ChatMessage, ChatRequest, Gateway, GatewayAnswer, GatewayError, GatewayRequest,
+    GatewayResponse, HttpGateway, RunContext, SearchRequest,
 };
 
 const MODEL: &str = "fake-org/Fake-Model-8B";
+
+/// Keys miners may link: the fake upstream accepts them besides the
+/// operator's.
+const MINER_KEYS: [&str; 2] = ["sk-miner-own-key-1f6e", "sk-miner-search-key-77ab"];
 
 struct World {
     upstream: FakeUpstream,
     gateway: RunningGateway,
     validator: ed25519_dalek::SigningKey,
     signer_public: ed25519_dalek::VerifyingKey,
+    /// The configuration the gateway runs with (its data directory is the
+    /// temporary one).
+    config: ProxyConfig,
+    /// The gateway's own store of linked keys.
+    linked: LinkedKeys,
     _dir: tempfile::TempDir,
 }
 
 async fn world(day_cap: f64) -> World {
-    let upstream = FakeUpstream::start(FakeUpstreamConfig::default())
+    world_with_caps(day_cap, day_cap).await
+}
+
+/// A world whose services have `day_cap` per miner per day with the
+/// operator's key and `linked_day_cap` with the miner's own.
+async fn world_with_caps(day_cap: f64, linked_day_cap: f64) -> World {
+    let fake = FakeUpstreamConfig {
+        extra_api_keys: MINER_KEYS.map(str::to_owned).to_vec(),
+        ..FakeUpstreamConfig::default()
+    };
+    let upstream = FakeUpstream::start(fake.clone())
         .await
         .expect("fake upstream");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -38,7 +59,7 @@ async fn world(day_cap: f64) -> World {
     let config = ProxyConfig::from_toml(
         &format!(
             r#"
-data_dir = "unused"
+data_dir = "{data_dir}"
 validator_public_key = "{validator}"
 signing_key_file = "unused"
 default_chat_service = "chutes"
@@ -50,7 +71,7 @@ base_url = "{base}"
 api_key_env = "CHUTES_API_KEY"
 max_output_tokens = 512
 per_miner_day_cap_usd = {day_cap}
-linked_per_miner_day_cap_usd = {day_cap}
+linked_per_miner_day_cap_usd = {linked_day_cap}
 models = {{ "{MODEL}" = {{ input_per_million = 0.5, output_per_million = 2.0 }} }}
 
 [services.desearch]
@@ -60,7 +81,7 @@ api_key_env = "DESEARCH_API_KEY"
 auth = "raw"
 price_per_call = 0.002
 per_miner_day_cap_usd = {day_cap}
-linked_per_miner_day_cap_usd = {day_cap}
+linked_per_miner_day_cap_usd = {linked_day_cap}
 
 [services.echo]
 kind = "generic"
@@ -69,14 +90,14 @@ api_key_env = "ECHO_API_KEY"
 auth = {{ header = "x-api-key" }}
 price_per_call = 0.001
 per_miner_day_cap_usd = {day_cap}
-linked_per_miner_day_cap_usd = {day_cap}
+linked_per_miner_day_cap_usd = {linked_day_cap}
 "#,
             validator = sooth_proxy::token::encode_public_key(&validator.verifying_key()),
+            data_dir = dir.path().display(),
         ),
         "test config",
     )
     .expect("config");
-    let fake = FakeUpstreamConfig::default();
     let keys = BTreeMap::from([
         ("chutes".to_owned(), fake.api_key.clone()),
         ("desearch".to_owned(), fake.search_api_key.clone()),
@@ -88,13 +109,19 @@ linked_per_miner_day_cap_usd = {day_cap}
     let cache = ResponseCache::open(&dir.path().join("gateway.sqlite"))
         .await
         .expect("cache");
+    // No periodic reload: the tests reload when they want another
+    // process's links seen.
+    let linked = LinkedKeys::open(&dir.path().join("gateway.sqlite"), None)
+        .await
+        .expect("linked keys");
     let state = GatewayState::new(
-        config,
+        config.clone(),
         validator.verifying_key(),
         RequestSigner::new(signing),
         ledger,
         cache,
         keys,
+        linked.clone(),
     )
     .await
     .expect("state");
@@ -106,6 +133,8 @@ linked_per_miner_day_cap_usd = {day_cap}
         gateway,
         validator,
         signer_public,
+        config,
+        linked,
         _dir: dir,
     }
 }
@@ -118,16 +147,21 @@ fn now() -> i64 {
 }
 
 fn token(world: &World, run: &str, chat_cap: f64) -> String {
+    token_for(world, run, chat_cap, "5Miner", false)
+}
+
+/// A token of `miner`'s, with the token's `linked_key` claim as given.
+fn token_for(world: &World, run: &str, chat_cap: f64, miner: &str, linked_key: bool) -> String {
     let claims = RunClaims {
         run_id: run.into(),
-        miner: "5Miner".into(),
+        miner: miner.into(),
         agent_hash: "ab".repeat(32),
         caps_usd: BTreeMap::from([
             ("chutes".into(), chat_cap),
             ("desearch".into(), 0.01),
             ("echo".into(), 0.01),
         ]),
-        linked_key: false,
+        linked_key,
         issued_at: now(),
         expires_at: now() + 300,
     };
@@ -519,4 +553,228 @@ async fn each_service_has_its_own_route() {
         .await
         .expect("send");
     assert_eq!(unknown.status(), 404);
+}
+
+/// The API key the upstream saw on the last request it received.
+fn last_key(world: &World) -> Option<String> {
+    world
+        .upstream
+        .recorded()
+        .last()
+        .and_then(|request| request.api_key.clone())
+}
+
+/// Link as `sooth proxy link-key` does (a store of its own on the data
+/// directory's file), then have the gateway re-read the keys on file, as its
+/// periodic reload would.
+async fn link_as_cli(world: &World, miner: &str, service: &str, key: &str) {
+    link_key(
+        &world.config,
+        miner,
+        service,
+        ApiKey::parse(key).expect("key"),
+    )
+    .await
+    .expect("link");
+    world.linked.reload().await.expect("reload");
+}
+
+/// One chat call of `miner` (a token without the `linked_key` claim).
+async fn ask(world: &World, miner: &str, question: &str, max_tokens: u32) -> GatewayAnswer {
+    HttpGateway::new(world.gateway.base_url())
+        .expect("client")
+        .handle(
+            &context(Some(token_for(world, question, 1.0, miner, false))),
+            chat_about(question, max_tokens),
+        )
+        .await
+}
+
+fn is_over_budget(answer: &GatewayAnswer) -> bool {
+    matches!(answer.result, Err(GatewayError::BudgetExceeded { .. }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linked_key_pays_for_its_miner_under_the_linked_cap_until_unlinked() {
+    // A call of 8 output tokens fits the operator's daily cap; one of 512
+    // (about $0.001 reserved), and any search or echo call, only the linked
+    // cap.
+    let world = world_with_caps(0.0002, 10.0).await;
+    let operator = FakeUpstreamConfig::default();
+
+    let small = ask(&world, "5Other", "small, operator's key", 8).await;
+    assert!(small.result.is_ok(), "{small:?}");
+    assert_eq!(last_key(&world).as_deref(), Some(operator.api_key.as_str()));
+    let large = ask(&world, "5Other", "large, operator's cap", 512).await;
+    assert!(is_over_budget(&large), "{large:?}");
+
+    link_as_cli(&world, "5Miner", "chutes", MINER_KEYS[0]).await;
+    let before = world.upstream.stats().chat_requests;
+    // The token does not claim a link: the key on file decides.
+    let linked = ask(&world, "5Miner", "large, miner's own key", 512).await;
+    assert!(linked.result.is_ok(), "{linked:?}");
+    assert!(
+        linked.cost_usd > 0.0,
+        "the ledger still counts what it cost"
+    );
+    assert_eq!(world.upstream.stats().chat_requests, before + 1);
+    assert_eq!(last_key(&world).as_deref(), Some(MINER_KEYS[0]));
+    // Another miner is not affected.
+    let other = ask(&world, "5Other", "small, still the operator's", 8).await;
+    assert!(other.result.is_ok(), "{other:?}");
+    assert_eq!(last_key(&world).as_deref(), Some(operator.api_key.as_str()));
+
+    // A link is per service: search is still on the operator's key and cap.
+    let client = HttpGateway::new(world.gateway.base_url()).expect("client");
+    let run = context(Some(token(&world, "per-service", 1.0)));
+    let search = GatewayRequest::Search(SearchRequest {
+        query: "linked search".into(),
+        max_results: Some(2),
+        start_date: None,
+        end_date: None,
+    });
+    let refused = client.handle(&run, search).await;
+    assert!(is_over_budget(&refused), "{refused:?}");
+    // A service whose key goes in a header of its own.
+    link_as_cli(&world, "5Miner", "echo", MINER_KEYS[1]).await;
+    let echo = client
+        .handle(
+            &run,
+            GatewayRequest::Call {
+                service: "echo".into(),
+                body: r#"{"linked":true}"#.into(),
+            },
+        )
+        .await;
+    assert!(echo.result.is_ok(), "{echo:?}");
+    assert_eq!(last_key(&world).as_deref(), Some(MINER_KEYS[1]));
+
+    assert!(
+        unlink_key(&world.config, "5Miner", "chutes")
+            .await
+            .expect("unlink")
+    );
+    world.linked.reload().await.expect("reload");
+    let large = ask(&world, "5Miner", "large, after unlinking", 512).await;
+    assert!(is_over_budget(&large), "{large:?}");
+    let small = ask(&world, "5Miner", "small, after unlinking", 8).await;
+    assert!(small.result.is_ok(), "{small:?}");
+    assert_eq!(last_key(&world).as_deref(), Some(operator.api_key.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_claiming_a_link_without_a_key_on_file_gets_the_operator_key_and_cap() {
+    let world = world_with_caps(0.0002, 10.0).await;
+    let client = HttpGateway::new(world.gateway.base_url()).expect("client");
+    let ask_claiming = |question: &'static str, max_tokens| {
+        let run = context(Some(token_for(&world, question, 1.0, "5Miner", true)));
+        let client = client.clone();
+        async move { client.handle(&run, chat_about(question, max_tokens)).await }
+    };
+    let large = ask_claiming("large, claimed link", 512).await;
+    assert!(is_over_budget(&large), "{large:?}");
+    let small = ask_claiming("small, claimed link", 8).await;
+    assert!(small.result.is_ok(), "{small:?}");
+    assert_eq!(
+        last_key(&world).as_deref(),
+        Some(FakeUpstreamConfig::default().api_key.as_str())
+    );
+}
+
+/// Everything logged in this test process at every level, from the moment
+/// the first test asks for it (one global subscriber, `log` records
+/// included).
+fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || Capture(writer.clone()))
+            .try_init()
+            .expect("the only global subscriber");
+        buffer
+    })
+    .clone()
+}
+
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_never_appear_in_logs_or_error_bodies() {
+    let logs = captured_logs();
+    let world = world(10.0).await;
+    let revoked = "sk-revoked-by-upstream-4e2a";
+    link_as_cli(&world, "5Miner", "chutes", MINER_KEYS[0]).await;
+    link_as_cli(&world, "5Revoked", "chutes", revoked).await;
+
+    // A retried call logs its retry.
+    world.upstream.fail_next(1, Failure::Unavailable);
+    let answer = ask(&world, "5Miner", "logged retry", 8).await;
+    assert!(answer.result.is_ok(), "{answer:?}");
+    assert_eq!(answer.retries, 1);
+
+    // The upstream refuses a key: the miner's call fails, and the answer
+    // does not repeat the key.
+    let http = reqwest::Client::new();
+    let refused = http
+        .post(format!("{}/v1/chat", world.gateway.base_url()))
+        .bearer_auth(token_for(&world, "revoked", 1.0, "5Revoked", true))
+        .json(&serde_json::json!({"model": MODEL, "messages": [{"role": "user", "content": "revoked key"}], "max_tokens": 8}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(refused.status(), 400);
+    let body = refused.text().await.expect("body");
+    assert!(body.contains("refused"), "{body}");
+    assert_eq!(
+        last_key(&world).as_deref(),
+        Some(revoked),
+        "the gateway sent the key on file"
+    );
+    let metrics = reqwest::get(format!("{}/metrics", world.gateway.base_url()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+
+    let logged = String::from_utf8_lossy(
+        &logs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    )
+    .into_owned();
+    assert!(
+        logged.contains("retrying upstream"),
+        "the capture works: {logged}"
+    );
+    let operator = FakeUpstreamConfig::default();
+    for key in [
+        MINER_KEYS[0],
+        revoked,
+        &operator.api_key,
+        &operator.search_api_key,
+        &operator.generic_api_key,
+    ] {
+        assert!(!logged.contains(key), "a key was logged");
+        assert!(!body.contains(key), "a key is in an error body: {body}");
+        assert!(!metrics.contains(key), "a key is in the metrics");
+    }
 }
