@@ -22,6 +22,8 @@ pub fn run(config: &Path) -> anyhow::Result<()> {
         tokio::signal::ctrl_c()
             .await
             .context("cannot wait for Ctrl-C")?;
+        outln("stopping: finishing requests in flight, writing the ledger")?;
+        gateway.stop().await;
         outln("gateway stopped")
     })
 }

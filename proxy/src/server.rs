@@ -177,7 +177,13 @@ pub fn router(state: Arc<GatewayState>) -> Router {
 pub struct RunningGateway {
     addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
+    state: Arc<GatewayState>,
+    /// Tells the server to stop accepting and finish what it has.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
+
+/// How long [`RunningGateway::stop`] lets requests in flight finish.
+pub const STOP_GRACE: Duration = Duration::from_secs(30);
 
 impl RunningGateway {
     /// Serve `state` on `addr` (port 0 picks a free one).
@@ -192,13 +198,40 @@ impl RunningGateway {
         let addr = listener
             .local_addr()
             .map_err(|e| StartError::Io(e.to_string()))?;
-        let app = router(Arc::new(state));
+        let state = Arc::new(state);
+        let app = router(state.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, app).await {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            });
+            if let Err(error) = serve.await {
                 tracing::error!(%error, "gateway server stopped");
             }
         });
-        Ok(Self { addr, task })
+        Ok(Self {
+            addr,
+            task,
+            state,
+            stop: Some(stop),
+        })
+    }
+
+    /// Stops accepting requests, lets those in flight finish (for at most
+    /// [`STOP_GRACE`]), then writes the ledger's last decisions to its file
+    /// and closes it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if tokio::time::timeout(STOP_GRACE, &mut self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("gateway: requests still running after the grace period; dropping them");
+            self.task.abort();
+        }
+        self.state.ledger.close().await;
     }
 
     /// The bound address.

@@ -778,3 +778,61 @@ async fn keys_never_appear_in_logs_or_error_bodies() {
         assert!(!metrics.contains(key), "a key is in the metrics");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_gateway_has_written_its_ledger_and_a_restart_keeps_the_caps() {
+    let World {
+        upstream,
+        gateway,
+        validator,
+        _dir: dir,
+        ..
+    } = world(10.0).await;
+    let client = HttpGateway::new(gateway.base_url()).expect("client");
+    let now = now();
+    let claims = RunClaims {
+        run_id: "restart".into(),
+        miner: "miner-restart".into(),
+        agent_hash: "00".repeat(32),
+        caps_usd: BTreeMap::from([("*".to_owned(), 1.0)]),
+        linked_key: false,
+        issued_at: now,
+        expires_at: now + 600,
+    };
+    let run = context(Some(mint(&validator, &claims)));
+    let mut spent = 0.0;
+    for i in 0..5 {
+        let answer = client.handle(&run, chat_about(&format!("q{i}"), 16)).await;
+        assert!(answer.result.is_ok(), "{answer:?}");
+        spent += answer.cost_usd;
+    }
+    assert!(spent > 0.0);
+    assert!((upstream.stats().billed_usd - spent).abs() < 1e-5);
+    gateway.stop().await;
+    // The ledger file is free again and holds every charge.
+    let ledger = Ledger::open(&dir.path().join("gateway.sqlite"))
+        .await
+        .expect("reopen");
+    let charged = ledger.spent_usd("restart", "chutes").await.expect("spent");
+    assert!((charged - spent).abs() < 1e-5, "{charged} vs {spent}");
+    // A cap decision after the restart sees the spend before it.
+    let refused = ledger
+        .reserve(sooth_proxy::ledger::Reservation {
+            run_id: "restart".into(),
+            miner: "miner-restart".into(),
+            service: "chutes".into(),
+            day: sooth_proxy::ledger::utc_today(),
+            amount_usd: 1.0 - spent + 1e-4,
+            run_cap_usd: 1.0,
+            day_cap_usd: 10.0,
+        })
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(sooth_proxy::ledger::LedgerError::BudgetExceeded { .. })
+        ),
+        "{refused:?}"
+    );
+    ledger.check_consistency().await.expect("consistent");
+}
