@@ -8,13 +8,28 @@ mod common;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use common::{Output, run, sooth};
-use sooth_proxy::fake_upstream::{FakeUpstream, FakeUpstreamConfig};
+use sooth_proxy::config::ProxyConfig;
+use sooth_proxy::fake_upstream::{Failure, FakeUpstream, FakeUpstreamConfig};
+use sooth_proxy::launch::launch;
 use sooth_proxy::linked_keys::{ApiKey, LinkedKeys};
+use sooth_proxy::token::{RunClaims, generate_key, mint};
+use sooth_runner::{AgentEvent, HttpGateway, RunSpec, Runner, RunnerConfig};
 
 const MODEL: &str = "deepseek-ai/DeepSeek-V3";
 
-fn config(dir: &std::path::Path, base: &str, chat_key_env: &str) -> std::path::PathBuf {
+/// A gateway configuration in `dir`. `sooth agent test` runs on the miner's
+/// own keys, which count as linked: give the operator's daily cap as 0 to
+/// check that only the linked cap applies.
+fn config(
+    dir: &std::path::Path,
+    base: &str,
+    chat_key_env: &str,
+    operator_day_cap: f64,
+) -> std::path::PathBuf {
     let path = dir.join("gateway.toml");
     let text = format!(
         r#"
@@ -28,9 +43,7 @@ default_search_service = "desearch"
 kind = "chat"
 base_url = "{base}"
 api_key_env = "{chat_key_env}"
-# `sooth agent test` runs on the miner's own keys, which count as linked:
-# only the linked cap applies.
-per_miner_day_cap_usd = 0.0
+per_miner_day_cap_usd = {operator_day_cap}
 linked_per_miner_day_cap_usd = 5.0
 models = {{ "{MODEL}" = {{ input_per_million = 0.5, output_per_million = 2.0 }} }}
 
@@ -62,7 +75,7 @@ fn the_llm_forecaster_runs_through_an_in_process_gateway() {
         .block_on(FakeUpstream::start(fake_config.clone()))
         .expect("fake upstream");
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = config(dir.path(), &upstream.base_url(), "SOOTH_TEST_CHAT_KEY");
+    let config = config(dir.path(), &upstream.base_url(), "SOOTH_TEST_CHAT_KEY", 0.0);
     let agent = sooth_test_agents::llm_forecaster();
     let output = run(sooth()
         .args(["agent", "test"])
@@ -106,7 +119,12 @@ fn the_llm_forecaster_runs_through_an_in_process_gateway() {
 #[test]
 fn a_missing_upstream_key_is_named() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = config(dir.path(), "http://127.0.0.1:9", "SOOTH_TEST_UNSET_KEY");
+    let config = config(
+        dir.path(),
+        "http://127.0.0.1:9",
+        "SOOTH_TEST_UNSET_KEY",
+        1.0,
+    );
     run(sooth()
         .args(["agent", "test"])
         .arg(sooth_test_agents::market_baseline())
@@ -152,7 +170,7 @@ fn key_on_file(dir: &std::path::Path, miner: &str, service: &str) -> Option<ApiK
 #[test]
 fn keys_are_linked_from_stdin_or_the_environment_and_unlinked() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = config(dir.path(), "http://127.0.0.1:9", "SOOTH_TEST_CHAT_KEY");
+    let config = config(dir.path(), "http://127.0.0.1:9", "SOOTH_TEST_CHAT_KEY", 1.0);
     let link = |service: &str| {
         let mut command = sooth();
         command
@@ -215,4 +233,69 @@ fn keys_are_linked_from_stdin_or_the_environment_and_unlinked() {
         key_on_file(dir.path(), "5Miner", "desearch").is_some(),
         "only the named service is unlinked"
     );
+}
+
+#[test]
+fn a_503_storm_is_recorded_in_the_runs_gateway_log_with_its_retries() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let fake_config = FakeUpstreamConfig {
+            models: vec![MODEL.into()],
+            ..FakeUpstreamConfig::default()
+        };
+        let upstream = FakeUpstream::start(fake_config.clone())
+            .await
+            .expect("fake upstream");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = config(dir.path(), &upstream.base_url(), "UNUSED", 1.0);
+        let validator = generate_key();
+        let gateway = launch(
+            ProxyConfig::from_file(&path).expect("config"),
+            Some(validator.verifying_key()),
+            BTreeMap::from([
+                ("chutes".to_owned(), fake_config.api_key.clone()),
+                ("desearch".to_owned(), fake_config.search_api_key.clone()),
+            ]),
+            Some(([127, 0, 0, 1], 0).into()),
+        )
+        .await
+        .expect("gateway");
+
+        let runner = Runner::new(RunnerConfig::default()).expect("runner");
+        let bytes = std::fs::read(sooth_test_agents::llm_forecaster()).expect("agent");
+        let agent = runner.load(&bytes).await.expect("agent loads");
+        let mut spec = RunSpec::new(
+            "storm",
+            Arc::new(HttpGateway::new(gateway.base_url()).expect("client")),
+        );
+        let now = chrono::Utc::now().timestamp();
+        spec.token = Some(mint(
+            &validator,
+            &RunClaims {
+                run_id: "storm".into(),
+                miner: "5Miner".into(),
+                agent_hash: agent.hash().to_owned(),
+                caps_usd: BTreeMap::from([("*".to_owned(), 1.0)]),
+                linked_key: false,
+                issued_at: now,
+                expires_at: now + 300,
+            },
+        ));
+        // Longer than the gateway's 4 attempts at every call the agent makes.
+        upstream.fail_next(1_000, Failure::Unavailable);
+        let event = AgentEvent::new("storm-1", "Will the storm pass?", 1_750_000_000);
+        let report = runner.run(&agent, &event, &spec).await.expect("run");
+
+        let calls = &report.gateway.calls;
+        assert!(!calls.is_empty(), "{report:?}");
+        for call in calls {
+            assert_eq!(call.status, "unavailable", "{call:?}");
+            assert_eq!(call.retries, 3, "{call:?}");
+            assert_eq!(call.cost_usd, 0.0, "{call:?}");
+        }
+        // The agent retries too: every attempt of every call reached the
+        // upstream, and the log accounts for each.
+        let attempts: u64 = calls.iter().map(|call| u64::from(call.retries) + 1).sum();
+        assert_eq!(upstream.stats().chat_requests, attempts);
+    });
 }

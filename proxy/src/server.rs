@@ -261,17 +261,24 @@ fn now_unix() -> i64 {
 /// authentication failure.
 enum Refusal {
     Unauthorized(String),
+    /// Refused before any upstream call: nothing charged, no retries.
     Agent(GatewayError),
-    /// The call failed after the upstream may have billed it: the
-    /// reservation was charged, and the runner is told what it cost.
-    Charged(GatewayError, f64),
+    /// The upstream was called and the call failed. The runner is told what
+    /// it cost (`charged` is non-zero only when the upstream may have billed
+    /// it, e.g. an unreadable 200) and how many retries were made before
+    /// giving up, so that its gateway log shows them.
+    Upstream {
+        error: GatewayError,
+        charged: f64,
+        retries: u32,
+    },
 }
 
 impl Refusal {
     fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Agent(error) | Self::Charged(error, _) => match error {
+            Self::Agent(error) | Self::Upstream { error, .. } => match error {
                 GatewayError::BudgetExceeded { .. } => StatusCode::PAYMENT_REQUIRED,
                 GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
                 GatewayError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -290,34 +297,51 @@ impl Refusal {
                 axum::Json(serde_json::json!({"error": "unauthorized", "message": message})),
             )
                 .into_response(),
-            Self::Agent(error) | Self::Charged(error, _) => {
+            Self::Agent(error) | Self::Upstream { error, .. } => {
                 (status, axum::Json(error)).into_response()
             }
         };
-        if let Self::Charged(_, cost) = &self
-            && let Ok(value) = HeaderValue::from_str(&format!("{cost}"))
+        let headers = response.headers_mut();
+        if let Self::Upstream {
+            charged, retries, ..
+        } = &self
         {
-            response
-                .headers_mut()
-                .insert(sooth_runner::COST_HEADER, value);
+            if let Ok(value) = HeaderValue::from_str(&format!("{charged}")) {
+                headers.insert(sooth_runner::COST_HEADER, value);
+            }
+            headers.insert(sooth_runner::RETRIES_HEADER, HeaderValue::from(*retries));
         }
-        if let Self::Agent(GatewayError::RateLimited { retry_after_ms }) = self
+        if let Self::Agent(GatewayError::RateLimited { retry_after_ms })
+        | Self::Upstream {
+            error: GatewayError::RateLimited { retry_after_ms },
+            ..
+        } = self
             && let Ok(value) =
                 HeaderValue::from_str(&format!("{:.3}", f64::from(retry_after_ms) / 1000.0))
         {
-            response.headers_mut().insert("retry-after", value);
+            headers.insert("retry-after", value);
         }
         response
     }
 }
 
-fn unreadable(service_name: &str, charged: f64) -> Refusal {
-    Refusal::Charged(
-        GatewayError::Unavailable {
+fn unreadable(service_name: &str, charged: f64, retries: u32) -> Refusal {
+    Refusal::Upstream {
+        error: GatewayError::Unavailable {
             message: format!("{service_name} sent an unreadable answer"),
         },
         charged,
-    )
+        retries,
+    }
+}
+
+/// A failed upstream call that was not billed.
+fn failed(error: GatewayError, retries: u32) -> Refusal {
+    Refusal::Upstream {
+        error,
+        charged: 0.0,
+        retries,
+    }
 }
 
 fn bad(message: impl Into<String>) -> Refusal {
@@ -354,7 +378,7 @@ struct Forwarded {
 enum ForwardError {
     /// The upstream answered 200 with something unreadable: it may have
     /// billed us, so the reservation is charged.
-    Garbage,
+    Garbage { retries: u32 },
     /// Nothing was billed.
     Refused { error: GatewayError, retries: u32 },
 }
@@ -409,7 +433,7 @@ async fn forward(
             Ok(response) if response.status().is_success() => {
                 return match response.bytes().await {
                     Ok(body) => Ok(Forwarded { body, retries }),
-                    Err(_) => Err(ForwardError::Garbage),
+                    Err(_) => Err(ForwardError::Garbage { retries }),
                 };
             }
             Ok(response) => {
@@ -861,7 +885,7 @@ async fn chat_inner(
                         else {
                             let charged =
                                 close(state, service_name, reservation, Some((worst, true))).await;
-                            return Err(unreadable(service_name, charged));
+                            return Err(unreadable(service_name, charged, total_retries));
                         };
                         let (cost, estimated) = match usage {
                             Some(usage) => (
@@ -887,10 +911,10 @@ async fn chat_inner(
                             total_retries,
                         ));
                     }
-                    Err(ForwardError::Garbage) => {
+                    Err(ForwardError::Garbage { retries }) => {
                         let charged =
                             close(state, service_name, reservation, Some((worst, true))).await;
-                        return Err(unreadable(service_name, charged));
+                        return Err(unreadable(service_name, charged, total_retries + retries));
                     }
                     Err(ForwardError::Refused { error, retries }) => {
                         total_retries += retries;
@@ -906,7 +930,8 @@ async fn chat_inner(
                 }
             }
             close(state, service_name, reservation, None).await;
-            Err(Refusal::Agent(last_error))
+            // Retries are totalled over the fallback models tried.
+            Err(failed(last_error, total_retries))
         },
     )
     .await
@@ -1028,7 +1053,7 @@ async fn search_inner(
                             Some((service.price_per_call, true)),
                         )
                         .await;
-                        return Err(unreadable(service_name, charged));
+                        return Err(unreadable(service_name, charged, forwarded.retries));
                     };
                     let (cost, estimated) = cost
                         .filter(|c| c.is_finite() && *c >= 0.0)
@@ -1041,7 +1066,7 @@ async fn search_inner(
                         forwarded.retries,
                     ))
                 }
-                Err(ForwardError::Garbage) => {
+                Err(ForwardError::Garbage { retries }) => {
                     let charged = close(
                         state,
                         service_name,
@@ -1049,11 +1074,11 @@ async fn search_inner(
                         Some((service.price_per_call, true)),
                     )
                     .await;
-                    Err(unreadable(service_name, charged))
+                    Err(unreadable(service_name, charged, retries))
                 }
-                Err(ForwardError::Refused { error, .. }) => {
+                Err(ForwardError::Refused { error, retries }) => {
                     close(state, service_name, reservation, None).await;
-                    Err(Refusal::Agent(error))
+                    Err(failed(error, retries))
                 }
             }
         },
@@ -1156,7 +1181,7 @@ async fn call_inner(
                         forwarded.retries,
                     ))
                 }
-                Ok(_) | Err(ForwardError::Garbage) => {
+                Ok(Forwarded { retries, .. }) | Err(ForwardError::Garbage { retries }) => {
                     let charged = close(
                         state,
                         service_name,
@@ -1164,11 +1189,11 @@ async fn call_inner(
                         Some((service.price_per_call, true)),
                     )
                     .await;
-                    Err(unreadable(service_name, charged))
+                    Err(unreadable(service_name, charged, retries))
                 }
-                Err(ForwardError::Refused { error, .. }) => {
+                Err(ForwardError::Refused { error, retries }) => {
                     close(state, service_name, reservation, None).await;
-                    Err(Refusal::Agent(error))
+                    Err(failed(error, retries))
                 }
             }
         },

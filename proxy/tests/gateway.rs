@@ -836,3 +836,98 @@ async fn a_stopped_gateway_has_written_its_ledger_and_a_restart_keeps_the_caps()
     );
     ledger.check_consistency().await.expect("consistent");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_calls_report_their_retries_and_error() {
+    let world = world(10.0).await;
+    let client = HttpGateway::new(world.gateway.base_url()).expect("client");
+    let run = context(Some(token(&world, "failures", 1.0)));
+    // The services' default: 4 attempts, so 3 retries before giving up.
+    let attempts = 4;
+
+    // A storm of 503s longer than the attempts.
+    world.upstream.fail_next(100, Failure::Unavailable);
+    let storm = client.handle(&run, chat_about("storm", 8)).await;
+    assert!(
+        matches!(storm.result, Err(GatewayError::Unavailable { .. })),
+        "{storm:?}"
+    );
+    assert_eq!(storm.retries, attempts - 1, "{storm:?}");
+    assert_eq!(storm.cost_usd, 0.0);
+    assert_eq!(
+        world.upstream.stats().chat_requests,
+        u64::from(attempts),
+        "every attempt reached the upstream"
+    );
+    let search = client
+        .handle(
+            &run,
+            GatewayRequest::Search(SearchRequest {
+                query: "storm".into(),
+                max_results: None,
+                start_date: None,
+                end_date: None,
+            }),
+        )
+        .await;
+    assert!(
+        matches!(search.result, Err(GatewayError::Unavailable { .. })),
+        "{search:?}"
+    );
+    assert_eq!(search.retries, attempts - 1, "{search:?}");
+
+    // 429s after every retry: the agent is told to wait, and how often the
+    // gateway already tried.
+    world.upstream.clear_failures();
+    world.upstream.fail_next(
+        100,
+        Failure::RateLimited {
+            retry_after: Duration::from_millis(20),
+        },
+    );
+    let limited = client.handle(&run, chat_about("limited", 8)).await;
+    assert!(
+        matches!(limited.result, Err(GatewayError::RateLimited { .. })),
+        "{limited:?}"
+    );
+    assert_eq!(limited.retries, attempts - 1, "{limited:?}");
+
+    // One retry, then an answer that is not retried.
+    world.upstream.clear_failures();
+    world.upstream.fail_next(1, Failure::Unavailable);
+    world.upstream.fail_next(1, Failure::Status(404));
+    let gone = client.handle(&run, chat_about("gone", 8)).await;
+    assert!(
+        matches!(gone.result, Err(GatewayError::NotFound { .. })),
+        "{gone:?}"
+    );
+    assert_eq!(gone.retries, 1);
+
+    // One retry, then an unreadable 200: charged, and both reported.
+    world.upstream.fail_next(1, Failure::Unavailable);
+    world.upstream.fail_next(1, Failure::Garbage);
+    let garbage = client.handle(&run, chat_about("garbage", 8)).await;
+    assert!(
+        matches!(garbage.result, Err(GatewayError::Unavailable { .. })),
+        "{garbage:?}"
+    );
+    assert_eq!(garbage.retries, 1);
+    assert!(garbage.cost_usd > 0.0, "{garbage:?}");
+
+    // On the wire: the header on the failed answer itself.
+    world.upstream.fail_next(100, Failure::Unavailable);
+    let raw = reqwest::Client::new()
+        .post(format!("{}/v1/chat", world.gateway.base_url()))
+        .bearer_auth(token(&world, "raw-storm", 1.0))
+        .json(&serde_json::json!({"model": MODEL, "messages": [{"role": "user", "content": "raw storm"}], "max_tokens": 8}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(raw.status(), 503);
+    assert_eq!(
+        raw.headers()
+            .get(sooth_runner::RETRIES_HEADER)
+            .and_then(|v| v.to_str().ok()),
+        Some("3")
+    );
+}

@@ -14,7 +14,10 @@
 //! `x-sooth-cost-usd`, `x-sooth-cache` (`hit` or `miss`) and
 //! `x-sooth-retries`. Errors are a JSON [`GatewayError`] with a matching
 //! status (402 budget, 429 rate limit, 503 unavailable, 404 not found,
-//! 400 bad request, 504 timeout).
+//! 400 bad request, 504 timeout); an error after the proxy called the
+//! upstream carries `x-sooth-retries` and `x-sooth-cost-usd` too, and both
+//! are read whatever the status, so that a run's gateway log shows the
+//! retries of a call that failed (a storm of 503s, say) and what it cost.
 //!
 //! [`ChatRequest`]: crate::ChatRequest
 //! [`ChatResponse`]: crate::ChatResponse
@@ -113,28 +116,28 @@ impl HttpGateway {
             .and_then(|v| v.parse::<f64>().ok())
             .map(|secs| (secs * 1000.0).clamp(0.0, f64::from(u32::MAX)) as u32);
         let status = response.status();
-        let bytes = match response.bytes().await {
-            Ok(bytes) => bytes,
-            Err(error) if error.is_timeout() => {
-                return GatewayAnswer::free(Err(GatewayError::Timeout));
-            }
-            Err(error) => {
-                return GatewayAnswer::free(Err(GatewayError::Unavailable {
-                    message: format!("gateway answer cut short: {}", without_url(&error)),
-                }));
-            }
-        };
-        let result = if status.is_success() {
-            decode_success(&request, &bytes)
-        } else {
-            Err(decode_error(status.as_u16(), &bytes, retry_after_ms))
-        };
-        GatewayAnswer {
+        // The headers arrived: what they say was charged and retried holds
+        // even when the body is then cut short.
+        let answer = |result| GatewayAnswer {
             result,
             cost_usd: cost_usd.unwrap_or(0.0),
             cached,
             retries,
-        }
+        };
+        let bytes = match response.bytes().await {
+            Ok(bytes) => bytes,
+            Err(error) if error.is_timeout() => return answer(Err(GatewayError::Timeout)),
+            Err(error) => {
+                return answer(Err(GatewayError::Unavailable {
+                    message: format!("gateway answer cut short: {}", without_url(&error)),
+                }));
+            }
+        };
+        answer(if status.is_success() {
+            decode_success(&request, &bytes)
+        } else {
+            Err(decode_error(status.as_u16(), &bytes, retry_after_ms))
+        })
     }
 }
 
