@@ -129,6 +129,11 @@ pub struct ProxyConfig {
     /// Largest request body accepted, bytes.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Make every ledger decision wait for its commit, with an fsync, before
+    /// the call goes upstream (no crash window, a disk write per call);
+    /// otherwise a journal writes them within milliseconds. Default false.
+    #[serde(default)]
+    pub durable_ledger: bool,
     /// The service `POST /v1/chat` goes to.
     pub default_chat_service: String,
     /// The service `POST /v1/search` goes to.

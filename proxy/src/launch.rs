@@ -11,7 +11,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use crate::cache::ResponseCache;
 use crate::config::ProxyConfig;
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, LedgerOptions};
 use crate::linked_keys::{ApiKey, DEFAULT_RELOAD_INTERVAL, LinkedKeyError, LinkedKeys};
 use crate::server::{GatewayState, RunningGateway, StartError};
 use crate::signing::RequestSigner;
@@ -141,7 +141,11 @@ async fn start(
     let signer = RequestSigner::new(load_or_create_signing_key(&config.signing_key_file)?);
     let database = database_path(&config);
     // One after the other: each applies the same migrations to one file.
-    let ledger = Ledger::open(&database).await?;
+    let ledger_options = LedgerOptions {
+        durable: config.durable_ledger,
+        ..LedgerOptions::default()
+    };
+    let ledger = Ledger::open_with(&database, &ledger_options).await?;
     // Reservations a crash left open count against the caps until no run
     // that made them can still be going.
     let max_run = crate::token::MAX_TOKEN_LIFETIME_SECS.unsigned_abs();
