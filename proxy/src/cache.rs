@@ -77,12 +77,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqliteRow, SqliteSynchronous};
 
-use crate::database::{BackgroundTask, MIGRATOR, single_connection_pool};
+use crate::database::{
+    BackgroundTask, MIGRATOR, OpenError, open_writer_and_readers, single_connection_pool,
+};
 use tokio::sync::watch;
 
 /// Top-level body fields left out of the cache key: they identify the caller
@@ -314,6 +313,15 @@ fn write_string(out: &mut impl Sink, s: &str) {
     out.put("\"");
 }
 
+impl From<OpenError> for CacheError {
+    fn from(error: OpenError) -> Self {
+        match error {
+            OpenError::Database(error) => Self::Database(error),
+            OpenError::Migrate(error) => Self::Migrate(error),
+        }
+    }
+}
+
 /// How to open a cache file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheOptions {
@@ -428,20 +436,8 @@ impl ResponseCache {
             .filename(path)
             .busy_timeout(options.busy_timeout)
             .synchronous(SqliteSynchronous::Normal);
-        // WAL is a property of the file, set once by the writer; readers must
-        // not try to switch it (that needs an exclusive lock).
-        let writer_options = base
-            .clone()
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal);
-        let writer = single_connection_pool()
-            .connect_with(writer_options)
-            .await?;
-        MIGRATOR.run(&writer).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(options.read_connections.max(1))
-            .connect_with(base)
-            .await?;
+        let (writer, reader) =
+            open_writer_and_readers(base, options.read_connections, |writer| writer).await?;
         let purger = options
             .purge_interval
             .map(|every| Arc::new(spawn_purger(writer.clone(), every)));

@@ -82,12 +82,11 @@ use journal::{Command, Failure, Write};
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqliteRow, SqliteSynchronous};
 
-use crate::database::{BackgroundTask, MIGRATOR, single_connection_pool};
+use crate::database::{
+    BackgroundTask, MIGRATOR, OpenError, open_writer_and_readers, single_connection_pool,
+};
 
 /// Micro-dollars per US dollar.
 const MICROS_PER_USD: f64 = 1_000_000.0;
@@ -165,6 +164,15 @@ pub enum LedgerError {
     /// The schema could not be brought up to date.
     #[error("ledger migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<OpenError> for LedgerError {
+    fn from(error: OpenError) -> Self {
+        match error {
+            OpenError::Database(error) => Self::Database(error),
+            OpenError::Migrate(error) => Self::Migrate(error),
+        }
+    }
 }
 
 /// Which cap a refused reservation ran into.
@@ -455,23 +463,15 @@ impl Ledger {
             } else {
                 SqliteSynchronous::Normal
             });
-        // WAL is a property of the file, set once by the writer; readers must
-        // not try to switch it (that needs an exclusive lock).
-        let mut writer_options = base
-            .clone()
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal);
-        if options.checkpoint_interval.is_some() {
-            writer_options = writer_options.pragma("wal_autocheckpoint", "0");
-        }
-        let writer = single_connection_pool()
-            .connect_with(writer_options)
-            .await?;
-        MIGRATOR.run(&writer).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(options.read_connections.max(1))
-            .connect_with(base)
-            .await?;
+        let manual_checkpoints = options.checkpoint_interval.is_some();
+        let (writer, reader) = open_writer_and_readers(base, options.read_connections, |writer| {
+            if manual_checkpoints {
+                writer.pragma("wal_autocheckpoint", "0")
+            } else {
+                writer
+            }
+        })
+        .await?;
         let checkpointer = options
             .checkpoint_interval
             .map(|every| spawn_checkpointer(reader.clone(), every));
@@ -1168,6 +1168,7 @@ fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sqlx::sqlite::SqlitePoolOptions;
 
     const DAY: &str = "2026-03-01";
 
