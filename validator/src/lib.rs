@@ -10,8 +10,10 @@
 //!   the leaderboard and winner-take-all weights;
 //! - [`activation`]: which agent version is active at an instant (daily
 //!   activation at 00:00 UTC);
-//! - [`registration`]: slots, immunity and deregistration.
+//! - [`registration`]: slots, immunity and deregistration;
+//! - [`event`]: the event model (event, outcome, resolution) and its validation.
 
 pub mod activation;
+pub mod event;
 pub mod registration;
 pub mod scoring;
