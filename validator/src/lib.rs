@@ -11,9 +11,12 @@
 //! - [`activation`]: which agent version is active at an instant (daily
 //!   activation at 00:00 UTC);
 //! - [`registration`]: slots, immunity and deregistration;
-//! - [`event`]: the event model (event, outcome, resolution) and its validation.
+//! - [`event`]: the event model (event, outcome, resolution) and its validation;
+//! - [`sources`]: where events and resolutions come from (JSON Lines files and watched
+//!   directories, an HTTP feed with a cursor, prediction-market listings).
 
 pub mod activation;
 pub mod event;
 pub mod registration;
 pub mod scoring;
+pub mod sources;
