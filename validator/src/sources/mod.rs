@@ -7,7 +7,8 @@
 //! skipped, and everything else is returned (issue 4, "event sources").
 //!
 //! - [`row`]: the JSON row shapes (SPEC events, resolutions, ForecastBench questions);
-//! - [`jsonl`]: JSON Lines files, directories of them, and a directory watcher.
+//! - [`jsonl`]: JSON Lines files, directories of them, and a directory watcher;
+//! - [`http_feed`]: an HTTP JSON feed read with a cursor.
 //!
 //! Sources do not know what the daemon already stored: they drop what they have themselves
 //! delivered, but after a restart the store must treat an event it already holds, delivered
@@ -23,6 +24,7 @@ use tokio::sync::mpsc;
 
 use crate::event::{Event, Resolution};
 
+pub mod http_feed;
 pub mod jsonl;
 pub mod row;
 
@@ -245,5 +247,13 @@ impl Seen {
             batch.resolutions.push(resolution);
         }
         Ok(())
+    }
+}
+
+/// The first `limit` characters of a response body, for error messages.
+pub(crate) fn excerpt(text: &str, limit: usize) -> String {
+    match text.char_indices().nth(limit) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_owned(),
     }
 }
