@@ -8,7 +8,8 @@
 //!
 //! - [`row`]: the JSON row shapes (SPEC events, resolutions, ForecastBench questions);
 //! - [`jsonl`]: JSON Lines files, directories of them, and a directory watcher;
-//! - [`http_feed`]: an HTTP JSON feed read with a cursor.
+//! - [`http_feed`]: an HTTP JSON feed read with a cursor;
+//! - [`gamma`]: prediction-market listings in the shape of Polymarket's Gamma API.
 //!
 //! Sources do not know what the daemon already stored: they drop what they have themselves
 //! delivered, but after a restart the store must treat an event it already holds, delivered
@@ -24,6 +25,7 @@ use tokio::sync::mpsc;
 
 use crate::event::{Event, Resolution};
 
+pub mod gamma;
 pub mod http_feed;
 pub mod jsonl;
 pub mod row;

@@ -1,0 +1,752 @@
+//! Prediction-market listings in the shape of Polymarket's public Gamma API (`GET /markets`).
+//!
+//! This module owns turning market listings into events and resolutions. A market is a JSON
+//! object with, among others, `id`, `question`, `description`, `slug`, `endDate`, `closed`,
+//! `active`, `closedTime`, `outcomes` and `outcomePrices`; the last two are JSON arrays encoded
+//! as strings (`"[\"Yes\", \"No\"]"`, `"[\"0.45\", \"0.55\"]"`), and the prices are the
+//! market's mid prices. Only yes/no markets are read.
+//!
+//! - An open market whose Yes price is within [`PRICE_BAND`] when received (SPEC, "events")
+//!   becomes an [`Event`] `polymarket:{id}`, created at the instant it was received, cut off at
+//!   `endDate`, with the price as `market_prob` in its metadata. Open markets outside the band,
+//!   or already past their end date, are ignored: there is nothing left to forecast.
+//! - A closed market whose Yes price settled at 1 or 0 becomes a [`Resolution`] at its
+//!   `closedTime` (or `endDate`). One closed without a decided price (a 50-50 settlement, or
+//!   not yet settled) is ignored. Resolutions of markets the daemon has no event for are the
+//!   daemon's to drop.
+//!
+//! A [`GammaReader`] delivers each market's event and resolution once, so that polling the same
+//! listing again brings only what is new.
+
+use std::collections::HashSet;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use reqwest::{Client, Url};
+use serde_json::{Map, Value};
+
+use super::row::kind_of;
+use super::{Batch, Position, RowError, RowProblem, SourceError, excerpt};
+use crate::event::{Event, EventError, Outcome, Resolution};
+
+/// SPEC, "events": markets are kept when their mid price is in [0.2, 0.8] when received.
+pub const PRICE_BAND: RangeInclusive<f64> = 0.2..=0.8;
+
+/// Prefix of the events' ids, so that they cannot collide with other sources' ids.
+pub const ID_PREFIX: &str = "polymarket:";
+
+/// Polymarket's public Gamma API.
+pub const DEFAULT_BASE_URL: &str = "https://gamma-api.polymarket.com";
+
+/// Markets asked for per request (the Gamma API caps pages at a few hundred).
+pub const PAGE_SIZE: usize = 100;
+
+/// Most pages read in one fetch, so that a listing that never ends cannot hold the daemon.
+pub const MAX_PAGES: usize = 50;
+
+/// How long one request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What one market becomes.
+#[derive(Debug, Clone, PartialEq)]
+enum Mapped {
+    Event(Event),
+    Resolution(Resolution),
+    /// Read fine, but nothing to do with it.
+    Ignored,
+}
+
+/// Reads market listings into batches, remembering what it delivered.
+#[derive(Debug, Default)]
+pub struct GammaReader {
+    events: HashSet<String>,
+    resolutions: HashSet<String>,
+}
+
+impl GammaReader {
+    /// A reader that has delivered nothing yet.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Read a listing's JSON text (an array of markets) received at `received_at`; `origin`
+    /// names it in errors.
+    ///
+    /// # Errors
+    ///
+    /// [`SourceError::BadResponse`] when the text is not a JSON array; malformed markets are
+    /// only reported in [`Batch::rejected`].
+    pub fn read_text(
+        &mut self,
+        text: &str,
+        received_at: DateTime<Utc>,
+        origin: &str,
+    ) -> Result<Batch, SourceError> {
+        let markets = parse_listing(text).map_err(|message| SourceError::BadResponse {
+            url: origin.to_owned(),
+            message,
+        })?;
+        Ok(self.read_markets(markets, received_at, origin))
+    }
+
+    /// Read markets already parsed as JSON values, received at `received_at`.
+    #[must_use]
+    pub fn read_markets(
+        &mut self,
+        markets: Vec<Value>,
+        received_at: DateTime<Utc>,
+        origin: &str,
+    ) -> Batch {
+        let mut batch = Batch::default();
+        for (index, market) in markets.into_iter().enumerate() {
+            match map_market(&market, received_at) {
+                Err(error) => batch.rejected.push(RowError {
+                    origin: origin.to_owned(),
+                    position: Position::Item {
+                        list: "markets",
+                        index,
+                    },
+                    problem: RowProblem::Field(error),
+                }),
+                // Listings overlap between polls and between pages (offsets shift as markets
+                // open and close), so a market seen again is expected, not an error.
+                Ok(Mapped::Event(event)) if self.events.insert(event.id.clone()) => {
+                    batch.events.push(event);
+                }
+                Ok(Mapped::Resolution(resolution))
+                    if self.resolutions.insert(resolution.event_id.clone()) =>
+                {
+                    batch.resolutions.push(resolution);
+                }
+                Ok(_) => batch.ignored += 1,
+            }
+        }
+        batch
+    }
+}
+
+/// Read a listing's JSON text with a fresh [`GammaReader`].
+///
+/// # Errors
+///
+/// As [`GammaReader::read_text`].
+pub fn parse_markets(
+    text: &str,
+    received_at: DateTime<Utc>,
+    origin: &str,
+) -> Result<Batch, SourceError> {
+    GammaReader::new().read_text(text, received_at, origin)
+}
+
+fn parse_listing(text: &str) -> Result<Vec<Value>, String> {
+    match serde_json::from_str(text) {
+        Ok(Value::Array(markets)) => Ok(markets),
+        Ok(other) => Err(format!(
+            "expected a JSON array of markets, got {}",
+            kind_of(&other)
+        )),
+        Err(error) => Err(format!("invalid JSON ({error}): {}", excerpt(text, 80))),
+    }
+}
+
+fn map_market(market: &Value, received_at: DateTime<Utc>) -> Result<Mapped, EventError> {
+    let Value::Object(market) = market else {
+        return Err(EventError::WrongType {
+            field: "market".into(),
+            expected: "a JSON object",
+            found: kind_of(market),
+        });
+    };
+    let id = match market.get("id") {
+        Some(Value::String(id)) if !id.is_empty() => id.clone(),
+        Some(Value::Number(id)) => id.to_string(),
+        None | Some(Value::Null) => return Err(missing("id")),
+        Some(other) => return Err(wrong_type("id", "a string", other)),
+    };
+    let Some(yes_price) = yes_price(market)? else {
+        return Ok(Mapped::Ignored);
+    };
+    let event_id = format!("{ID_PREFIX}{id}");
+    let end_date = optional_instant(market, "endDate")?;
+    if bool_field(market, "closed")?.unwrap_or(false) {
+        let outcome = if yes_price == 1.0 {
+            Outcome::Yes
+        } else if yes_price == 0.0 {
+            Outcome::No
+        } else {
+            return Ok(Mapped::Ignored);
+        };
+        let resolved_at = optional_instant(market, "closedTime")?
+            .or(end_date)
+            .ok_or_else(|| missing("closedTime"))?;
+        let resolution = Resolution {
+            event_id,
+            outcome,
+            resolved_at,
+        };
+        resolution.validate()?;
+        return Ok(Mapped::Resolution(resolution));
+    }
+    let cutoff = end_date.ok_or_else(|| missing("endDate"))?;
+    if bool_field(market, "active")? == Some(false)
+        || cutoff <= received_at
+        || !PRICE_BAND.contains(&yes_price)
+    {
+        return Ok(Mapped::Ignored);
+    }
+    let title = string_field(market, "question")?.ok_or_else(|| missing("question"))?;
+    let mut event = Event::new(event_id, title, received_at);
+    event.description = string_field(market, "description")?.unwrap_or_default();
+    event.cutoff = cutoff;
+    let mut metadata = Map::new();
+    metadata.insert("market_prob".into(), Value::from(yes_price));
+    metadata.insert(
+        "market_prob_kind".into(),
+        Value::from("Polymarket mid price of Yes when the event was created"),
+    );
+    metadata.insert("source".into(), Value::from("polymarket"));
+    metadata.insert("market_id".into(), Value::from(id));
+    if let Some(slug) = string_field(market, "slug")? {
+        metadata.insert(
+            "url".into(),
+            Value::from(format!("https://polymarket.com/market/{slug}")),
+        );
+        metadata.insert("slug".into(), Value::from(slug));
+    }
+    for (from, to) in [("volumeNum", "volume"), ("liquidityNum", "liquidity")] {
+        if let Some(number) = market.get(from).filter(|value| value.is_number()) {
+            metadata.insert(to.into(), number.clone());
+        }
+    }
+    event.metadata = metadata;
+    event.validate()?;
+    Ok(Mapped::Event(event))
+}
+
+/// The Yes outcome's price, or `None` for a market that is not a yes/no question.
+fn yes_price(market: &Map<String, Value>) -> Result<Option<f64>, EventError> {
+    // Gamma omits `outcomes` on some old markets; they are all Yes/No.
+    let outcomes = match encoded_array(market, "outcomes")? {
+        Some(outcomes) => outcomes,
+        None => vec![Value::from("Yes"), Value::from("No")],
+    };
+    let names: Vec<&str> = outcomes.iter().filter_map(Value::as_str).collect();
+    let yes = names
+        .iter()
+        .position(|name| name.eq_ignore_ascii_case("yes"));
+    let no = names
+        .iter()
+        .position(|name| name.eq_ignore_ascii_case("no"));
+    let (2, Some(yes), Some(_)) = (outcomes.len(), yes, no) else {
+        return Ok(None);
+    };
+    let prices = encoded_array(market, "outcomePrices")?.ok_or_else(|| missing("outcomePrices"))?;
+    let out_of_range = |found: &Value| EventError::OutOfRange {
+        field: "outcomePrices".into(),
+        reason: "must hold one price in [0, 1] per outcome",
+        found: found.to_string(),
+    };
+    if prices.len() != outcomes.len() {
+        return Err(out_of_range(&Value::Array(prices)));
+    }
+    let price = &prices[yes];
+    // Gamma writes prices as decimal strings; numbers are accepted too.
+    let parsed = match price {
+        Value::String(text) => text.trim().parse::<f64>().ok(),
+        Value::Number(number) => number.as_f64(),
+        _ => None,
+    };
+    match parsed {
+        Some(p) if (0.0..=1.0).contains(&p) => Ok(Some(p)),
+        _ => Err(out_of_range(price)),
+    }
+}
+
+/// A field holding a JSON array encoded as a string (a real array is accepted too).
+fn encoded_array(market: &Map<String, Value>, key: &str) -> Result<Option<Vec<Value>>, EventError> {
+    let bad = |found: &Value| EventError::WrongType {
+        field: key.to_owned(),
+        expected: "a JSON array encoded as a string",
+        found: kind_of(found),
+    };
+    match market.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => Ok(Some(items.clone())),
+        Some(Value::String(text)) => match serde_json::from_str(text) {
+            Ok(Value::Array(items)) => Ok(Some(items)),
+            Ok(other) => Err(bad(&other)),
+            Err(_) => Err(EventError::OutOfRange {
+                field: key.to_owned(),
+                reason: "must be a JSON array encoded as a string",
+                found: Value::from(text.as_str()).to_string(),
+            }),
+        },
+        Some(other) => Err(bad(other)),
+    }
+}
+
+/// Gamma's instants: RFC 3339 (`endDate`), or `2024-11-06 12:34:56+00` (`closedTime`), or a
+/// bare date.
+fn optional_instant(
+    market: &Map<String, Value>,
+    key: &str,
+) -> Result<Option<DateTime<Utc>>, EventError> {
+    let Some(text) = string_field(market, key)? else {
+        return Ok(None);
+    };
+    let parsed = DateTime::parse_from_rfc3339(&text)
+        .or_else(|_| DateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S%.f%#z"))
+        .map(|instant| instant.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+                .ok()
+                .and_then(|date| date.and_hms_opt(0, 0, 0))
+                .map(|midnight| midnight.and_utc())
+        });
+    parsed.map(Some).ok_or_else(|| EventError::BadInstant {
+        field: key.to_owned(),
+        found: Value::from(text).to_string(),
+    })
+}
+
+fn string_field(market: &Map<String, Value>, key: &str) -> Result<Option<String>, EventError> {
+    match market.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) if text.trim().is_empty() => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(other) => Err(wrong_type(key, "a string", other)),
+    }
+}
+
+fn bool_field(market: &Map<String, Value>, key: &str) -> Result<Option<bool>, EventError> {
+    match market.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(flag)) => Ok(Some(*flag)),
+        Some(other) => Err(wrong_type(key, "a boolean", other)),
+    }
+}
+
+fn missing(field: &str) -> EventError {
+    EventError::Missing {
+        field: field.to_owned(),
+    }
+}
+
+fn wrong_type(field: &str, expected: &'static str, found: &Value) -> EventError {
+    EventError::WrongType {
+        field: field.to_owned(),
+        expected,
+        found: kind_of(found),
+    }
+}
+
+/// Fetches listings from a Gamma API base URL and reads them with one [`GammaReader`].
+///
+/// The daemon passes its clock's time as the instant received, so that a backtest or a
+/// simulated clock creates events at simulated instants.
+#[derive(Debug)]
+pub struct GammaClient {
+    client: Client,
+    base: Url,
+    reader: GammaReader,
+}
+
+impl GammaClient {
+    /// A client for the API at `base_url` (e.g. [`DEFAULT_BASE_URL`]).
+    ///
+    /// # Errors
+    ///
+    /// [`SourceError::BadUrl`] when `base_url` is not an absolute http(s) URL, or
+    /// [`SourceError::Request`] when the HTTP client cannot be built.
+    pub fn new(base_url: &str) -> Result<Self, SourceError> {
+        let bad = |message: String| SourceError::BadUrl {
+            url: base_url.to_owned(),
+            message,
+        };
+        let mut base = Url::parse(base_url).map_err(|error| bad(error.to_string()))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(bad("the scheme must be http or https".to_owned()));
+        }
+        // `Url::join` replaces the last segment unless the path ends with a slash.
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let client = Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|error| SourceError::Request {
+                url: base_url.to_owned(),
+                message: error.to_string(),
+            })?;
+        Ok(Self {
+            client,
+            base,
+            reader: GammaReader::new(),
+        })
+    }
+
+    /// Fetch the open markets, page by page, and read them as received at `received_at`.
+    ///
+    /// # Errors
+    ///
+    /// [`SourceError`] when a page cannot be fetched or is not a JSON array; then nothing is
+    /// read (not even the pages fetched before), so nothing is marked delivered and the next
+    /// fetch tries again.
+    pub async fn open_markets(&mut self, received_at: DateTime<Utc>) -> Result<Batch, SourceError> {
+        let mut markets = Vec::new();
+        let mut origin = String::new();
+        for page in 0..MAX_PAGES {
+            let offset = (page * PAGE_SIZE).to_string();
+            let limit = PAGE_SIZE.to_string();
+            let query = [
+                ("closed", "false"),
+                ("limit", limit.as_str()),
+                ("offset", offset.as_str()),
+            ];
+            let (url, items) = self.get_markets(&query).await?;
+            if page == 0 {
+                origin = url;
+            }
+            let count = items.len();
+            markets.extend(items);
+            if count < PAGE_SIZE {
+                break;
+            }
+        }
+        Ok(self.reader.read_markets(markets, received_at, &origin))
+    }
+
+    /// Fetch the markets with these ids (with or without [`ID_PREFIX`]), e.g. to learn how the
+    /// daemon's open events resolved.
+    ///
+    /// # Errors
+    ///
+    /// [`SourceError`] when the request fails or the answer is not a JSON array.
+    pub async fn markets_by_id(
+        &mut self,
+        ids: &[&str],
+        received_at: DateTime<Utc>,
+    ) -> Result<Batch, SourceError> {
+        if ids.is_empty() {
+            return Ok(Batch::default());
+        }
+        let query: Vec<(&str, &str)> = ids
+            .iter()
+            .map(|id| ("id", id.strip_prefix(ID_PREFIX).unwrap_or(id)))
+            .collect();
+        let (origin, markets) = self.get_markets(&query).await?;
+        Ok(self.reader.read_markets(markets, received_at, &origin))
+    }
+
+    async fn get_markets(
+        &self,
+        query: &[(&str, &str)],
+    ) -> Result<(String, Vec<Value>), SourceError> {
+        let mut url = self
+            .base
+            .join("markets")
+            .map_err(|error| SourceError::BadUrl {
+                url: self.base.to_string(),
+                message: error.to_string(),
+            })?;
+        url.query_pairs_mut().extend_pairs(query);
+        let origin = url.to_string();
+        let failed = |error: reqwest::Error| SourceError::Request {
+            url: origin.clone(),
+            message: error.to_string(),
+        };
+        let response = self.client.get(url).send().await.map_err(failed)?;
+        let status = response.status();
+        let body = response.text().await.map_err(failed)?;
+        if !status.is_success() {
+            return Err(SourceError::Status {
+                url: origin,
+                status: status.as_u16(),
+                body: excerpt(&body, 200),
+            });
+        }
+        let markets = parse_listing(&body).map_err(|message| SourceError::BadResponse {
+            url: origin.clone(),
+            message,
+        })?;
+        Ok((origin, markets))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use axum::Router;
+    use axum::extract::Query;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use serde_json::json;
+
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2025-03-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    /// A market in the shape of Gamma's `/markets` items (fields trimmed).
+    fn market(id: &str, yes: &str, closed: bool) -> Value {
+        json!({
+            "id": id,
+            "question": format!("Will {id} happen?"),
+            "conditionId": "0xabc",
+            "slug": format!("will-{id}-happen"),
+            "description": "Resolves Yes if it happens.",
+            "endDate": "2025-03-10T00:00:00Z",
+            "outcomes": "[\"Yes\", \"No\"]",
+            "outcomePrices": format!("[\"{yes}\", \"{}\"]", 1.0 - yes.parse::<f64>().unwrap()),
+            "active": true,
+            "closed": closed,
+            "closedTime": if closed { json!("2025-03-09 18:30:00+00") } else { Value::Null },
+            "volumeNum": 12345.5,
+        })
+    }
+
+    #[test]
+    fn keeps_open_markets_in_the_band() {
+        let listing = json!([
+            market("1", "0.45", false),
+            market("2", "0.1", false),
+            market("3", "0.2", false),
+            market("4", "0.8", false),
+            market("5", "0.95", false),
+        ]);
+        let batch = parse_markets(&listing.to_string(), now(), "t").unwrap();
+        let ids: Vec<_> = batch.events.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["polymarket:1", "polymarket:3", "polymarket:4"]);
+        assert_eq!(batch.ignored, 2);
+        assert!(batch.rejected.is_empty());
+        let event = &batch.events[0];
+        assert_eq!(event.title, "Will 1 happen?");
+        assert_eq!(event.description, "Resolves Yes if it happens.");
+        assert_eq!(event.created_at, now());
+        assert_eq!(event.cutoff.to_rfc3339(), "2025-03-10T00:00:00+00:00");
+        assert_eq!(event.metadata["market_prob"], 0.45);
+        assert_eq!(event.metadata["source"], "polymarket");
+        assert_eq!(
+            event.metadata["url"],
+            "https://polymarket.com/market/will-1-happen"
+        );
+        assert_eq!(event.metadata["volume"], 12345.5);
+        assert_eq!(event.validate(), Ok(()));
+    }
+
+    #[test]
+    fn the_yes_price_is_found_by_name_and_other_markets_are_ignored() {
+        let mut flipped = market("1", "0.3", false);
+        flipped["outcomes"] = json!("[\"No\", \"Yes\"]");
+        flipped["outcomePrices"] = json!("[\"0.9\", \"0.1\"]");
+        let mut multi = market("2", "0.5", false);
+        multi["outcomes"] = json!("[\"Trump\", \"Harris\"]");
+        let mut past = market("3", "0.5", false);
+        past["endDate"] = json!("2025-03-01T11:00:00Z");
+        let mut inactive = market("4", "0.5", false);
+        inactive["active"] = json!(false);
+        let listing = json!([flipped, multi, past, inactive]);
+        let batch = parse_markets(&listing.to_string(), now(), "t").unwrap();
+        assert!(batch.events.is_empty(), "{:?}", batch.events);
+        assert_eq!(batch.ignored, 4);
+    }
+
+    #[test]
+    fn closed_markets_with_a_decided_price_resolve() {
+        let listing = json!([
+            market("1", "1", true),
+            market("2", "0", true),
+            market("3", "0.5", true),
+        ]);
+        let batch = parse_markets(&listing.to_string(), now(), "t").unwrap();
+        assert!(batch.events.is_empty());
+        assert_eq!(batch.ignored, 1);
+        assert_eq!(
+            batch.resolutions,
+            [
+                Resolution {
+                    event_id: "polymarket:1".into(),
+                    outcome: Outcome::Yes,
+                    resolved_at: DateTime::parse_from_rfc3339("2025-03-09T18:30:00Z")
+                        .unwrap()
+                        .with_timezone(&Utc),
+                },
+                Resolution {
+                    event_id: "polymarket:2".into(),
+                    outcome: Outcome::No,
+                    resolved_at: DateTime::parse_from_rfc3339("2025-03-09T18:30:00Z")
+                        .unwrap()
+                        .with_timezone(&Utc),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_reader_delivers_each_market_once() {
+        let mut reader = GammaReader::new();
+        let listing = json!([market("1", "0.5", false), market("1", "0.5", false)]).to_string();
+        let first = reader.read_text(&listing, now(), "t").unwrap();
+        assert_eq!((first.events.len(), first.ignored), (1, 1));
+        let again = reader.read_text(&listing, now(), "t").unwrap();
+        assert_eq!((again.events.len(), again.ignored), (0, 2));
+        let closed = json!([market("1", "1", true)]).to_string();
+        assert_eq!(
+            reader
+                .read_text(&closed, now(), "t")
+                .unwrap()
+                .resolutions
+                .len(),
+            1
+        );
+        assert_eq!(reader.read_text(&closed, now(), "t").unwrap().ignored, 1);
+    }
+
+    #[test]
+    fn malformed_markets_are_reported_with_their_index() {
+        let mut no_end = market("1", "0.5", false);
+        no_end.as_object_mut().unwrap().remove("endDate");
+        let mut bad_prices = market("2", "0.5", false);
+        bad_prices["outcomePrices"] = json!("0.5, 0.5");
+        let mut no_question = market("3", "0.5", false);
+        no_question["question"] = Value::Null;
+        let mut bad_end = market("4", "0.5", false);
+        bad_end["endDate"] = json!("next week");
+        let mut wide = market("5", "0.5", false);
+        wide["outcomePrices"] = json!("[\"1.5\", \"-0.5\"]");
+        let mut short = market("6", "0.5", false);
+        short["outcomePrices"] = json!("[\"0.5\"]");
+        let mut closed_no_time = market("7", "1", true);
+        let object = closed_no_time.as_object_mut().unwrap();
+        object.remove("closedTime");
+        object.remove("endDate");
+        let listing = json!([
+            no_end,
+            bad_prices,
+            no_question,
+            bad_end,
+            wide,
+            short,
+            closed_no_time,
+            json!({"question": "no id"}),
+            json!(3),
+            market("8", "0.5", false),
+        ]);
+        let batch = parse_markets(&listing.to_string(), now(), "gamma").unwrap();
+        assert_eq!(batch.events.len(), 1);
+        let messages: Vec<String> = batch.rejected.iter().map(ToString::to_string).collect();
+        let expected = [
+            "gamma markets[0]: missing field `endDate`",
+            "gamma markets[1]: `outcomePrices`: must be a JSON array encoded as a string",
+            "gamma markets[2]: missing field `question`",
+            "gamma markets[3]: `endDate`: expected",
+            "gamma markets[4]: `outcomePrices`: must hold one price in [0, 1]",
+            "gamma markets[5]: `outcomePrices`: must hold one price in [0, 1]",
+            "gamma markets[6]: missing field `closedTime`",
+            "gamma markets[7]: missing field `id`",
+            "gamma markets[8]: `market` must be a JSON object, got a number",
+        ];
+        assert_eq!(messages.len(), expected.len(), "{messages:#?}");
+        for (message, expected) in messages.iter().zip(expected) {
+            assert!(message.starts_with(expected), "{message}");
+        }
+        assert!(matches!(
+            parse_markets("{\"markets\": []}", now(), "gamma"),
+            Err(SourceError::BadResponse { .. })
+        ));
+        assert!(matches!(
+            parse_markets("<html>", now(), "gamma"),
+            Err(SourceError::BadResponse { .. })
+        ));
+    }
+
+    async fn serve(router: Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        format!("http://{address}/api")
+    }
+
+    #[tokio::test]
+    async fn fetches_pages_and_markets_by_id() {
+        // 150 open markets over two pages, every other one in the band.
+        async fn markets(Query(query): Query<Vec<(String, String)>>) -> axum::Json<Value> {
+            let query_map: HashMap<_, _> = query.iter().cloned().collect();
+            let ids: Vec<&str> = query
+                .iter()
+                .filter(|(key, _)| key == "id")
+                .map(|(_, value)| value.as_str())
+                .collect();
+            if !ids.is_empty() {
+                return axum::Json(Value::Array(
+                    ids.iter().map(|id| market(id, "1", true)).collect(),
+                ));
+            }
+            assert_eq!(query_map["closed"], "false");
+            let offset: usize = query_map["offset"].parse().unwrap();
+            let limit: usize = query_map["limit"].parse().unwrap();
+            let page = (offset..150.min(offset + limit))
+                .map(|i| {
+                    market(
+                        &i.to_string(),
+                        if i % 2 == 0 { "0.5" } else { "0.9" },
+                        false,
+                    )
+                })
+                .collect();
+            axum::Json(Value::Array(page))
+        }
+        let base = serve(Router::new().route("/api/markets", get(markets))).await;
+        let mut client = GammaClient::new(&base).unwrap();
+        let batch = client.open_markets(now()).await.unwrap();
+        assert_eq!(batch.events.len(), 75);
+        assert_eq!(batch.ignored, 75);
+        assert!(client.open_markets(now()).await.unwrap().events.is_empty());
+
+        let batch = client
+            .markets_by_id(&["polymarket:4", "6"], now())
+            .await
+            .unwrap();
+        let ids: Vec<_> = batch
+            .resolutions
+            .iter()
+            .map(|r| r.event_id.as_str())
+            .collect();
+        assert_eq!(ids, ["polymarket:4", "polymarket:6"]);
+    }
+
+    #[tokio::test]
+    async fn a_failing_api_is_an_error_and_loses_nothing() {
+        let base = serve(
+            Router::new()
+                .route(
+                    "/api/markets",
+                    get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "oops") }),
+                )
+                .route("/bad/markets", get(|| async { "{not json" })),
+        )
+        .await;
+        let mut client = GammaClient::new(&base).unwrap();
+        assert!(matches!(
+            client.open_markets(now()).await,
+            Err(SourceError::Status { status: 500, .. })
+        ));
+        let mut bad = GammaClient::new(&base.replace("/api", "/bad")).unwrap();
+        assert!(matches!(
+            bad.open_markets(now()).await,
+            Err(SourceError::BadResponse { .. })
+        ));
+        assert!(matches!(
+            GammaClient::new("file:///tmp"),
+            Err(SourceError::BadUrl { .. })
+        ));
+    }
+}
