@@ -13,9 +13,11 @@
 //! - [`registration`]: slots, immunity and deregistration;
 //! - [`event`]: the event model (event, outcome, resolution) and its validation;
 //! - [`sources`]: where events and resolutions come from (JSON Lines files and watched
-//!   directories, an HTTP feed with a cursor, prediction-market listings).
+//!   directories, an HTTP feed with a cursor, prediction-market listings);
+//! - [`clock`]: the clock the daemon reads, real or simulated.
 
 pub mod activation;
+pub mod clock;
 pub mod event;
 pub mod registration;
 pub mod scoring;
