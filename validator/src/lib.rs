@@ -14,7 +14,9 @@
 //! - [`event`]: the event model (event, outcome, resolution) and its validation;
 //! - [`sources`]: where events and resolutions come from (JSON Lines files and watched
 //!   directories, an HTTP feed with a cursor, prediction-market listings);
-//! - [`clock`]: the clock the daemon reads, real or simulated.
+//! - [`clock`]: the clock the daemon reads, real or simulated;
+//! - [`store`]: the daemon's storage (sqlx on SQLite): miners, agent versions, events, runs,
+//!   scores and weights history.
 
 pub mod activation;
 pub mod clock;
@@ -22,3 +24,4 @@ pub mod event;
 pub mod registration;
 pub mod scoring;
 pub mod sources;
+pub mod store;

@@ -1,0 +1,450 @@
+//! The validator's storage: sqlx on SQLite.
+//!
+//! This module owns the validator's tables (`validator_*`, schema in
+//! `migrations/sqlite/0005_validator.sql`): miners, agent versions, events, runs, scores and the
+//! weights history. It must not touch the gateway's tables (`gateway_*`) that live in the same
+//! file, nor decide any rule: which version is active, what a score is and who wins are
+//! [`crate::activation`] and [`crate::scoring`]; the store records their answers and serves
+//! their inputs.
+//!
+//! # File and connections
+//!
+//! One SQLite file in the data directory, shared with the gateway, in WAL mode. Migrations
+//! (the whole `migrations/sqlite` folder, the gateway's included, since sqlx's migrator checks
+//! every applied migration) are applied at open. Writes go through a pool of exactly one
+//! connection, so this process never contends with itself for the write lock; reads use a
+//! separate pool and see the last committed state without waiting for writers. Every write
+//! transaction starts with `BEGIN IMMEDIATE`, so that when another process (the gateway) holds
+//! the write lock the store waits up to `busy_timeout` instead of failing half-way through.
+//!
+//! # Instants
+//!
+//! Instants are stored as Unix milliseconds (UTC) in `*_ms` integer columns. Sub-millisecond
+//! parts are truncated on the way in, so what is read back is the instant at millisecond
+//! precision (an identical resolution compares equal at that precision too).
+//!
+//! # Crash safety
+//!
+//! Every write that changes more than one row is one transaction; a failed one leaves nothing
+//! behind. Input is validated before anything is written. `synchronous = NORMAL` by default:
+//! a crash of the process loses nothing committed, a power cut may lose the last commits
+//! ([`StoreOptions::durable`] makes every commit survive power loss too).
+//!
+//! The operations are split by table family: [`miners`] (registration), [`versions`] (agent
+//! versions and activation), [`events`] (events and resolution), [`runs`] (runs and loading
+//! resolved events for scoring) and [`scores`] (scores and weights history).
+
+pub mod events;
+pub mod miners;
+pub mod runs;
+pub mod scores;
+pub mod versions;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use thiserror::Error;
+
+pub use events::{EventRecord, EventStatus, NewEvent, PendingRun, Resolution};
+pub use miners::MinerRecord;
+pub use runs::{NewRun, RunRecord, RunRecorded, RunStatus};
+pub use scores::{EventScore, WeightRow};
+pub use versions::{VersionRecord, VersionStatus};
+
+/// Every schema migration of the shared database file (gateway's and validator's), embedded at
+/// build time (`build.rs` rebuilds the crate when one is added).
+static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// Why a store operation failed. Nothing was written when one is returned.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The database file could not be opened or created (missing or read-only directory, full
+    /// disk, not a database...).
+    #[error("cannot open the validator database {}: {reason}", path.display())]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The schema could not be brought up to date.
+    #[error("cannot migrate the validator database {}: {source}", path.display())]
+    Migrate {
+        /// The database file (`:memory:` for an in-memory store).
+        path: PathBuf,
+        /// The migrator's error.
+        source: sqlx::migrate::MigrateError,
+    },
+    /// An event with this id exists already.
+    #[error("event {event_id:?} already exists")]
+    DuplicateEvent {
+        /// The repeated id.
+        event_id: String,
+    },
+    /// An event was refused before anything was written: a missing or invalid field.
+    #[error("event {event_id:?} is invalid: {problem}")]
+    InvalidEvent {
+        /// The event's id as given (possibly empty).
+        event_id: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// No event has this id.
+    #[error("unknown event {event_id:?}")]
+    UnknownEvent {
+        /// The id asked for.
+        event_id: String,
+    },
+    /// An outcome other than 0 or 1.
+    #[error("event {event_id:?}: outcome must be 0 or 1, got {value}")]
+    InvalidOutcome {
+        /// The event.
+        event_id: String,
+        /// The value given.
+        value: u8,
+    },
+    /// A resolution that cannot be right whatever came before (resolved before creation).
+    #[error("event {event_id:?}: invalid resolution: {problem}")]
+    InvalidResolution {
+        /// The event.
+        event_id: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The event was already resolved differently; the first resolution stands.
+    #[error(
+        "event {event_id:?} was already resolved to {recorded_outcome} at {recorded_at}; \
+         refusing {new_outcome} at {new_at}"
+    )]
+    ConflictingResolution {
+        /// The event.
+        event_id: String,
+        /// The outcome on record (0 or 1).
+        recorded_outcome: u8,
+        /// The resolution instant on record.
+        recorded_at: DateTime<Utc>,
+        /// The refused outcome.
+        new_outcome: u8,
+        /// The refused instant.
+        new_at: DateTime<Utc>,
+    },
+    /// A miner was refused before anything was written (an empty hotkey).
+    #[error("miner {hotkey:?} is invalid: {problem}")]
+    InvalidMiner {
+        /// The hotkey as given.
+        hotkey: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// No miner has this hotkey.
+    #[error("unknown miner {hotkey:?}")]
+    UnknownMiner {
+        /// The hotkey asked for.
+        hotkey: String,
+    },
+    /// The hotkey is registered already.
+    #[error("miner {hotkey:?} is already registered as uid {uid}")]
+    AlreadyRegistered {
+        /// The hotkey.
+        hotkey: String,
+        /// The uid it holds.
+        uid: u16,
+    },
+    /// The uid is held by another registered miner.
+    #[error("uid {uid} is held by registered miner {holder:?}")]
+    UidTaken {
+        /// The uid asked for.
+        uid: u16,
+        /// Who holds it.
+        holder: String,
+    },
+    /// The miner is known but not registered now.
+    #[error("miner {hotkey:?} is not registered (deregistered at {deregistered_at})")]
+    NotRegistered {
+        /// The hotkey.
+        hotkey: String,
+        /// When it was deregistered.
+        deregistered_at: DateTime<Utc>,
+    },
+    /// An instant that contradicts what is on record (e.g. a deregistration before the
+    /// registration).
+    #[error("{0}")]
+    InvalidInstant(String),
+    /// The miner has no version with this hash.
+    #[error("miner {hotkey:?} has no agent version {hash:?}")]
+    UnknownVersion {
+        /// The miner.
+        hotkey: String,
+        /// The hash asked for.
+        hash: String,
+    },
+    /// The miner already uploaded a version with this hash.
+    #[error("miner {hotkey:?} already has agent version {hash:?}")]
+    DuplicateVersion {
+        /// The miner.
+        hotkey: String,
+        /// The repeated hash.
+        hash: String,
+    },
+    /// A version was refused before anything was written.
+    #[error("agent version {hash:?} of miner {hotkey:?} is invalid: {problem}")]
+    InvalidVersion {
+        /// The miner.
+        hotkey: String,
+        /// The hash.
+        hash: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A run was refused before anything was written.
+    #[error("run of miner {hotkey:?} on event {event_id:?} is invalid: {problem}")]
+    InvalidRun {
+        /// The event.
+        event_id: String,
+        /// The miner.
+        hotkey: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Scores or weights were refused before anything was written.
+    #[error("invalid scores: {0}")]
+    InvalidScores(String),
+    /// The file holds something the store never writes (edited by hand, or a newer schema).
+    #[error("the validator database holds invalid data: {0}")]
+    Corrupt(String),
+    /// The database failed (I/O, full disk, lock wait beyond `busy_timeout`...).
+    #[error("validator database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// How to open a store file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// How long a write waits for another process's write lock (the gateway shares the file)
+    /// before failing with [`StoreError::Database`]. Default 5 s.
+    pub busy_timeout: Duration,
+    /// `synchronous = FULL` (an fsync per commit: commits survive power loss) instead of
+    /// `NORMAL` (commits survive a crash of the process). Default `false`.
+    pub durable: bool,
+    /// Connections for reads. Default 4.
+    pub read_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            busy_timeout: Duration::from_secs(5),
+            durable: false,
+            read_connections: 4,
+        }
+    }
+}
+
+/// The validator's storage. Cheap to clone: clones share the connections.
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// Exactly one connection: every write transaction of this process goes through it.
+    writer: SqlitePool,
+    /// Reads. For an in-memory store, the writer pool itself (the database lives in that one
+    /// connection).
+    reader: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database file at `path` with default options and brings
+    /// its schema up to date.
+    ///
+    /// # Errors
+    ///
+    /// As [`open_with`](Self::open_with).
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, &StoreOptions::default()).await
+    }
+
+    /// Opens (creating if needed) the database file at `path` and brings its schema up to date.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Open`], naming the file, when its directory does not exist or is not
+    /// writable (SQLite needs to create its `-wal` and `-shm` files beside it), or SQLite cannot
+    /// open it; [`StoreError::Migrate`] when the schema cannot be applied (for instance a file
+    /// written by a newer sooth).
+    pub async fn open_with(path: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
+        check_directory_writable(path)?;
+        let open_error = |error: sqlx::Error| StoreError::Open {
+            path: path.to_owned(),
+            reason: error.to_string(),
+        };
+        let base = SqliteConnectOptions::new()
+            .filename(path)
+            .busy_timeout(options.busy_timeout)
+            .foreign_keys(true)
+            .synchronous(if options.durable {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            });
+        // WAL is a property of the file, set once by the writer; readers must not try to
+        // switch it (that needs an exclusive lock).
+        let writer = single_connection_pool()
+            .connect_with(
+                base.clone()
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal),
+            )
+            .await
+            .map_err(open_error)?;
+        MIGRATOR
+            .run(&writer)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                path: path.to_owned(),
+                source,
+            })?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(options.read_connections.max(1))
+            .connect_with(base)
+            .await
+            .map_err(open_error)?;
+        Ok(Self { writer, reader })
+    }
+
+    /// An empty store in memory (tests, demos): one connection for reads and writes, gone when
+    /// the last clone is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Open`] or [`StoreError::Migrate`] if SQLite cannot start.
+    pub async fn in_memory() -> Result<Self, StoreError> {
+        let path = PathBuf::from(":memory:");
+        let options = SqliteConnectOptions::new()
+            .in_memory(true)
+            .foreign_keys(true);
+        let writer = single_connection_pool()
+            .connect_with(options)
+            .await
+            .map_err(|error| StoreError::Open {
+                path: path.clone(),
+                reason: error.to_string(),
+            })?;
+        MIGRATOR
+            .run(&writer)
+            .await
+            .map_err(|source| StoreError::Migrate { path, source })?;
+        Ok(Self {
+            reader: writer.clone(),
+            writer,
+        })
+    }
+
+    /// Closes the connections (waiting for queries in flight). Clones stop working too.
+    /// Dropping the store without closing is safe: everything returned as committed is.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    /// Starts a write transaction that holds the write lock from its first statement (see the
+    /// module docs). Dropping it without `commit` rolls everything back.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+/// The pool that serialises this process's writes: one connection, kept for the life of the
+/// store (an in-memory database lives in it).
+fn single_connection_pool() -> SqlitePoolOptions {
+    SqlitePoolOptions::new()
+        .min_connections(1)
+        .max_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        // A local file that stays open: pinging it before each use only slows writes.
+        .test_before_acquire(false)
+        // Waiting for the writer is queueing behind other writes of this process.
+        .acquire_timeout(Duration::from_secs(60))
+}
+
+/// Refuses, with an error naming the file, a database whose directory is missing or not
+/// writable. SQLite would otherwise fail later with "unable to open database file" and no
+/// path, or open the file and fail on the first write when it cannot create its WAL.
+fn check_directory_writable(path: &Path) -> Result<(), StoreError> {
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let refuse = |reason: String| StoreError::Open {
+        path: path.to_owned(),
+        reason,
+    };
+    if !directory.is_dir() {
+        return Err(refuse(format!(
+            "its directory {} does not exist",
+            directory.display()
+        )));
+    }
+    // Asking for permission bits would be wrong for root, ACLs and read-only mounts; trying a
+    // write is the only true test. The probe name is unique to this process and removed at once.
+    let file_name = path
+        .file_name()
+        .map_or_else(|| "database".into(), |name| name.to_string_lossy());
+    let probe = directory.join(format!(".{file_name}.probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(file) => {
+            drop(file);
+            // Failing to remove the probe is harmless (a stray empty file), not a reason to
+            // refuse a writable directory.
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        // A probe left by an earlier process with our pid: the directory took it, so it is
+        // writable.
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(error) => Err(refuse(format!(
+            "its directory {} is not writable: {error}",
+            directory.display()
+        ))),
+    }
+}
+
+/// An instant as stored: Unix milliseconds, truncated.
+fn to_ms(instant: DateTime<Utc>) -> i64 {
+    instant.timestamp_millis()
+}
+
+/// An instant as read back; `what` names the column for the error.
+fn from_ms(ms: i64, what: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| StoreError::Corrupt(format!("{what} {ms} is not a valid instant")))
+}
+
+/// An optional instant as read back.
+fn from_optional_ms(ms: Option<i64>, what: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    ms.map(|ms| from_ms(ms, what)).transpose()
+}
+
+/// An instant at the precision the store keeps, to compare what was given with what is on
+/// record.
+fn truncate_to_ms(instant: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(instant.timestamp_millis()).unwrap_or(instant)
+}
+
+/// A uid as read back.
+fn uid_from(value: i64) -> Result<u16, StoreError> {
+    u16::try_from(value).map_err(|_| StoreError::Corrupt(format!("uid {value} is out of range")))
+}
+
+#[cfg(test)]
+mod tests;

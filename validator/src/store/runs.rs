@@ -1,0 +1,372 @@
+//! Runs (`validator_runs`) and loading resolved events with their predictions for scoring.
+//!
+//! Owns the rows of runs: one per (event, miner), ever. It records what the runner reported
+//! and serves [`crate::scoring`] its input in the shape it expects. It must not score, impute
+//! or decide which version runs (a missing run stays missing; scoring imputes 0.5).
+//!
+//! # Once per event and miner
+//!
+//! [`Store::record_run`] inserts a run only if none exists for its (event, miner): the primary
+//! key guarantees it across crashes and restarts, and a second record is a no-op that says so
+//! ([`RunRecorded::AlreadyRecorded`]) without changing the first. A daemon that dies after a
+//! run finished but before it was recorded runs it again after the restart; runs are
+//! deterministic (the sandbox's clock and random numbers are fixed by the event and the agent,
+//! and the gateway answers identical requests from its cache), so the repeated run records the
+//! same prediction. A daemon that dies after the commit finds the run and does not repeat it.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::miners::miner_no;
+use super::{Store, StoreError, from_ms, to_ms};
+use crate::scoring::{Miner, Outcome, ResolvedEvent, scored_prediction};
+
+/// How a run ended (the `status` column). The words are the runner's
+/// (`sooth_runner::RunOutcome::status`) plus `crash`, for a run the daemon lost (the runner
+/// itself failed). Only [`RunStatus::Ok`] carries a prediction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunStatus {
+    /// A valid forecast.
+    Ok,
+    /// Killed at the time limit.
+    Timeout,
+    /// The guest trapped.
+    Trap,
+    /// The guest answered with something unusable (NaN, wrong event id...).
+    InvalidOutput,
+    /// The guest ran out of memory.
+    MemoryExceeded,
+    /// The component could not be instantiated.
+    InstantiationFailure,
+    /// The run was lost outside the guest.
+    Crash,
+}
+
+impl RunStatus {
+    /// The word stored in the `status` column.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Timeout => "timeout",
+            Self::Trap => "trap",
+            Self::InvalidOutput => "invalid_output",
+            Self::MemoryExceeded => "memory_exceeded",
+            Self::InstantiationFailure => "instantiation_failure",
+            Self::Crash => "crash",
+        }
+    }
+
+    /// The status stored as `word`, if it is one.
+    #[must_use]
+    pub fn parse(word: &str) -> Option<Self> {
+        Some(match word {
+            "ok" => Self::Ok,
+            "timeout" => Self::Timeout,
+            "trap" => Self::Trap,
+            "invalid_output" => Self::InvalidOutput,
+            "memory_exceeded" => Self::MemoryExceeded,
+            "instantiation_failure" => Self::InstantiationFailure,
+            "crash" => Self::Crash,
+            _ => return None,
+        })
+    }
+}
+
+/// A finished run to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRun {
+    /// The event.
+    pub event_id: String,
+    /// The miner.
+    pub hotkey: String,
+    /// The version that ran (one of the miner's).
+    pub version_hash: String,
+    /// How it ended.
+    pub status: RunStatus,
+    /// The agent's prediction: `Some` (finite) exactly when `status` is [`RunStatus::Ok`]. May
+    /// lie outside [0, 1]; the store also records the clipped value that is scored.
+    pub prediction: Option<f64>,
+    /// Wall-clock duration of the run.
+    pub duration_ms: u64,
+    /// Captured stdout/stderr (already truncated by the runner).
+    pub logs: String,
+    /// What the run used through the gateway, as the runner reported it.
+    pub gateway_usage: Value,
+    /// What those calls cost, in USD; finite and not negative.
+    pub cost_usd: f64,
+    /// When the run finished.
+    pub finished_at: DateTime<Utc>,
+}
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    /// What was recorded (instants at millisecond precision).
+    pub run: NewRun,
+    /// The scored value: the prediction clipped to [0.01, 0.99]; `None` without a prediction.
+    pub clipped_prediction: Option<f64>,
+}
+
+/// What [`Store::record_run`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunRecorded {
+    /// The run is now recorded.
+    Inserted,
+    /// A run of this miner on this event was already recorded; it was kept unchanged and this
+    /// one dropped.
+    AlreadyRecorded,
+}
+
+impl Store {
+    /// Records a finished run, once per (event, miner): see the module docs.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidRun`] when the prediction does not match the status (an `ok` run
+    /// without a finite prediction, a failed run with one), or the cost is negative or not
+    /// finite (checked before anything is written); [`StoreError::UnknownEvent`],
+    /// [`StoreError::UnknownMiner`], [`StoreError::UnknownVersion`] (the miner has no such
+    /// version); [`StoreError::Database`].
+    pub async fn record_run(&self, run: &NewRun) -> Result<RunRecorded, StoreError> {
+        let clipped_prediction = validate_run(run)?;
+        let duration_ms = i64::try_from(run.duration_ms).map_err(|_| StoreError::InvalidRun {
+            event_id: run.event_id.clone(),
+            hotkey: run.hotkey.clone(),
+            problem: format!("duration {} ms is out of range", run.duration_ms),
+        })?;
+        let mut transaction = self.begin_write().await?;
+        let event: i64 = sqlx::query_scalar("SELECT event_no FROM validator_events WHERE id = ?1")
+            .bind(&run.event_id)
+            .fetch_optional(&mut *transaction)
+            .await?
+            .ok_or_else(|| StoreError::UnknownEvent {
+                event_id: run.event_id.clone(),
+            })?;
+        let miner = miner_no(&mut transaction, &run.hotkey).await?;
+        let version: i64 = sqlx::query_scalar(
+            "SELECT version_no FROM validator_agent_versions WHERE miner_no = ?1 AND hash = ?2",
+        )
+        .bind(miner)
+        .bind(&run.version_hash)
+        .fetch_optional(&mut *transaction)
+        .await?
+        .ok_or_else(|| StoreError::UnknownVersion {
+            hotkey: run.hotkey.clone(),
+            hash: run.version_hash.clone(),
+        })?;
+        let inserted = sqlx::query(
+            "INSERT INTO validator_runs \
+                 (event_no, miner_no, version_no, status, prediction, clipped_prediction, \
+                  duration_ms, logs, gateway_usage, cost_usd, finished_at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+             ON CONFLICT (event_no, miner_no) DO NOTHING",
+        )
+        .bind(event)
+        .bind(miner)
+        .bind(version)
+        .bind(run.status.as_str())
+        .bind(run.prediction)
+        .bind(clipped_prediction)
+        .bind(duration_ms)
+        .bind(&run.logs)
+        .bind(run.gateway_usage.to_string())
+        .bind(run.cost_usd)
+        .bind(to_ms(run.finished_at))
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(if inserted.rows_affected() == 0 {
+            RunRecorded::AlreadyRecorded
+        } else {
+            RunRecorded::Inserted
+        })
+    }
+
+    /// Every run recorded on `event_id`, by miner uid then hotkey.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Database`] or [`StoreError::Corrupt`].
+    pub async fn runs_of_event(&self, event_id: &str) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.id AS event_id, m.hotkey, v.hash, r.status, r.prediction, \
+                    r.clipped_prediction, r.duration_ms, r.logs, r.gateway_usage, r.cost_usd, \
+                    r.finished_at_ms \
+               FROM validator_runs r \
+               JOIN validator_events e USING (event_no) \
+               JOIN validator_miners m ON m.miner_no = r.miner_no \
+               JOIN validator_agent_versions v ON v.version_no = r.version_no \
+              WHERE e.id = ?1 \
+              ORDER BY m.uid, m.hotkey",
+        )
+        .bind(event_id)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    /// The last `count` resolved events in the scoring order (resolution instant, then id),
+    /// oldest first, each with one prediction slot per entry of `miners` (indexed like it): the
+    /// input of [`crate::scoring::leaderboard`]. A slot is the run's clipped prediction, or
+    /// `None` when the miner has no valid prediction on the event (no run, a failed run, not
+    /// registered then); scoring imputes those.
+    ///
+    /// Reads two queries, both from indexes: the window of events newest first with a limit,
+    /// and the (event, miner, clipped prediction) triples of those events' valid runs.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Database`] or [`StoreError::Corrupt`].
+    pub async fn last_resolved_events(
+        &self,
+        miners: &[Miner],
+        count: usize,
+    ) -> Result<Vec<ResolvedEvent>, StoreError> {
+        let limit = i64::try_from(count).unwrap_or(i64::MAX);
+        // Read both queries in one read transaction, so that a resolution committed in between
+        // cannot add predictions for an event missing from the window.
+        let mut connection = self.reader.begin().await?;
+
+        let mut events: Vec<ResolvedEvent> = Vec::new();
+        let mut event_index: HashMap<i64, usize> = HashMap::new();
+        let rows = sqlx::query(
+            "SELECT event_no, id, created_at_ms, resolved_at_ms, outcome \
+               FROM validator_events \
+              WHERE status = 'resolved' \
+              ORDER BY resolved_at_ms DESC, id DESC \
+              LIMIT ?1",
+        )
+        .bind(limit)
+        .fetch_all(&mut *connection)
+        .await?;
+        // Newest first from the index; the scoring order is oldest first.
+        for row in rows.iter().rev() {
+            let id: String = row.try_get("id")?;
+            let outcome: i64 = row.try_get("outcome")?;
+            let outcome = u8::try_from(outcome)
+                .ok()
+                .and_then(|value| Outcome::try_from(value).ok())
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("event {id:?} has outcome {outcome}"))
+                })?;
+            event_index.insert(row.try_get("event_no")?, events.len());
+            events.push(ResolvedEvent {
+                id,
+                created_at: from_ms(row.try_get("created_at_ms")?, "created_at_ms")?,
+                resolved_at: from_ms(row.try_get("resolved_at_ms")?, "resolved_at_ms")?,
+                outcome,
+                predictions: vec![None; miners.len()],
+            });
+        }
+        if events.is_empty() || miners.is_empty() {
+            return Ok(events);
+        }
+
+        let miner_index = miner_indexes(&mut connection, miners).await?;
+        let mut triples = sqlx::query(
+            "SELECT r.event_no, r.miner_no, r.clipped_prediction \
+               FROM validator_runs r \
+              WHERE r.event_no IN (SELECT event_no FROM validator_events \
+                                    WHERE status = 'resolved' \
+                                    ORDER BY resolved_at_ms DESC, id DESC LIMIT ?1) \
+                AND r.clipped_prediction IS NOT NULL",
+        )
+        .bind(limit)
+        .fetch(&mut *connection);
+        while let Some(row) = triples.try_next().await? {
+            let event_no: i64 = row.try_get(0)?;
+            let miner_no: i64 = row.try_get(1)?;
+            let (Some(&event), Some(&miner)) =
+                (event_index.get(&event_no), miner_index.get(&miner_no))
+            else {
+                // A miner not in `miners` (deregistered, or left out by the caller).
+                continue;
+            };
+            events[event].predictions[miner] = Some(row.try_get(2)?);
+        }
+        Ok(events)
+    }
+}
+
+/// Maps the internal key of each of `miners` to its index in the slice; unknown hotkeys are
+/// left out (they have no runs).
+pub(super) async fn miner_indexes(
+    connection: &mut sqlx::SqliteConnection,
+    miners: &[Miner],
+) -> Result<HashMap<i64, usize>, StoreError> {
+    let by_hotkey: HashMap<&str, usize> = miners
+        .iter()
+        .enumerate()
+        .map(|(index, miner)| (miner.hotkey.as_str(), index))
+        .collect();
+    let rows = sqlx::query("SELECT miner_no, hotkey FROM validator_miners")
+        .fetch_all(&mut *connection)
+        .await?;
+    let mut indexes = HashMap::with_capacity(miners.len());
+    for row in &rows {
+        let hotkey: &str = row.try_get("hotkey")?;
+        if let Some(&index) = by_hotkey.get(hotkey) {
+            indexes.insert(row.try_get("miner_no")?, index);
+        }
+    }
+    Ok(indexes)
+}
+
+/// Checks a run and returns its clipped prediction.
+fn validate_run(run: &NewRun) -> Result<Option<f64>, StoreError> {
+    let invalid = |problem: String| StoreError::InvalidRun {
+        event_id: run.event_id.clone(),
+        hotkey: run.hotkey.clone(),
+        problem,
+    };
+    if !run.cost_usd.is_finite() || run.cost_usd < 0.0 {
+        return Err(invalid(format!(
+            "cost {} USD is not a valid amount",
+            run.cost_usd
+        )));
+    }
+    match (run.status, run.prediction) {
+        (RunStatus::Ok, Some(prediction)) if prediction.is_finite() => {
+            Ok(Some(scored_prediction(Some(prediction)).value))
+        }
+        (RunStatus::Ok, Some(prediction)) => Err(invalid(format!(
+            "prediction {prediction} is not finite (record it as invalid_output)"
+        ))),
+        (RunStatus::Ok, None) => Err(invalid("status ok without a prediction".to_owned())),
+        (status, Some(prediction)) => Err(invalid(format!(
+            "status {} carries prediction {prediction}; only ok runs have one",
+            status.as_str()
+        ))),
+        (_, None) => Ok(None),
+    }
+}
+
+fn run_from_row(row: &SqliteRow) -> Result<RunRecord, StoreError> {
+    let status: String = row.try_get("status")?;
+    let usage: String = row.try_get("gateway_usage")?;
+    let duration_ms: i64 = row.try_get("duration_ms")?;
+    Ok(RunRecord {
+        run: NewRun {
+            event_id: row.try_get("event_id")?,
+            hotkey: row.try_get("hotkey")?,
+            version_hash: row.try_get("hash")?,
+            status: RunStatus::parse(&status)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown run status {status:?}")))?,
+            prediction: row.try_get("prediction")?,
+            duration_ms: u64::try_from(duration_ms)
+                .map_err(|_| StoreError::Corrupt(format!("run duration {duration_ms} ms")))?,
+            logs: row.try_get("logs")?,
+            gateway_usage: serde_json::from_str(&usage)
+                .map_err(|error| StoreError::Corrupt(format!("run gateway usage: {error}")))?,
+            cost_usd: row.try_get("cost_usd")?,
+            finished_at: from_ms(row.try_get("finished_at_ms")?, "finished_at_ms")?,
+        },
+        clipped_prediction: row.try_get("clipped_prediction")?,
+    })
+}
