@@ -1100,3 +1100,59 @@ async fn scores_and_weights_are_written_together() {
         Err(StoreError::InvalidScores(_))
     ));
 }
+
+#[tokio::test]
+async fn a_big_window_of_a_file_store_loads_every_prediction_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("sooth.sqlite")).await.unwrap();
+    let miners = [
+        miner(0, "alice", t(-24)),
+        miner(1, "bob", t(-24)),
+        miner(2, "carol", t(-24)),
+    ];
+    for m in &miners {
+        store.register_miner(m).await.unwrap();
+        store
+            .add_agent_version(&version(&m.hotkey, "v1", t(-20)))
+            .await
+            .unwrap();
+    }
+    // 1,500 events resolved in the reverse order of their creation; alice predicts on every
+    // event, bob on every other one, carol never.
+    let total: i64 = 1_500;
+    for n in 0..total {
+        let id = format!("e{n:04}");
+        store.insert_event(&new_event(&id, t(n))).await.unwrap();
+        let prediction = f64::from(u32::try_from(n % 97).unwrap()) / 100.0;
+        store
+            .record_run(&ok_run(&id, "alice", "v1", prediction))
+            .await
+            .unwrap();
+        if n % 2 == 0 {
+            store
+                .record_run(&ok_run(&id, "bob", "v1", 0.5))
+                .await
+                .unwrap();
+        }
+        store
+            .resolve_event(&id, u8::from(n % 3 == 0), t(2 * total - n))
+            .await
+            .unwrap();
+    }
+    let loaded = store.last_resolved_events(&miners, 1_200).await.unwrap();
+    assert_eq!(loaded.len(), 1_200);
+    // Oldest resolution first: the latest-created events resolved first, so the window (the
+    // last 1,200 resolved) is e1199 down to e0000.
+    for (position, event) in loaded.iter().enumerate() {
+        let n = 1_199 - i64::try_from(position).unwrap();
+        assert_eq!(event.id, format!("e{n:04}"));
+        let expected = scored_prediction_of(f64::from(u32::try_from(n % 97).unwrap()) / 100.0);
+        assert_eq!(event.predictions[0], Some(expected), "{}", event.id);
+        assert_eq!(event.predictions[1], (n % 2 == 0).then_some(0.5));
+        assert_eq!(event.predictions[2], None);
+    }
+}
+
+fn scored_prediction_of(raw: f64) -> f64 {
+    crate::scoring::scored_prediction(Some(raw)).value
+}
