@@ -999,16 +999,6 @@ async fn search_inner(
         "search",
         key_body,
         || async move {
-            let payer = state.payer(service_name, &claims.miner);
-            let reservation = reserve(
-                state,
-                &claims,
-                &payer,
-                service_name,
-                service,
-                service.price_per_call,
-            )
-            .await?;
             let upstream_body = serde_json::json!({
                 "prompt": request.query,
                 "tools": ["web"],
@@ -1018,69 +1008,30 @@ async fn search_inner(
             });
             let upstream_body = serde_json::to_vec(&upstream_body).unwrap_or_default();
             let url = format!("{}/search", service.base_url.trim_end_matches('/'));
-            match forward(
+            priced_call(
                 state,
+                &claims,
                 service_name,
                 service,
                 &url,
                 &upstream_body,
-                &payer,
-                deadline(&claims, service),
+                |body| {
+                    let value = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+                    let results = value
+                        .get("results")?
+                        .as_array()?
+                        .iter()
+                        .map(search_result)
+                        .collect::<Option<Vec<_>>>()?;
+                    let cost = value
+                        .get("cost_usd")
+                        .and_then(serde_json::Value::as_f64)
+                        .filter(|c| c.is_finite() && *c >= 0.0);
+                    let answer = serde_json::to_vec(&SearchResponse { results }).ok()?;
+                    Some((answer, cost))
+                },
             )
             .await
-            {
-                Ok(forwarded) => {
-                    let parsed: Option<(Vec<SearchResult>, Option<f64>)> =
-                        serde_json::from_slice::<serde_json::Value>(&forwarded.body)
-                            .ok()
-                            .and_then(|v| {
-                                let results = v
-                                    .get("results")?
-                                    .as_array()?
-                                    .iter()
-                                    .map(search_result)
-                                    .collect::<Option<Vec<_>>>()?;
-                                Some((
-                                    results,
-                                    v.get("cost_usd").and_then(serde_json::Value::as_f64),
-                                ))
-                            });
-                    let Some((results, cost)) = parsed else {
-                        let charged = close(
-                            state,
-                            service_name,
-                            reservation,
-                            Some((service.price_per_call, true)),
-                        )
-                        .await;
-                        return Err(unreadable(service_name, charged, forwarded.retries));
-                    };
-                    let (cost, estimated) = cost
-                        .filter(|c| c.is_finite() && *c >= 0.0)
-                        .map_or((service.price_per_call, true), |c| (c, false));
-                    let charged =
-                        close(state, service_name, reservation, Some((cost, estimated))).await;
-                    Ok(Answer::fresh(
-                        serde_json::to_vec(&SearchResponse { results }).unwrap_or_default(),
-                        charged,
-                        forwarded.retries,
-                    ))
-                }
-                Err(ForwardError::Garbage { retries }) => {
-                    let charged = close(
-                        state,
-                        service_name,
-                        reservation,
-                        Some((service.price_per_call, true)),
-                    )
-                    .await;
-                    Err(unreadable(service_name, charged, retries))
-                }
-                Err(ForwardError::Refused { error, retries }) => {
-                    close(state, service_name, reservation, None).await;
-                    Err(failed(error, retries))
-                }
-            }
         },
     )
     .await
@@ -1144,61 +1095,79 @@ async fn call_inner(
         "call",
         || key_body,
         || async move {
-            let payer = state.payer(service_name, &claims.miner);
-            let reservation = reserve(
+            priced_call(
                 state,
                 &claims,
-                &payer,
-                service_name,
-                service,
-                service.price_per_call,
-            )
-            .await?;
-            match forward(
-                state,
                 service_name,
                 service,
                 &service.base_url,
                 body,
-                &payer,
-                deadline(&claims, service),
+                |body| {
+                    serde_json::from_slice::<serde::de::IgnoredAny>(body).ok()?;
+                    Some((body.to_vec(), Some(service.price_per_call)))
+                },
             )
             .await
-            {
-                Ok(forwarded)
-                    if serde_json::from_slice::<serde_json::Value>(&forwarded.body).is_ok() =>
-                {
-                    let charged = close(
-                        state,
-                        service_name,
-                        reservation,
-                        Some((service.price_per_call, false)),
-                    )
-                    .await;
-                    Ok(Answer::fresh(
-                        forwarded.body.to_vec(),
-                        charged,
-                        forwarded.retries,
-                    ))
-                }
-                Ok(Forwarded { retries, .. }) | Err(ForwardError::Garbage { retries }) => {
-                    let charged = close(
-                        state,
-                        service_name,
-                        reservation,
-                        Some((service.price_per_call, true)),
-                    )
-                    .await;
-                    Err(unreadable(service_name, charged, retries))
-                }
-                Err(ForwardError::Refused { error, retries }) => {
-                    close(state, service_name, reservation, None).await;
-                    Err(failed(error, retries))
-                }
-            }
         },
     )
     .await
+}
+
+/// One call to a service priced per call (search, generic): reserve its
+/// price, forward, and read the answer with `read`, which gives the body
+/// for the runner and the cost the upstream reported (or `None`: the
+/// price is charged as an estimate). An answer `read` cannot make sense of
+/// is charged its price, estimated; a refused call is released.
+async fn priced_call(
+    state: &GatewayState,
+    claims: &RunClaims,
+    service_name: &str,
+    service: &ServiceConfig,
+    url: &str,
+    body: &[u8],
+    read: impl FnOnce(&[u8]) -> Option<(Vec<u8>, Option<f64>)>,
+) -> Result<Answer, Refusal> {
+    let payer = state.payer(service_name, &claims.miner);
+    let reservation = reserve(
+        state,
+        claims,
+        &payer,
+        service_name,
+        service,
+        service.price_per_call,
+    )
+    .await?;
+    let forwarded = forward(
+        state,
+        service_name,
+        service,
+        url,
+        body,
+        &payer,
+        deadline(claims, service),
+    )
+    .await;
+    let (answer, retries) = match forwarded {
+        Ok(forwarded) => (read(&forwarded.body), forwarded.retries),
+        Err(ForwardError::Garbage { retries }) => (None, retries),
+        Err(ForwardError::Refused { error, retries }) => {
+            close(state, service_name, reservation, None).await;
+            return Err(failed(error, retries));
+        }
+    };
+    let Some((answer, cost)) = answer else {
+        let charged = close(
+            state,
+            service_name,
+            reservation,
+            Some((service.price_per_call, true)),
+        )
+        .await;
+        return Err(unreadable(service_name, charged, retries));
+    };
+    let charge = cost.map_or((service.price_per_call, true), |cost| (cost, false));
+    let charged = close(state, service_name, reservation, Some(charge)).await;
+    Ok(Answer::fresh(answer, charged, retries))
 }
 
 async fn metrics(State(state): State<Arc<GatewayState>>) -> Response {
