@@ -157,16 +157,14 @@ impl Books {
         } else {
             (0, 0)
         };
-        for key in [
-            (true, run_key(&open.run_id, &open.service)),
-            (false, day_key(&open.miner, &open.day, &open.service)),
+        for scope in [
+            self.runs
+                .entry(run_key(&open.run_id, &open.service))
+                .or_default(),
+            self.days
+                .entry(day_key(&open.miner, &open.day, &open.service))
+                .or_default(),
         ] {
-            let scopes = if key.0 {
-                &mut self.runs
-            } else {
-                &mut self.days
-            };
-            let scope = scopes.entry(key.1).or_default();
             scope.reserved = scope.reserved.saturating_sub(open.reserved);
             scope.charged = scope.charged.saturating_add(charged);
             scope.touched_at_ms = now_ms;
