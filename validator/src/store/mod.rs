@@ -32,10 +32,12 @@
 //!
 //! The operations are split by table family: [`miners`] (registration), [`versions`] (agent
 //! versions and activation), [`events`] (events and resolution), [`runs`] (runs and loading
-//! resolved events for scoring) and [`scores`] (scores and weights history).
+//! resolved events for scoring) and [`scores`] (scores and weights history); `queries` holds
+//! the read-only pages the HTTP API serves ([`Store::events_page`], [`Store::miner_runs`]).
 
 pub mod events;
 pub mod miners;
+mod queries;
 pub mod runs;
 pub mod scores;
 pub mod versions;
@@ -52,6 +54,7 @@ use thiserror::Error;
 
 pub use events::{EventRecord, EventStatus, NewEvent, PendingRun, Resolution};
 pub use miners::MinerRecord;
+pub use queries::MinerRun;
 pub use runs::{NewRun, RunRecord, RunRecorded, RunStatus};
 pub use scores::{EventScore, WeightRow};
 pub use versions::{VersionRecord, VersionStatus};
