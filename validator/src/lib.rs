@@ -16,9 +16,11 @@
 //!   directories, an HTTP feed with a cursor, prediction-market listings);
 //! - [`clock`]: the clock the daemon reads, real or simulated;
 //! - [`store`]: the daemon's storage (sqlx on SQLite): miners, agent versions, events, runs,
-//!   scores and weights history.
+//!   scores and weights history;
+//! - [`api`]: the daemon's read-only HTTP API (events, runs, miners, leaderboard, weights).
 
 pub mod activation;
+pub mod api;
 pub mod clock;
 pub mod event;
 pub mod registration;
