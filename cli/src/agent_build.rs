@@ -53,7 +53,9 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
+/// Builds the Rust agent project in `dir` with cargo for `wasm32-wasip2` (release) and copies
+/// the component to `out`.
+pub fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
     eprintln!(
         "building {} with cargo for wasm32-wasip2 (release)",
         dir.display()

@@ -3,17 +3,17 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use sooth_runner::{CompileIsolation, RunReport, RunSpec, Runner, RunnerConfig, RunnerError};
+use sooth_runner::{RunReport, RunSpec, RunnerConfig, RunnerError};
 
 use crate::events::{self, SAMPLE_EVENTS, SAMPLE_ORIGIN, TestEvent};
 use crate::gateway_choice::GatewayChoice;
+use crate::runner_setup::{default_cache_dir, make_runner};
 use crate::{TestArgs, outln};
 
 /// Every prediction is clipped to this range before scoring.
@@ -129,54 +129,6 @@ fn check_timeout(requested: Option<f64>, limit: Duration) -> anyhow::Result<Opti
         );
     }
     Ok(Some(Duration::from_secs_f64(secs)))
-}
-
-/// `$XDG_CACHE_HOME/sooth/compiled`, else `~/.cache/sooth/compiled`.
-fn default_cache_dir() -> Option<PathBuf> {
-    let nonempty = |name| {
-        std::env::var_os(name)
-            .filter(|value| !value.is_empty())
-            .map(PathBuf::from)
-    };
-    nonempty("XDG_CACHE_HOME")
-        .filter(|dir| dir.is_absolute())
-        .or_else(|| nonempty("HOME").map(|home| home.join(".cache")))
-        .map(|base| base.join("sooth").join("compiled"))
-}
-
-/// The validator's runner, compiling in a memory-capped child process of
-/// this binary; without a cache when the cache cannot be used.
-fn make_runner(cache_dir: Option<PathBuf>) -> anyhow::Result<Runner> {
-    let program = std::env::current_exe()
-        .context("cannot find the sooth executable for the compile worker")?;
-    let mut config = RunnerConfig {
-        compile_isolation: CompileIsolation::Subprocess {
-            program,
-            args: vec!["internal".into(), "compile-worker".into()],
-        },
-        ..RunnerConfig::default()
-    };
-    config.cache_dir = cache_dir.filter(|dir| match std::fs::create_dir_all(dir) {
-        Ok(()) => true,
-        Err(error) => {
-            eprintln!(
-                "warning: cannot use the compile cache {}: {error}; compiling without a cache",
-                dir.display()
-            );
-            false
-        }
-    });
-    tracing::debug!(?config, "starting the runner");
-    match Runner::new(config.clone()) {
-        Err(RunnerError::Cache { path, source }) => {
-            eprintln!(
-                "warning: cannot use the compile cache {path}: {source}; compiling without a cache"
-            );
-            config.cache_dir = None;
-            Ok(Runner::new(config)?)
-        }
-        other => Ok(other?),
-    }
 }
 
 fn progress_bar(len: usize, json: bool) -> ProgressBar {

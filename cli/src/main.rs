@@ -6,11 +6,16 @@
 mod agent_build;
 mod agent_new;
 mod agent_test;
+mod backtest;
 mod compile_worker;
+mod demo;
 mod events;
 mod gateway_choice;
+mod progress;
 mod proxy_keys;
 mod proxy_run;
+mod runner_setup;
+mod validator_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +44,16 @@ enum Command {
     /// services through.
     #[command(subcommand)]
     Proxy(ProxyCommand),
+    /// Run the validator daemon, or add agents to it.
+    #[command(subcommand)]
+    Validator(ValidatorCommand),
+    /// Replay an event file through the validator on a simulated clock: agents registered at
+    /// the start, events created and resolved at their instants; prints the leaderboard.
+    Backtest(BacktestArgs),
+    /// The whole validator on a seeded synthetic world, nothing to configure: builds the
+    /// example agents, runs them through the in-process gateway against a fake upstream on a
+    /// simulated clock, and prints the leaderboard and weights.
+    Demo(DemoArgs),
     /// Plumbing used by sooth itself.
     #[command(subcommand, hide = true)]
     Internal(InternalCommand),
@@ -98,6 +113,95 @@ pub struct LinkKeyArgs {
     /// from stdin].
     #[arg(long, value_name = "VAR")]
     pub key_env: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ValidatorCommand {
+    /// Run the daemon: ingest events, activate agents at midnight, run them, score
+    /// resolutions, write weights, serve the read-only HTTP API; until Ctrl-C.
+    Run {
+        /// The validator configuration (TOML).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Add a verified version of a miner's agent (registering the miner if needed); it
+    /// becomes active at the next 00:00 UTC.
+    AddAgent(AddAgentArgs),
+}
+
+/// Arguments of `sooth validator add-agent`.
+#[derive(Debug, Args)]
+pub struct AddAgentArgs {
+    /// The validator configuration (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The miner's hotkey.
+    #[arg(long, value_name = "HOTKEY")]
+    pub hotkey: String,
+    /// The agent's component.
+    pub agent: PathBuf,
+}
+
+fn default_concurrency() -> u16 {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .try_into()
+        .unwrap_or(1024)
+}
+
+/// Arguments of `sooth backtest`.
+#[derive(Debug, Args)]
+pub struct BacktestArgs {
+    /// Events and resolutions, JSON Lines (a file or a directory of them); the ForecastBench
+    /// file is one.
+    #[arg(long, value_name = "FILE")]
+    pub events: PathBuf,
+    /// The agents' components; each runs as a miner named after its file.
+    #[arg(long, value_name = "WASM", num_args = 1.., required = true)]
+    pub agents: Vec<PathBuf>,
+    /// Also write the leaderboard as leaderboard.json and leaderboard.csv here.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Keep the validator's database and components here [default: a temporary directory].
+    /// A backtest stopped part-way resumes when run again on the same directory.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Runs at once.
+    #[arg(long, value_name = "N", default_value_t = default_concurrency(),
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
+}
+
+/// Arguments of `sooth demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Seed of the synthetic world.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Days of events.
+    #[arg(long, default_value_t = 21, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub days: u32,
+    /// Mean events a day.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub events_per_day: u32,
+    /// Use these built agents instead of building the examples.
+    #[arg(long, value_name = "WASM", num_args = 1..)]
+    pub agents: Vec<PathBuf>,
+    /// Keep the databases and components here [default: a temporary directory].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Also write the leaderboard as leaderboard.json and leaderboard.csv here.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// The multi-threaded async runtime the commands run in.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 #[derive(Debug, Subcommand)]
@@ -264,6 +368,10 @@ fn main() -> ExitCode {
         Command::Proxy(ProxyCommand::Run { config }) => proxy_run::run(&config),
         Command::Proxy(ProxyCommand::LinkKey(args)) => proxy_keys::link(&args),
         Command::Proxy(ProxyCommand::UnlinkKey(args)) => proxy_keys::unlink(&args),
+        Command::Validator(ValidatorCommand::Run { config }) => validator_cmd::run(&config),
+        Command::Validator(ValidatorCommand::AddAgent(args)) => validator_cmd::add_agent(&args),
+        Command::Backtest(args) => backtest::run(&args),
+        Command::Demo(args) => demo::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

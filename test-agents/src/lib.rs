@@ -88,6 +88,12 @@ pub fn hostile() -> PathBuf {
     PATH.get_or_init(|| rust_agent("hostile-agent")).clone()
 }
 
+/// The test agent that always forecasts 0.5.
+pub fn always_half() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| rust_agent("always-half")).clone()
+}
+
 /// The componentize-py command line that builds a Python agent in
 /// `agent_dir` (whose module is `app`) into `output`, with the SDK helper on
 /// the module path.

@@ -1,10 +1,11 @@
 //! The sooth validator: turns events and agents into scored forecasts and
 //! weights.
 //!
-//! This crate owns the competition's rules (the rules table of `SPEC.md`)
-//! and, as they land, the daemon's storage, clock, event sources and
-//! scheduling. It must not run agents itself (that is `sooth-runner`) nor
-//! talk to upstream services (that is `sooth-proxy`).
+//! This crate owns the competition's rules (the rules table of `SPEC.md`) and the daemon that
+//! applies them: storage, clock, event sources, activation, scheduling, resolution, scoring,
+//! weights and registration, live or replayed on a simulated clock. It runs agents only through
+//! `sooth-runner` and mints run tokens in `sooth-proxy`'s format; it must not implement a
+//! sandbox nor talk to upstream services itself.
 //!
 //! - [`scoring`]: imputation, clipping, Brier scores, the 101-event window,
 //!   the leaderboard and winner-take-all weights;
@@ -17,13 +18,33 @@
 //! - [`clock`]: the clock the daemon reads, real or simulated;
 //! - [`store`]: the daemon's storage (sqlx on SQLite): miners, agent versions, events, runs,
 //!   scores and weights history;
-//! - [`api`]: the daemon's read-only HTTP API (events, runs, miners, leaderboard, weights).
+//! - [`api`]: the daemon's read-only HTTP API (events, runs, miners, leaderboard, weights);
+//! - [`backtest`]: replaying an event file through the daemon on a simulated clock;
+//! - [`daemon`]: the daemon's step (activation, runs, scoring and weights), driven by a live
+//!   service or a backtest;
+//! - [`executor`]: the seam between scheduling and running agents;
+//! - [`sandbox`]: the real executor, agents in `sooth-runner`'s sandbox, and
+//!   [`run_tokens`], the run tokens it hands the gateway;
+//! - [`config`] and [`service`]: the live validator's configuration and wiring
+//!   (`sooth validator run`);
+//! - [`synthetic`]: a seeded synthetic world (hidden truths, noisy market prices) for the
+//!   demo and benchmarks;
+//! - [`weights`]: where weights go once computed (a JSON file; a chain client later).
 
 pub mod activation;
 pub mod api;
+pub mod backtest;
 pub mod clock;
+pub mod config;
+pub mod daemon;
 pub mod event;
+pub mod executor;
 pub mod registration;
+pub mod run_tokens;
+pub mod sandbox;
 pub mod scoring;
+pub mod service;
 pub mod sources;
 pub mod store;
+pub mod synthetic;
+pub mod weights;

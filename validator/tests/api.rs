@@ -115,7 +115,11 @@ async fn scored_store() -> Store {
     let store = filled_store().await;
     let miners = store.registered_miners().await.unwrap();
     let events = store
-        .last_resolved_events(&miners, SCORING_WINDOW)
+        .last_resolved_events(
+            &miners,
+            SCORING_WINDOW,
+            chrono::DateTime::<chrono::Utc>::MAX_UTC,
+        )
         .await
         .unwrap();
     let standings = leaderboard(&miners, &events).unwrap();
@@ -498,7 +502,11 @@ async fn leaderboard_serves_only_the_latest_computation() {
     // A later computation where bob wins (e.g. alice passed over): only it is served.
     let miners = store.registered_miners().await.unwrap();
     let events = store
-        .last_resolved_events(&miners, SCORING_WINDOW)
+        .last_resolved_events(
+            &miners,
+            SCORING_WINDOW,
+            chrono::DateTime::<chrono::Utc>::MAX_UTC,
+        )
         .await
         .unwrap();
     let mut standings = leaderboard(&miners, &events).unwrap();

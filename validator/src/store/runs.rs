@@ -134,58 +134,38 @@ impl Store {
     /// [`StoreError::UnknownMiner`], [`StoreError::UnknownVersion`] (the miner has no such
     /// version); [`StoreError::Database`].
     pub async fn record_run(&self, run: &NewRun) -> Result<RunRecorded, StoreError> {
-        let clipped_prediction = validate_run(run)?;
-        let duration_ms = i64::try_from(run.duration_ms).map_err(|_| StoreError::InvalidRun {
-            event_id: run.event_id.clone(),
-            hotkey: run.hotkey.clone(),
-            problem: format!("duration {} ms is out of range", run.duration_ms),
-        })?;
+        let mut outcomes = self.record_runs(std::slice::from_ref(run)).await?;
+        outcomes
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("no run was recorded".to_owned()))
+    }
+
+    /// Records finished runs in one transaction, each once per (event, miner) as
+    /// [`record_run`](Self::record_run) does; returns what happened to each, in order.
+    ///
+    /// # Errors
+    ///
+    /// As [`record_run`](Self::record_run), for the first run refused; then nothing is written.
+    pub async fn record_runs(&self, runs: &[NewRun]) -> Result<Vec<RunRecorded>, StoreError> {
+        let mut checked = Vec::with_capacity(runs.len());
+        for run in runs {
+            let clipped_prediction = validate_run(run)?;
+            let duration_ms =
+                i64::try_from(run.duration_ms).map_err(|_| StoreError::InvalidRun {
+                    event_id: run.event_id.clone(),
+                    hotkey: run.hotkey.clone(),
+                    problem: format!("duration {} ms is out of range", run.duration_ms),
+                })?;
+            checked.push((run, clipped_prediction, duration_ms));
+        }
         let mut transaction = self.begin_write().await?;
-        let event: i64 = sqlx::query_scalar("SELECT event_no FROM validator_events WHERE id = ?1")
-            .bind(&run.event_id)
-            .fetch_optional(&mut *transaction)
-            .await?
-            .ok_or_else(|| StoreError::UnknownEvent {
-                event_id: run.event_id.clone(),
-            })?;
-        let miner = miner_no(&mut transaction, &run.hotkey).await?;
-        let version: i64 = sqlx::query_scalar(
-            "SELECT version_no FROM validator_agent_versions WHERE miner_no = ?1 AND hash = ?2",
-        )
-        .bind(miner)
-        .bind(&run.version_hash)
-        .fetch_optional(&mut *transaction)
-        .await?
-        .ok_or_else(|| StoreError::UnknownVersion {
-            hotkey: run.hotkey.clone(),
-            hash: run.version_hash.clone(),
-        })?;
-        let inserted = sqlx::query(
-            "INSERT INTO validator_runs \
-                 (event_no, miner_no, version_no, status, prediction, clipped_prediction, \
-                  duration_ms, logs, gateway_usage, cost_usd, finished_at_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
-             ON CONFLICT (event_no, miner_no) DO NOTHING",
-        )
-        .bind(event)
-        .bind(miner)
-        .bind(version)
-        .bind(run.status.as_str())
-        .bind(run.prediction)
-        .bind(clipped_prediction)
-        .bind(duration_ms)
-        .bind(&run.logs)
-        .bind(run.gateway_usage.to_string())
-        .bind(run.cost_usd)
-        .bind(to_ms(run.finished_at))
-        .execute(&mut *transaction)
-        .await?;
+        let mut outcomes = Vec::with_capacity(runs.len());
+        for (run, clipped_prediction, duration_ms) in checked {
+            outcomes
+                .push(insert_run(&mut transaction, run, clipped_prediction, duration_ms).await?);
+        }
         transaction.commit().await?;
-        Ok(if inserted.rows_affected() == 0 {
-            RunRecorded::AlreadyRecorded
-        } else {
-            RunRecorded::Inserted
-        })
+        Ok(outcomes)
     }
 
     /// Every run recorded on `event_id`, by miner uid then hotkey.
@@ -211,8 +191,8 @@ impl Store {
         rows.iter().map(run_from_row).collect()
     }
 
-    /// The last `count` resolved events in the scoring order (resolution instant, then id),
-    /// oldest first, each with one prediction slot per entry of `miners` (indexed like it): the
+    /// The last `count` events resolved at or before `as_of` in the scoring order (resolution
+    /// instant, then id), oldest first, each with one prediction slot per entry of `miners` (indexed like it): the
     /// input of [`crate::scoring::leaderboard`]. A slot is the run's clipped prediction, or
     /// `None` when the miner has no valid prediction on the event (no run, a failed run, not
     /// registered then); scoring imputes those.
@@ -227,6 +207,7 @@ impl Store {
         &self,
         miners: &[Miner],
         count: usize,
+        as_of: DateTime<Utc>,
     ) -> Result<Vec<ResolvedEvent>, StoreError> {
         let limit = i64::try_from(count).unwrap_or(i64::MAX);
         // Read both queries in one read transaction, so that a resolution committed in between
@@ -238,11 +219,12 @@ impl Store {
         let rows = sqlx::query(
             "SELECT event_no, id, created_at_ms, resolved_at_ms, outcome \
                FROM validator_events \
-              WHERE status = 'resolved' \
+              WHERE status = 'resolved' AND resolved_at_ms <= ?2 \
               ORDER BY resolved_at_ms DESC, id DESC \
               LIMIT ?1",
         )
         .bind(limit)
+        .bind(to_ms(as_of))
         .fetch_all(&mut *connection)
         .await?;
         // Newest first from the index; the scoring order is oldest first.
@@ -273,11 +255,12 @@ impl Store {
             "SELECT r.event_no, r.miner_no, r.clipped_prediction \
                FROM validator_runs r \
               WHERE r.event_no IN (SELECT event_no FROM validator_events \
-                                    WHERE status = 'resolved' \
+                                    WHERE status = 'resolved' AND resolved_at_ms <= ?2 \
                                     ORDER BY resolved_at_ms DESC, id DESC LIMIT ?1) \
                 AND r.clipped_prediction IS NOT NULL",
         )
         .bind(limit)
+        .bind(to_ms(as_of))
         .fetch(&mut *connection);
         while let Some(row) = triples.try_next().await? {
             let event_no: i64 = row.try_get(0)?;
@@ -292,6 +275,125 @@ impl Store {
         }
         Ok(events)
     }
+}
+
+impl Store {
+    /// The events of `ids` that are resolved at or before `as_of`, each with one prediction slot
+    /// per entry of `miners` as [`last_resolved_events`](Self::last_resolved_events) gives
+    /// them, in the scoring order; ids of unknown, open or later-resolved events are left out.
+    /// What the daemon adds to the scoring window it keeps after each resolution batch.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Database`] or [`StoreError::Corrupt`].
+    pub async fn resolved_events(
+        &self,
+        miners: &[Miner],
+        ids: &[String],
+        as_of: DateTime<Utc>,
+    ) -> Result<Vec<ResolvedEvent>, StoreError> {
+        let mut connection = self.reader.begin().await?;
+        let miner_index = miner_indexes(&mut connection, miners).await?;
+        let mut events = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(row) = sqlx::query(
+                "SELECT event_no, created_at_ms, resolved_at_ms, outcome \
+                   FROM validator_events \
+                  WHERE id = ?1 AND status = 'resolved' AND resolved_at_ms <= ?2",
+            )
+            .bind(id)
+            .bind(to_ms(as_of))
+            .fetch_optional(&mut *connection)
+            .await?
+            else {
+                continue;
+            };
+            let outcome: i64 = row.try_get("outcome")?;
+            let outcome = u8::try_from(outcome)
+                .ok()
+                .and_then(|value| Outcome::try_from(value).ok())
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("event {id:?} has outcome {outcome}"))
+                })?;
+            let event_no: i64 = row.try_get("event_no")?;
+            let mut event = ResolvedEvent {
+                id: id.clone(),
+                created_at: from_ms(row.try_get("created_at_ms")?, "created_at_ms")?,
+                resolved_at: from_ms(row.try_get("resolved_at_ms")?, "resolved_at_ms")?,
+                outcome,
+                predictions: vec![None; miners.len()],
+            };
+            let runs = sqlx::query(
+                "SELECT miner_no, clipped_prediction FROM validator_runs \
+                  WHERE event_no = ?1 AND clipped_prediction IS NOT NULL",
+            )
+            .bind(event_no)
+            .fetch_all(&mut *connection)
+            .await?;
+            for run in &runs {
+                let miner_no: i64 = run.try_get(0)?;
+                if let Some(&index) = miner_index.get(&miner_no) {
+                    event.predictions[index] = Some(run.try_get(1)?);
+                }
+            }
+            events.push(event);
+        }
+        events.sort_by(|a, b| (a.resolved_at, &a.id).cmp(&(b.resolved_at, &b.id)));
+        Ok(events)
+    }
+}
+
+/// Inserts one checked run inside `transaction`.
+async fn insert_run(
+    transaction: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    run: &NewRun,
+    clipped_prediction: Option<f64>,
+    duration_ms: i64,
+) -> Result<RunRecorded, StoreError> {
+    let event: i64 = sqlx::query_scalar("SELECT event_no FROM validator_events WHERE id = ?1")
+        .bind(&run.event_id)
+        .fetch_optional(&mut **transaction)
+        .await?
+        .ok_or_else(|| StoreError::UnknownEvent {
+            event_id: run.event_id.clone(),
+        })?;
+    let miner = miner_no(transaction, &run.hotkey).await?;
+    let version: i64 = sqlx::query_scalar(
+        "SELECT version_no FROM validator_agent_versions WHERE miner_no = ?1 AND hash = ?2",
+    )
+    .bind(miner)
+    .bind(&run.version_hash)
+    .fetch_optional(&mut **transaction)
+    .await?
+    .ok_or_else(|| StoreError::UnknownVersion {
+        hotkey: run.hotkey.clone(),
+        hash: run.version_hash.clone(),
+    })?;
+    let inserted = sqlx::query(
+        "INSERT INTO validator_runs \
+                 (event_no, miner_no, version_no, status, prediction, clipped_prediction, \
+                  duration_ms, logs, gateway_usage, cost_usd, finished_at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+             ON CONFLICT (event_no, miner_no) DO NOTHING",
+    )
+    .bind(event)
+    .bind(miner)
+    .bind(version)
+    .bind(run.status.as_str())
+    .bind(run.prediction)
+    .bind(clipped_prediction)
+    .bind(duration_ms)
+    .bind(&run.logs)
+    .bind(run.gateway_usage.to_string())
+    .bind(run.cost_usd)
+    .bind(to_ms(run.finished_at))
+    .execute(&mut **transaction)
+    .await?;
+    Ok(if inserted.rows_affected() == 0 {
+        RunRecorded::AlreadyRecorded
+    } else {
+        RunRecorded::Inserted
+    })
 }
 
 /// Maps the internal key of each of `miners` to its index in the slice; unknown hotkeys are

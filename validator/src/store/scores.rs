@@ -169,6 +169,21 @@ impl Store {
             .collect()
     }
 
+    /// How many weights computations are in the history.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Database`].
+    pub async fn weights_history_len(&self) -> Result<usize, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(DISTINCT computed_at_ms) FROM validator_weights_history",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        usize::try_from(count)
+            .map_err(|_| StoreError::Corrupt(format!("weights history count {count}")))
+    }
+
     /// The most recent weights computation, by rank; empty if none was recorded.
     ///
     /// # Errors

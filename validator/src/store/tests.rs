@@ -969,7 +969,10 @@ async fn resolved_events_come_in_scoring_order_with_predictions_by_miner() {
 
     // The miners slice decides the slots: bob first, carol (no runs) second; alice left out.
     let miners = [miner(1, "bob", t(-24)), miner(2, "carol", t(-24))];
-    let events = store.last_resolved_events(&miners, 10).await.unwrap();
+    let events = store
+        .last_resolved_events(&miners, 10, chrono::DateTime::<chrono::Utc>::MAX_UTC)
+        .await
+        .unwrap();
     let summary: Vec<_> = events
         .iter()
         .map(|e| (e.id.as_str(), e.outcome, e.predictions.clone()))
@@ -987,7 +990,7 @@ async fn resolved_events_come_in_scoring_order_with_predictions_by_miner() {
 
     // The last 2 only.
     let ids: Vec<_> = store
-        .last_resolved_events(&miners, 2)
+        .last_resolved_events(&miners, 2, chrono::DateTime::<chrono::Utc>::MAX_UTC)
         .await
         .unwrap()
         .into_iter()
@@ -996,13 +999,16 @@ async fn resolved_events_come_in_scoring_order_with_predictions_by_miner() {
     assert_eq!(ids, ["a", "c"]);
     assert!(
         store
-            .last_resolved_events(&miners, 0)
+            .last_resolved_events(&miners, 0, chrono::DateTime::<chrono::Utc>::MAX_UTC)
             .await
             .unwrap()
             .is_empty()
     );
     // The store's order is the scoring window's order.
-    let all = store.last_resolved_events(&miners, 10).await.unwrap();
+    let all = store
+        .last_resolved_events(&miners, 10, chrono::DateTime::<chrono::Utc>::MAX_UTC)
+        .await
+        .unwrap();
     let window: Vec<_> = crate::scoring::scoring_window(&all)
         .unwrap()
         .iter()
@@ -1032,7 +1038,10 @@ async fn scores_and_weights_are_written_together() {
     store.resolve_event("e2", 0, t(81)).await.unwrap();
 
     let miners = store.registered_miners().await.unwrap();
-    let events = store.last_resolved_events(&miners, 101).await.unwrap();
+    let events = store
+        .last_resolved_events(&miners, 101, chrono::DateTime::<chrono::Utc>::MAX_UTC)
+        .await
+        .unwrap();
     let standings = leaderboard(&miners, &events).unwrap();
     store
         .record_scores_and_weights(&miners, &events, &standings, t(82))
@@ -1076,7 +1085,10 @@ async fn scores_and_weights_are_written_together() {
     // new event) writes nothing at all.
     store.insert_event(&new_event("e3", t(3))).await.unwrap();
     store.resolve_event("e3", 1, t(90)).await.unwrap();
-    let events = store.last_resolved_events(&miners, 101).await.unwrap();
+    let events = store
+        .last_resolved_events(&miners, 101, chrono::DateTime::<chrono::Utc>::MAX_UTC)
+        .await
+        .unwrap();
     let mut standings = leaderboard(&miners, &events).unwrap();
     standings[1].miner.hotkey = "ghost".to_owned();
     let error = store
@@ -1139,7 +1151,10 @@ async fn a_big_window_of_a_file_store_loads_every_prediction_in_order() {
             .await
             .unwrap();
     }
-    let loaded = store.last_resolved_events(&miners, 1_200).await.unwrap();
+    let loaded = store
+        .last_resolved_events(&miners, 1_200, chrono::DateTime::<chrono::Utc>::MAX_UTC)
+        .await
+        .unwrap();
     assert_eq!(loaded.len(), 1_200);
     // Oldest resolution first: the latest-created events resolved first, so the window (the
     // last 1,200 resolved) is e1199 down to e0000.

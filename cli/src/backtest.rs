@@ -1,0 +1,127 @@
+//! `sooth backtest`: replay an event file through the validator daemon on a simulated clock.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use sooth_runner::ScriptedGateway;
+use sooth_validator::backtest::{BacktestReport, Simulation, start_instant};
+use sooth_validator::daemon::DaemonSettings;
+use sooth_validator::sources::{Batch, jsonl};
+
+use crate::progress::replay_bar;
+use crate::runner_setup::{default_cache_dir, make_runner};
+use crate::{BacktestArgs, outln};
+
+/// Run the backtest `args` describes.
+pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
+    let batch = read_events(&args.events)?;
+    let agents = agent_names(&args.agents)?;
+    let temporary;
+    let data_dir = match &args.data_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            temporary = tempfile::tempdir().context("cannot create a temporary data directory")?;
+            temporary.path().to_path_buf()
+        }
+    };
+    let runtime = crate::runtime()?;
+    let report = runtime.block_on(async {
+        let start = start_instant(&batch.events)?;
+        let simulation = Simulation::open(
+            &data_dir,
+            start,
+            make_runner(default_cache_dir())?,
+            // No gateway: an agent's calls answer not-found, as with `sooth agent test`.
+            Arc::new(ScriptedGateway::empty()),
+            None,
+            DaemonSettings {
+                max_concurrent_runs: usize::from(args.concurrency),
+                ..DaemonSettings::default()
+            },
+        )
+        .await?;
+        for (hotkey, path) in &agents {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("cannot read agent {}", path.display()))?;
+            simulation.enter(hotkey, &bytes).await?;
+        }
+        let bar = replay_bar();
+        let replay = simulation
+            .replay(batch.events, batch.resolutions, |progress| {
+                bar.set_length(progress.total as u64);
+                bar.set_position(progress.done as u64);
+                bar.set_message(format!("{} runs", progress.runs));
+            })
+            .await?;
+        bar.finish_and_clear();
+        for refused in &replay.refused {
+            eprintln!("warning: skipped: {refused}");
+        }
+        anyhow::Ok(simulation.report().await?)
+    })?;
+    print_report(&report)?;
+    if let Some(out) = &args.out {
+        write_report(&report, out)?;
+    }
+    Ok(())
+}
+
+/// Reads the events and resolutions of `path` (a JSON Lines file or a directory of them),
+/// warning about malformed rows.
+pub fn read_events(path: &Path) -> anyhow::Result<Batch> {
+    let batch = jsonl::read_path(path)?;
+    for rejected in &batch.rejected {
+        eprintln!("warning: skipped {rejected}");
+    }
+    if batch.events.is_empty() {
+        bail!("{} holds no events", path.display());
+    }
+    Ok(batch)
+}
+
+/// Each agent's miner name: its file's stem, made unique with a number when two agree.
+fn agent_names(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    if paths.is_empty() {
+        bail!("give at least one agent with --agents");
+    }
+    let mut taken = BTreeSet::new();
+    let mut named = Vec::new();
+    for path in paths {
+        let stem = path
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .filter(|stem| !stem.is_empty())
+            .unwrap_or_else(|| "agent".to_owned());
+        let mut name = stem.clone();
+        let mut suffix = 2;
+        while !taken.insert(name.clone()) {
+            name = format!("{stem}-{suffix}");
+            suffix += 1;
+        }
+        named.push((name, path.clone()));
+    }
+    Ok(named)
+}
+
+/// Prints the leaderboard and the weights.
+pub fn print_report(report: &BacktestReport) -> anyhow::Result<()> {
+    outln(format_args!("leaderboard at {}", report.ended_at))?;
+    outln(report.table().trim_end())?;
+    Ok(())
+}
+
+/// Writes `leaderboard.json` and `leaderboard.csv` in `out`.
+pub fn write_report(report: &BacktestReport, out: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create output directory {}", out.display()))?;
+    let json = serde_json::to_string_pretty(report)?;
+    let csv = report.csv()?;
+    for (name, text) in [("leaderboard.json", json), ("leaderboard.csv", csv)] {
+        let path = out.join(name);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        outln(format_args!("wrote {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! `sooth demo`: the whole validator on a synthetic world, with nothing to configure.
+//!
+//! Builds the example agents, generates a seeded world (events with hidden true probabilities
+//! and a noisy market price, outcomes drawn from the truth), starts the gateway in-process
+//! against a fake upstream on loopback, replays the world through the daemon on a simulated
+//! clock and prints the leaderboard and the weights.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use sooth_proxy::config::ProxyConfig;
+use sooth_proxy::fake_upstream::{FakeUpstream, FakeUpstreamConfig};
+use sooth_proxy::launch::launch;
+use sooth_proxy::token::generate_key;
+use sooth_runner::HttpGateway;
+use sooth_validator::backtest::Simulation;
+use sooth_validator::daemon::DaemonSettings;
+use sooth_validator::run_tokens::SignedRunTokens;
+use sooth_validator::synthetic::{WorldSpec, generate};
+
+use crate::agent_build::build_rust;
+use crate::backtest::{print_report, write_report};
+use crate::progress::replay_bar;
+use crate::runner_setup::{default_cache_dir, make_runner};
+use crate::{DemoArgs, outln};
+
+/// The example agents the demo builds, by miner name and package directory.
+const EXAMPLES: [(&str, &str); 2] = [
+    ("market-baseline", "agents-examples/market-baseline"),
+    ("llm-forecaster", "agents-examples/llm-forecaster"),
+];
+
+/// The model the LLM example agent asks for.
+const MODEL: &str = "deepseek-ai/DeepSeek-V3";
+
+/// Run the demo.
+pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
+    let temporary;
+    let data_dir = match &args.data_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            temporary = tempfile::tempdir().context("cannot create a temporary data directory")?;
+            temporary.path().to_path_buf()
+        }
+    };
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let agents = if args.agents.is_empty() {
+        build_examples(&data_dir.join("built"))?
+    } else {
+        args.agents
+            .iter()
+            .map(|path| {
+                let name = path
+                    .file_stem()
+                    .map_or_else(|| "agent".to_owned(), |s| s.to_string_lossy().into_owned());
+                (name, path.clone())
+            })
+            .collect()
+    };
+    let spec = WorldSpec {
+        seed: args.seed,
+        days: args.days,
+        events_per_day: args.events_per_day,
+        ..WorldSpec::default()
+    };
+    let world = generate(&spec);
+    outln(format_args!(
+        "synthetic world: seed {}, {} events over {} days from {}",
+        spec.seed,
+        world.len(),
+        spec.days,
+        spec.start.date_naive()
+    ))?;
+    let runtime = crate::runtime()?;
+    runtime.block_on(async {
+        let upstream = FakeUpstream::start(FakeUpstreamConfig {
+            models: vec![MODEL.to_owned()],
+            ..FakeUpstreamConfig::default()
+        })
+        .await
+        .context("cannot start the fake upstream")?;
+        let validator_key = generate_key();
+        let gateway_config = gateway_config(&data_dir, &upstream.base_url())?;
+        let api_keys = BTreeMap::from([
+            ("chat".to_owned(), FakeUpstreamConfig::default().api_key),
+            (
+                "search".to_owned(),
+                FakeUpstreamConfig::default().search_api_key,
+            ),
+        ]);
+        let gateway = launch(
+            gateway_config,
+            Some(validator_key.verifying_key()),
+            api_keys,
+            Some(([127, 0, 0, 1], 0).into()),
+        )
+        .await
+        .context("cannot start the in-process gateway")?;
+        let tokens = SignedRunTokens::new(validator_key, BTreeMap::from([("*".to_owned(), 0.05)]));
+        let start = start_of(&spec)?;
+        let simulation = Simulation::open(
+            &data_dir,
+            start,
+            make_runner(default_cache_dir())?,
+            Arc::new(HttpGateway::new(gateway.base_url())?),
+            Some(Arc::new(tokens)),
+            DaemonSettings::default(),
+        )
+        .await?;
+        for (name, path) in &agents {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("cannot read agent {}", path.display()))?;
+            let hash = simulation.enter(name, &bytes).await?;
+            outln(format_args!(
+                "miner {name}: agent {}",
+                &hash[..12.min(hash.len())]
+            ))?;
+        }
+        let (events, resolutions) = world
+            .into_iter()
+            .map(|item| (item.event, item.resolution))
+            .unzip();
+        let bar = replay_bar();
+        let replay = simulation
+            .replay(events, resolutions, |progress| {
+                bar.set_length(progress.total as u64);
+                bar.set_position(progress.done as u64);
+                bar.set_message(format!(
+                    "{} runs, {}",
+                    progress.runs,
+                    progress.at.date_naive()
+                ));
+            })
+            .await?;
+        bar.finish_and_clear();
+        let report = simulation.report().await?;
+        outln(format_args!(
+            "{} runs; gateway upstream calls: {}",
+            replay.runs,
+            upstream.stats().chat_requests
+        ))?;
+        print_report(&report)?;
+        if let Some(out) = &args.out {
+            write_report(&report, out)?;
+        }
+        gateway.stop().await;
+        upstream.shutdown().await;
+        anyhow::Ok(())
+    })
+}
+
+/// The instant the world's replay starts at.
+fn start_of(spec: &WorldSpec) -> anyhow::Result<DateTime<Utc>> {
+    Ok(spec.start - chrono::TimeDelta::seconds(1))
+}
+
+/// Builds the example agents from this source tree into `out`.
+fn build_examples(out: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut built = Vec::new();
+    for (name, package) in EXAMPLES {
+        let dir = root.join(package);
+        if !dir.join("Cargo.toml").is_file() {
+            bail!(
+                "the example agent sources are not at {} (run the demo from a sooth checkout, or give built agents with --agents)",
+                dir.display()
+            );
+        }
+        let path = out.join(format!("{name}.wasm"));
+        build_rust(&dir, &path)?;
+        built.push((name.to_owned(), path));
+    }
+    Ok(built)
+}
+
+/// A gateway configuration for the fake upstream, its files in `data_dir`.
+fn gateway_config(data_dir: &Path, upstream: &str) -> anyhow::Result<ProxyConfig> {
+    let text = format!(
+        r#"
+data_dir = {data:?}
+validator_public_key = "{unused}"
+signing_key_file = {key:?}
+default_chat_service = "chat"
+default_search_service = "search"
+
+[services.chat]
+kind = "chat"
+base_url = "{upstream}"
+api_key_env = "SOOTH_DEMO_CHAT_KEY"
+per_miner_day_cap_usd = 5.0
+linked_per_miner_day_cap_usd = 5.0
+models = {{ "{MODEL}" = {{ input_per_million = 0.5, output_per_million = 2.0 }} }}
+
+[services.search]
+kind = "search"
+base_url = "{upstream}"
+api_key_env = "SOOTH_DEMO_SEARCH_KEY"
+auth = "raw"
+price_per_call = 0.002
+per_miner_day_cap_usd = 5.0
+linked_per_miner_day_cap_usd = 5.0
+"#,
+        data = data_dir.join("gateway").display().to_string(),
+        key = data_dir.join("gateway-signing.key").display().to_string(),
+        unused = "00".repeat(32),
+    );
+    Ok(ProxyConfig::from_toml(
+        &text,
+        "the demo's gateway configuration",
+    )?)
+}

@@ -1,0 +1,65 @@
+//! `sooth validator run` and `sooth validator add-agent`.
+
+use std::path::Path;
+
+use anyhow::Context;
+use sooth_validator::config::ValidatorConfig;
+use sooth_validator::service;
+
+use crate::runner_setup::{default_cache_dir, make_runner_with};
+use crate::{AddAgentArgs, outln};
+
+fn runner(config: &ValidatorConfig) -> anyhow::Result<sooth_runner::Runner> {
+    let cache = config.runner.cache_dir.clone().or_else(default_cache_dir);
+    make_runner_with(config.runner.clone(), cache)
+}
+
+/// Run the validator daemon configured in `path` until Ctrl-C.
+pub fn run(path: &Path) -> anyhow::Result<()> {
+    let config = ValidatorConfig::from_file(path)?;
+    let runtime = crate::runtime()?;
+    runtime.block_on(async {
+        let runner = runner(&config)?;
+        outln(format_args!(
+            "validator running: data in {}, API on http://{}",
+            config.data_dir.display(),
+            config.api.listen
+        ))?;
+        let shutdown = async {
+            if let Err(error) = tokio::signal::ctrl_c().await {
+                tracing::error!(%error, "cannot wait for Ctrl-C; stop the process to end it");
+                std::future::pending::<()>().await;
+            }
+        };
+        service::run(config, runner, shutdown).await?;
+        outln("validator stopped")
+    })
+}
+
+/// Add a verified agent version for a miner, registering the miner if needed.
+pub fn add_agent(args: &AddAgentArgs) -> anyhow::Result<()> {
+    let config = ValidatorConfig::from_file(&args.config)?;
+    let bytes = std::fs::read(&args.agent)
+        .with_context(|| format!("cannot read agent {}", args.agent.display()))?;
+    let runtime = crate::runtime()?;
+    let added = runtime.block_on(async {
+        let runner = runner(&config)?;
+        anyhow::Ok(service::add_agent(&config, runner, &args.hotkey, &bytes).await?)
+    })?;
+    if let Some(registration) = &added.registration {
+        outln(format_args!(
+            "registered {} as uid {}",
+            registration.registered.hotkey, registration.registered.uid
+        ))?;
+        if let Some(leaving) = &registration.deregistered {
+            outln(format_args!(
+                "deregistered {} (uid {}) to make room",
+                leaving.hotkey, leaving.uid
+            ))?;
+        }
+    }
+    outln(format_args!(
+        "added version {} of {}; it becomes active at the next 00:00 UTC",
+        added.hash, args.hotkey
+    ))
+}

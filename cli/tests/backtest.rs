@@ -1,0 +1,302 @@
+//! `sooth backtest` and `sooth validator` as a user runs them: the ForecastBench file through the
+//! whole daemon, checked against figures computed here, and a backtest killed part-way and
+//! resumed, checked against an uninterrupted one.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{file_with, forecastbench, run, sooth};
+use serde_json::Value;
+
+/// One agent's line of the printed leaderboard.
+#[derive(Debug)]
+struct Line {
+    rank: usize,
+    brier_101: f64,
+    events_101: usize,
+    brier_all: f64,
+    events_all: usize,
+    imputed_all: usize,
+    weight: f64,
+}
+
+fn leaderboard(stdout: &str) -> HashMap<String, Line> {
+    let mut lines = HashMap::new();
+    let mut in_table = false;
+    for line in stdout.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.first() == Some(&"rank") {
+            in_table = true;
+            continue;
+        }
+        if !in_table || fields.len() != 10 {
+            continue;
+        }
+        let number = |index: usize| fields[index].parse::<f64>().unwrap();
+        let count = |index: usize| fields[index].parse::<usize>().unwrap();
+        lines.insert(
+            fields[1].to_owned(),
+            Line {
+                rank: count(0),
+                brier_101: number(3),
+                events_101: count(4),
+                brier_all: number(6),
+                events_all: count(7),
+                imputed_all: count(8),
+                weight: number(9),
+            },
+        );
+    }
+    assert!(!lines.is_empty(), "no leaderboard in:\n{stdout}");
+    lines
+}
+
+/// A ForecastBench row as this test reads it, independently of the validator's parser.
+struct Question {
+    id: String,
+    market_prob: Option<f64>,
+    resolution_date: String,
+    outcome: f64,
+}
+
+fn questions(path: &Path) -> Vec<Question> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let row: Value = serde_json::from_str(line).unwrap();
+            Question {
+                id: row["id"].as_str().unwrap().to_owned(),
+                market_prob: row["market_prob"].as_f64(),
+                resolution_date: row["resolution_date"].as_str().unwrap().to_owned(),
+                outcome: row["outcome"].as_f64().unwrap(),
+            }
+        })
+        .collect()
+}
+
+fn mean_brier<'a>(
+    questions: impl Iterator<Item = &'a Question>,
+    forecast: impl Fn(&Question) -> f64,
+) -> f64 {
+    let scores: Vec<f64> = questions
+        .map(|q| (forecast(q).clamp(0.01, 0.99) - q.outcome).powi(2))
+        .collect();
+    scores.iter().sum::<f64>() / scores.len() as f64
+}
+
+/// The market-price baseline's forecast: the market price, else its base rate.
+fn baseline(question: &Question) -> f64 {
+    question.market_prob.unwrap_or(0.35)
+}
+
+#[test]
+fn a_forecastbench_backtest_scores_the_market_baseline_and_always_half_as_computed_here() {
+    let Some(events) = forecastbench() else {
+        return;
+    };
+    let questions = questions(&events);
+    assert_eq!(questions.len(), 560);
+    // The file's README figures, recomputed here.
+    let all_market = mean_brier(questions.iter(), baseline);
+    assert!((all_market - 0.0589).abs() < 5e-5, "{all_market}");
+    // The competition's score: the last 101 by resolution instant, then id.
+    let mut ordered: Vec<&Question> = questions.iter().collect();
+    ordered.sort_by(|a, b| {
+        (a.resolution_date.as_str(), a.id.as_str())
+            .cmp(&(b.resolution_date.as_str(), b.id.as_str()))
+    });
+    let last_101 = mean_brier(ordered[ordered.len() - 101..].iter().copied(), baseline);
+
+    let out = tempfile::tempdir().unwrap();
+    let output = run(sooth()
+        .arg("backtest")
+        .arg("--events")
+        .arg(&events)
+        .arg("--agents")
+        .arg(sooth_test_agents::market_baseline())
+        .arg(sooth_test_agents::always_half())
+        .arg("--out")
+        .arg(out.path()))
+    .ok();
+    let board = leaderboard(&output.stdout);
+    let market = &board["market_baseline"];
+    let half = &board["always_half"];
+    assert_eq!(market.events_all, 560, "{}", output.stdout);
+    assert_eq!(market.imputed_all, 0);
+    assert_eq!(
+        format!("{:.4}", market.brier_all),
+        format!("{all_market:.4}")
+    );
+    assert_eq!(market.events_101, 101);
+    assert_eq!(format!("{:.4}", market.brier_101), format!("{last_101:.4}"));
+    assert_eq!(half.brier_all, 0.25);
+    assert_eq!(half.brier_101, 0.25);
+    assert_eq!((market.rank, market.weight), (1, 1.0));
+    assert_eq!((half.rank, half.weight), (2, 0.0));
+
+    let json: Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("leaderboard.json")).unwrap())
+            .unwrap();
+    let first = &json["rows"][0];
+    assert_eq!(first["hotkey"], "market_baseline");
+    assert!((first["mean_brier_all"].as_f64().unwrap() - all_market).abs() < 1e-12);
+    assert!((first["mean_brier_101"].as_f64().unwrap() - last_101).abs() < 1e-12);
+    let csv = std::fs::read_to_string(out.path().join("leaderboard.csv")).unwrap();
+    assert!(csv.starts_with("rank,hotkey,uid,mean_brier_101,"), "{csv}");
+    assert_eq!(csv.lines().count(), 3);
+}
+
+/// The scores of every event and the weights history of a backtest's store, as text to compare.
+fn recorded(data_dir: &Path, ids: &[String]) -> String {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = sooth_validator::store::Store::open(&data_dir.join("validator.sqlite"))
+            .await
+            .unwrap();
+        let mut text = String::new();
+        for id in ids {
+            let mut scores = store.event_scores(id).await.unwrap();
+            scores.sort_by(|a, b| a.hotkey.cmp(&b.hotkey));
+            text.push_str(&format!("{id}: {scores:?}\n"));
+        }
+        text.push_str(&format!("{:?}\n", store.latest_weights().await.unwrap()));
+        text.push_str(&format!(
+            "{:?}\n",
+            store.weights_history_len().await.unwrap()
+        ));
+        store.close().await;
+        text
+    })
+}
+
+#[test]
+fn a_backtest_killed_part_way_resumes_to_the_uninterrupted_result() {
+    let Some(events) = forecastbench() else {
+        return;
+    };
+    let ids: Vec<String> = questions(&events).into_iter().map(|q| q.id).collect();
+    let agents = [
+        sooth_test_agents::market_baseline(),
+        sooth_test_agents::always_half(),
+    ];
+    let backtest = |data_dir: &Path| {
+        let mut command = sooth();
+        command
+            .arg("backtest")
+            .arg("--events")
+            .arg(&events)
+            .arg("--agents")
+            .args(&agents)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--concurrency")
+            .arg("2");
+        command
+    };
+    let whole = tempfile::tempdir().unwrap();
+    let uninterrupted = run(&mut backtest(whole.path())).ok();
+
+    let resumed = tempfile::tempdir().unwrap();
+    let mut child = backtest(resumed.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once it has scored something and before it ends.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let killed_mid_run = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the backtest never scored anything"
+        );
+        if child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        if scored_something(resumed.path()) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        killed_mid_run,
+        "the backtest ended before it could be killed"
+    );
+    let restarted = run(&mut backtest(resumed.path())).ok();
+
+    assert_eq!(
+        leaderboard_text(&restarted.stdout),
+        leaderboard_text(&uninterrupted.stdout)
+    );
+    assert_eq!(recorded(resumed.path(), &ids), recorded(whole.path(), &ids));
+}
+
+fn leaderboard_text(stdout: &str) -> String {
+    stdout
+        .lines()
+        .skip_while(|line| !line.starts_with("leaderboard"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Whether the backtest in `data_dir` has recorded weights yet (read while it runs).
+fn scored_something(data_dir: &Path) -> bool {
+    let path = data_dir.join("validator.sqlite");
+    if !path.exists() {
+        return false;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let Ok(store) = sooth_validator::store::Store::open(&path).await else {
+            return false;
+        };
+        let scored = store
+            .weights_history_len()
+            .await
+            .is_ok_and(|count| count > 0);
+        store.close().await;
+        scored
+    })
+}
+
+#[test]
+fn a_backtest_refuses_bad_input_with_a_clear_message() {
+    let (_dir, empty) = file_with("empty.jsonl", "");
+    run(sooth()
+        .arg("backtest")
+        .arg("--events")
+        .arg(&empty)
+        .arg("--agents")
+        .arg(sooth_test_agents::always_half()))
+    .fails_with("holds no events");
+    let (_dir2, events) = file_with(
+        "e.jsonl",
+        r#"{"id": "a", "title": "T?", "created_at": "2025-03-01T00:00:00Z"}"#,
+    );
+    let (_dir3, not_wasm) = file_with("bogus.wasm", "not a component");
+    run(sooth()
+        .arg("backtest")
+        .arg("--events")
+        .arg(&events)
+        .arg("--agents")
+        .arg(&not_wasm))
+    .fails_with("agent bogus");
+}
+
+#[test]
+fn a_validator_configuration_with_an_unknown_key_is_refused_naming_it() {
+    let (_dir, config) = file_with(
+        "validator.toml",
+        "data_dir = \"d\"\n[competition]\nslot = 3\n",
+    );
+    run(sooth().args(["validator", "run", "--config"]).arg(&config)).fails_with("slot");
+}

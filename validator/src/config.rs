@@ -1,0 +1,338 @@
+//! The validator daemon's configuration (TOML; unknown keys refused; every value but the data
+//! directory has the SPEC's default).
+//!
+//! This module owns the file's shape and its checks. It must not open anything the file names:
+//! [`crate::service`] does that.
+//!
+//! ```toml
+//! data_dir = "validator-data"      # the store, components, keys, weights.json
+//!
+//! [competition]
+//! slots = 256                      # miners registered at once
+//! immunity_days = 7                # days a new miner cannot be deregistered
+//!
+//! [scheduling]
+//! max_concurrent_runs = 8
+//!
+//! [runner]                         # sooth-runner's settings (timeout = 240 s by default)
+//! memory_limit_bytes = 536870912
+//!
+//! [sources]
+//! jsonl_dirs = ["events"]          # watched directories of JSON Lines files
+//! http_feeds = []                  # feeds read with a cursor
+//! poll_secs = 10
+//!
+//! [api]
+//! listen = "127.0.0.1:8800"        # the read-only HTTP API
+//!
+//! [weights]
+//! file = "weights.json"            # relative to data_dir
+//!
+//! [gateway]
+//! config = "gateway.toml"          # start the gateway in-process from this file
+//! # url = "http://127.0.0.1:8700"  # or use a running one (it must trust data_dir/validator.key)
+//! run_cap_usd = 0.05               # each run's cap per service
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sooth_runner::RunnerConfig;
+use thiserror::Error;
+
+use crate::registration::DEFAULT_SLOTS;
+
+/// Why a configuration was refused.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read validator configuration {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The text is not valid TOML of the expected shape (an unknown key, a wrong type...).
+    #[error("invalid validator configuration {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What the parser said, with the line.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid validator configuration {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// Which value, and why.
+        message: String,
+    },
+}
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidatorConfig {
+    /// Where the store, the components, the validator's key and the weights file live.
+    pub data_dir: PathBuf,
+    /// The competition's rules.
+    #[serde(default)]
+    pub competition: CompetitionConfig,
+    /// How runs are scheduled.
+    #[serde(default)]
+    pub scheduling: SchedulingConfig,
+    /// The sandbox's settings.
+    #[serde(default)]
+    pub runner: RunnerConfig,
+    /// Where events and resolutions come from.
+    #[serde(default)]
+    pub sources: SourcesConfig,
+    /// The read-only HTTP API.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// Where weights are written.
+    #[serde(default)]
+    pub weights: WeightsConfig,
+    /// The gateway agents reach services through.
+    #[serde(default)]
+    pub gateway: GatewayConfig,
+}
+
+/// `[competition]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompetitionConfig {
+    /// Miners registered at once (SPEC: 256).
+    pub slots: u16,
+    /// Days of immunity of a new miner (SPEC: 7).
+    pub immunity_days: u32,
+}
+
+impl Default for CompetitionConfig {
+    fn default() -> Self {
+        Self {
+            slots: DEFAULT_SLOTS,
+            immunity_days: 7,
+        }
+    }
+}
+
+/// `[scheduling]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulingConfig {
+    /// Runs executing at once.
+    pub max_concurrent_runs: usize,
+}
+
+impl Default for SchedulingConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent_runs: 8,
+        }
+    }
+}
+
+/// `[sources]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourcesConfig {
+    /// Directories of JSON Lines files, watched for new files and appended lines.
+    pub jsonl_dirs: Vec<PathBuf>,
+    /// HTTP feeds read with a cursor.
+    pub http_feeds: Vec<String>,
+    /// Seconds between two polls of every source.
+    pub poll_secs: u64,
+}
+
+impl Default for SourcesConfig {
+    fn default() -> Self {
+        Self {
+            jsonl_dirs: Vec::new(),
+            http_feeds: Vec::new(),
+            poll_secs: 10,
+        }
+    }
+}
+
+/// `[api]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address the read-only HTTP API listens on.
+    pub listen: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8800".to_owned(),
+        }
+    }
+}
+
+/// `[weights]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WeightsConfig {
+    /// The JSON file the current weights are written to; relative to the data directory.
+    pub file: PathBuf,
+}
+
+impl Default for WeightsConfig {
+    fn default() -> Self {
+        Self {
+            file: PathBuf::from("weights.json"),
+        }
+    }
+}
+
+/// `[gateway]`: in-process from a gateway configuration, or a running gateway at a URL, or
+/// none (agents' gateway calls then fail, and agents that need them are imputed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Start the gateway in this process from this gateway configuration (relative to the
+    /// validator configuration's directory).
+    pub config: Option<PathBuf>,
+    /// Use the gateway running at this URL; it must trust the validator's key.
+    pub url: Option<String>,
+    /// Each run's cost cap per service, USD.
+    pub run_cap_usd: f64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            config: None,
+            url: None,
+            run_cap_usd: 0.05,
+        }
+    }
+}
+
+impl ValidatorConfig {
+    /// Reads and checks the configuration in `path`. Relative paths in it are taken from the
+    /// file's directory.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the file and the problem.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut config = Self::from_toml(&text, &path.display().to_string())?;
+        let base = path.parent().unwrap_or_else(|| Path::new(""));
+        config.data_dir = base.join(&config.data_dir);
+        config.sources.jsonl_dirs = config
+            .sources
+            .jsonl_dirs
+            .iter()
+            .map(|dir| base.join(dir))
+            .collect();
+        config.gateway.config = config.gateway.config.map(|file| base.join(file));
+        Ok(config)
+    }
+
+    /// Parses and checks configuration text; `origin` names it in errors.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Parse`] or [`ConfigError::Invalid`].
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|error| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: error.to_string(),
+        })?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |message: &str| {
+            Err(ConfigError::Invalid {
+                path: origin.to_owned(),
+                message: message.to_owned(),
+            })
+        };
+        if self.data_dir.as_os_str().is_empty() {
+            return invalid("data_dir must not be empty");
+        }
+        if self.competition.slots == 0 {
+            return invalid("competition.slots must be at least 1");
+        }
+        if self.scheduling.max_concurrent_runs == 0 || self.scheduling.max_concurrent_runs > 4096 {
+            return invalid("scheduling.max_concurrent_runs must be between 1 and 4096");
+        }
+        if self.sources.poll_secs == 0 {
+            return invalid("sources.poll_secs must be at least 1");
+        }
+        if self.api.listen.parse::<std::net::SocketAddr>().is_err() {
+            return invalid("api.listen must be an address such as 127.0.0.1:8800");
+        }
+        if self.gateway.config.is_some() && self.gateway.url.is_some() {
+            return invalid("gateway: give either config (in-process) or url, not both");
+        }
+        if !(self.gateway.run_cap_usd.is_finite() && self.gateway.run_cap_usd >= 0.0) {
+            return invalid("gateway.run_cap_usd must be a non-negative number");
+        }
+        if let Err(error) = self.runner.validate() {
+            return invalid(&format!("runner: {error}"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minimal_file_takes_the_spec_defaults() {
+        let config = ValidatorConfig::from_toml("data_dir = \"d\"\n", "t.toml").unwrap();
+        assert_eq!(config.competition.slots, 256);
+        assert_eq!(config.competition.immunity_days, 7);
+        assert_eq!(config.runner.timeout, std::time::Duration::from_secs(240));
+        assert_eq!(config.runner.memory_limit_bytes, 512 << 20);
+        assert_eq!(config.weights.file, PathBuf::from("weights.json"));
+        assert_eq!(config.gateway.config, None);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused_with_their_names() {
+        let cases = [
+            ("data_dir = \"d\"\nslots = 3\n", "slots"),
+            ("data_dir = \"d\"\n[competition]\nslot = 3\n", "slot"),
+            (
+                "data_dir = \"d\"\n[competition]\nslots = 0\n",
+                "competition.slots",
+            ),
+            ("data_dir = \"d\"\n[competition]\nslots = -1\n", "slots"),
+            (
+                "data_dir = \"d\"\n[api]\nlisten = \"nowhere\"\n",
+                "api.listen",
+            ),
+            ("data_dir = \"d\"\n[runner]\ntimeout = 0\n", "timeout"),
+            ("[competition]\nslots = 3\n", "data_dir"),
+            (
+                "data_dir = \"d\"\n[gateway]\nconfig = \"g.toml\"\nurl = \"http://x\"\n",
+                "either",
+            ),
+            (
+                "data_dir = \"d\"\n[gateway]\nrun_cap_usd = -1.0\n",
+                "run_cap_usd",
+            ),
+        ];
+        for (text, named) in cases {
+            let error = ValidatorConfig::from_toml(text, "t.toml").unwrap_err();
+            assert!(
+                error.to_string().contains(named),
+                "{text:?}: {error} does not name {named}"
+            );
+        }
+    }
+}

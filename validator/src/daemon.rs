@@ -1,0 +1,585 @@
+//! The daemon: turns events and agents into runs, scores and weights, one step at a time.
+//!
+//! This module owns the order in which the rules are applied. A [`Daemon`] takes events and
+//! resolutions as they arrive ([`Daemon::ingest_event`], [`Daemon::ingest_resolution`]),
+//! registrations and verified agent versions, and on each [`Daemon::step`] does, at its clock's
+//! "now":
+//!
+//! 1. **activation**: records, per miner, the version active since the last midnight
+//!    ([`crate::activation`]);
+//! 2. **runs**: every run still owed ([`Store::runs_needed`]: open events created by now, the
+//!    version active at each event's creation) goes to the [`RunExecutor`], at most
+//!    `max_concurrent_runs` at a time, and each outcome is recorded as it finishes;
+//! 3. **scoring**: if resolutions arrived since the last step, the Brier scores of the newly
+//!    resolved events and the leaderboard over the last 101 events resolved by now are recorded
+//!    in one transaction, then published through the [`WeightSetter`].
+//!
+//! Everything it decides is in the store before it is acted on, so a daemon that dies at any
+//! point and is started again on the same store carries on: known events and resolutions are
+//! accepted again without change, recorded runs are not repeated, and a step at the same
+//! instant writes the same scores and weights. Live operation ([`crate::service`]) and
+//! backtests ([`crate::backtest`]) drive the same daemon; only the clock differs.
+//!
+//! It must not parse sources, run agents itself or serve HTTP.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde_json::Value;
+use thiserror::Error;
+use tokio::sync::Mutex;
+
+use crate::activation::{AgentVersion, activation_timeline, midnight_at_or_before};
+use crate::clock::Clock;
+use crate::event::{Event, Resolution};
+use crate::executor::{RunExecutor, RunJob};
+use crate::registration::{
+    RegistrationDecision, RegistrationError, RegistrationRules, decide_registration,
+};
+use crate::scoring::{
+    LeaderboardRow, Miner, ResolvedEvent, SCORING_WINDOW, ScoringError, leaderboard,
+};
+use crate::store::{
+    EventRecord, NewEvent, NewRun, Resolution as Recorded, RunRecorded, Store, StoreError,
+};
+use crate::weights::{WeightSetter, Weights};
+
+/// How many finished runs are recorded in one transaction at most.
+const RECORD_BATCH: usize = 64;
+
+/// The daemon's tunable rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DaemonSettings {
+    /// Runs executing at once.
+    pub max_concurrent_runs: usize,
+    /// Slots and immunity.
+    pub registration: RegistrationRules,
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        Self {
+            max_concurrent_runs: 8,
+            registration: RegistrationRules::default(),
+        }
+    }
+}
+
+/// Why the daemon could not do what it was asked.
+#[derive(Debug, Error)]
+pub enum DaemonError {
+    /// The store refused the write or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The scoring input was inconsistent (a bug, or a store edited by hand).
+    #[error("scoring failed: {0}")]
+    Scoring(#[from] ScoringError),
+    /// The registration was refused.
+    #[error("registration refused: {0}")]
+    Registration(#[from] RegistrationError),
+    /// An event id already names a different event.
+    #[error("event {event_id} was already received with different content; the first one stands")]
+    ConflictingEvent {
+        /// The event.
+        event_id: String,
+    },
+    /// A setting is unusable.
+    #[error("invalid daemon setting: {0}")]
+    Settings(String),
+}
+
+/// Whether something handed to the daemon was new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingested {
+    /// Stored now.
+    New,
+    /// Already stored, identically (a source replayed after a restart): nothing changed.
+    AlreadyKnown,
+}
+
+/// What one [`Daemon::step`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepReport {
+    /// The instant of the step.
+    pub at: Option<DateTime<Utc>>,
+    /// Versions that became active at this step.
+    pub activations: usize,
+    /// Runs executed and recorded.
+    pub runs: usize,
+    /// Of which ended without a valid prediction.
+    pub failed_runs: usize,
+    /// The leaderboard computed at this step, if resolutions arrived since the previous one.
+    pub leaderboard: Option<Vec<LeaderboardRow>>,
+}
+
+/// What the daemon remembers between steps; all of it can be lost in a crash.
+#[derive(Debug, Default)]
+struct StepState {
+    /// The last midnight whose activations were recorded by this process.
+    activated_through: Option<DateTime<Utc>>,
+    /// The value of [`Daemon::changes`] when the last pass over owed runs began.
+    runs_done_at_change: u64,
+    /// Events resolved (or resolutions replayed) since the last scoring; an event resolved at
+    /// an instant still to come stays here until the clock reaches it.
+    resolved_since_scoring: HashSet<String>,
+    /// Whether the next step scores even without new resolutions.
+    scoring_requested: bool,
+    /// The scoring window as of the last scoring, kept so that a scoring loads only the newly
+    /// resolved events instead of all 101.
+    window: Option<ScoringWindow>,
+}
+
+/// The last 101 resolved events with the predictions of `miners`.
+#[derive(Debug)]
+struct ScoringWindow {
+    miners: Vec<Miner>,
+    events: Vec<ResolvedEvent>,
+}
+
+/// The validator daemon. See the module docs.
+pub struct Daemon {
+    /// Bumped by everything that can make a run owed (an event, a miner, a version); a step
+    /// that finds it where the last complete pass over owed runs left it skips the query.
+    changes: AtomicU64,
+    /// Creation instants of events ingested before they were due.
+    future_creations: std::sync::Mutex<BTreeSet<DateTime<Utc>>>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    executor: Arc<dyn RunExecutor>,
+    weight_setter: Arc<dyn WeightSetter>,
+    settings: DaemonSettings,
+    state: Mutex<StepState>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Daemon")
+            .field("clock", &self.clock)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Daemon {
+    /// A daemon on `store`, reading `clock`, running agents with `executor` and publishing
+    /// weights to `weight_setter`.
+    ///
+    /// # Errors
+    ///
+    /// [`DaemonError::Settings`] for a concurrency limit of 0.
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        executor: Arc<dyn RunExecutor>,
+        weight_setter: Arc<dyn WeightSetter>,
+        settings: DaemonSettings,
+    ) -> Result<Self, DaemonError> {
+        if settings.max_concurrent_runs == 0 {
+            return Err(DaemonError::Settings(
+                "max_concurrent_runs must be at least 1".to_owned(),
+            ));
+        }
+        Ok(Self {
+            // Not 0: a new daemon owes whatever the store says it owes.
+            changes: AtomicU64::new(1),
+            future_creations: std::sync::Mutex::new(BTreeSet::new()),
+            store,
+            clock,
+            executor,
+            weight_setter,
+            settings,
+            state: Mutex::new(StepState::default()),
+        })
+    }
+
+    /// The store the daemon writes.
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The daemon's clock.
+    #[must_use]
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Stores a new event. An event already stored with the same content is accepted again
+    /// ([`Ingested::AlreadyKnown`]), so sources can be replayed after a restart.
+    ///
+    /// # Errors
+    ///
+    /// [`DaemonError::ConflictingEvent`] if the id names a different event (the first stands),
+    /// [`DaemonError::Store`] for an invalid event or a failed write. Nothing is written on
+    /// error.
+    pub async fn ingest_event(&self, event: &Event) -> Result<Ingested, DaemonError> {
+        let new_event = NewEvent {
+            id: event.id.clone(),
+            kind: event.kind.clone(),
+            title: event.title.clone(),
+            description: event.description.clone(),
+            metadata: Value::Object(event.metadata.clone()),
+            created_at: event.created_at,
+            cutoff: event.cutoff,
+        };
+        let ingested = self.insert_event(&new_event).await;
+        if ingested.is_ok() {
+            // After the write: a step that sees the change also sees the event.
+            if event.created_at > self.clock.now() {
+                self.lock_future_creations().insert(event.created_at);
+            }
+            self.note_change();
+        }
+        ingested
+    }
+
+    async fn insert_event(&self, new_event: &NewEvent) -> Result<Ingested, DaemonError> {
+        match self.store.insert_event(new_event).await {
+            Ok(()) => Ok(Ingested::New),
+            Err(StoreError::DuplicateEvent { event_id }) => {
+                let stored = self.store.event(&event_id).await?;
+                if stored.is_some_and(|stored| same_event(&stored, new_event)) {
+                    Ok(Ingested::AlreadyKnown)
+                } else {
+                    Err(DaemonError::ConflictingEvent { event_id })
+                }
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Records a resolution; the next [`step`](Self::step) scores the event. The same
+    /// resolution again is accepted ([`Ingested::AlreadyKnown`]) and rescored identically.
+    ///
+    /// # Errors
+    ///
+    /// [`DaemonError::Store`]: an unknown event, a resolution before the event's creation, one
+    /// that disagrees with the recorded one, a failed write.
+    pub async fn ingest_resolution(
+        &self,
+        resolution: &Resolution,
+    ) -> Result<Ingested, DaemonError> {
+        let recorded = self
+            .store
+            .resolve_event(
+                &resolution.event_id,
+                resolution.outcome.as_u8(),
+                resolution.resolved_at,
+            )
+            .await?;
+        self.state
+            .lock()
+            .await
+            .resolved_since_scoring
+            .insert(resolution.event_id.clone());
+        Ok(match recorded {
+            Recorded::Recorded => Ingested::New,
+            Recorded::AlreadyRecorded => Ingested::AlreadyKnown,
+        })
+    }
+
+    /// Registers `hotkey` now: the lowest free uid, or, when the slots are full, the uid of the
+    /// lowest-ranked miner outside immunity, which is deregistered (its history stays, its runs
+    /// stop).
+    ///
+    /// # Errors
+    ///
+    /// [`DaemonError::Registration`] (already registered, every miner immune, no slots),
+    /// [`DaemonError::Store`]. Nothing is written on error.
+    pub async fn register_miner(&self, hotkey: &str) -> Result<RegistrationDecision, DaemonError> {
+        let now = self.clock.now();
+        let standings = self.standings(now).await?;
+        let decision = decide_registration(&self.settings.registration, &standings, hotkey, now)?;
+        self.store.apply_registration(&decision).await?;
+        self.note_change();
+        tracing::info!(
+            hotkey,
+            uid = decision.registered.uid,
+            deregistered = decision
+                .deregistered
+                .as_ref()
+                .map(|miner| miner.hotkey.as_str()),
+            "miner registered"
+        );
+        Ok(decision)
+    }
+
+    /// Adds a verified version `hash` of `hotkey`'s agent, uploaded and verified now: it
+    /// becomes active at the next midnight unless a newer one is added before then.
+    ///
+    /// # Errors
+    ///
+    /// [`DaemonError::Store`]: unknown or deregistered miner, a hash it already uploaded, a
+    /// failed write.
+    pub async fn add_verified_version(&self, hotkey: &str, hash: &str) -> Result<(), DaemonError> {
+        let now = self.clock.now();
+        self.store
+            .add_agent_version(&AgentVersion {
+                hotkey: hotkey.to_owned(),
+                hash: hash.to_owned(),
+                uploaded_at: now,
+                verified_at: Some(now),
+            })
+            .await?;
+        self.note_change();
+        Ok(())
+    }
+
+    /// The leaderboard at `at`: every registered miner over the last 101 events resolved by
+    /// then.
+    ///
+    /// # Errors
+    ///
+    /// [`DaemonError::Store`], [`DaemonError::Scoring`].
+    pub async fn standings(&self, at: DateTime<Utc>) -> Result<Vec<LeaderboardRow>, DaemonError> {
+        let miners = self.store.registered_miners().await?;
+        let window = self
+            .store
+            .last_resolved_events(&miners, SCORING_WINDOW, at)
+            .await?;
+        Ok(leaderboard(&miners, &window)?)
+    }
+
+    /// Makes the next [`step`](Self::step) compute and publish weights even if no resolution
+    /// arrived (a restarted live daemon publishes its current weights this way).
+    pub async fn request_scoring(&self) {
+        self.state.lock().await.scoring_requested = true;
+    }
+
+    /// One pass at the clock's current instant: activation, owed runs, scoring. See the module
+    /// docs. Steps are serialized: a second caller waits for the first to finish.
+    ///
+    /// # Errors
+    ///
+    /// [`DaemonError`] when the store fails; what was recorded before the failure stays
+    /// recorded, and the next step carries on from there.
+    pub async fn step(&self) -> Result<StepReport, DaemonError> {
+        let mut state = self.state.lock().await;
+        let now = self.clock.now();
+        let mut report = StepReport {
+            at: Some(now),
+            ..StepReport::default()
+        };
+        let midnight = midnight_at_or_before(now);
+        if state.activated_through != Some(midnight) {
+            report.activations = self.record_activations(now).await?;
+            state.activated_through = Some(midnight);
+            // A new day's versions run the events created from now on.
+            self.note_change();
+        }
+        let came_due = {
+            let mut future = self.lock_future_creations();
+            let due = future.first().is_some_and(|&first| first <= now);
+            future.retain(|&instant| instant > now);
+            due
+        };
+        let changes = self.changes.load(Ordering::SeqCst);
+        if came_due || changes != state.runs_done_at_change {
+            let (runs, failed) = self.run_owed(now).await?;
+            report.runs = runs;
+            report.failed_runs = failed;
+            state.runs_done_at_change = changes;
+        }
+        if state.scoring_requested || !state.resolved_since_scoring.is_empty() {
+            report.leaderboard = self.score(now, &mut state).await?;
+        }
+        Ok(report)
+    }
+
+    fn note_change(&self) {
+        self.changes.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn lock_future_creations(&self) -> std::sync::MutexGuard<'_, BTreeSet<DateTime<Utc>>> {
+        self.future_creations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records, per registered miner, the version active at `now` (with the midnight it became
+    /// active at); returns how many changed.
+    async fn record_activations(&self, now: DateTime<Utc>) -> Result<usize, DaemonError> {
+        let versions = self.store.versions_for_activation().await?;
+        let mut by_miner: HashMap<&str, Vec<AgentVersion>> = HashMap::new();
+        for version in &versions {
+            by_miner
+                .entry(version.hotkey.as_str())
+                .or_default()
+                .push(version.clone());
+        }
+        let mut changed = 0;
+        for (hotkey, versions) in &by_miner {
+            let timeline = activation_timeline(versions, hotkey);
+            let current = timeline
+                .iter()
+                .rev()
+                .find(|period| period.from <= now && period.until.is_none_or(|until| now < until));
+            if let Some(period) = current
+                && self
+                    .store
+                    .record_activation(hotkey, &period.version.hash, period.from)
+                    .await?
+            {
+                tracing::info!(hotkey, hash = %period.version.hash, from = %period.from, "version activated");
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Executes every run owed at `now`, recording outcomes as they finish; returns (runs,
+    /// failed runs).
+    async fn run_owed(&self, now: DateTime<Utc>) -> Result<(usize, usize), DaemonError> {
+        let pending = self.store.runs_needed(now).await?;
+        if pending.is_empty() {
+            return Ok((0, 0));
+        }
+        let events: HashMap<String, EventRecord> = self
+            .store
+            .open_events(now)
+            .await?
+            .into_iter()
+            .map(|record| (record.event.id.clone(), record))
+            .collect();
+        let jobs: Vec<RunJob> = pending
+            .into_iter()
+            .filter_map(|run| {
+                let event = events.get(&run.event_id)?.clone();
+                Some(RunJob {
+                    run_id: RunJob::run_id_for(&run.event_id, &run.hotkey),
+                    event,
+                    hotkey: run.hotkey,
+                    uid: run.uid,
+                    version_hash: run.version_hash,
+                })
+            })
+            .collect();
+        let executor = &self.executor;
+        let mut finished = futures::stream::iter(jobs)
+            .map(|job| {
+                let execution = Arc::clone(executor).execute(job.clone());
+                async move { (job, execution.await) }
+            })
+            .buffer_unordered(self.settings.max_concurrent_runs)
+            .ready_chunks(RECORD_BATCH);
+        let (mut runs, mut failed) = (0, 0);
+        while let Some(chunk) = finished.next().await {
+            let finished_at = self.clock.now();
+            let records: Vec<NewRun> = chunk
+                .into_iter()
+                .map(|(job, executed)| NewRun {
+                    event_id: job.event.event.id,
+                    hotkey: job.hotkey,
+                    version_hash: job.version_hash,
+                    status: executed.status,
+                    prediction: executed.prediction,
+                    duration_ms: executed.duration_ms,
+                    logs: executed.logs,
+                    gateway_usage: executed.gateway_usage,
+                    cost_usd: executed.cost_usd,
+                    finished_at,
+                })
+                .collect();
+            let outcomes = self.store.record_runs(&records).await?;
+            for (record, outcome) in records.iter().zip(outcomes) {
+                if outcome == RunRecorded::Inserted {
+                    runs += 1;
+                    failed += usize::from(record.prediction.is_none());
+                }
+            }
+        }
+        Ok((runs, failed))
+    }
+
+    /// Brings the scoring window up to `now` with the events resolved since the last scoring,
+    /// records their scores and the leaderboard, and publishes the weights. `None` when nothing
+    /// new counts yet (no event resolved by `now`, or only events resolved later).
+    async fn score(
+        &self,
+        now: DateTime<Utc>,
+        state: &mut StepState,
+    ) -> Result<Option<Vec<LeaderboardRow>>, DaemonError> {
+        let miners = self.store.registered_miners().await?;
+        let pending: Vec<String> = state.resolved_since_scoring.iter().cloned().collect();
+        let (window, fresh) = match state.window.take() {
+            Some(mut window) if window.miners == miners => {
+                let fresh = self.store.resolved_events(&miners, &pending, now).await?;
+                let fresh_ids: HashSet<&str> = fresh.iter().map(|e| e.id.as_str()).collect();
+                window
+                    .events
+                    .retain(|event| !fresh_ids.contains(event.id.as_str()));
+                window.events.extend(fresh.iter().cloned());
+                window
+                    .events
+                    .sort_by(|a, b| (a.resolved_at, &a.id).cmp(&(b.resolved_at, &b.id)));
+                let excess = window.events.len().saturating_sub(SCORING_WINDOW);
+                window.events.drain(..excess);
+                let fresh: HashSet<String> = fresh.into_iter().map(|event| event.id).collect();
+                (window, fresh)
+            }
+            _ => {
+                // First scoring of this process, or the miners changed: load it all.
+                let events = self
+                    .store
+                    .last_resolved_events(&miners, SCORING_WINDOW, now)
+                    .await?;
+                let fresh = events
+                    .iter()
+                    .filter(|event| state.resolved_since_scoring.contains(&event.id))
+                    .map(|event| event.id.clone())
+                    .collect();
+                (ScoringWindow { miners, events }, fresh)
+            }
+        };
+        // Events resolved at an instant still to come wait for it; the rest are scored now
+        // (or fell outside the window, which a full load would not include either).
+        let mut later = HashSet::new();
+        for id in pending.iter().filter(|id| !fresh.contains(*id)) {
+            let record = self.store.event(id).await?;
+            if record.is_some_and(|record| record.resolved_at.is_some_and(|at| at > now)) {
+                later.insert(id.clone());
+            }
+        }
+        let requested = std::mem::take(&mut state.scoring_requested);
+        state.resolved_since_scoring = later;
+        if window.events.is_empty() || (fresh.is_empty() && !requested) {
+            state.window = Some(window);
+            return Ok(None);
+        }
+        let rows = leaderboard(&window.miners, &window.events)?;
+        let newly_scored: Vec<ResolvedEvent> = window
+            .events
+            .iter()
+            .filter(|event| fresh.contains(&event.id))
+            .cloned()
+            .collect();
+        self.store
+            .record_scores_and_weights(&window.miners, &newly_scored, &rows, now)
+            .await?;
+        if let Err(error) = self
+            .weight_setter
+            .set_weights(&Weights::from_leaderboard(now, &rows))
+        {
+            tracing::error!(%error, "weights recorded but not published");
+        }
+        state.window = Some(window);
+        Ok(Some(rows))
+    }
+}
+
+/// Whether a stored event is `new_event` (instants compared at the store's millisecond
+/// precision).
+fn same_event(stored: &EventRecord, new_event: &NewEvent) -> bool {
+    let stored = &stored.event;
+    stored.id == new_event.id
+        && stored.kind == new_event.kind
+        && stored.title == new_event.title
+        && stored.description == new_event.description
+        && stored.metadata == new_event.metadata
+        && stored.created_at.timestamp_millis() == new_event.created_at.timestamp_millis()
+        && stored.cutoff.timestamp_millis() == new_event.cutoff.timestamp_millis()
+}

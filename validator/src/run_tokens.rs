@@ -1,0 +1,65 @@
+//! Run tokens for the gateway, minted by the validator per run.
+//!
+//! This module owns the claims the daemon puts in a run token (the run, the miner, the agent,
+//! the per-service cost caps, a validity a little longer than the run's time limit) and signs
+//! them with the validator's key through `sooth-proxy`'s token format. It must not decide
+//! anything the gateway decides (which key pays, the daily caps).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use sooth_proxy::token::{MAX_TOKEN_LIFETIME_SECS, RunClaims, mint};
+
+use crate::executor::RunJob;
+use crate::sandbox::RunTokens;
+
+/// How long after a run's time limit its token stays valid: the last gateway call of a run
+/// may still be answered after the run was killed.
+const TOKEN_GRACE_SECS: i64 = 60;
+
+/// Signs run tokens with the validator's key.
+pub struct SignedRunTokens {
+    key: SigningKey,
+    caps_usd: BTreeMap<String, f64>,
+}
+
+impl std::fmt::Debug for SignedRunTokens {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        formatter
+            .debug_struct("SignedRunTokens")
+            .field("caps_usd", &self.caps_usd)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SignedRunTokens {
+    /// Tokens signed with `key`, each run capped at `caps_usd` per service (`"*"` for every
+    /// service not named).
+    #[must_use]
+    pub fn new(key: SigningKey, caps_usd: BTreeMap<String, f64>) -> Self {
+        Self { key, caps_usd }
+    }
+}
+
+impl RunTokens for SignedRunTokens {
+    fn token_for(&self, job: &RunJob, limit: Duration) -> String {
+        // The gateway checks tokens against real time, whatever clock the daemon reads.
+        let now = chrono::Utc::now().timestamp();
+        let lifetime = i64::try_from(limit.as_secs())
+            .unwrap_or(MAX_TOKEN_LIFETIME_SECS)
+            .saturating_add(TOKEN_GRACE_SECS)
+            .min(MAX_TOKEN_LIFETIME_SECS);
+        let claims = RunClaims {
+            run_id: job.run_id.clone(),
+            miner: job.hotkey.clone(),
+            agent_hash: job.version_hash.clone(),
+            caps_usd: self.caps_usd.clone(),
+            linked_key: false,
+            issued_at: now,
+            expires_at: now + lifetime,
+        };
+        mint(&self.key, &claims)
+    }
+}

@@ -1,0 +1,292 @@
+//! The live validator: `sooth validator run` and `sooth validator add-agent`.
+//!
+//! This module owns the wiring of a live daemon from its [`ValidatorConfig`]: the store and
+//! components in the data directory, the validator's key (created on first start), the gateway
+//! (in-process from a gateway configuration, or a running one), the weights file, the
+//! read-only HTTP API, and the loop that polls the sources and steps the daemon on the real
+//! clock: at every poll and at every midnight (activation). It must not hold rules of its own.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+use sooth_proxy::config::ProxyConfig;
+use sooth_proxy::launch::{api_keys, launch, load_or_create_signing_key};
+use sooth_proxy::server::RunningGateway;
+use sooth_runner::{Gateway, HttpGateway, Runner, ScriptedGateway};
+use thiserror::Error;
+
+use crate::activation::next_midnight_after;
+use crate::backtest::STORE_FILE;
+use crate::clock::{Clock, SystemClock};
+use crate::config::ValidatorConfig;
+use crate::daemon::{Daemon, DaemonError, DaemonSettings};
+use crate::registration::{RegistrationDecision, RegistrationRules};
+use crate::run_tokens::SignedRunTokens;
+use crate::sandbox::{AdmitError, RunTokens, SandboxExecutor};
+use crate::sources::http_feed::HttpFeed;
+use crate::sources::jsonl::JsonlWatcher;
+use crate::sources::{Batch, SourceError};
+use crate::store::Store;
+use crate::weights::JsonFileWeights;
+
+/// The file of the validator's run-token key in the data directory.
+pub const KEY_FILE: &str = "validator.key";
+
+/// Why the live validator could not start or stopped.
+#[derive(Debug, Error)]
+pub enum ServiceError {
+    /// The data directory cannot be used.
+    #[error("cannot use the data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The daemon failed (the store, above all).
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+    /// The gateway could not be set up.
+    #[error("gateway: {0}")]
+    Gateway(String),
+    /// A source is misconfigured.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The HTTP API cannot listen.
+    #[error("cannot serve the HTTP API on {listen}: {source}")]
+    Api {
+        /// The address.
+        listen: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// An agent was refused.
+    #[error(transparent)]
+    Agent(#[from] AdmitError),
+}
+
+/// What [`add_agent`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddedAgent {
+    /// The version's hash.
+    pub hash: String,
+    /// The registration made for the miner, if it was not registered yet.
+    pub registration: Option<RegistrationDecision>,
+}
+
+/// The parts of a live validator, opened from its configuration.
+struct Parts {
+    daemon: Arc<Daemon>,
+    executor: Arc<SandboxExecutor>,
+    store: Store,
+    _gateway: Option<RunningGateway>,
+}
+
+fn settings(config: &ValidatorConfig) -> DaemonSettings {
+    DaemonSettings {
+        max_concurrent_runs: config.scheduling.max_concurrent_runs,
+        registration: RegistrationRules {
+            slots: config.competition.slots,
+            immunity: TimeDelta::days(i64::from(config.competition.immunity_days)),
+        },
+    }
+}
+
+async fn open(
+    config: &ValidatorConfig,
+    runner: Runner,
+    with_gateway: bool,
+) -> Result<Parts, ServiceError> {
+    let data_dir_error = |source| ServiceError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(&config.data_dir).map_err(data_dir_error)?;
+    let store = Store::open(&config.data_dir.join(STORE_FILE))
+        .await
+        .map_err(DaemonError::from)?;
+    let key = load_or_create_signing_key(&config.data_dir.join(KEY_FILE))
+        .map_err(|error| ServiceError::Gateway(error.to_string()))?;
+    let (gateway, running): (Arc<dyn Gateway>, Option<RunningGateway>) =
+        match (&config.gateway.config, &config.gateway.url) {
+            (Some(file), _) if with_gateway => {
+                let proxy_config = ProxyConfig::from_file(file)
+                    .map_err(|error| ServiceError::Gateway(error.to_string()))?;
+                let keys = api_keys(&proxy_config, |name| std::env::var(name).ok())
+                    .map_err(|error| ServiceError::Gateway(error.to_string()))?;
+                let running = launch(proxy_config, Some(key.verifying_key()), keys, None)
+                    .await
+                    .map_err(|error| ServiceError::Gateway(error.to_string()))?;
+                tracing::info!(url = %running.base_url(), "gateway started in-process");
+                let client = HttpGateway::new(running.base_url())
+                    .map_err(|error| ServiceError::Gateway(error.to_string()))?;
+                (Arc::new(client), Some(running))
+            }
+            (None, Some(url)) if with_gateway => {
+                let client = HttpGateway::new(url.clone())
+                    .map_err(|error| ServiceError::Gateway(error.to_string()))?;
+                (Arc::new(client), None)
+            }
+            _ => {
+                if with_gateway {
+                    tracing::warn!("no gateway configured: agents' gateway calls will fail");
+                }
+                (Arc::new(ScriptedGateway::empty()), None)
+            }
+        };
+    let tokens: Option<Arc<dyn RunTokens>> = Some(Arc::new(SignedRunTokens::new(
+        key,
+        BTreeMap::from([("*".to_owned(), config.gateway.run_cap_usd)]),
+    )));
+    let executor = Arc::new(
+        SandboxExecutor::new(runner, config.data_dir.join("agents"), gateway, tokens)
+            .map_err(data_dir_error)?,
+    );
+    let daemon = Daemon::new(
+        store.clone(),
+        Arc::new(SystemClock::new()),
+        executor.clone(),
+        Arc::new(JsonFileWeights::new(
+            config.data_dir.join(&config.weights.file),
+        )),
+        settings(config),
+    )?;
+    Ok(Parts {
+        daemon: Arc::new(daemon),
+        executor,
+        store,
+        _gateway: running,
+    })
+}
+
+/// Adds a verified version of `hotkey`'s agent from the component `bytes`, now, registering the
+/// miner first if it is not registered. It becomes active at the next midnight. Works while the
+/// daemon runs (the store is shared safely).
+///
+/// # Errors
+///
+/// [`ServiceError::Agent`] when the component does not load, [`ServiceError::Daemon`] when the
+/// registration or the version is refused, or the store fails.
+pub async fn add_agent(
+    config: &ValidatorConfig,
+    runner: Runner,
+    hotkey: &str,
+    bytes: &[u8],
+) -> Result<AddedAgent, ServiceError> {
+    let parts = open(config, runner, false).await?;
+    let hash = parts.executor.admit(bytes).await?;
+    let registered = parts
+        .store
+        .miner(hotkey)
+        .await
+        .map_err(DaemonError::from)?
+        .is_some_and(|miner| miner.deregistered_at.is_none());
+    let registration = if registered {
+        None
+    } else {
+        Some(parts.daemon.register_miner(hotkey).await?)
+    };
+    parts.daemon.add_verified_version(hotkey, &hash).await?;
+    parts.store.close().await;
+    Ok(AddedAgent { hash, registration })
+}
+
+/// Runs the live validator until `shutdown` completes: polls the sources every
+/// `sources.poll_secs`, steps the daemon after each poll and at each midnight, and serves the
+/// HTTP API.
+///
+/// # Errors
+///
+/// [`ServiceError`] when something cannot be opened at the start, or the store fails later.
+pub async fn run(
+    config: ValidatorConfig,
+    runner: Runner,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServiceError> {
+    let parts = open(&config, runner, true).await?;
+    let listener = tokio::net::TcpListener::bind(&config.api.listen)
+        .await
+        .map_err(|source| ServiceError::Api {
+            listen: config.api.listen.clone(),
+            source,
+        })?;
+    tracing::info!(listen = %config.api.listen, "HTTP API listening");
+    let api = tokio::spawn(serve_api(listener, parts.store.clone()));
+
+    let mut watchers: Vec<JsonlWatcher> = config
+        .sources
+        .jsonl_dirs
+        .iter()
+        .map(|dir| JsonlWatcher::new(PathBuf::from(dir)))
+        .collect();
+    let mut feeds = config
+        .sources
+        .http_feeds
+        .iter()
+        .map(|url| HttpFeed::new(url))
+        .collect::<Result<Vec<_>, _>>()?;
+    let daemon = parts.daemon;
+    // Publish the weights as they stand, so a restarted validator sets them at once.
+    daemon.request_scoring().await;
+    let clock = SystemClock::new();
+    let poll = TimeDelta::seconds(i64::try_from(config.sources.poll_secs).unwrap_or(i64::MAX));
+    tokio::pin!(shutdown);
+    loop {
+        let mut batch = Batch::default();
+        for watcher in &mut watchers {
+            match watcher.poll() {
+                Ok(read) => batch.append(read),
+                Err(error) => tracing::warn!(%error, "event directory unreadable"),
+            }
+        }
+        for feed in &mut feeds {
+            match feed.poll().await {
+                Ok(read) => batch.append(read),
+                Err(error) => tracing::warn!(%error, "event feed failed"),
+            }
+        }
+        ingest(&daemon, batch).await?;
+        let now = clock.now();
+        let next_poll = now + poll;
+        let wake = next_midnight_after(now).map_or(next_poll, |midnight| midnight.min(next_poll));
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = clock.sleep_until(wake) => {}
+        }
+    }
+    api.abort();
+    tracing::info!("validator stopped");
+    Ok(())
+}
+
+/// Ingests a batch the way a backtest does: events, a step to run them, then resolutions and a
+/// step to score them. Refused rows are logged and skipped.
+async fn ingest(daemon: &Daemon, batch: Batch) -> Result<(), ServiceError> {
+    for rejected in &batch.rejected {
+        tracing::warn!(%rejected, "malformed row skipped");
+    }
+    for event in &batch.events {
+        if let Err(error) = daemon.ingest_event(event).await {
+            tracing::warn!(%error, "event skipped");
+        }
+    }
+    daemon.step().await?;
+    if !batch.resolutions.is_empty() {
+        for resolution in &batch.resolutions {
+            if let Err(error) = daemon.ingest_resolution(resolution).await {
+                tracing::warn!(%error, "resolution skipped");
+            }
+        }
+        daemon.step().await?;
+    }
+    Ok(())
+}
+
+async fn serve_api(listener: tokio::net::TcpListener, store: Store) {
+    if let Err(error) = axum::serve(listener, crate::api::router(store)).await {
+        tracing::error!(%error, "the HTTP API stopped");
+    }
+}

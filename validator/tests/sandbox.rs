@@ -1,0 +1,125 @@
+//! The daemon with its real executor: hostile agents in the sandbox, on a simulated clock.
+//! Every misbehaviour ends as a failed run without a prediction (imputed 0.5 at scoring) or,
+//! for an out-of-range forecast, a clipped one; none stops the daemon or another miner.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sooth_runner::{CompileIsolation, Runner, RunnerConfig, ScriptedGateway};
+use sooth_validator::backtest::Simulation;
+use sooth_validator::daemon::DaemonSettings;
+use sooth_validator::event::{Event, Outcome, Resolution};
+use sooth_validator::store::RunStatus;
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_agents_fail_alone_and_are_imputed() {
+    let hostile = std::fs::read(sooth_test_agents::hostile()).unwrap();
+    let baseline = std::fs::read(sooth_test_agents::market_baseline()).unwrap();
+    let runner = Runner::new(RunnerConfig {
+        timeout: Duration::from_secs(2),
+        memory_limit_bytes: 64 << 20,
+        compile_isolation: CompileIsolation::InProcess,
+        ..RunnerConfig::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let simulation = Simulation::open(
+        dir.path(),
+        at("2026-03-01T23:00:00Z"),
+        runner,
+        Arc::new(ScriptedGateway::empty()),
+        None,
+        DaemonSettings::default(),
+    )
+    .await
+    .unwrap();
+    simulation.enter("hostile", &hostile).await.unwrap();
+    simulation.enter("baseline", &baseline).await.unwrap();
+
+    let titles = [
+        ("spin", RunStatus::Timeout),
+        ("sleep", RunStatus::Timeout),
+        ("memory-bomb", RunStatus::MemoryExceeded),
+        ("panic", RunStatus::Trap),
+        ("nan", RunStatus::InvalidOutput),
+        ("wrong-id", RunStatus::InvalidOutput),
+        ("seven", RunStatus::Ok),
+    ];
+    let created = at("2026-03-02T08:00:00Z");
+    let mut events = Vec::new();
+    let mut resolutions = Vec::new();
+    for (index, (title, _)) in titles.iter().enumerate() {
+        let mut event = Event::new(
+            format!("e-{title}"),
+            *title,
+            created + TimeDelta::minutes(index as i64),
+        );
+        event
+            .metadata
+            .insert("market_prob".to_owned(), serde_json::json!(0.8));
+        resolutions.push(Resolution {
+            event_id: event.id.clone(),
+            outcome: Outcome::Yes,
+            resolved_at: at("2026-03-06T00:00:00Z"),
+        });
+        events.push(event);
+    }
+    let replay = simulation
+        .replay(events, resolutions, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(replay.runs, 2 * titles.len());
+
+    for (title, status) in titles {
+        let runs = simulation
+            .daemon
+            .store()
+            .runs_of_event(&format!("e-{title}"))
+            .await
+            .unwrap();
+        let hostile_run = runs.iter().find(|run| run.run.hotkey == "hostile").unwrap();
+        assert_eq!(
+            hostile_run.run.status, status,
+            "{title}: {:?}",
+            hostile_run.run.logs
+        );
+        let baseline_run = runs
+            .iter()
+            .find(|run| run.run.hotkey == "baseline")
+            .unwrap();
+        assert_eq!(baseline_run.run.prediction, Some(0.8), "{title}");
+    }
+    let seven = simulation
+        .daemon
+        .store()
+        .runs_of_event("e-seven")
+        .await
+        .unwrap();
+    let seven = seven
+        .iter()
+        .find(|run| run.run.hotkey == "hostile")
+        .unwrap();
+    assert_eq!(seven.run.prediction, Some(7.0), "the raw answer is kept");
+    assert_eq!(seven.clipped_prediction, Some(0.99));
+
+    let report = simulation.report().await.unwrap();
+    let hostile_row = report
+        .rows
+        .iter()
+        .find(|row| row.hotkey == "hostile")
+        .unwrap();
+    // Six failures imputed 0.5 (0.25 each) and 0.99 on a yes (0.0001), over 7 events.
+    let expected = (6.0 * 0.25 + 0.01_f64.powi(2)) / 7.0;
+    assert!((hostile_row.mean_brier_101.unwrap() - expected).abs() < 1e-12);
+    assert_eq!(hostile_row.imputed_count, 6);
+    assert_eq!(report.rows[0].hotkey, "baseline");
+}
