@@ -1,0 +1,185 @@
+//! `sooth validator run`, `sooth validator add-agent` and `sooth demo` as an operator runs them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{run, sooth};
+use serde_json::Value;
+
+/// A free loopback port.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET `url` as JSON; `None` until something answers with JSON.
+fn get(url: &str) -> Option<Value> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let response = reqwest::get(url).await.ok()?;
+        response.json().await.ok()
+    })
+}
+
+fn wait_for(what: &str, child: &mut Child, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            panic!("the validator exited ({status}) before {what}:\n{stderr}");
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
+    let config = dir.join("validator.toml");
+    std::fs::create_dir_all(dir.join("events")).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"data\"\n\n[sources]\njsonl_dirs = [\"events\"]\npoll_secs = 1\n\n\
+             [api]\nlisten = \"127.0.0.1:{port}\"\n\n[competition]\nslots = 4\n"
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn the_live_validator_ingests_scores_publishes_weights_and_serves_its_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port);
+
+    let added = run(sooth()
+        .args(["validator", "add-agent", "--config"])
+        .arg(&config)
+        .args(["--hotkey", "miner-a"])
+        .arg(sooth_test_agents::always_half()))
+    .ok();
+    assert!(
+        added.stdout.contains("registered miner-a as uid 0"),
+        "{}",
+        added.stdout
+    );
+    assert!(added.stdout.contains("active at the next 00:00 UTC"));
+    run(sooth()
+        .args(["validator", "add-agent", "--config"])
+        .arg(&config)
+        .args(["--hotkey", "miner-b"])
+        .arg(dir.path().join("validator.toml")))
+    .fails_with("does not load");
+
+    let mut child = sooth()
+        .args(["validator", "run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_for("the API answers", &mut child, || {
+        get(&format!("{base}/health")).is_some()
+    });
+
+    // An event created an hour ago and resolved now, written in two appends (the second line
+    // arrives later, as a watched file grows).
+    let created = chrono::Utc::now() - chrono::TimeDelta::hours(1);
+    let events = dir.path().join("events").join("today.jsonl");
+    std::fs::write(
+        &events,
+        format!(
+            "{{\"id\": \"live-1\", \"title\": \"Will it rain?\", \"created_at\": \"{}\"}}\nnot json\n",
+            created.to_rfc3339()
+        ),
+    )
+    .unwrap();
+    wait_for("the event is ingested", &mut child, || {
+        get(&format!("{base}/v1/events/live-1")).is_some_and(|event| event["id"] == "live-1")
+    });
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&events)
+        .unwrap();
+    std::io::Write::write_all(
+        &mut file,
+        format!(
+            "{{\"event_id\": \"live-1\", \"outcome\": 1, \"resolved_at\": \"{}\"}}\n",
+            chrono::Utc::now().to_rfc3339()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let weights_file = dir.path().join("data").join("weights.json");
+    wait_for("weights are written", &mut child, || weights_file.exists());
+    let weights: Value = serde_json::from_slice(&std::fs::read(&weights_file).unwrap()).unwrap();
+    assert_eq!(weights["weights"][0]["hotkey"], "miner-a");
+    assert_eq!(weights["weights"][0]["weight"], 1.0);
+
+    // Its version activates at the next midnight: this event was imputed 0.5.
+    let board = get(&format!("{base}/v1/leaderboard")).unwrap();
+    assert_eq!(board["rows"][0]["hotkey"], "miner-a");
+    assert_eq!(board["rows"][0]["mean_brier"], 0.25);
+    assert_eq!(board["rows"][0]["imputed_count"], 1);
+    let event = get(&format!("{base}/v1/events/live-1")).unwrap();
+    assert_eq!(event["outcome"], 1);
+    child.kill().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        stderr.contains("not json") || stderr.contains("malformed"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_demo_runs_its_world_through_the_daemon_with_given_agents() {
+    let out = tempfile::tempdir().unwrap();
+    let output = run(sooth()
+        .args(["demo", "--days", "2", "--events-per-day", "30", "--agents"])
+        .arg(sooth_test_agents::market_baseline())
+        .arg(sooth_test_agents::always_half())
+        .arg("--out")
+        .arg(out.path()))
+    .ok();
+    assert!(
+        output.stdout.contains("synthetic world: seed 7"),
+        "{}",
+        output.stdout
+    );
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("leaderboard.json")).unwrap())
+            .unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["hotkey"], "market_baseline");
+    assert_eq!(rows[0]["weight"], 1.0);
+    assert_eq!(rows[1]["mean_brier_all"], 0.25);
+    let events = rows[0]["events_all"].as_u64().unwrap();
+    assert!(
+        (48..=72).contains(&events),
+        "{events} events over 2 days of 30"
+    );
+}
