@@ -18,19 +18,13 @@ use crate::{BacktestArgs, outln};
 pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
     let batch = read_events(&args.events)?;
     let agents = agent_names(&args.agents)?;
-    let temporary;
-    let data_dir = match &args.data_dir {
-        Some(dir) => dir.clone(),
-        None => {
-            temporary = tempfile::tempdir().context("cannot create a temporary data directory")?;
-            temporary.path().to_path_buf()
-        }
-    };
+    let data_dir = DataDir::given_or_temporary(args.data_dir.as_deref())?;
+    let data_dir = data_dir.path();
     let runtime = crate::runtime()?;
     let report = runtime.block_on(async {
         let start = start_instant(&batch.events)?;
         let simulation = Simulation::open(
-            &data_dir,
+            data_dir,
             start,
             make_runner(default_cache_dir())?,
             // No gateway: an agent's calls answer not-found, as with `sooth agent test`.
@@ -66,6 +60,37 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
         write_report(&report, out)?;
     }
     Ok(())
+}
+
+/// The data directory a command was given, or a temporary one removed when this is dropped.
+pub struct DataDir {
+    path: PathBuf,
+    _temporary: Option<tempfile::TempDir>,
+}
+
+impl DataDir {
+    /// `given`, or a new temporary directory.
+    pub fn given_or_temporary(given: Option<&Path>) -> anyhow::Result<Self> {
+        Ok(match given {
+            Some(path) => Self {
+                path: path.to_path_buf(),
+                _temporary: None,
+            },
+            None => {
+                let temporary =
+                    tempfile::tempdir().context("cannot create a temporary data directory")?;
+                Self {
+                    path: temporary.path().to_path_buf(),
+                    _temporary: Some(temporary),
+                }
+            }
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
 }
 
 /// Reads the events and resolutions of `path` (a JSON Lines file or a directory of them),

@@ -22,7 +22,7 @@ use sooth_validator::run_tokens::SignedRunTokens;
 use sooth_validator::synthetic::{WorldSpec, generate};
 
 use crate::agent_build::build_rust;
-use crate::backtest::{print_report, write_report};
+use crate::backtest::{DataDir, print_report, write_report};
 use crate::progress::replay_bar;
 use crate::runner_setup::{default_cache_dir, make_runner};
 use crate::{DemoArgs, outln};
@@ -38,15 +38,9 @@ const MODEL: &str = "deepseek-ai/DeepSeek-V3";
 
 /// Run the demo.
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
-    let temporary;
-    let data_dir = match &args.data_dir {
-        Some(dir) => dir.clone(),
-        None => {
-            temporary = tempfile::tempdir().context("cannot create a temporary data directory")?;
-            temporary.path().to_path_buf()
-        }
-    };
-    std::fs::create_dir_all(&data_dir)
+    let data_dir = DataDir::given_or_temporary(args.data_dir.as_deref())?;
+    let data_dir = data_dir.path();
+    std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let agents = if args.agents.is_empty() {
         build_examples(&data_dir.join("built"))?
@@ -84,7 +78,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         .await
         .context("cannot start the fake upstream")?;
         let validator_key = generate_key();
-        let gateway_config = gateway_config(&data_dir, &upstream.base_url())?;
+        let gateway_config = gateway_config(data_dir, &upstream.base_url())?;
         let api_keys = BTreeMap::from([
             ("chat".to_owned(), FakeUpstreamConfig::default().api_key),
             (
@@ -103,7 +97,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         let tokens = SignedRunTokens::new(validator_key, BTreeMap::from([("*".to_owned(), 0.05)]));
         let start = start_of(&spec)?;
         let simulation = Simulation::open(
-            &data_dir,
+            data_dir,
             start,
             make_runner(default_cache_dir())?,
             Arc::new(HttpGateway::new(gateway.base_url())?),

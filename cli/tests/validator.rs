@@ -30,18 +30,23 @@ fn get(url: &str) -> Option<Value> {
     })
 }
 
+/// What the child wrote on its (piped) stderr.
+fn stderr_of(child: &mut Child) -> String {
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        pipe.read_to_string(&mut stderr).unwrap();
+    }
+    stderr
+}
+
 fn wait_for(what: &str, child: &mut Child, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !check() {
         if let Some(status) = child.try_wait().unwrap() {
-            let mut stderr = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut stderr)
-                .unwrap();
-            panic!("the validator exited ({status}) before {what}:\n{stderr}");
+            panic!(
+                "the validator exited ({status}) before {what}:\n{}",
+                stderr_of(child)
+            );
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
@@ -141,13 +146,7 @@ fn the_live_validator_ingests_scores_publishes_weights_and_serves_its_api() {
     let event = get(&format!("{base}/v1/events/live-1")).unwrap();
     assert_eq!(event["outcome"], 1);
     child.kill().unwrap();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = stderr_of(&mut child);
     assert!(
         stderr.contains("not json") || stderr.contains("malformed"),
         "{stderr}"

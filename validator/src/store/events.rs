@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{Store, StoreError, from_ms, from_optional_ms, to_ms, truncate_to_ms};
+use super::{Store, StoreError, from_ms, from_optional_ms, outcome_from, to_ms, truncate_to_ms};
 use crate::activation::active_version;
 use crate::scoring::Outcome;
 
@@ -303,7 +303,7 @@ fn validate_event(event: &NewEvent) -> Result<(), StoreError> {
     }
 }
 
-fn event_from_row(row: &SqliteRow) -> Result<EventRecord, StoreError> {
+pub(super) fn event_from_row(row: &SqliteRow) -> Result<EventRecord, StoreError> {
     let id: String = row.try_get("id")?;
     let metadata: String = row.try_get("metadata")?;
     let status: String = row.try_get("status")?;
@@ -329,14 +329,7 @@ fn event_from_row(row: &SqliteRow) -> Result<EventRecord, StoreError> {
                 )));
             }
         },
-        outcome: outcome
-            .map(|value| {
-                u8::try_from(value)
-                    .ok()
-                    .and_then(|value| Outcome::try_from(value).ok())
-                    .ok_or_else(|| StoreError::Corrupt(format!("event {id:?} has outcome {value}")))
-            })
-            .transpose()?,
+        outcome: outcome_from(outcome, &id)?,
         resolved_at: from_optional_ms(row.try_get("resolved_at_ms")?, "resolved_at_ms")?,
     })
 }

@@ -52,6 +52,8 @@ use sqlx::sqlite::{
 };
 use thiserror::Error;
 
+use crate::scoring::Outcome;
+
 pub use events::{EventRecord, EventStatus, NewEvent, PendingRun, Resolution};
 pub use miners::MinerRecord;
 pub use queries::MinerRun;
@@ -442,6 +444,20 @@ fn from_optional_ms(ms: Option<i64>, what: &str) -> Result<Option<DateTime<Utc>>
 /// record.
 fn truncate_to_ms(instant: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(instant.timestamp_millis()).unwrap_or(instant)
+}
+
+/// An outcome column as read back (`None` while the event is open).
+fn outcome_from(value: Option<i64>, event_id: &str) -> Result<Option<Outcome>, StoreError> {
+    value
+        .map(|value| {
+            u8::try_from(value)
+                .ok()
+                .and_then(|value| Outcome::try_from(value).ok())
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("event {event_id:?} has outcome {value}"))
+                })
+        })
+        .transpose()
 }
 
 /// A uid as read back.

@@ -5,13 +5,12 @@
 //! id of the last event of the previous one (`before`), so that a page stays right while new
 //! events are inserted, and reading a page costs the same however deep it is.
 
-use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use super::{
-    EventRecord, EventScore, EventStatus, NewEvent, NewRun, RunRecord, RunStatus, Store,
-    StoreError, from_ms, from_optional_ms,
-};
+use super::events::event_from_row;
+use super::miners::miner_no;
+use super::runs::run_from_row;
+use super::{EventRecord, EventScore, EventStatus, RunRecord, Store, StoreError, outcome_from};
 use crate::scoring::Outcome;
 
 /// One run of a miner, with what its event became.
@@ -79,14 +78,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<MinerRun>, StoreError> {
         let mut connection = self.reader.begin().await?;
-        let miner: i64 =
-            sqlx::query_scalar("SELECT miner_no FROM validator_miners WHERE hotkey = ?1")
-                .bind(hotkey)
-                .fetch_optional(&mut *connection)
-                .await?
-                .ok_or_else(|| StoreError::UnknownMiner {
-                    hotkey: hotkey.to_owned(),
-                })?;
+        let miner = miner_no(&mut connection, hotkey).await?;
         let position = match before {
             Some(event_id) => Some(event_position(&mut connection, event_id).await?),
             None => None,
@@ -168,72 +160,4 @@ fn status_word(status: EventStatus) -> &'static str {
         EventStatus::Open => "open",
         EventStatus::Resolved => "resolved",
     }
-}
-
-/// An outcome column as read back.
-fn outcome_from(value: Option<i64>, event_id: &str) -> Result<Option<Outcome>, StoreError> {
-    value
-        .map(|value| {
-            u8::try_from(value)
-                .ok()
-                .and_then(|value| Outcome::try_from(value).ok())
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("event {event_id:?} has outcome {value}"))
-                })
-        })
-        .transpose()
-}
-
-fn event_from_row(row: &SqliteRow) -> Result<EventRecord, StoreError> {
-    let id: String = row.try_get("id")?;
-    let metadata: String = row.try_get("metadata")?;
-    let status: String = row.try_get("status")?;
-    Ok(EventRecord {
-        status: match status.as_str() {
-            "open" => EventStatus::Open,
-            "resolved" => EventStatus::Resolved,
-            other => {
-                return Err(StoreError::Corrupt(format!(
-                    "event {id:?} has status {other:?}"
-                )));
-            }
-        },
-        outcome: outcome_from(row.try_get("outcome")?, &id)?,
-        resolved_at: from_optional_ms(row.try_get("resolved_at_ms")?, "resolved_at_ms")?,
-        event: NewEvent {
-            kind: row.try_get("kind")?,
-            title: row.try_get("title")?,
-            description: row.try_get("description")?,
-            metadata: serde_json::from_str(&metadata).map_err(|error| {
-                StoreError::Corrupt(format!("event {id:?} has invalid metadata: {error}"))
-            })?,
-            created_at: from_ms(row.try_get("created_at_ms")?, "created_at_ms")?,
-            cutoff: from_ms(row.try_get("cutoff_ms")?, "cutoff_ms")?,
-            id,
-        },
-    })
-}
-
-fn run_from_row(row: &SqliteRow) -> Result<RunRecord, StoreError> {
-    let status: String = row.try_get("status")?;
-    let usage: String = row.try_get("gateway_usage")?;
-    let duration_ms: i64 = row.try_get("duration_ms")?;
-    Ok(RunRecord {
-        run: NewRun {
-            event_id: row.try_get("event_id")?,
-            hotkey: row.try_get("hotkey")?,
-            version_hash: row.try_get("hash")?,
-            status: RunStatus::parse(&status)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown run status {status:?}")))?,
-            prediction: row.try_get("prediction")?,
-            duration_ms: u64::try_from(duration_ms)
-                .map_err(|_| StoreError::Corrupt(format!("run duration {duration_ms} ms")))?,
-            logs: row.try_get("logs")?,
-            gateway_usage: serde_json::from_str(&usage)
-                .map_err(|error| StoreError::Corrupt(format!("run gateway usage: {error}")))?,
-            cost_usd: row.try_get("cost_usd")?,
-            finished_at: from_ms(row.try_get("finished_at_ms")?, "finished_at_ms")?,
-        },
-        clipped_prediction: row.try_get("clipped_prediction")?,
-    })
 }

@@ -23,8 +23,8 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::miners::miner_no;
-use super::{Store, StoreError, from_ms, to_ms};
-use crate::scoring::{Miner, Outcome, ResolvedEvent, scored_prediction};
+use super::{Store, StoreError, from_ms, outcome_from, to_ms};
+use crate::scoring::{Miner, ResolvedEvent, scored_prediction};
 
 /// How a run ended (the `status` column). The words are the runner's
 /// (`sooth_runner::RunOutcome::status`) plus `crash`, for a run the daemon lost (the runner
@@ -230,13 +230,8 @@ impl Store {
         // Newest first from the index; the scoring order is oldest first.
         for row in rows.iter().rev() {
             let id: String = row.try_get("id")?;
-            let outcome: i64 = row.try_get("outcome")?;
-            let outcome = u8::try_from(outcome)
-                .ok()
-                .and_then(|value| Outcome::try_from(value).ok())
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("event {id:?} has outcome {outcome}"))
-                })?;
+            let outcome = outcome_from(Some(row.try_get("outcome")?), &id)?
+                .ok_or_else(|| StoreError::Corrupt(format!("event {id:?} has no outcome")))?;
             event_index.insert(row.try_get("event_no")?, events.len());
             events.push(ResolvedEvent {
                 id,
@@ -308,13 +303,8 @@ impl Store {
             else {
                 continue;
             };
-            let outcome: i64 = row.try_get("outcome")?;
-            let outcome = u8::try_from(outcome)
-                .ok()
-                .and_then(|value| Outcome::try_from(value).ok())
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("event {id:?} has outcome {outcome}"))
-                })?;
+            let outcome = outcome_from(Some(row.try_get("outcome")?), &id)?
+                .ok_or_else(|| StoreError::Corrupt(format!("event {id:?} has no outcome")))?;
             let event_no: i64 = row.try_get("event_no")?;
             let mut event = ResolvedEvent {
                 id: id.clone(),
@@ -449,7 +439,7 @@ fn validate_run(run: &NewRun) -> Result<Option<f64>, StoreError> {
     }
 }
 
-fn run_from_row(row: &SqliteRow) -> Result<RunRecord, StoreError> {
+pub(super) fn run_from_row(row: &SqliteRow) -> Result<RunRecord, StoreError> {
     let status: String = row.try_get("status")?;
     let usage: String = row.try_get("gateway_usage")?;
     let duration_ms: i64 = row.try_get("duration_ms")?;
