@@ -303,7 +303,7 @@ impl Store {
             else {
                 continue;
             };
-            let outcome = outcome_from(Some(row.try_get("outcome")?), &id)?
+            let outcome = outcome_from(Some(row.try_get("outcome")?), id)?
                 .ok_or_else(|| StoreError::Corrupt(format!("event {id:?} has no outcome")))?;
             let event_no: i64 = row.try_get("event_no")?;
             let mut event = ResolvedEvent {
