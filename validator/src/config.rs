@@ -21,6 +21,8 @@
 //! jsonl_dirs = ["events"]          # watched directories of JSON Lines files
 //! http_feeds = []                  # feeds read with a cursor
 //! poll_secs = 10
+//! # gamma_url = "https://gamma-api.polymarket.com"   # prediction markets, [0.2, 0.8] mid price
+//! gamma_poll_secs = 300
 //!
 //! [api]
 //! listen = "127.0.0.1:8800"        # the read-only HTTP API
@@ -143,8 +145,13 @@ pub struct SourcesConfig {
     pub jsonl_dirs: Vec<PathBuf>,
     /// HTTP feeds read with a cursor.
     pub http_feeds: Vec<String>,
-    /// Seconds between two polls of every source.
+    /// Seconds between two polls of the directories and feeds.
     pub poll_secs: u64,
+    /// Read prediction-market listings in the shape of Polymarket's Gamma API from this base
+    /// URL (`https://gamma-api.polymarket.com`); none by default.
+    pub gamma_url: Option<String>,
+    /// Seconds between two reads of the market listings.
+    pub gamma_poll_secs: u64,
 }
 
 impl Default for SourcesConfig {
@@ -153,6 +160,8 @@ impl Default for SourcesConfig {
             jsonl_dirs: Vec::new(),
             http_feeds: Vec::new(),
             poll_secs: 10,
+            gamma_url: None,
+            gamma_poll_secs: 300,
         }
     }
 }
@@ -268,8 +277,8 @@ impl ValidatorConfig {
         if self.scheduling.max_concurrent_runs == 0 || self.scheduling.max_concurrent_runs > 4096 {
             return invalid("scheduling.max_concurrent_runs must be between 1 and 4096");
         }
-        if self.sources.poll_secs == 0 {
-            return invalid("sources.poll_secs must be at least 1");
+        if self.sources.poll_secs == 0 || self.sources.gamma_poll_secs == 0 {
+            return invalid("sources.poll_secs and sources.gamma_poll_secs must be at least 1");
         }
         if self.api.listen.parse::<std::net::SocketAddr>().is_err() {
             return invalid("api.listen must be an address such as 127.0.0.1:8800");

@@ -25,8 +25,8 @@
 //! - [`executor`]: the seam between scheduling and running agents;
 //! - [`sandbox`]: the real executor, agents in `sooth-runner`'s sandbox, and
 //!   [`run_tokens`], the run tokens it hands the gateway;
-//! - [`config`] and [`service`]: the live validator's configuration and wiring
-//!   (`sooth validator run`);
+//! - [`config`], [`intake`] and [`service`]: the live validator's configuration, its sources
+//!   with their saved progress, and its wiring (`sooth validator run`);
 //! - [`synthetic`]: a seeded synthetic world (hidden truths, noisy market prices) for the
 //!   demo and benchmarks;
 //! - [`weights`]: where weights go once computed (a JSON file; a chain client later).
@@ -39,6 +39,7 @@ pub mod config;
 pub mod daemon;
 pub mod event;
 pub mod executor;
+pub mod intake;
 pub mod registration;
 pub mod run_tokens;
 pub mod sandbox;

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::TimeDelta;
@@ -23,12 +22,11 @@ use crate::backtest::STORE_FILE;
 use crate::clock::{Clock, SystemClock};
 use crate::config::ValidatorConfig;
 use crate::daemon::{Daemon, DaemonError, DaemonSettings};
+use crate::intake::{Intake, IntakeError};
 use crate::registration::{RegistrationDecision, RegistrationRules};
 use crate::run_tokens::SignedRunTokens;
 use crate::sandbox::{AdmitError, RunTokens, SandboxExecutor};
-use crate::sources::http_feed::HttpFeed;
-use crate::sources::jsonl::JsonlWatcher;
-use crate::sources::{Batch, SourceError};
+use crate::sources::Batch;
 use crate::store::Store;
 use crate::weights::JsonFileWeights;
 
@@ -52,9 +50,9 @@ pub enum ServiceError {
     /// The gateway could not be set up.
     #[error("gateway: {0}")]
     Gateway(String),
-    /// A source is misconfigured.
+    /// A source is misconfigured, or its progress unreadable.
     #[error(transparent)]
-    Source(#[from] SourceError),
+    Sources(#[from] IntakeError),
     /// The HTTP API cannot listen.
     #[error("cannot serve the HTTP API on {listen}: {source}")]
     Api {
@@ -216,18 +214,7 @@ pub async fn run(
     tracing::info!(listen = %config.api.listen, "HTTP API listening");
     let api = tokio::spawn(serve_api(listener, parts.store.clone()));
 
-    let mut watchers: Vec<JsonlWatcher> = config
-        .sources
-        .jsonl_dirs
-        .iter()
-        .map(|dir| JsonlWatcher::new(PathBuf::from(dir)))
-        .collect();
-    let mut feeds = config
-        .sources
-        .http_feeds
-        .iter()
-        .map(|url| HttpFeed::new(url))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut intake = Intake::open(&config.sources, &parts.store).await?;
     let daemon = parts.daemon;
     // Publish the weights as they stand, so a restarted validator sets them at once.
     daemon.request_scoring().await;
@@ -235,20 +222,11 @@ pub async fn run(
     let poll = TimeDelta::seconds(i64::try_from(config.sources.poll_secs).unwrap_or(i64::MAX));
     tokio::pin!(shutdown);
     loop {
-        let mut batch = Batch::default();
-        for watcher in &mut watchers {
-            match watcher.poll() {
-                Ok(read) => batch.append(read),
-                Err(error) => tracing::warn!(%error, "event directory unreadable"),
-            }
-        }
-        for feed in &mut feeds {
-            match feed.poll().await {
-                Ok(read) => batch.append(read),
-                Err(error) => tracing::warn!(%error, "event feed failed"),
-            }
-        }
+        let batch = intake.poll(clock.now()).await;
         ingest(&daemon, batch).await?;
+        if let Err(error) = intake.save_progress(clock.now()).await {
+            tracing::warn!(%error, "cannot save the sources' progress");
+        }
         let now = clock.now();
         let next_poll = now + poll;
         let wake = next_midnight_after(now).map_or(next_poll, |midnight| midnight.min(next_poll));

@@ -1,7 +1,7 @@
 //! The validator's storage: sqlx on SQLite.
 //!
 //! This module owns the validator's tables (`validator_*`, schema in
-//! `migrations/sqlite/0005_validator.sql`): miners, agent versions, events, runs, scores and the
+//! `migrations/sqlite/0005_validator.sql` and `0006_validator_sources.sql`): miners, agent versions, events, runs, scores and the
 //! weights history. It must not touch the gateway's tables (`gateway_*`) that live in the same
 //! file, nor decide any rule: which version is active, what a score is and who wins are
 //! [`crate::activation`] and [`crate::scoring`]; the store records their answers and serves
@@ -9,9 +9,10 @@
 //!
 //! # File and connections
 //!
-//! One SQLite file in the data directory, shared with the gateway, in WAL mode. Migrations
-//! (the whole `migrations/sqlite` folder, the gateway's included, since sqlx's migrator checks
-//! every applied migration) are applied at open. Writes go through a pool of exactly one
+//! One SQLite file in the data directory (`validator.sqlite`), in WAL mode. The migrations are
+//! the gateway's too (the whole `migrations/sqlite` folder, since sqlx's migrator checks every
+//! applied migration), so the gateway may share the file; the in-process gateway of `sooth
+//! validator run` keeps its own file in its own data directory. Migrations are applied at open. Writes go through a pool of exactly one
 //! connection, so this process never contends with itself for the write lock; reads use a
 //! separate pool and see the last committed state without waiting for writers. Every write
 //! transaction starts with `BEGIN IMMEDIATE`, so that when another process (the gateway) holds
@@ -33,13 +34,15 @@
 //! The operations are split by table family: [`miners`] (registration), [`versions`] (agent
 //! versions and activation), [`events`] (events and resolution), [`runs`] (runs and loading
 //! resolved events for scoring) and [`scores`] (scores and weights history); `queries` holds
-//! the read-only pages the HTTP API serves ([`Store::events_page`], [`Store::miner_runs`]).
+//! the read-only pages the HTTP API serves ([`Store::events_page`], [`Store::miner_runs`]), and
+//! `sources` where each event source has read up to ([`Store::source_state`]).
 
 pub mod events;
 pub mod miners;
 mod queries;
 pub mod runs;
 pub mod scores;
+mod sources;
 pub mod versions;
 
 use std::path::{Path, PathBuf};
