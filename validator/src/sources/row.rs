@@ -10,11 +10,11 @@
 //!   (`resolution_date`, `close_date`, `outcome`) never reach the metadata;
 //! - a resolution row (it has `event_id`): `{event_id, outcome, resolved_at}`;
 //! - otherwise an event row, the SPEC's shape: `{id, kind?, title, description?, created_at,
-//!   cutoff?, metadata?}`, optionally with `outcome` and `resolved_at` together, which make a
-//!   resolution too.
+//!   cutoff?, metadata?}`, optionally with `outcome`, which makes a resolution too: at
+//!   `resolved_at` when given, else at the event's cutoff (the moment the question closes).
 //!
-//! Instants are RFC 3339 text, a date (midnight UTC) or whole Unix seconds. Field rules follow
-//! `cli/src/events.rs` (`sooth agent test`), which this module can replace.
+//! Instants are RFC 3339 text, a date (midnight UTC) or whole Unix seconds. `sooth agent test`
+//! reads its event files with this module too.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value};
@@ -131,11 +131,13 @@ fn event_row(row: Map<String, Value>) -> Result<Row, EventError> {
     event.validate()?;
     let resolution = match (present(&row, "outcome"), present(&row, "resolved_at")) {
         (None, None) => None,
-        (Some(_), None) => {
-            return Err(EventError::HalfResolution {
-                present: "outcome",
-                missing: "resolved_at",
-            });
+        (Some(outcome), None) => {
+            // Known outcome, unknown instant: the question resolves when it closes.
+            Some(Resolution {
+                event_id: event.id.clone(),
+                outcome: Outcome::from_json(outcome)?,
+                resolved_at: event.cutoff,
+            })
         }
         (None, Some(_)) => {
             return Err(EventError::HalfResolution {
@@ -374,6 +376,19 @@ mod tests {
     }
 
     #[test]
+    fn an_outcome_without_an_instant_resolves_at_the_cutoff() {
+        let Row::Event(event, Some(resolution)) = parse_text(
+            r#"{"id": "e3", "title": "T", "created_at": 1740000000, "cutoff": 1740500000, "outcome": 1}"#,
+        )
+        .unwrap() else {
+            panic!("expected a resolved event")
+        };
+        assert_eq!(resolution.resolved_at, event.cutoff);
+        assert_eq!(resolution.resolved_at, at(1_740_500_000));
+        assert_eq!(resolution.outcome, Outcome::Yes);
+    }
+
+    #[test]
     fn resolution_rows() {
         assert_eq!(
             parse_text(r#"{"event_id": "e1", "outcome": 0, "resolved_at": 5}"#).unwrap(),
@@ -433,8 +448,8 @@ mod tests {
                 "`outcome` must be 0 or 1, got 2",
             ),
             (
-                r#"{"id": "a", "title": "T", "created_at": 1, "outcome": 1}"#,
-                "`outcome` needs `resolved_at`",
+                r#"{"id": "a", "title": "T", "created_at": 1, "resolved_at": 5}"#,
+                "`resolved_at` needs `outcome`",
             ),
             (
                 r#"{"id": "a", "title": "T", "created_at": 10, "outcome": 1, "resolved_at": 5}"#,
