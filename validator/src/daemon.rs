@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -122,11 +122,6 @@ struct StepState {
     activated_through: Option<DateTime<Utc>>,
     /// The value of [`Daemon::changes`] when the last pass over owed runs began.
     runs_done_at_change: u64,
-    /// Events resolved (or resolutions replayed) since the last scoring; an event resolved at
-    /// an instant still to come stays here until the clock reaches it.
-    resolved_since_scoring: HashSet<String>,
-    /// Whether the next step scores even without new resolutions.
-    scoring_requested: bool,
     /// The scoring window as of the last scoring, kept so that a scoring loads only the newly
     /// resolved events instead of all 101.
     window: Option<ScoringWindow>,
@@ -146,6 +141,12 @@ pub struct Daemon {
     changes: AtomicU64,
     /// Creation instants of events ingested before they were due.
     future_creations: std::sync::Mutex<BTreeSet<DateTime<Utc>>>,
+    /// Events resolved (or resolutions replayed) since the last scoring; an event resolved at
+    /// an instant still to come stays here until the clock reaches it. Apart from the step's
+    /// state so that ingesting never waits for a step.
+    resolved_since_scoring: std::sync::Mutex<HashSet<String>>,
+    /// Whether the next step scores even without new resolutions.
+    scoring_requested: AtomicBool,
     store: Store,
     clock: Arc<dyn Clock>,
     executor: Arc<dyn RunExecutor>,
@@ -187,6 +188,8 @@ impl Daemon {
             // Not 0: a new daemon owes whatever the store says it owes.
             changes: AtomicU64::new(1),
             future_creations: std::sync::Mutex::new(BTreeSet::new()),
+            resolved_since_scoring: std::sync::Mutex::new(HashSet::new()),
+            scoring_requested: AtomicBool::new(false),
             store,
             clock,
             executor,
@@ -271,11 +274,7 @@ impl Daemon {
                 resolution.resolved_at,
             )
             .await?;
-        self.state
-            .lock()
-            .await
-            .resolved_since_scoring
-            .insert(resolution.event_id.clone());
+        self.lock_resolved().insert(resolution.event_id.clone());
         Ok(match recorded {
             Recorded::Recorded => Ingested::New,
             Recorded::AlreadyRecorded => Ingested::AlreadyKnown,
@@ -347,7 +346,7 @@ impl Daemon {
     /// Makes the next [`step`](Self::step) compute and publish weights even if no resolution
     /// arrived (a restarted live daemon publishes its current weights this way).
     pub async fn request_scoring(&self) {
-        self.state.lock().await.scoring_requested = true;
+        self.scoring_requested.store(true, Ordering::SeqCst);
     }
 
     /// One pass at the clock's current instant: activation, owed runs, scoring. See the module
@@ -384,10 +383,29 @@ impl Daemon {
             report.failed_runs = failed;
             state.runs_done_at_change = changes;
         }
-        if state.scoring_requested || !state.resolved_since_scoring.is_empty() {
-            report.leaderboard = self.score(now, &mut state).await?;
+        let pending = std::mem::take(&mut *self.lock_resolved());
+        let requested = self.scoring_requested.swap(false, Ordering::SeqCst);
+        if requested || !pending.is_empty() {
+            match self.score(now, &mut state, &pending, requested).await {
+                Ok((leaderboard, later)) => {
+                    report.leaderboard = leaderboard;
+                    self.lock_resolved().extend(later);
+                }
+                Err(error) => {
+                    // Scored again at the next step.
+                    self.lock_resolved().extend(pending);
+                    self.scoring_requested.fetch_or(requested, Ordering::SeqCst);
+                    return Err(error);
+                }
+            }
         }
         Ok(report)
+    }
+
+    fn lock_resolved(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.resolved_since_scoring
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn note_change(&self) {
@@ -498,13 +516,18 @@ impl Daemon {
     /// Brings the scoring window up to `now` with the events resolved since the last scoring,
     /// records their scores and the leaderboard, and publishes the weights. `None` when nothing
     /// new counts yet (no event resolved by `now`, or only events resolved later).
+    ///
+    /// Returns the leaderboard and the events of `resolved` whose resolution instant is still
+    /// to come.
     async fn score(
         &self,
         now: DateTime<Utc>,
         state: &mut StepState,
-    ) -> Result<Option<Vec<LeaderboardRow>>, DaemonError> {
+        resolved: &HashSet<String>,
+        requested: bool,
+    ) -> Result<(Option<Vec<LeaderboardRow>>, HashSet<String>), DaemonError> {
         let miners = self.store.registered_miners().await?;
-        let pending: Vec<String> = state.resolved_since_scoring.iter().cloned().collect();
+        let pending: Vec<String> = resolved.iter().cloned().collect();
         let (window, fresh) = match state.window.take() {
             Some(mut window) if window.miners == miners => {
                 let fresh = self.store.resolved_events(&miners, &pending, now).await?;
@@ -529,7 +552,7 @@ impl Daemon {
                     .await?;
                 let fresh = events
                     .iter()
-                    .filter(|event| state.resolved_since_scoring.contains(&event.id))
+                    .filter(|event| resolved.contains(&event.id))
                     .map(|event| event.id.clone())
                     .collect();
                 (ScoringWindow { miners, events }, fresh)
@@ -544,11 +567,9 @@ impl Daemon {
                 later.insert(id.clone());
             }
         }
-        let requested = std::mem::take(&mut state.scoring_requested);
-        state.resolved_since_scoring = later;
         if window.events.is_empty() || (fresh.is_empty() && !requested) {
             state.window = Some(window);
-            return Ok(None);
+            return Ok((None, later));
         }
         let rows = leaderboard(&window.miners, &window.events)?;
         let newly_scored: Vec<ResolvedEvent> = window
@@ -567,7 +588,7 @@ impl Daemon {
             tracing::error!(%error, "weights recorded but not published");
         }
         state.window = Some(window);
-        Ok(Some(rows))
+        Ok((Some(rows), later))
     }
 }
 

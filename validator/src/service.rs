@@ -21,7 +21,7 @@ use crate::activation::next_midnight_after;
 use crate::backtest::STORE_FILE;
 use crate::clock::{Clock, SystemClock};
 use crate::config::ValidatorConfig;
-use crate::daemon::{Daemon, DaemonError, DaemonSettings};
+use crate::daemon::{Daemon, DaemonError, DaemonSettings, StepReport};
 use crate::intake::{Intake, IntakeError};
 use crate::registration::{RegistrationDecision, RegistrationRules};
 use crate::run_tokens::SignedRunTokens;
@@ -64,6 +64,9 @@ pub enum ServiceError {
     /// An agent was refused.
     #[error(transparent)]
     Agent(#[from] AdmitError),
+    /// A step of the daemon panicked (a bug); the validator stops rather than go on half-way.
+    #[error("a step of the daemon failed: {0}")]
+    Step(String),
 }
 
 /// What [`add_agent`] did.
@@ -221,28 +224,58 @@ pub async fn run(
     let clock = SystemClock::new();
     let poll = TimeDelta::seconds(i64::try_from(config.sources.poll_secs).unwrap_or(i64::MAX));
     tokio::pin!(shutdown);
-    loop {
+    // Steps run beside the polling, so that long runs never hold up ingestion; the daemon
+    // serializes steps itself.
+    let mut stepping: Option<tokio::task::JoinHandle<Result<StepReport, DaemonError>>> = None;
+    let result = loop {
         let batch = intake.poll(clock.now()).await;
-        ingest(&daemon, batch).await?;
+        ingest(&daemon, batch).await;
         if let Err(error) = intake.save_progress(clock.now()).await {
             tracing::warn!(%error, "cannot save the sources' progress");
+        }
+        if let Some(step) = stepping.take_if(|step| step.is_finished()) {
+            match step.await {
+                Ok(Ok(report)) => log_step(&report),
+                Ok(Err(error)) => break Err(ServiceError::Daemon(error)),
+                Err(error) => break Err(ServiceError::Step(error.to_string())),
+            }
+        }
+        if stepping.is_none() {
+            let daemon = Arc::clone(&daemon);
+            stepping = Some(tokio::spawn(async move { daemon.step().await }));
         }
         let now = clock.now();
         let next_poll = now + poll;
         let wake = next_midnight_after(now).map_or(next_poll, |midnight| midnight.min(next_poll));
         tokio::select! {
-            () = &mut shutdown => break,
+            () = &mut shutdown => break Ok(()),
             () = clock.sleep_until(wake) => {}
         }
+    };
+    if let Some(step) = stepping {
+        // Runs in flight are dropped; what they did not record is owed again at the next start.
+        step.abort();
     }
     api.abort();
     tracing::info!("validator stopped");
-    Ok(())
+    result
 }
 
-/// Ingests a batch the way a backtest does: events, a step to run them, then resolutions and a
-/// step to score them. Refused rows are logged and skipped.
-async fn ingest(daemon: &Daemon, batch: Batch) -> Result<(), ServiceError> {
+fn log_step(report: &StepReport) {
+    if report.runs > 0 || report.activations > 0 || report.leaderboard.is_some() {
+        tracing::info!(
+            runs = report.runs,
+            failed = report.failed_runs,
+            activations = report.activations,
+            scored = report.leaderboard.is_some(),
+            "step done"
+        );
+    }
+}
+
+/// Stores a batch's events and resolutions; the next step runs and scores them. Refused rows are
+/// logged and skipped.
+async fn ingest(daemon: &Daemon, batch: Batch) {
     for rejected in &batch.rejected {
         tracing::warn!(%rejected, "malformed row skipped");
     }
@@ -251,16 +284,11 @@ async fn ingest(daemon: &Daemon, batch: Batch) -> Result<(), ServiceError> {
             tracing::warn!(%error, "event skipped");
         }
     }
-    daemon.step().await?;
-    if !batch.resolutions.is_empty() {
-        for resolution in &batch.resolutions {
-            if let Err(error) = daemon.ingest_resolution(resolution).await {
-                tracing::warn!(%error, "resolution skipped");
-            }
+    for resolution in &batch.resolutions {
+        if let Err(error) = daemon.ingest_resolution(resolution).await {
+            tracing::warn!(%error, "resolution skipped");
         }
-        daemon.step().await?;
     }
-    Ok(())
 }
 
 async fn serve_api(listener: tokio::net::TcpListener, store: Store) {
