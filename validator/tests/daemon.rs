@@ -525,3 +525,86 @@ async fn a_resolution_dated_later_counts_only_once_the_clock_reaches_it() {
     assert_eq!(rows[0].miner.hotkey, "a");
     assert_eq!(h.winner().await, "a");
 }
+
+/// Holds every run until released.
+struct GatedExecutor {
+    gate: tokio::sync::Semaphore,
+}
+
+impl RunExecutor for GatedExecutor {
+    fn execute(self: Arc<Self>, _job: RunJob) -> Execution {
+        Box::pin(async move {
+            let _permit = self.gate.acquire().await.unwrap();
+            ExecutedRun {
+                status: RunStatus::Ok,
+                prediction: Some(0.9),
+                duration_ms: 1,
+                logs: String::new(),
+                gateway_usage: json!({}),
+                cost_usd: 0.0,
+            }
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_and_resolutions_are_taken_while_a_step_waits_on_its_runs() {
+    let clock = SimulatedClock::new(at("2026-03-01T10:00:00Z"));
+    let executor = Arc::new(GatedExecutor {
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let daemon = Arc::new(
+        Daemon::new(
+            Store::in_memory().await.unwrap(),
+            Arc::new(clock.clone()),
+            executor.clone(),
+            Arc::new(NoWeightSetter),
+            DaemonSettings::default(),
+        )
+        .unwrap(),
+    );
+    daemon.register_miner("m").await.unwrap();
+    daemon.add_verified_version("m", "v").await.unwrap();
+    clock.advance_to(at("2026-03-02T10:00:00Z")).unwrap();
+    let first = Event::new("first", "First?", clock.now());
+    daemon.ingest_event(&first).await.unwrap();
+    let stepping = tokio::spawn({
+        let daemon = Arc::clone(&daemon);
+        async move { daemon.step().await }
+    });
+    // The step is blocked on its run; ingestion goes on meanwhile.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(!stepping.is_finished());
+    let second = Event::new("second", "Second?", clock.now());
+    let ingest = async {
+        daemon.ingest_event(&second).await.unwrap();
+        daemon
+            .ingest_resolution(&Resolution {
+                event_id: "second".to_owned(),
+                outcome: Outcome::No,
+                resolved_at: clock.now(),
+            })
+            .await
+            .unwrap();
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), ingest)
+        .await
+        .expect("ingestion waited for the step");
+    executor.gate.add_permits(10);
+    let report = stepping.await.unwrap().unwrap();
+    assert_eq!(report.runs, 1, "the first event ran");
+    // The step scored the resolution that arrived while it ran: the second event, resolved
+    // before any run of it, is imputed and never runs.
+    let rows = report.leaderboard.expect("scored");
+    assert_eq!(rows[0].imputed_count, 1);
+    let report = daemon.step().await.unwrap();
+    assert_eq!(report.runs, 0);
+    assert!(
+        daemon
+            .store()
+            .runs_of_event("second")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
