@@ -246,27 +246,40 @@ impl Store {
         }
 
         let miner_index = miner_indexes(&mut connection, miners).await?;
-        let mut triples = sqlx::query(
-            "SELECT r.event_no, r.miner_no, r.clipped_prediction \
+        // One row per event, its valid predictions packed as "miner value,miner value,...":
+        // decoding 10,000 rows of text is several times faster than 2.5 M rows through sqlx.
+        // `%!.17g` prints 17 significant digits, which read back as the very same f64.
+        let mut packed = sqlx::query(
+            "SELECT r.event_no, \
+                    group_concat(r.miner_no || ' ' || printf('%!.17g', r.clipped_prediction)) \
                FROM validator_runs r \
               WHERE r.event_no IN (SELECT event_no FROM validator_events \
                                     WHERE status = 'resolved' AND resolved_at_ms <= ?2 \
                                     ORDER BY resolved_at_ms DESC, id DESC LIMIT ?1) \
-                AND r.clipped_prediction IS NOT NULL",
+                AND r.clipped_prediction IS NOT NULL \
+              GROUP BY r.event_no",
         )
         .bind(limit)
         .bind(to_ms(as_of))
         .fetch(&mut *connection);
-        while let Some(row) = triples.try_next().await? {
+        while let Some(row) = packed.try_next().await? {
             let event_no: i64 = row.try_get(0)?;
-            let miner_no: i64 = row.try_get(1)?;
-            let (Some(&event), Some(&miner)) =
-                (event_index.get(&event_no), miner_index.get(&miner_no))
-            else {
-                // A miner not in `miners` (deregistered, or left out by the caller).
+            let Some(&event) = event_index.get(&event_no) else {
                 continue;
             };
-            events[event].predictions[miner] = Some(row.try_get(2)?);
+            let predictions: &str = row.try_get(1)?;
+            for pair in predictions.split(',') {
+                let (miner_no, value) = pair
+                    .split_once(' ')
+                    .and_then(|(miner, value)| {
+                        Some((miner.parse::<i64>().ok()?, value.parse::<f64>().ok()?))
+                    })
+                    .ok_or_else(|| StoreError::Corrupt(format!("packed prediction {pair:?}")))?;
+                // A miner not in `miners` (deregistered, or left out by the caller) is skipped.
+                if let Some(&miner) = miner_index.get(&miner_no) {
+                    events[event].predictions[miner] = Some(value);
+                }
+            }
         }
         Ok(events)
     }
