@@ -53,6 +53,8 @@ fn wait_for(what: &str, child: &mut Child, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// A validator configuration in `dir` with its gateway in-process (its upstream is never
+/// reached: the agents here make no gateway calls).
 fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
     let config = dir.join("validator.toml");
     std::fs::create_dir_all(dir.join("events")).unwrap();
@@ -60,7 +62,39 @@ fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
         &config,
         format!(
             "data_dir = \"data\"\n\n[sources]\njsonl_dirs = [\"events\"]\npoll_secs = 1\n\n\
-             [api]\nlisten = \"127.0.0.1:{port}\"\n\n[competition]\nslots = 4\n"
+             [api]\nlisten = \"127.0.0.1:{port}\"\n\n[competition]\nslots = 4\n\n\
+             [gateway]\nconfig = \"gateway.toml\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("gateway.toml"),
+        format!(
+            r#"
+listen = "127.0.0.1:0"
+data_dir = "gateway-data"
+validator_public_key = "{unused}"
+signing_key_file = "gateway-signing.key"
+default_chat_service = "chat"
+default_search_service = "search"
+
+[services.chat]
+kind = "chat"
+base_url = "http://127.0.0.1:9"
+api_key_env = "SOOTH_TEST_CHAT_KEY"
+per_miner_day_cap_usd = 1.0
+linked_per_miner_day_cap_usd = 1.0
+models = {{ "m" = {{ input_per_million = 0.5, output_per_million = 2.0 }} }}
+
+[services.search]
+kind = "search"
+base_url = "http://127.0.0.1:9"
+api_key_env = "SOOTH_TEST_SEARCH_KEY"
+price_per_call = 0.002
+per_miner_day_cap_usd = 1.0
+linked_per_miner_day_cap_usd = 1.0
+"#,
+            unused = "00".repeat(32),
         ),
     )
     .unwrap();
@@ -93,8 +127,11 @@ fn the_live_validator_ingests_scores_publishes_weights_and_serves_its_api() {
     .fails_with("does not load");
 
     let mut child = sooth()
-        .args(["validator", "run", "--config"])
+        .current_dir(dir.path())
+        .args(["-v", "validator", "run", "--config"])
         .arg(&config)
+        .env("SOOTH_TEST_CHAT_KEY", "chat-key")
+        .env("SOOTH_TEST_SEARCH_KEY", "search-key")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -147,6 +184,7 @@ fn the_live_validator_ingests_scores_publishes_weights_and_serves_its_api() {
     assert_eq!(event["outcome"], 1);
     child.kill().unwrap();
     let stderr = stderr_of(&mut child);
+    assert!(stderr.contains("gateway started in-process"), "{stderr}");
     assert!(
         stderr.contains("not json") || stderr.contains("malformed"),
         "{stderr}"
