@@ -345,7 +345,7 @@ impl Daemon {
 
     /// Makes the next [`step`](Self::step) compute and publish weights even if no resolution
     /// arrived (a restarted live daemon publishes its current weights this way).
-    pub async fn request_scoring(&self) {
+    pub fn request_scoring(&self) {
         self.scoring_requested.store(true, Ordering::SeqCst);
     }
 
@@ -370,18 +370,19 @@ impl Daemon {
             // A new day's versions run the events created from now on.
             self.note_change();
         }
-        let came_due = {
-            let mut future = self.lock_future_creations();
-            let due = future.first().is_some_and(|&first| first <= now);
-            future.retain(|&instant| instant > now);
-            due
-        };
+        let came_due = self
+            .lock_future_creations()
+            .first()
+            .is_some_and(|&first| first <= now);
         let changes = self.changes.load(Ordering::SeqCst);
         if came_due || changes != state.runs_done_at_change {
             let (runs, failed) = self.run_owed(now).await?;
             report.runs = runs;
             report.failed_runs = failed;
+            // Only once every owed run is recorded: a failed pass is tried again.
             state.runs_done_at_change = changes;
+            self.lock_future_creations()
+                .retain(|&instant| instant > now);
         }
         let pending = std::mem::take(&mut *self.lock_resolved());
         let requested = self.scoring_requested.swap(false, Ordering::SeqCst);

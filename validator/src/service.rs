@@ -83,7 +83,8 @@ struct Parts {
     daemon: Arc<Daemon>,
     executor: Arc<SandboxExecutor>,
     store: Store,
-    _gateway: Option<RunningGateway>,
+    /// The in-process gateway, stopped (requests finished, ledger written) at the end.
+    gateway: Option<RunningGateway>,
 }
 
 fn settings(config: &ValidatorConfig) -> DaemonSettings {
@@ -159,7 +160,7 @@ async fn open(
         daemon: Arc::new(daemon),
         executor,
         store,
-        _gateway: running,
+        gateway: running,
     })
 }
 
@@ -218,9 +219,9 @@ pub async fn run(
     let api = tokio::spawn(serve_api(listener, parts.store.clone()));
 
     let mut intake = Intake::open(&config.sources, &parts.store).await?;
-    let daemon = parts.daemon;
+    let daemon = Arc::clone(&parts.daemon);
     // Publish the weights as they stand, so a restarted validator sets them at once.
-    daemon.request_scoring().await;
+    daemon.request_scoring();
     let clock = SystemClock::new();
     let poll = TimeDelta::seconds(i64::try_from(config.sources.poll_secs).unwrap_or(i64::MAX));
     tokio::pin!(shutdown);
@@ -257,6 +258,10 @@ pub async fn run(
         step.abort();
     }
     api.abort();
+    if let Some(gateway) = parts.gateway {
+        gateway.stop().await;
+    }
+    parts.store.close().await;
     tracing::info!("validator stopped");
     result
 }
