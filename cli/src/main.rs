@@ -355,6 +355,20 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
     })
 }
 
+/// `error` and its causes on one line, leaving out a cause whose text the line already holds
+/// (many errors print their source as part of their own message).
+fn render(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
@@ -377,7 +391,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", render(&error));
             ExitCode::FAILURE
         }
     }
@@ -388,6 +402,19 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn an_error_line_names_each_cause_once() {
+        let io = std::io::Error::other("disk I/O error");
+        let repeated = anyhow::Error::new(io).context("database error: disk I/O error");
+        assert_eq!(render(&repeated), "database error: disk I/O error");
+        let distinct = anyhow::Error::new(std::io::Error::other("permission denied"))
+            .context("cannot read agent a.wasm");
+        assert_eq!(
+            render(&distinct),
+            "cannot read agent a.wasm: permission denied"
+        );
+    }
 
     #[test]
     fn the_command_line_is_consistent() {

@@ -300,3 +300,57 @@ fn a_validator_configuration_with_an_unknown_key_is_refused_naming_it() {
     );
     run(sooth().args(["validator", "run", "--config"]).arg(&config)).fails_with("slot");
 }
+
+#[test]
+fn a_full_disk_stops_the_backtest_with_a_clear_error_and_nothing_half_written() {
+    let Some(events) = forecastbench() else {
+        return;
+    };
+    let ids: Vec<String> = questions(&events).into_iter().map(|q| q.id).collect();
+    let agents = [
+        sooth_test_agents::market_baseline(),
+        sooth_test_agents::always_half(),
+    ];
+    let backtest_args = |data_dir: &Path| {
+        let mut args: Vec<std::ffi::OsString> = vec!["backtest".into(), "--events".into()];
+        args.push(events.clone().into());
+        args.push("--agents".into());
+        args.extend(agents.iter().map(|agent| agent.clone().into_os_string()));
+        args.push("--data-dir".into());
+        args.push(data_dir.into());
+        args
+    };
+    let whole = tempfile::tempdir().unwrap();
+    let uninterrupted = run(sooth().args(backtest_args(whole.path()))).ok();
+
+    // Files may not grow past 300 KiB: the database fills up part-way through the replay.
+    // (SIGXFSZ is ignored so that a write past the limit fails instead of killing the process.)
+    let full = tempfile::tempdir().unwrap();
+    let mut limited = std::process::Command::new("bash");
+    limited
+        .arg("-c")
+        .arg("ulimit -f 300; trap '' XFSZ; exec \"$@\"")
+        .arg("bash")
+        .arg(env!("CARGO_BIN_EXE_sooth"))
+        .args(backtest_args(full.path()));
+    let failed = run(&mut limited).fails_with("error:");
+    assert!(
+        failed.stderr.contains("validator database error"),
+        "{}",
+        failed.stderr
+    );
+    assert!(
+        failed
+            .stdout
+            .lines()
+            .all(|line| !line.starts_with("leaderboard"))
+    );
+
+    // With room again, the same data directory resumes to the uninterrupted result.
+    let resumed = run(sooth().args(backtest_args(full.path()))).ok();
+    assert_eq!(
+        leaderboard_text(&resumed.stdout),
+        leaderboard_text(&uninterrupted.stdout)
+    );
+    assert_eq!(recorded(full.path(), &ids), recorded(whole.path(), &ids));
+}

@@ -255,14 +255,14 @@ pub async fn replay(
         }
         for event in &events {
             if let Err(error) = daemon.ingest_event(event).await {
-                refuse(&mut replay, &error)?;
+                refuse(&mut replay, error)?;
             }
         }
         replay.runs += daemon.step().await?.runs;
         if !resolutions.is_empty() {
             for resolution in &resolutions {
                 if let Err(error) = daemon.ingest_resolution(resolution).await {
-                    refuse(&mut replay, &error)?;
+                    refuse(&mut replay, error)?;
                 }
             }
             replay.runs += daemon.step().await?.runs;
@@ -278,17 +278,13 @@ pub async fn replay(
 }
 
 /// Notes a refused event or resolution; store failures (not the input's fault) stop the replay.
-fn refuse(replay: &mut Replay, error: &DaemonError) -> Result<(), BacktestError> {
-    match error {
-        DaemonError::Store(StoreError::Database(_)) => Err(BacktestError::Daemon(
-            DaemonError::Settings(format!("the store failed: {error}")),
-        )),
-        _ => {
-            tracing::warn!(%error, "skipped");
-            replay.refused.push(error.to_string());
-            Ok(())
-        }
+fn refuse(replay: &mut Replay, error: DaemonError) -> Result<(), BacktestError> {
+    if matches!(error, DaemonError::Store(StoreError::Database(_))) {
+        return Err(BacktestError::Daemon(error));
     }
+    tracing::warn!(%error, "skipped");
+    replay.refused.push(error.to_string());
+    Ok(())
 }
 
 /// One agent's line of a backtest report.
