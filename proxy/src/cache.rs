@@ -79,9 +79,9 @@ use sha2::{Digest as _, Sha256};
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqliteRow, SqliteSynchronous};
 
-use crate::database::{
-    BackgroundTask, MIGRATOR, OpenError, open_writer_and_readers, single_connection_pool,
-};
+use sooth_migrations::{OpenError, open_in_memory, open_writer_and_readers};
+
+use crate::background::BackgroundTask;
 use tokio::sync::watch;
 
 /// Top-level body fields left out of the cache key: they identify the caller
@@ -454,9 +454,7 @@ impl ResponseCache {
     /// by writes and lookups, no purge task; gone when the last clone is
     /// dropped.
     pub async fn in_memory() -> Result<Self, CacheError> {
-        let options = SqliteConnectOptions::new().in_memory(true);
-        let writer = single_connection_pool().connect_with(options).await?;
-        MIGRATOR.run(&writer).await?;
+        let writer = open_in_memory(SqliteConnectOptions::new()).await?;
         Ok(Self {
             reader: writer.clone(),
             writer,

@@ -7,12 +7,12 @@
 //! runner reaches it through its `Gateway` trait, the validator mints the
 //! tokens.
 
+/// The SQLite database the ledger, the cache and the linked keys share.
+mod background;
 /// The persistent response cache, with collapse of identical requests.
 pub mod cache;
 /// Gateway configuration.
 pub mod config;
-/// The SQLite database the ledger, the cache and the linked keys share.
-mod database;
 /// A fake upstream (LLM chat, search, generic) for tests and demos.
 pub mod fake_upstream;
 /// Starting a gateway from its configuration.

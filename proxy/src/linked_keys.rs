@@ -29,7 +29,9 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
 
-use crate::database::{BackgroundTask, MIGRATOR, single_connection_pool};
+use sooth_migrations::{MIGRATOR, OpenError, open_in_memory, single_connection_pool};
+
+use crate::background::BackgroundTask;
 
 /// How often a gateway re-reads the keys on file, to see links and unlinks
 /// made by other processes.
@@ -92,6 +94,15 @@ pub enum LinkedKeyError {
     /// The schema could not be brought up to date.
     #[error("linked keys migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<OpenError> for LinkedKeyError {
+    fn from(error: OpenError) -> Self {
+        match error {
+            OpenError::Database(error) => Self::Database(error),
+            OpenError::Migrate(error) => Self::Migrate(error),
+        }
+    }
 }
 
 /// Service name, then miner hotkey, to key: a lookup borrows both names and
@@ -162,9 +173,7 @@ impl LinkedKeys {
     /// [`LinkedKeyError::Database`] or [`LinkedKeyError::Migrate`] when the
     /// in-memory database cannot be set up.
     pub async fn in_memory() -> Result<Self, LinkedKeyError> {
-        let options = SqliteConnectOptions::new().in_memory(true);
-        let pool = single_connection_pool().connect_with(options).await?;
-        MIGRATOR.run(&pool).await?;
+        let pool = open_in_memory(SqliteConnectOptions::new()).await?;
         Self::from_pool(pool).await
     }
 

@@ -84,9 +84,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqliteRow, SqliteSynchronous};
 
-use crate::database::{
-    BackgroundTask, MIGRATOR, OpenError, open_writer_and_readers, single_connection_pool,
-};
+use sooth_migrations::{OpenError, open_in_memory, open_writer_and_readers};
+
+use crate::background::BackgroundTask;
 
 /// Micro-dollars per US dollar.
 const MICROS_PER_USD: f64 = 1_000_000.0;
@@ -493,11 +493,7 @@ impl Ledger {
     /// [`LedgerError::Database`] or [`LedgerError::Migrate`] (SQLite could
     /// not start).
     pub async fn in_memory() -> Result<Self, LedgerError> {
-        let options = SqliteConnectOptions::new()
-            .in_memory(true)
-            .foreign_keys(true);
-        let writer = single_connection_pool().connect_with(options).await?;
-        MIGRATOR.run(&writer).await?;
+        let writer = open_in_memory(SqliteConnectOptions::new().foreign_keys(true)).await?;
         Self::start(writer.clone(), writer, false, None, None).await
     }
 

@@ -49,10 +49,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::migrate::Migrator;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sooth_migrations::{OpenError, open_in_memory, open_writer_and_readers};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqliteSynchronous};
 use thiserror::Error;
 
 use crate::scoring::Outcome;
@@ -63,10 +61,6 @@ pub use queries::MinerRun;
 pub use runs::{NewRun, RunRecord, RunRecorded, RunStatus};
 pub use scores::{EventScore, WeightRow};
 pub use versions::{VersionRecord, VersionStatus};
-
-/// Every schema migration of the shared database file (gateway's and validator's), embedded at
-/// build time (`build.rs` rebuilds the crate when one is added).
-static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
 
 /// Why a store operation failed. Nothing was written when one is returned.
 #[derive(Debug, Error)]
@@ -297,28 +291,16 @@ impl Store {
             } else {
                 SqliteSynchronous::Normal
             });
-        // WAL is a property of the file, set once by the writer; readers must not try to
-        // switch it (that needs an exclusive lock).
-        let writer = single_connection_pool()
-            .connect_with(
-                base.clone()
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal),
-            )
-            .await
-            .map_err(open_error)?;
-        MIGRATOR
-            .run(&writer)
-            .await
-            .map_err(|source| StoreError::Migrate {
-                path: path.to_owned(),
-                source,
-            })?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(options.read_connections.max(1))
-            .connect_with(base)
-            .await
-            .map_err(open_error)?;
+        let (writer, reader) =
+            open_writer_and_readers(base, options.read_connections, |writer| writer)
+                .await
+                .map_err(|error| match error {
+                    OpenError::Database(error) => open_error(error),
+                    OpenError::Migrate(source) => StoreError::Migrate {
+                        path: path.to_owned(),
+                        source,
+                    },
+                })?;
         Ok(Self { writer, reader })
     }
 
@@ -330,20 +312,18 @@ impl Store {
     /// [`StoreError::Open`] or [`StoreError::Migrate`] if SQLite cannot start.
     pub async fn in_memory() -> Result<Self, StoreError> {
         let path = PathBuf::from(":memory:");
-        let options = SqliteConnectOptions::new()
-            .in_memory(true)
-            .foreign_keys(true);
-        let writer = single_connection_pool()
-            .connect_with(options)
+        let writer = open_in_memory(SqliteConnectOptions::new().foreign_keys(true))
             .await
-            .map_err(|error| StoreError::Open {
-                path: path.clone(),
-                reason: error.to_string(),
+            .map_err(|error| match error {
+                OpenError::Database(error) => StoreError::Open {
+                    path: path.clone(),
+                    reason: error.to_string(),
+                },
+                OpenError::Migrate(source) => StoreError::Migrate {
+                    path: path.clone(),
+                    source,
+                },
             })?;
-        MIGRATOR
-            .run(&writer)
-            .await
-            .map_err(|source| StoreError::Migrate { path, source })?;
         Ok(Self {
             reader: writer.clone(),
             writer,
@@ -362,20 +342,6 @@ impl Store {
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
-}
-
-/// The pool that serialises this process's writes: one connection, kept for the life of the
-/// store (an in-memory database lives in it).
-fn single_connection_pool() -> SqlitePoolOptions {
-    SqlitePoolOptions::new()
-        .min_connections(1)
-        .max_connections(1)
-        .idle_timeout(None)
-        .max_lifetime(None)
-        // A local file that stays open: pinging it before each use only slows writes.
-        .test_before_acquire(false)
-        // Waiting for the writer is queueing behind other writes of this process.
-        .acquire_timeout(Duration::from_secs(60))
 }
 
 /// Refuses, with an error naming the file, a database whose directory is missing or not

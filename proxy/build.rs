@@ -1,6 +1,0 @@
-//! Rebuilds the proxy when a migration is added (sqlx::migrate! embeds them).
-
-fn main() {
-    // sqlx::migrate! embeds the migrations; a new file must rebuild the crate.
-    println!("cargo:rerun-if-changed=../migrations/sqlite");
-}
