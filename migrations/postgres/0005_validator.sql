@@ -1,7 +1,8 @@
 -- Validator storage (PostgreSQL). Owned by `validator/src/store/`.
 --
--- UNTESTED: the twin of migrations/sqlite/0005_validator.sql, written for
--- the PostgreSQL scale-out; no test runs it yet. Differences from SQLite:
+-- The twin of migrations/sqlite/0005_validator.sql, for the PostgreSQL
+-- scale-out; migrations/tests/postgres.rs applies it to a real server and
+-- checks its tables, columns and rules against SQLite's. Differences:
 -- * the internal keys are BIGINT GENERATED ALWAYS AS IDENTITY (SQLite uses
 --   rowid aliases);
 -- * floating-point columns are DOUBLE PRECISION (PostgreSQL's REAL is only
