@@ -10,6 +10,7 @@
 //! [competition]
 //! slots = 256                      # miners registered at once
 //! immunity_days = 7                # days a new miner cannot be deregistered
+//! scoring_window = 101             # a miner's score: mean Brier over the last N resolutions
 //!
 //! [scheduling]
 //! max_concurrent_runs = 8
@@ -43,6 +44,7 @@ use sooth_runner::RunnerConfig;
 use thiserror::Error;
 
 use crate::registration::DEFAULT_SLOTS;
+use crate::scoring::SCORING_WINDOW;
 
 /// Why a configuration was refused.
 #[derive(Debug, Error)]
@@ -110,6 +112,8 @@ pub struct CompetitionConfig {
     pub slots: u16,
     /// Days of immunity of a new miner (SPEC: 7).
     pub immunity_days: u32,
+    /// Resolved events a miner's score is the mean over (SPEC: 101).
+    pub scoring_window: usize,
 }
 
 impl Default for CompetitionConfig {
@@ -117,6 +121,7 @@ impl Default for CompetitionConfig {
         Self {
             slots: DEFAULT_SLOTS,
             immunity_days: 7,
+            scoring_window: SCORING_WINDOW,
         }
     }
 }
@@ -274,6 +279,9 @@ impl ValidatorConfig {
         if self.competition.slots == 0 {
             return invalid("competition.slots must be at least 1");
         }
+        if self.competition.scoring_window == 0 {
+            return invalid("competition.scoring_window must be at least 1");
+        }
         if self.scheduling.max_concurrent_runs == 0 || self.scheduling.max_concurrent_runs > 4096 {
             return invalid("scheduling.max_concurrent_runs must be between 1 and 4096");
         }
@@ -305,6 +313,7 @@ mod tests {
         let config = ValidatorConfig::from_toml("data_dir = \"d\"\n", "t.toml").unwrap();
         assert_eq!(config.competition.slots, 256);
         assert_eq!(config.competition.immunity_days, 7);
+        assert_eq!(config.competition.scoring_window, 101);
         assert_eq!(config.runner.timeout, std::time::Duration::from_secs(240));
         assert_eq!(config.runner.memory_limit_bytes, 512 << 20);
         assert_eq!(config.weights.file, PathBuf::from("weights.json"));
@@ -319,6 +328,10 @@ mod tests {
             (
                 "data_dir = \"d\"\n[competition]\nslots = 0\n",
                 "competition.slots",
+            ),
+            (
+                "data_dir = \"d\"\n[competition]\nscoring_window = 0\n",
+                "competition.scoring_window",
             ),
             ("data_dir = \"d\"\n[competition]\nslots = -1\n", "slots"),
             (

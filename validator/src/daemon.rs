@@ -40,7 +40,7 @@ use crate::registration::{
     RegistrationDecision, RegistrationError, RegistrationRules, decide_registration,
 };
 use crate::scoring::{
-    LeaderboardRow, Miner, ResolvedEvent, SCORING_WINDOW, ScoringError, leaderboard,
+    LeaderboardRow, Miner, ResolvedEvent, SCORING_WINDOW, ScoringError, leaderboard_over,
 };
 use crate::store::{
     EventRecord, NewEvent, NewRun, Resolution as Recorded, RunRecorded, Store, StoreError,
@@ -57,6 +57,8 @@ pub struct DaemonSettings {
     pub max_concurrent_runs: usize,
     /// Slots and immunity.
     pub registration: RegistrationRules,
+    /// Resolved events a miner's score is the mean over (SPEC: 101).
+    pub scoring_window: usize,
 }
 
 impl Default for DaemonSettings {
@@ -64,6 +66,7 @@ impl Default for DaemonSettings {
         Self {
             max_concurrent_runs: 8,
             registration: RegistrationRules::default(),
+            scoring_window: SCORING_WINDOW,
         }
     }
 }
@@ -182,6 +185,11 @@ impl Daemon {
         if settings.max_concurrent_runs == 0 {
             return Err(DaemonError::Settings(
                 "max_concurrent_runs must be at least 1".to_owned(),
+            ));
+        }
+        if settings.scoring_window == 0 {
+            return Err(DaemonError::Settings(
+                "the scoring window must hold at least 1 event".to_owned(),
             ));
         }
         Ok(Self {
@@ -338,9 +346,13 @@ impl Daemon {
         let miners = self.store.registered_miners().await?;
         let window = self
             .store
-            .last_resolved_events(&miners, SCORING_WINDOW, at)
+            .last_resolved_events(&miners, self.settings.scoring_window, at)
             .await?;
-        Ok(leaderboard(&miners, &window)?)
+        Ok(leaderboard_over(
+            &miners,
+            &window,
+            self.settings.scoring_window,
+        )?)
     }
 
     /// Makes the next [`step`](Self::step) compute and publish weights even if no resolution
@@ -540,7 +552,10 @@ impl Daemon {
                 window
                     .events
                     .sort_by(|a, b| (a.resolved_at, &a.id).cmp(&(b.resolved_at, &b.id)));
-                let excess = window.events.len().saturating_sub(SCORING_WINDOW);
+                let excess = window
+                    .events
+                    .len()
+                    .saturating_sub(self.settings.scoring_window);
                 window.events.drain(..excess);
                 let fresh: HashSet<String> = fresh.into_iter().map(|event| event.id).collect();
                 (window, fresh)
@@ -549,7 +564,7 @@ impl Daemon {
                 // First scoring of this process, or the miners changed: load it all.
                 let events = self
                     .store
-                    .last_resolved_events(&miners, SCORING_WINDOW, now)
+                    .last_resolved_events(&miners, self.settings.scoring_window, now)
                     .await?;
                 let fresh = events
                     .iter()
@@ -572,7 +587,7 @@ impl Daemon {
             state.window = Some(window);
             return Ok((None, later));
         }
-        let rows = leaderboard(&window.miners, &window.events)?;
+        let rows = leaderboard_over(&window.miners, &window.events, self.settings.scoring_window)?;
         let newly_scored: Vec<ResolvedEvent> = window
             .events
             .iter()

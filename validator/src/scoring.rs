@@ -236,6 +236,19 @@ pub fn event_brier_scores(event: &ResolvedEvent) -> Vec<f64> {
 /// [`ScoringError::DuplicateEvent`] if two events share an id (the order would not be total)
 /// and [`ScoringError::ResolvedBeforeCreated`] for an event that resolved before it existed.
 pub fn scoring_window(events: &[ResolvedEvent]) -> Result<Vec<&ResolvedEvent>, ScoringError> {
+    scoring_window_of(events, SCORING_WINDOW)
+}
+
+/// As [`scoring_window`], with a window of `size` events instead of the SPEC's 101 (the
+/// validator's configuration may change it).
+///
+/// # Errors
+///
+/// As [`scoring_window`].
+pub fn scoring_window_of(
+    events: &[ResolvedEvent],
+    size: usize,
+) -> Result<Vec<&ResolvedEvent>, ScoringError> {
     let mut seen_ids = HashSet::with_capacity(events.len());
     for event in events {
         if event.resolved_at < event.created_at {
@@ -258,7 +271,7 @@ pub fn scoring_window(events: &[ResolvedEvent]) -> Result<Vec<&ResolvedEvent>, S
             .cmp(&b.resolved_at)
             .then_with(|| a.id.cmp(&b.id))
     });
-    let first_kept = ordered.len().saturating_sub(SCORING_WINDOW);
+    let first_kept = ordered.len().saturating_sub(size);
     ordered.drain(..first_kept);
     Ok(ordered)
 }
@@ -287,6 +300,19 @@ pub fn leaderboard(
     miners: &[Miner],
     events: &[ResolvedEvent],
 ) -> Result<Vec<LeaderboardRow>, ScoringError> {
+    leaderboard_over(miners, events, SCORING_WINDOW)
+}
+
+/// As [`leaderboard`], over the last `window` resolved events instead of the SPEC's 101.
+///
+/// # Errors
+///
+/// As [`leaderboard`].
+pub fn leaderboard_over(
+    miners: &[Miner],
+    events: &[ResolvedEvent],
+    window: usize,
+) -> Result<Vec<LeaderboardRow>, ScoringError> {
     check_unique_miners(miners)?;
     // Checked on every event, not only the window: a mismatch anywhere is a caller bug.
     if let Some(event) = events.iter().find(|e| e.predictions.len() != miners.len()) {
@@ -296,7 +322,7 @@ pub fn leaderboard(
             found: event.predictions.len(),
         });
     }
-    let window = scoring_window(events)?;
+    let window = scoring_window_of(events, window)?;
 
     let mut brier_sums = vec![0.0_f64; miners.len()];
     let mut imputed_counts = vec![0_usize; miners.len()];

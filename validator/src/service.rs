@@ -94,6 +94,7 @@ fn settings(config: &ValidatorConfig) -> DaemonSettings {
             slots: config.competition.slots,
             immunity: TimeDelta::days(i64::from(config.competition.immunity_days)),
         },
+        scoring_window: config.competition.scoring_window,
     }
 }
 

@@ -104,6 +104,7 @@ async fn harness_with(
         DaemonSettings {
             max_concurrent_runs: 4,
             registration: rules,
+            ..DaemonSettings::default()
         },
     )
     .unwrap();
@@ -607,4 +608,50 @@ async fn events_and_resolutions_are_taken_while_a_step_waits_on_its_runs() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn the_scoring_window_is_configurable() {
+    let clock = SimulatedClock::new(at("2026-03-01T10:00:00Z"));
+    let executor = Arc::new(ScriptedExecutor::default());
+    let daemon = Daemon::new(
+        Store::in_memory().await.unwrap(),
+        Arc::new(clock.clone()),
+        executor.clone(),
+        Arc::new(NoWeightSetter),
+        DaemonSettings {
+            scoring_window: 2,
+            ..DaemonSettings::default()
+        },
+    )
+    .unwrap();
+    let h = Harness {
+        daemon,
+        clock,
+        executor,
+    };
+    h.miner("m", "v").await;
+    h.advance("2026-03-02T10:00:00Z").await;
+    for (index, prediction) in [0.1, 0.8, 0.6].into_iter().enumerate() {
+        h.clock.advance_by(TimeDelta::minutes(1)).unwrap();
+        h.event(&format!("e{index}"), json!({"m": prediction}))
+            .await;
+    }
+    for index in 0..3 {
+        h.clock.advance_by(TimeDelta::minutes(1)).unwrap();
+        h.resolve(&format!("e{index}"), Outcome::Yes).await;
+    }
+    // The last two: (0.2^2 + 0.4^2) / 2 = 0.1; the first (0.81) has left the window.
+    assert!((h.mean("m").await - 0.1).abs() < 1e-12);
+    let refused = Daemon::new(
+        Store::in_memory().await.unwrap(),
+        Arc::new(SimulatedClock::new(at("2026-03-01T10:00:00Z"))),
+        Arc::new(ScriptedExecutor::default()),
+        Arc::new(NoWeightSetter),
+        DaemonSettings {
+            scoring_window: 0,
+            ..DaemonSettings::default()
+        },
+    );
+    assert!(matches!(refused, Err(DaemonError::Settings(_))));
 }
