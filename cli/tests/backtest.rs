@@ -154,6 +154,19 @@ fn a_forecastbench_backtest_scores_the_market_baseline_and_always_half_as_comput
     assert_eq!(csv.lines().count(), 3);
 }
 
+/// The arguments of `sooth backtest` over `events` with the market baseline and the
+/// always-0.5 agent, keeping its data in `data_dir`.
+fn backtest_args(events: &Path, data_dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = vec!["backtest".into(), "--events".into()];
+    args.push(events.into());
+    args.push("--agents".into());
+    args.push(sooth_test_agents::market_baseline().into());
+    args.push(sooth_test_agents::always_half().into());
+    args.push("--data-dir".into());
+    args.push(data_dir.into());
+    args
+}
+
 /// The scores of every event and the weights history of a backtest's store, as text to compare.
 fn recorded(data_dir: &Path, ids: &[String]) -> String {
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -183,22 +196,11 @@ fn a_backtest_killed_part_way_resumes_to_the_uninterrupted_result() {
         return;
     };
     let ids: Vec<String> = questions(&events).into_iter().map(|q| q.id).collect();
-    let agents = [
-        sooth_test_agents::market_baseline(),
-        sooth_test_agents::always_half(),
-    ];
     let backtest = |data_dir: &Path| {
         let mut command = sooth();
         command
-            .arg("backtest")
-            .arg("--events")
-            .arg(&events)
-            .arg("--agents")
-            .args(&agents)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--concurrency")
-            .arg("2");
+            .args(backtest_args(&events, data_dir))
+            .args(["--concurrency", "2"]);
         command
     };
     let whole = tempfile::tempdir().unwrap();
@@ -307,21 +309,8 @@ fn a_full_disk_stops_the_backtest_with_a_clear_error_and_nothing_half_written() 
         return;
     };
     let ids: Vec<String> = questions(&events).into_iter().map(|q| q.id).collect();
-    let agents = [
-        sooth_test_agents::market_baseline(),
-        sooth_test_agents::always_half(),
-    ];
-    let backtest_args = |data_dir: &Path| {
-        let mut args: Vec<std::ffi::OsString> = vec!["backtest".into(), "--events".into()];
-        args.push(events.clone().into());
-        args.push("--agents".into());
-        args.extend(agents.iter().map(|agent| agent.clone().into_os_string()));
-        args.push("--data-dir".into());
-        args.push(data_dir.into());
-        args
-    };
     let whole = tempfile::tempdir().unwrap();
-    let uninterrupted = run(sooth().args(backtest_args(whole.path()))).ok();
+    let uninterrupted = run(sooth().args(backtest_args(&events, whole.path()))).ok();
 
     // Files may not grow past 300 KiB: the database fills up part-way through the replay.
     // (SIGXFSZ is ignored so that a write past the limit fails instead of killing the process.)
@@ -332,7 +321,7 @@ fn a_full_disk_stops_the_backtest_with_a_clear_error_and_nothing_half_written() 
         .arg("ulimit -f 300; trap '' XFSZ; exec \"$@\"")
         .arg("bash")
         .arg(env!("CARGO_BIN_EXE_sooth"))
-        .args(backtest_args(full.path()));
+        .args(backtest_args(&events, full.path()));
     let failed = run(&mut limited).fails_with("error:");
     assert!(
         failed.stderr.contains("validator database error"),
@@ -347,7 +336,7 @@ fn a_full_disk_stops_the_backtest_with_a_clear_error_and_nothing_half_written() 
     );
 
     // With room again, the same data directory resumes to the uninterrupted result.
-    let resumed = run(sooth().args(backtest_args(full.path()))).ok();
+    let resumed = run(sooth().args(backtest_args(&events, full.path()))).ok();
     assert_eq!(
         leaderboard_text(&resumed.stdout),
         leaderboard_text(&uninterrupted.stdout)

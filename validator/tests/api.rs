@@ -110,9 +110,13 @@ async fn filled_store() -> Store {
     store
 }
 
-/// [`filled_store`] with the weights computed at T0+32h.
-async fn scored_store() -> Store {
-    let store = filled_store().await;
+/// The registered miners and the scoring window of `store`, as scoring takes them.
+async fn scoring_input(
+    store: &Store,
+) -> (
+    Vec<sooth_validator::scoring::Miner>,
+    Vec<sooth_validator::scoring::ResolvedEvent>,
+) {
     let miners = store.registered_miners().await.unwrap();
     let events = store
         .last_resolved_events(
@@ -122,6 +126,13 @@ async fn scored_store() -> Store {
         )
         .await
         .unwrap();
+    (miners, events)
+}
+
+/// [`filled_store`] with the weights computed at T0+32h.
+async fn scored_store() -> Store {
+    let store = filled_store().await;
+    let (miners, events) = scoring_input(&store).await;
     let standings = leaderboard(&miners, &events).unwrap();
     store
         .record_scores_and_weights(&miners, &events, &standings, t(32))
@@ -500,15 +511,7 @@ async fn leaderboard_and_weights_of_the_latest_computation() {
 async fn leaderboard_serves_only_the_latest_computation() {
     let store = scored_store().await;
     // A later computation where bob wins (e.g. alice passed over): only it is served.
-    let miners = store.registered_miners().await.unwrap();
-    let events = store
-        .last_resolved_events(
-            &miners,
-            SCORING_WINDOW,
-            chrono::DateTime::<chrono::Utc>::MAX_UTC,
-        )
-        .await
-        .unwrap();
+    let (miners, events) = scoring_input(&store).await;
     let mut standings = leaderboard(&miners, &events).unwrap();
     sooth_validator::scoring::assign_winner_take_all(&mut standings, |miner| miner.hotkey == "bob");
     store
