@@ -14,7 +14,7 @@ fn runner(config: &ValidatorConfig) -> anyhow::Result<sooth_runner::Runner> {
     make_runner_with(config.runner.clone(), cache)
 }
 
-/// Run the validator daemon configured in `path` until Ctrl-C.
+/// Run the validator daemon configured in `path` until Ctrl-C or SIGTERM.
 pub fn run(path: &Path) -> anyhow::Result<()> {
     let config = ValidatorConfig::from_file(path)?;
     let runtime = crate::runtime()?;
@@ -25,15 +25,36 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
             config.data_dir.display(),
             config.api.listen
         ))?;
-        let shutdown = async {
-            if let Err(error) = tokio::signal::ctrl_c().await {
-                tracing::error!(%error, "cannot wait for Ctrl-C; stop the process to end it");
-                std::future::pending::<()>().await;
-            }
-        };
+        let shutdown = stop_signal();
         service::run(config, runner, shutdown).await?;
         outln("validator stopped")
     })
+}
+
+/// Completes on Ctrl-C or SIGTERM (how service managers stop a daemon).
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(terminate) => Some(terminate),
+        Err(error) => {
+            tracing::warn!(%error, "cannot wait for SIGTERM; stop with Ctrl-C");
+            None
+        }
+    };
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => {
+            if let Err(error) = result {
+                tracing::error!(%error, "cannot wait for Ctrl-C");
+                std::future::pending::<()>().await;
+            }
+        }
+        Some(()) = async {
+            match terminate.as_mut() {
+                Some(terminate) => terminate.recv().await,
+                None => std::future::pending().await,
+            }
+        } => {}
+    }
 }
 
 /// Add a verified agent version for a miner, registering the miner if needed.

@@ -132,7 +132,7 @@ fn the_live_validator_ingests_scores_publishes_weights_and_serves_its_api() {
         .arg(&config)
         .env("SOOTH_TEST_CHAT_KEY", "chat-key")
         .env("SOOTH_TEST_SEARCH_KEY", "search-key")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -182,8 +182,16 @@ fn the_live_validator_ingests_scores_publishes_weights_and_serves_its_api() {
     assert_eq!(board["rows"][0]["imputed_count"], 1);
     let event = get(&format!("{base}/v1/events/live-1")).unwrap();
     assert_eq!(event["outcome"], 1);
-    child.kill().unwrap();
-    let stderr = stderr_of(&mut child);
+    // A service manager stops it with SIGTERM: it finishes cleanly.
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("validator stopped"));
     assert!(stderr.contains("gateway started in-process"), "{stderr}");
     assert!(
         stderr.contains("not json") || stderr.contains("malformed"),
