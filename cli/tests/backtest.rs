@@ -233,7 +233,14 @@ fn a_backtest_killed_part_way_resumes_to_the_uninterrupted_result() {
         killed_mid_run,
         "the backtest ended before it could be killed"
     );
+    // Killed part-way: some runs recorded, not all.
+    let runs_at_kill = runs_recorded(resumed.path(), &ids);
+    assert!(
+        runs_at_kill > 0 && runs_at_kill < 2 * ids.len(),
+        "{runs_at_kill} runs at the kill"
+    );
     let restarted = run(&mut backtest(resumed.path())).ok();
+    assert_eq!(runs_recorded(resumed.path(), &ids), 2 * ids.len());
 
     assert_eq!(
         leaderboard_text(&restarted.stdout),
@@ -248,6 +255,22 @@ fn leaderboard_text(stdout: &str) -> String {
         .skip_while(|line| !line.starts_with("leaderboard"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// How many runs the backtest in `data_dir` has recorded on the events `ids`.
+fn runs_recorded(data_dir: &Path, ids: &[String]) -> usize {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = sooth_validator::store::Store::open(&data_dir.join("validator.sqlite"))
+            .await
+            .unwrap();
+        let mut count = 0;
+        for id in ids {
+            count += store.runs_of_event(id).await.unwrap().len();
+        }
+        store.close().await;
+        count
+    })
 }
 
 /// Whether the backtest in `data_dir` has recorded weights yet (read while it runs).
