@@ -50,6 +50,9 @@ pub enum ServiceError {
     /// The gateway could not be set up.
     #[error("gateway: {0}")]
     Gateway(String),
+    /// The validator's run-token key cannot be read or created.
+    #[error("validator key: {0}")]
+    Key(String),
     /// A source is misconfigured, or its progress unreadable.
     #[error(transparent)]
     Sources(#[from] IntakeError),
@@ -112,7 +115,7 @@ async fn open(
         .await
         .map_err(DaemonError::from)?;
     let key = load_or_create_signing_key(&config.data_dir.join(KEY_FILE))
-        .map_err(|error| ServiceError::Gateway(error.to_string()))?;
+        .map_err(|error| ServiceError::Key(error.to_string()))?;
     let (gateway, running): (Arc<dyn Gateway>, Option<RunningGateway>) =
         match (&config.gateway.config, &config.gateway.url) {
             (Some(file), _) if with_gateway => {
