@@ -78,14 +78,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         .await
         .context("cannot start the fake upstream")?;
         let validator_key = generate_key();
-        let gateway_config = gateway_config(data_dir, &upstream.base_url())?;
-        let api_keys = BTreeMap::from([
-            ("chat".to_owned(), FakeUpstreamConfig::default().api_key),
-            (
-                "search".to_owned(),
-                FakeUpstreamConfig::default().search_api_key,
-            ),
-        ]);
+        let gateway_config = ProxyConfig::from_toml(
+            &upstream.gateway_config_toml(data_dir, &[MODEL], 5.0),
+            "the demo's gateway configuration",
+        )?;
+        let api_keys = upstream.gateway_api_keys();
         let gateway = launch(
             gateway_config,
             Some(validator_key.verifying_key()),
@@ -173,41 +170,4 @@ fn build_examples(out: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
         built.push((name.to_owned(), path));
     }
     Ok(built)
-}
-
-/// A gateway configuration for the fake upstream, its files in `data_dir`.
-fn gateway_config(data_dir: &Path, upstream: &str) -> anyhow::Result<ProxyConfig> {
-    let text = format!(
-        r#"
-data_dir = {data:?}
-validator_public_key = "{unused}"
-signing_key_file = {key:?}
-default_chat_service = "chat"
-default_search_service = "search"
-
-[services.chat]
-kind = "chat"
-base_url = "{upstream}"
-api_key_env = "SOOTH_DEMO_CHAT_KEY"
-per_miner_day_cap_usd = 5.0
-linked_per_miner_day_cap_usd = 5.0
-models = {{ "{MODEL}" = {{ input_per_million = 0.5, output_per_million = 2.0 }} }}
-
-[services.search]
-kind = "search"
-base_url = "{upstream}"
-api_key_env = "SOOTH_DEMO_SEARCH_KEY"
-auth = "raw"
-price_per_call = 0.002
-per_miner_day_cap_usd = 5.0
-linked_per_miner_day_cap_usd = 5.0
-"#,
-        data = data_dir.join("gateway").display().to_string(),
-        key = data_dir.join("gateway-signing.key").display().to_string(),
-        unused = "00".repeat(32),
-    );
-    Ok(ProxyConfig::from_toml(
-        &text,
-        "the demo's gateway configuration",
-    )?)
 }

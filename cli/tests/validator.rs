@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{run, sooth};
 use serde_json::Value;
+use sooth_proxy::fake_upstream::{CHAT_KEY_ENV, FakeUpstream, FakeUpstreamConfig, SEARCH_KEY_ENV};
 
 /// A free loopback port.
 fn free_port() -> u16 {
@@ -53,9 +54,9 @@ fn wait_for(what: &str, child: &mut Child, mut check: impl FnMut() -> bool) {
     }
 }
 
-/// A validator configuration in `dir` with its gateway in-process (its upstream is never
-/// reached: the agents here make no gateway calls).
-fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
+/// A validator configuration in `dir` with its gateway in-process on `upstream` (which the
+/// agents here never call).
+fn write_config(dir: &Path, port: u16, upstream: &FakeUpstream) -> std::path::PathBuf {
     let config = dir.join("validator.toml");
     std::fs::create_dir_all(dir.join("events")).unwrap();
     std::fs::write(
@@ -69,33 +70,7 @@ fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
     .unwrap();
     std::fs::write(
         dir.join("gateway.toml"),
-        format!(
-            r#"
-listen = "127.0.0.1:0"
-data_dir = "gateway-data"
-validator_public_key = "{unused}"
-signing_key_file = "gateway-signing.key"
-default_chat_service = "chat"
-default_search_service = "search"
-
-[services.chat]
-kind = "chat"
-base_url = "http://127.0.0.1:9"
-api_key_env = "SOOTH_TEST_CHAT_KEY"
-per_miner_day_cap_usd = 1.0
-linked_per_miner_day_cap_usd = 1.0
-models = {{ "m" = {{ input_per_million = 0.5, output_per_million = 2.0 }} }}
-
-[services.search]
-kind = "search"
-base_url = "http://127.0.0.1:9"
-api_key_env = "SOOTH_TEST_SEARCH_KEY"
-price_per_call = 0.002
-per_miner_day_cap_usd = 1.0
-linked_per_miner_day_cap_usd = 1.0
-"#,
-            unused = "00".repeat(32),
-        ),
+        upstream.gateway_config_toml(dir, &["m"], 1.0),
     )
     .unwrap();
     config
@@ -105,7 +80,12 @@ linked_per_miner_day_cap_usd = 1.0
 fn the_live_validator_ingests_scores_publishes_weights_and_serves_its_api() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = write_config(dir.path(), port);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let upstream = runtime
+        .block_on(FakeUpstream::start(FakeUpstreamConfig::default()))
+        .unwrap();
+    let config = write_config(dir.path(), port, &upstream);
+    let keys = upstream.gateway_api_keys();
 
     let added = run(sooth()
         .args(["validator", "add-agent", "--config"])
@@ -130,8 +110,8 @@ fn the_live_validator_ingests_scores_publishes_weights_and_serves_its_api() {
         .current_dir(dir.path())
         .args(["-v", "validator", "run", "--config"])
         .arg(&config)
-        .env("SOOTH_TEST_CHAT_KEY", "chat-key")
-        .env("SOOTH_TEST_SEARCH_KEY", "search-key")
+        .env(CHAT_KEY_ENV, &keys["chat"])
+        .env(SEARCH_KEY_ENV, &keys["search"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

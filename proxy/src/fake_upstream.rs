@@ -236,6 +236,13 @@ pub struct FakeUpstream {
     task: Option<JoinHandle<()>>,
 }
 
+/// The environment variable the chat key of [`FakeUpstream::gateway_config_toml`] is read from.
+pub const CHAT_KEY_ENV: &str = "SOOTH_FAKE_CHAT_KEY";
+
+/// The environment variable the search key of [`FakeUpstream::gateway_config_toml`] is read
+/// from.
+pub const SEARCH_KEY_ENV: &str = "SOOTH_FAKE_SEARCH_KEY";
+
 impl FakeUpstream {
     /// Binds `127.0.0.1` on a free port and serves in a spawned task.
     pub async fn start(config: FakeUpstreamConfig) -> std::io::Result<Self> {
@@ -279,6 +286,66 @@ impl FakeUpstream {
             stop: Some(stop),
             task: Some(task),
         })
+    }
+
+    /// A gateway configuration (TOML) whose chat service `chat` (offering `models`) and search
+    /// service `search` are this upstream, each miner capped at `day_cap_usd` a day, the
+    /// gateway's files under `data_dir`; the keys come from [`CHAT_KEY_ENV`] and
+    /// [`SEARCH_KEY_ENV`] ([`gateway_api_keys`](Self::gateway_api_keys) gives them). What demos
+    /// and tests run a gateway on.
+    pub fn gateway_config_toml(
+        &self,
+        data_dir: &std::path::Path,
+        models: &[&str],
+        day_cap_usd: f64,
+    ) -> String {
+        let models: Vec<String> = models
+            .iter()
+            .map(|model| {
+                format!("{model:?} = {{ input_per_million = 0.5, output_per_million = 2.0 }}")
+            })
+            .collect();
+        format!(
+            r#"data_dir = {data:?}
+validator_public_key = "{unused}"
+signing_key_file = {key:?}
+default_chat_service = "chat"
+default_search_service = "search"
+
+[services.chat]
+kind = "chat"
+base_url = "{base}"
+api_key_env = "{CHAT_KEY_ENV}"
+per_miner_day_cap_usd = {day_cap_usd:?}
+linked_per_miner_day_cap_usd = {day_cap_usd:?}
+models = {{ {models} }}
+
+[services.search]
+kind = "search"
+base_url = "{base}"
+api_key_env = "{SEARCH_KEY_ENV}"
+auth = "raw"
+price_per_call = 0.002
+per_miner_day_cap_usd = {day_cap_usd:?}
+linked_per_miner_day_cap_usd = {day_cap_usd:?}
+"#,
+            data = data_dir.join("gateway").display().to_string(),
+            key = data_dir.join("gateway-signing.key").display().to_string(),
+            unused = "00".repeat(32),
+            base = self.base_url(),
+            models = models.join(", "),
+        )
+    }
+
+    /// The upstream API keys of [`gateway_config_toml`](Self::gateway_config_toml), by service.
+    pub fn gateway_api_keys(&self) -> std::collections::BTreeMap<String, String> {
+        std::collections::BTreeMap::from([
+            ("chat".to_owned(), self.shared.config.api_key.clone()),
+            (
+                "search".to_owned(),
+                self.shared.config.search_api_key.clone(),
+            ),
+        ])
     }
 
     /// The address it listens on.
