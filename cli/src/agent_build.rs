@@ -212,7 +212,8 @@ fn python_inputs(dir: &Path) -> anyhow::Result<PythonInputs> {
     })
 }
 
-fn build_python(dir: &Path, out: &Path) -> anyhow::Result<()> {
+/// Builds the Python agent project in `dir` (its module `app`) with componentize-py into `out`.
+pub fn build_python(dir: &Path, out: &Path) -> anyhow::Result<()> {
     let inputs = python_inputs(dir)?;
     eprintln!(
         "building {} with componentize-py (WIT {})",

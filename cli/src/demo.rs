@@ -21,17 +21,20 @@ use sooth_validator::daemon::DaemonSettings;
 use sooth_validator::run_tokens::SignedRunTokens;
 use sooth_validator::synthetic::{WorldSpec, generate};
 
-use crate::agent_build::build_rust;
+use crate::agent_build::{build_python, build_rust};
 use crate::backtest::{DataDir, print_report, write_report};
 use crate::progress::replay_bar;
 use crate::runner_setup::{default_cache_dir, make_runner};
 use crate::{DemoArgs, outln};
 
-/// The example agents the demo builds, by miner name and package directory.
+/// The Rust example agents the demo builds, by miner name and package directory.
 const EXAMPLES: [(&str, &str); 2] = [
     ("market-baseline", "agents-examples/market-baseline"),
     ("llm-forecaster", "agents-examples/llm-forecaster"),
 ];
+
+/// The Python example agent, built when componentize-py is installed.
+const PYTHON_EXAMPLE: (&str, &str) = ("llm-forecaster-py", "agents-examples/llm-forecaster-py");
 
 /// The model the LLM example agent asks for.
 const MODEL: &str = "deepseek-ai/DeepSeek-V3";
@@ -168,6 +171,14 @@ fn build_examples(out: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
         let path = out.join(format!("{name}.wasm"));
         build_rust(&dir, &path)?;
         built.push((name.to_owned(), path));
+    }
+    let (name, package) = PYTHON_EXAMPLE;
+    let path = out.join(format!("{name}.wasm"));
+    // The Python agent carries its interpreter: without componentize-py the demo goes on
+    // with the Rust agents.
+    match build_python(&root.join(package), &path) {
+        Ok(()) => built.push((name.to_owned(), path)),
+        Err(error) => eprintln!("skipping the Python example agent: {error:#}"),
     }
     Ok(built)
 }
