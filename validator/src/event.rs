@@ -10,7 +10,7 @@
 //! [`Resolution`] so that nothing that tells the future sits beside what agents are shown.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// SPEC, "events": an event lasts three days to its cutoff unless its source says otherwise.
@@ -84,8 +84,10 @@ impl Event {
     }
 }
 
-/// How a binary event resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// How a binary event resolved. Serialized as the SPEC's number, 0 or 1, not the variant's
+/// name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "u8", try_from = "u8")]
 pub enum Outcome {
     /// Resolved no: outcome 0.
     No,
@@ -143,13 +145,6 @@ impl TryFrom<u8> for Outcome {
 impl From<Outcome> for u8 {
     fn from(outcome: Outcome) -> Self {
         outcome.as_u8()
-    }
-}
-
-impl Serialize for Outcome {
-    // The SPEC's wire form is the number, not the variant's name.
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_u8(self.as_u8())
     }
 }
 

@@ -36,52 +36,9 @@ pub const IMPUTED_PREDICTION: f64 = 0.5;
 /// over the last 101 resolved events".
 pub const SCORING_WINDOW: usize = 101;
 
-/// How an event resolved. SPEC, "score per event": "outcome 0 or 1".
-///
-/// Serialized as the number 0 or 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(into = "u8", try_from = "u8")]
-pub enum Outcome {
-    /// Resolved to 0.
-    No,
-    /// Resolved to 1.
-    Yes,
-}
-
-impl Outcome {
-    /// The outcome as the number the Brier score subtracts: 0.0 or 1.0.
-    #[must_use]
-    pub fn value(self) -> f64 {
-        match self {
-            Outcome::No => 0.0,
-            Outcome::Yes => 1.0,
-        }
-    }
-}
-
-impl From<Outcome> for u8 {
-    fn from(outcome: Outcome) -> Self {
-        match outcome {
-            Outcome::No => 0,
-            Outcome::Yes => 1,
-        }
-    }
-}
-
-impl TryFrom<u8> for Outcome {
-    type Error = ScoringError;
-
-    /// # Errors
-    ///
-    /// [`ScoringError::InvalidOutcome`] for anything but 0 or 1.
-    fn try_from(value: u8) -> Result<Self, Self::Error> {
-        match value {
-            0 => Ok(Outcome::No),
-            1 => Ok(Outcome::Yes),
-            other => Err(ScoringError::InvalidOutcome { value: other }),
-        }
-    }
-}
+/// How an event resolved (SPEC, "score per event": "outcome 0 or 1"): the event model's
+/// outcome, the one type for it in every part of the validator.
+pub use crate::event::Outcome;
 
 /// A registered miner, as scoring and registration see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,12 +97,6 @@ pub struct LeaderboardRow {
 /// Why scoring input was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ScoringError {
-    /// An outcome other than 0 or 1.
-    #[error("outcome must be 0 or 1, got {value}")]
-    InvalidOutcome {
-        /// The value received.
-        value: u8,
-    },
     /// An event's prediction vector does not have one entry per miner.
     #[error("event {event_id} has {found} predictions, expected one per miner ({expected})")]
     PredictionCountMismatch {
@@ -210,7 +161,7 @@ pub fn scored_prediction(raw: Option<f64>) -> ScoredPrediction {
 /// The Brier score `(prediction - outcome)^2` of an already scored prediction; lower is better.
 #[must_use]
 pub fn brier_score(prediction: f64, outcome: Outcome) -> f64 {
-    let error = prediction - outcome.value();
+    let error = prediction - outcome.as_f64();
     error * error
 }
 
@@ -293,7 +244,7 @@ pub fn scoring_window_of(
 ///
 /// # Errors
 ///
-/// Any [`ScoringError`] except `InvalidOutcome`: duplicate uids or hotkeys, duplicate event
+/// Any [`ScoringError`]: duplicate uids or hotkeys, duplicate event
 /// ids, an event resolved before its creation, or an event whose prediction vector does not
 /// have exactly one entry per miner.
 pub fn leaderboard(
@@ -547,7 +498,7 @@ mod tests {
         assert_eq!(Outcome::try_from(1), Ok(Outcome::Yes));
         assert_eq!(
             Outcome::try_from(2),
-            Err(ScoringError::InvalidOutcome { value: 2 })
+            Err(crate::event::EventError::BadOutcome("2".to_owned()))
         );
         assert_eq!(u8::from(Outcome::Yes), 1);
     }
