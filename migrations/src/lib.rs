@@ -8,13 +8,33 @@
 //! each table's owner (the gateway's ledger, cache and linked keys; the validator's store)
 //! writes its own.
 
+use std::path::Path;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 /// Every SQLite migration, embedded at build time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./sqlite");
+
+/// The connection settings of the database file at `path`: a write waits up to
+/// `busy_timeout` for another process's write lock, every commit is fsynced when `durable`
+/// (`synchronous = FULL`: commits survive power loss) and otherwise only survives a crash of
+/// the process (`NORMAL`), and foreign keys are enforced.
+#[must_use]
+pub fn file_options(path: &Path, busy_timeout: Duration, durable: bool) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .busy_timeout(busy_timeout)
+        .foreign_keys(true)
+        .synchronous(if durable {
+            SqliteSynchronous::Full
+        } else {
+            SqliteSynchronous::Normal
+        })
+}
 
 /// The pool that serialises a process's writes: one connection, kept for the life of its
 /// owner (an in-memory database lives in it).

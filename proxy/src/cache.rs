@@ -77,9 +77,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqliteRow};
 
-use sooth_migrations::{OpenError, open_in_memory, open_writer_and_readers};
+use sooth_migrations::{OpenError, file_options, open_in_memory, open_writer_and_readers};
 
 use crate::background::BackgroundTask;
 use tokio::sync::watch;
@@ -432,10 +432,7 @@ impl ResponseCache {
     /// Opens (creating if needed) the cache file at `path` and brings its
     /// schema up to date.
     pub async fn open_with(path: &Path, options: &CacheOptions) -> Result<Self, CacheError> {
-        let base = SqliteConnectOptions::new()
-            .filename(path)
-            .busy_timeout(options.busy_timeout)
-            .synchronous(SqliteSynchronous::Normal);
+        let base = file_options(path, options.busy_timeout, false);
         let (writer, reader) =
             open_writer_and_readers(base, options.read_connections, |writer| writer).await?;
         let purger = options

@@ -27,9 +27,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool};
 
-use sooth_migrations::{MIGRATOR, OpenError, open_in_memory, single_connection_pool};
+use sooth_migrations::{MIGRATOR, OpenError, file_options, open_in_memory, single_connection_pool};
 
 use crate::background::BackgroundTask;
 
@@ -151,12 +151,9 @@ impl LinkedKeys {
     /// [`LinkedKeyError::Database`] or [`LinkedKeyError::Migrate`] when the
     /// file cannot be opened, migrated or read.
     pub async fn open(path: &Path, reload_every: Option<Duration>) -> Result<Self, LinkedKeyError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
+        let options = file_options(path, Duration::from_secs(5), false)
             .create_if_missing(true)
-            .busy_timeout(Duration::from_secs(5))
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal);
+            .journal_mode(SqliteJournalMode::Wal);
         let pool = single_connection_pool().connect_with(options).await?;
         MIGRATOR.run(&pool).await?;
         restrict_to_owner(path);

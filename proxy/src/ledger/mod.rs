@@ -82,9 +82,9 @@ use journal::{Command, Failure, Write};
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqliteRow};
 
-use sooth_migrations::{OpenError, open_in_memory, open_writer_and_readers};
+use sooth_migrations::{OpenError, file_options, open_in_memory, open_writer_and_readers};
 
 use crate::background::BackgroundTask;
 
@@ -454,15 +454,7 @@ impl Ledger {
     /// be opened or migrated.
     pub async fn open_with(path: &Path, options: &LedgerOptions) -> Result<Self, LedgerError> {
         let file_lock = lock_file(path)?;
-        let base = SqliteConnectOptions::new()
-            .filename(path)
-            .busy_timeout(options.busy_timeout)
-            .foreign_keys(true)
-            .synchronous(if options.durable {
-                SqliteSynchronous::Full
-            } else {
-                SqliteSynchronous::Normal
-            });
+        let base = file_options(path, options.busy_timeout, options.durable);
         let manual_checkpoints = options.checkpoint_interval.is_some();
         let (writer, reader) = open_writer_and_readers(base, options.read_connections, |writer| {
             if manual_checkpoints {

@@ -49,8 +49,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sooth_migrations::{OpenError, open_in_memory, open_writer_and_readers};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqliteSynchronous};
+use sooth_migrations::{OpenError, file_options, open_in_memory, open_writer_and_readers};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 use thiserror::Error;
 
 use crate::scoring::Outcome;
@@ -282,15 +282,7 @@ impl Store {
             path: path.to_owned(),
             reason: error.to_string(),
         };
-        let base = SqliteConnectOptions::new()
-            .filename(path)
-            .busy_timeout(options.busy_timeout)
-            .foreign_keys(true)
-            .synchronous(if options.durable {
-                SqliteSynchronous::Full
-            } else {
-                SqliteSynchronous::Normal
-            });
+        let base = file_options(path, options.busy_timeout, options.durable);
         let (writer, reader) =
             open_writer_and_readers(base, options.read_connections, |writer| writer)
                 .await
