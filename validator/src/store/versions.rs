@@ -7,6 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
 
 use super::miners::miner_no;
 use super::{Store, StoreError, from_ms, from_optional_ms, to_ms};
@@ -157,19 +158,7 @@ impl Store {
         )
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(AgentVersion {
-                    hotkey: row.try_get("hotkey")?,
-                    hash: row.try_get("hash")?,
-                    uploaded_at: from_ms(row.try_get("uploaded_at_ms")?, "uploaded_at_ms")?,
-                    verified_at: from_optional_ms(
-                        row.try_get("verified_at_ms")?,
-                        "verified_at_ms",
-                    )?,
-                })
-            })
-            .collect()
+        rows.iter().map(version_from_row).collect()
     }
 
     /// Every version of `hotkey`, oldest upload first.
@@ -193,15 +182,7 @@ impl Store {
             .map(|row| {
                 let status: String = row.try_get("status")?;
                 Ok(VersionRecord {
-                    version: AgentVersion {
-                        hotkey: row.try_get("hotkey")?,
-                        hash: row.try_get("hash")?,
-                        uploaded_at: from_ms(row.try_get("uploaded_at_ms")?, "uploaded_at_ms")?,
-                        verified_at: from_optional_ms(
-                            row.try_get("verified_at_ms")?,
-                            "verified_at_ms",
-                        )?,
-                    },
+                    version: version_from_row(row)?,
                     status: VersionStatus::parse(&status).ok_or_else(|| {
                         StoreError::Corrupt(format!("unknown version status {status:?}"))
                     })?,
@@ -297,4 +278,14 @@ impl Store {
         transaction.commit().await?;
         Ok(true)
     }
+}
+
+/// The version's own columns of a row (`hotkey`, `hash`, `uploaded_at_ms`, `verified_at_ms`).
+fn version_from_row(row: &SqliteRow) -> Result<AgentVersion, StoreError> {
+    Ok(AgentVersion {
+        hotkey: row.try_get("hotkey")?,
+        hash: row.try_get("hash")?,
+        uploaded_at: from_ms(row.try_get("uploaded_at_ms")?, "uploaded_at_ms")?,
+        verified_at: from_optional_ms(row.try_get("verified_at_ms")?, "verified_at_ms")?,
+    })
 }
