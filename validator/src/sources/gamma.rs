@@ -26,7 +26,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use reqwest::{Client, Url};
 use serde_json::{Map, Value};
 
-use super::row::kind_of;
+use super::row::{kind_of, missing, wrong_type};
 use super::{Batch, Position, RowError, RowProblem, SourceError, excerpt};
 use crate::event::{Event, EventError, Outcome, Resolution};
 
@@ -326,20 +326,6 @@ fn bool_field(market: &Map<String, Value>, key: &str) -> Result<Option<bool>, Ev
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(flag)) => Ok(Some(*flag)),
         Some(other) => Err(wrong_type(key, "a boolean", other)),
-    }
-}
-
-fn missing(field: &str) -> EventError {
-    EventError::Missing {
-        field: field.to_owned(),
-    }
-}
-
-fn wrong_type(field: &str, expected: &'static str, found: &Value) -> EventError {
-    EventError::WrongType {
-        field: field.to_owned(),
-        expected,
-        found: kind_of(found),
     }
 }
 

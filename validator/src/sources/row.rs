@@ -286,13 +286,15 @@ fn present<'a>(row: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     row.get(key).filter(|value| !value.is_null())
 }
 
-fn missing(field: &str) -> EventError {
+/// A required field is absent or null.
+pub(super) fn missing(field: &str) -> EventError {
     EventError::Missing {
         field: field.to_owned(),
     }
 }
 
-fn wrong_type(field: &str, expected: &'static str, found: &Value) -> EventError {
+/// A field holds the wrong kind of JSON value.
+pub(super) fn wrong_type(field: &str, expected: &'static str, found: &Value) -> EventError {
     EventError::WrongType {
         field: field.to_owned(),
         expected,
