@@ -1192,6 +1192,30 @@ mod tests {
         );
     }
 
+    /// `err` is a refusal by the cap of `scope`, with these amounts.
+    fn assert_refused(
+        err: LedgerError,
+        scope: BudgetScope,
+        cap: f64,
+        committed: f64,
+        requested: f64,
+    ) {
+        match err {
+            LedgerError::BudgetExceeded {
+                scope: refused_by,
+                cap_usd,
+                committed_usd,
+                requested_usd,
+            } => {
+                assert_eq!(refused_by, scope);
+                assert_usd(cap_usd, cap);
+                assert_usd(committed_usd, committed);
+                assert_usd(requested_usd, requested);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn reserve_within_cap() {
         let ledger = Ledger::in_memory().await.unwrap();
@@ -1232,20 +1256,7 @@ mod tests {
             .reserve(req("r1", "m1", 0.31, 1.0, 10.0))
             .await
             .unwrap_err();
-        match err {
-            LedgerError::BudgetExceeded {
-                scope,
-                cap_usd,
-                committed_usd,
-                requested_usd,
-            } => {
-                assert_eq!(scope, BudgetScope::Run);
-                assert_usd(cap_usd, 1.0);
-                assert_usd(committed_usd, 0.70);
-                assert_usd(requested_usd, 0.31);
-            }
-            other => panic!("unexpected {other:?}"),
-        }
+        assert_refused(err, BudgetScope::Run, 1.0, 0.70, 0.31);
         // Nothing was reserved by the refusal; exactly the rest still fits.
         assert_usd(ledger.reserved_usd("r1", "chutes").await.unwrap(), 0.70);
         ledger
@@ -1275,20 +1286,7 @@ mod tests {
             .reserve(req("r3", "m1", 0.20, 1.0, 1.5))
             .await
             .unwrap_err();
-        match err {
-            LedgerError::BudgetExceeded {
-                scope,
-                cap_usd,
-                committed_usd,
-                requested_usd,
-            } => {
-                assert_eq!(scope, BudgetScope::MinerDay);
-                assert_usd(cap_usd, 1.5);
-                assert_usd(committed_usd, 1.4);
-                assert_usd(requested_usd, 0.2);
-            }
-            other => panic!("unexpected {other:?}"),
-        }
+        assert_refused(err, BudgetScope::MinerDay, 1.5, 1.4, 0.2);
         // A higher day cap (linked key) lets it through.
         ledger
             .reserve(req("r3", "m1", 0.20, 1.0, 5.0))
