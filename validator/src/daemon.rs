@@ -435,16 +435,11 @@ impl Daemon {
     /// active at); returns how many changed.
     async fn record_activations(&self, now: DateTime<Utc>) -> Result<usize, DaemonError> {
         let versions = self.store.versions_for_activation().await?;
-        let mut by_miner: HashMap<&str, Vec<AgentVersion>> = HashMap::new();
-        for version in &versions {
-            by_miner
-                .entry(version.hotkey.as_str())
-                .or_default()
-                .push(version.clone());
-        }
+        let hotkeys: BTreeSet<&str> = versions.iter().map(|v| v.hotkey.as_str()).collect();
         let mut changed = 0;
-        for (hotkey, versions) in &by_miner {
-            let timeline = activation_timeline(versions, hotkey);
+        for hotkey in hotkeys {
+            // The timeline looks at `hotkey`'s versions only.
+            let timeline = activation_timeline(&versions, hotkey);
             let current = timeline
                 .iter()
                 .rev()
