@@ -44,13 +44,11 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         bytes.len(),
         bytes.len() as f64 / f64::from(1u32 << 20)
     ))?;
-    outln(format_args!("  sha256  {}", sha256_hex(&bytes)))?;
+    outln(format_args!(
+        "  sha256  {}",
+        sooth_runner::content_hash(&bytes)
+    ))?;
     Ok(())
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// Builds the Rust agent project in `dir` with cargo for `wasm32-wasip2` (release) and copies

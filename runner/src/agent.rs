@@ -97,8 +97,10 @@ impl Agent {
     }
 }
 
-/// SHA-256 of `bytes`, lowercase hex.
-pub(crate) fn content_hash(bytes: &[u8]) -> String {
+/// SHA-256 of `bytes`, lowercase hex: the hash [`Agent::hash`] reports for a component loaded
+/// from them, computed without loading it.
+#[must_use]
+pub fn content_hash(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(bytes))
 }

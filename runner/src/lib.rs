@@ -40,7 +40,7 @@ mod outcome;
 mod runner;
 mod scripted;
 
-pub use agent::{Agent, LoadError};
+pub use agent::{Agent, LoadError, content_hash};
 pub use compile::{CompileIsolation, compile_worker_main};
 pub use config::{ConfigError, RunnerConfig};
 pub use event::{AgentEvent, EventError};

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-use sooth_runner::{Agent, AgentEvent, Gateway, LoadError, RunOutcome, RunSpec, Runner};
+use sooth_runner::{
+    Agent, AgentEvent, Gateway, LoadError, RunOutcome, RunSpec, Runner, content_hash,
+};
 use thiserror::Error;
 
 use crate::executor::{ExecutedRun, Execution, RunExecutor, RunJob};
@@ -90,9 +91,8 @@ impl SandboxExecutor {
     ///
     /// [`AdmitError::Load`] saying what is wrong with the bytes, [`AdmitError::Save`].
     pub async fn admit(&self, bytes: &[u8]) -> Result<String, AdmitError> {
-        // The runner names components by the SHA-256 of their bytes: bytes already loaded are
-        // already verified.
-        let known = hex::encode(Sha256::digest(bytes));
+        // Bytes already loaded are already verified.
+        let known = content_hash(bytes);
         if self.lock_loaded().contains_key(&known) && self.component_path(&known).exists() {
             return Ok(known);
         }
