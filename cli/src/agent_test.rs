@@ -21,6 +21,13 @@ const SCORING_CLIP: (f64, f64) = (0.01, 0.99);
 /// What a failed run counts as.
 const IMPUTED: f64 = 0.5;
 
+/// An identifier of this invocation that no other takes: the start instant
+/// in nanoseconds and the process id.
+fn invocation_id() -> String {
+    let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    format!("{nanos:x}-{:x}", std::process::id())
+}
+
 /// Run the agent on every event and print the report.
 pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     let config_timeout = RunnerConfig::default().timeout;
@@ -61,9 +68,13 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
             ))?;
         }
         let progress = progress_bar(events.len(), args.json);
+        // The gateway's ledger keys per-run caps by run id, and may be kept
+        // across invocations in the same data directory: each invocation
+        // names its runs afresh.
+        let invocation = invocation_id();
         let mut runs = futures::stream::iter(events.iter().enumerate().map(|(index, event)| {
             let (runner, agent, progress) = (runner.clone(), agent.clone(), progress.clone());
-            let run_id = format!("agent-test-{}", index + 1);
+            let run_id = format!("agent-test-{invocation}-{}", index + 1);
             let mut spec = RunSpec::new(run_id.clone(), gateway.clone());
             spec.timeout = timeout;
             spec.token = choice.token(
@@ -150,7 +161,7 @@ struct Row {
     reasoning: Option<String>,
     reason: Option<String>,
     duration: Duration,
-    gateway_calls: usize,
+    gateway_calls: u64,
     cost_usd: f64,
     outcome: Option<u8>,
     logs: String,
@@ -282,7 +293,7 @@ struct Summary {
     ok: usize,
     failures: BTreeMap<&'static str, usize>,
     total_duration: Duration,
-    gateway_calls: usize,
+    gateway_calls: u64,
     cost_usd: f64,
     brier_sum: f64,
     scored: usize,

@@ -49,9 +49,24 @@ pub enum LoadError {
     /// The imports could not be linked (e.g. a WASI version the host lacks).
     #[error("component cannot be linked: {0}")]
     Link(String),
+    /// The component's shape asks for more than the sandbox gives a run: a
+    /// memory whose minimum is over the cap, a second memory in a module,
+    /// more instances or tables than allowed.
+    #[error("component asks for more than the sandbox allows: {0}")]
+    OverSandboxLimits(String),
     /// The engine or the compile worker failed, not the component.
     #[error("runner failure while loading: {0}")]
     Engine(String),
+}
+
+impl LoadError {
+    /// Whether the component is to blame (its bytes, shape, imports,
+    /// exports or cost to compile), as opposed to the runner: a validator
+    /// rejects such a component, and retries a load that failed otherwise.
+    #[must_use]
+    pub fn is_component_fault(&self) -> bool {
+        !matches!(self, Self::Engine(_))
+    }
 }
 
 /// A component ready to run: cheap to clone, shared by concurrent runs.

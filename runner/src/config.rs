@@ -22,6 +22,12 @@ pub struct RunnerConfig {
     pub log_limit_bytes: usize,
     /// Largest component accepted, in bytes.
     pub max_component_bytes: usize,
+    /// Gateway calls one run may make; later calls fail with
+    /// `budget-exceeded` without reaching the gateway.
+    pub max_gateway_calls: u32,
+    /// Gateway calls of one run kept in detail in its report; every call is
+    /// counted and costed whatever this is.
+    pub max_recorded_calls: u32,
     /// Runs in flight at once; further runs wait for a slot.
     pub max_concurrent_runs: u32,
     /// How often the epoch ticks: the granularity of deadlines and of a
@@ -47,6 +53,11 @@ impl Default for RunnerConfig {
             memory_limit_bytes: 512 << 20,
             log_limit_bytes: 64 << 10,
             max_component_bytes: 32 << 20,
+            // An honest agent waits on its calls, a second or more each:
+            // a few hundred fit in a run. Cached answers are fast, so the
+            // ceiling leaves room for many of those.
+            max_gateway_calls: 1000,
+            max_recorded_calls: 64,
             max_concurrent_runs: 1000,
             epoch_tick: Duration::from_millis(5),
             compile_timeout: Duration::from_secs(120),
@@ -128,6 +139,9 @@ impl RunnerConfig {
         }
         if self.epoch_tick.is_zero() || self.epoch_tick > Duration::from_secs(1) {
             return invalid("epoch_tick must be between 1 ms and 1 s");
+        }
+        if self.max_recorded_calls > 10_000 {
+            return invalid("max_recorded_calls must be at most 10000");
         }
         if self.max_component_bytes == 0 {
             return invalid("max_component_bytes must be positive");

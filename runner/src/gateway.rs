@@ -1,6 +1,5 @@
 //! The host side of the gateway: the [`Gateway`] trait every implementation
-//! (scripted, in-process proxy, HTTP) provides, and the record of a run's
-//! calls.
+//! (scripted, in-process proxy, HTTP) provides, and what passes through it.
 
 use std::time::{Duration, Instant};
 
@@ -254,45 +253,4 @@ pub trait Gateway: Send + Sync + 'static {
         run: &'a RunContext,
         request: GatewayRequest,
     ) -> BoxFuture<'a, GatewayAnswer>;
-}
-
-/// One gateway call of a run, as recorded with its outcome.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GatewayCall {
-    /// `chat`, `search` or the named service.
-    pub service: String,
-    /// SHA-256 of the canonical request, hex.
-    pub request_hash: String,
-    /// `ok` or the error kind.
-    pub status: String,
-    /// Cost in US dollars.
-    pub cost_usd: f64,
-    /// Served from cache.
-    pub cached: bool,
-    /// Upstream retries.
-    pub retries: u32,
-    /// Wall time of the call, milliseconds.
-    pub duration_ms: f64,
-}
-
-/// All gateway calls of a run.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct GatewayUsage {
-    /// The calls, in order.
-    pub calls: Vec<GatewayCall>,
-}
-
-impl GatewayUsage {
-    /// Total cost of the run's calls in US dollars.
-    pub fn cost_usd(&self) -> f64 {
-        // A fold from +0.0: an empty f64 sum is -0.0, which prints as "-0".
-        self.calls
-            .iter()
-            .fold(0.0, |total, call| total + call.cost_usd)
-    }
-
-    /// Number of calls.
-    pub fn call_count(&self) -> usize {
-        self.calls.len()
-    }
 }

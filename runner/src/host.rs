@@ -7,11 +7,11 @@ use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::gateway::{
-    self as api, Gateway, GatewayCall, GatewayRequest, GatewayResponse, GatewayUsage, RunContext,
-};
+use crate::gateway::{self as api, Gateway, GatewayRequest, GatewayResponse, RunContext};
 use crate::limits::RunLimiter;
 use crate::logs::LogSink;
+use crate::service_name::check_service_name;
+use crate::usage::{CallLog, GatewayCall};
 
 wasmtime::component::bindgen!({
     path: "../wit/sooth.wit",
@@ -26,6 +26,9 @@ use sooth::agent::gateway as wit;
 /// Largest request an agent may hand the gateway, summed over its strings.
 const MAX_REQUEST_BYTES: usize = 4 << 20;
 
+/// How a call to a service name the host refused is recorded.
+const INVALID_SERVICE: &str = "<invalid>";
+
 /// Everything one run's store holds.
 pub(crate) struct HostState {
     pub(crate) wasi: WasiCtx,
@@ -34,7 +37,7 @@ pub(crate) struct HostState {
     pub(crate) logs: LogSink,
     pub(crate) gateway: Arc<dyn Gateway>,
     pub(crate) run: RunContext,
-    pub(crate) usage: GatewayUsage,
+    pub(crate) calls: CallLog,
 }
 
 impl WasiView for HostState {
@@ -47,6 +50,37 @@ impl WasiView for HostState {
 }
 
 impl HostState {
+    /// Counts a call against the run's ceiling before anything else is
+    /// done with it, so that a flood past the ceiling costs the host
+    /// nothing but a counter.
+    fn admit(&mut self, service: &str) -> Result<(), wit::GatewayError> {
+        self.calls.admit().map_err(|over| {
+            self.refuse(
+                service,
+                wit::GatewayError::BudgetExceeded(format!(
+                    "this run has made its limit of {} gateway calls",
+                    over.limit
+                )),
+            )
+        })
+    }
+
+    /// Records a call the host refused without asking the gateway.
+    fn refuse(&mut self, service: &str, error: wit::GatewayError) -> wit::GatewayError {
+        self.calls.refused();
+        let status = api::GatewayError::from(error.clone()).kind();
+        self.calls.finished(0.0, || GatewayCall {
+            service: service.to_owned(),
+            request_hash: String::new(),
+            status: status.to_owned(),
+            cost_usd: 0.0,
+            cached: false,
+            retries: 0,
+            duration_ms: 0.0,
+        });
+        error
+    }
+
     /// Send one request through the gateway and record it; a success comes
     /// with what it cost, which the agent is told.
     async fn forward(
@@ -54,20 +88,27 @@ impl HostState {
         request: GatewayRequest,
     ) -> Result<(GatewayResponse, f64), api::GatewayError> {
         let started = Instant::now();
-        let service = request.service().to_owned();
-        let request_hash = request.hash();
+        // Hashing a request of megabytes is paid only for the calls whose
+        // details are kept.
+        let details = self
+            .calls
+            .keeps_details()
+            .then(|| (request.service().to_owned(), request.hash()));
         let answer = self.gateway.handle(&self.run, request).await;
-        self.usage.calls.push(GatewayCall {
-            service,
-            request_hash,
-            status: match &answer.result {
-                Ok(_) => "ok".to_owned(),
-                Err(error) => error.kind().to_owned(),
-            },
-            cost_usd: answer.cost_usd,
-            cached: answer.cached,
-            retries: answer.retries,
-            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        self.calls.finished(answer.cost_usd, || {
+            let (service, request_hash) = details.unwrap_or_default();
+            GatewayCall {
+                service,
+                request_hash,
+                status: match &answer.result {
+                    Ok(_) => "ok".to_owned(),
+                    Err(error) => error.kind().to_owned(),
+                },
+                cost_usd: answer.cost_usd,
+                cached: answer.cached,
+                retries: answer.retries,
+                duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            }
         });
         answer.result.map(|response| (response, answer.cost_usd))
     }
@@ -100,6 +141,19 @@ impl From<api::GatewayError> for wit::GatewayError {
     }
 }
 
+impl From<wit::GatewayError> for api::GatewayError {
+    fn from(error: wit::GatewayError) -> Self {
+        match error {
+            wit::GatewayError::BudgetExceeded(message) => Self::BudgetExceeded { message },
+            wit::GatewayError::RateLimited(retry_after_ms) => Self::RateLimited { retry_after_ms },
+            wit::GatewayError::Unavailable(message) => Self::Unavailable { message },
+            wit::GatewayError::NotFound(message) => Self::NotFound { message },
+            wit::GatewayError::BadRequest(message) => Self::BadRequest { message },
+            wit::GatewayError::Timeout => Self::Timeout,
+        }
+    }
+}
+
 impl sooth::agent::types::Host for HostState {}
 
 impl wit::Host for HostState {
@@ -107,6 +161,7 @@ impl wit::Host for HostState {
         &mut self,
         request: wit::ChatRequest,
     ) -> Result<wit::ChatResponse, wit::GatewayError> {
+        self.admit("chat")?;
         let size = request.model.len()
             + request
                 .messages
@@ -114,7 +169,7 @@ impl wit::Host for HostState {
                 .map(|m| m.role.len() + m.content.len())
                 .sum::<usize>();
         if let Some(error) = too_large(size) {
-            return Err(error);
+            return Err(self.refuse("chat", error));
         }
         let request = api::ChatRequest {
             model: request.model,
@@ -147,8 +202,9 @@ impl wit::Host for HostState {
         &mut self,
         request: wit::SearchRequest,
     ) -> Result<wit::SearchResponse, wit::GatewayError> {
+        self.admit("search")?;
         if let Some(error) = too_large(request.query.len()) {
-            return Err(error);
+            return Err(self.refuse("search", error));
         }
         let request = api::SearchRequest {
             query: request.query,
@@ -175,13 +231,28 @@ impl wit::Host for HostState {
     }
 
     async fn call(&mut self, service: String, body: String) -> Result<String, wit::GatewayError> {
-        if let Some(error) = too_large(service.len() + body.len()) {
-            return Err(error);
+        // The name becomes a URL path segment and a field of the run's
+        // record: nothing but a short name of the fixed alphabet goes on.
+        let label = if check_service_name(&service).is_ok() {
+            service.as_str()
+        } else {
+            INVALID_SERVICE
+        };
+        self.admit(label)?;
+        if let Err(error) = check_service_name(&service) {
+            return Err(self.refuse(
+                INVALID_SERVICE,
+                wit::GatewayError::BadRequest(error.to_string()),
+            ));
         }
-        if serde_json::from_str::<serde_json::Value>(&body).is_err() {
-            return Err(wit::GatewayError::BadRequest(format!(
+        if let Some(error) = too_large(body.len()) {
+            return Err(self.refuse(&service, error));
+        }
+        if serde_json::from_str::<serde::de::IgnoredAny>(&body).is_err() {
+            let error = wit::GatewayError::BadRequest(format!(
                 "the body for service {service:?} is not valid JSON"
-            )));
+            ));
+            return Err(self.refuse(&service, error));
         }
         match self.forward(GatewayRequest::Call { service, body }).await? {
             (GatewayResponse::Call { body }, _) => Ok(body),

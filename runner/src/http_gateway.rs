@@ -10,6 +10,11 @@
 //! | search | `POST /v1/search` | [`SearchRequest`] | [`SearchResponse`] |
 //! | call | `POST /v1/call/{service}` | the agent's JSON | the service's JSON |
 //!
+//! Routes are appended to the base URL's path (which may have a prefix) as
+//! percent-encoded segments, and a service name must pass
+//! [`check_service_name`] first: no name can lead a request, or the run's
+//! token, to another route or another path of the host.
+//!
 //! Every request carries `Authorization: Bearer <run token>`. Answers carry
 //! `x-sooth-cost-usd`, `x-sooth-cache` (`hit` or `miss`) and
 //! `x-sooth-retries`. Errors are a JSON [`GatewayError`] with a matching
@@ -29,6 +34,7 @@ use futures::future::BoxFuture;
 use crate::gateway::{
     Gateway, GatewayAnswer, GatewayError, GatewayRequest, GatewayResponse, RunContext,
 };
+use crate::service_name::check_service_name;
 
 /// Header with the cost of an answer in US dollars.
 pub const COST_HEADER: &str = "x-sooth-cost-usd";
@@ -37,28 +43,64 @@ pub const CACHE_HEADER: &str = "x-sooth-cache";
 /// Header with the number of upstream retries made.
 pub const RETRIES_HEADER: &str = "x-sooth-retries";
 
+/// Why an [`HttpGateway`] cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpGatewayError {
+    /// The gateway's address is not an `http` or `https` URL that can take
+    /// a path.
+    #[error("the gateway URL {url:?} is not a usable http(s) base URL")]
+    BadUrl {
+        /// The address given.
+        url: String,
+    },
+    /// The HTTP client cannot be built (no TLS backend).
+    #[error("cannot build the gateway's HTTP client")]
+    Client(#[source] reqwest::Error),
+}
+
 /// A [`Gateway`] that talks to a gateway proxy over HTTP.
 #[derive(Debug, Clone)]
 pub struct HttpGateway {
-    base_url: String,
+    base_url: reqwest::Url,
     client: reqwest::Client,
 }
 
 impl HttpGateway {
-    /// A client of the proxy at `base_url` (e.g. `http://127.0.0.1:8700`).
+    /// A client of the proxy at `base_url` (e.g. `http://127.0.0.1:8700`,
+    /// or one with a path prefix such as `https://host/sooth`).
     ///
     /// # Errors
     ///
-    /// When the HTTP client cannot be built (no TLS backend).
-    pub fn new(base_url: impl Into<String>) -> Result<Self, reqwest::Error> {
+    /// [`HttpGatewayError`] when the URL is not an http(s) base URL or the
+    /// HTTP client cannot be built.
+    pub fn new(base_url: impl Into<String>) -> Result<Self, HttpGatewayError> {
+        let text = base_url.into();
+        let bad_url = || HttpGatewayError::BadUrl { url: text.clone() };
+        let base_url = reqwest::Url::parse(&text).map_err(|_| bad_url())?;
+        if !matches!(base_url.scheme(), "http" | "https")
+            || base_url.cannot_be_a_base()
+            || base_url.query().is_some()
+            || base_url.fragment().is_some()
+        {
+            return Err(bad_url());
+        }
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
             .tcp_nodelay(true)
-            .build()?;
-        Ok(Self {
-            base_url: base_url.into().trim_end_matches('/').to_owned(),
-            client,
-        })
+            .build()
+            .map_err(HttpGatewayError::Client)?;
+        Ok(Self { base_url, client })
+    }
+
+    /// The base URL with `segments` appended, each percent-encoded as one
+    /// path segment: whatever a segment holds, the request stays on the
+    /// route it names under the base path.
+    fn route(&self, segments: &[&str]) -> reqwest::Url {
+        let mut url = self.base_url.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
     }
 
     async fn send(&self, run: &RunContext, request: GatewayRequest) -> GatewayAnswer {
@@ -66,11 +108,21 @@ impl HttpGateway {
         if remaining.is_zero() {
             return GatewayAnswer::free(Err(GatewayError::Timeout));
         }
-        let (path, body) = match &request {
-            GatewayRequest::Chat(chat) => ("/v1/chat".to_owned(), serde_json::to_vec(chat)),
-            GatewayRequest::Search(search) => ("/v1/search".to_owned(), serde_json::to_vec(search)),
+        let (url, body) = match &request {
+            GatewayRequest::Chat(chat) => (self.route(&["v1", "chat"]), serde_json::to_vec(chat)),
+            GatewayRequest::Search(search) => {
+                (self.route(&["v1", "search"]), serde_json::to_vec(search))
+            }
             GatewayRequest::Call { service, body } => {
-                (format!("/v1/call/{service}"), Ok(body.clone().into_bytes()))
+                if let Err(error) = check_service_name(service) {
+                    return GatewayAnswer::free(Err(GatewayError::BadRequest {
+                        message: error.to_string(),
+                    }));
+                }
+                (
+                    self.route(&["v1", "call", service]),
+                    Ok(body.clone().into_bytes()),
+                )
             }
         };
         let Ok(body) = body else {
@@ -80,7 +132,7 @@ impl HttpGateway {
         };
         let mut builder = self
             .client
-            .post(format!("{}{path}", self.base_url))
+            .post(url)
             .timeout(remaining)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);

@@ -30,6 +30,7 @@ mod compile;
 mod config;
 mod engine;
 mod event;
+mod exports;
 mod gateway;
 mod host;
 mod http_gateway;
@@ -39,18 +40,21 @@ mod logs;
 mod outcome;
 mod runner;
 mod scripted;
+mod service_name;
+mod usage;
 
 pub use agent::{Agent, LoadError, content_hash};
 pub use compile::{CompileIsolation, compile_worker_main};
 pub use config::{ConfigError, RunnerConfig};
 pub use event::{AgentEvent, EventError};
 pub use gateway::{
-    ChatMessage, ChatRequest, ChatResponse, Gateway, GatewayAnswer, GatewayCall, GatewayError,
-    GatewayRequest, GatewayResponse, GatewayUsage, RunContext, SearchRequest, SearchResponse,
-    SearchResult, TokenUsage,
+    ChatMessage, ChatRequest, ChatResponse, Gateway, GatewayAnswer, GatewayError, GatewayRequest,
+    GatewayResponse, RunContext, SearchRequest, SearchResponse, SearchResult, TokenUsage,
 };
-pub use http_gateway::{CACHE_HEADER, COST_HEADER, HttpGateway, RETRIES_HEADER};
+pub use http_gateway::{CACHE_HEADER, COST_HEADER, HttpGateway, HttpGatewayError, RETRIES_HEADER};
 pub use logs::CapturedLogs;
 pub use outcome::{RunOutcome, RunReport, clip_probability};
 pub use runner::{RunSpec, Runner, RunnerError};
 pub use scripted::{ScriptError, ScriptedGateway};
+pub use service_name::{MAX_SERVICE_NAME_LEN, ServiceNameError, check_service_name};
+pub use usage::{GatewayCall, GatewayUsage};

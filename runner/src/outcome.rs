@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::gateway::GatewayUsage;
 use crate::logs::CapturedLogs;
+use crate::usage::GatewayUsage;
 
 /// How a run ended. Anything but [`RunOutcome::Prediction`] is a failure and
 /// is imputed 0.5 at scoring.

@@ -15,15 +15,26 @@ use crate::compile::compile;
 use crate::config::{ConfigError, RunnerConfig};
 use crate::engine::{EpochTicker, run_engine};
 use crate::event::{AgentEvent, EventError};
-use crate::gateway::{Gateway, GatewayUsage, RunContext};
+use crate::exports::predict_mismatch;
+use crate::gateway::{Gateway, RunContext};
 use crate::host::{Forecaster, ForecasterPre, HostState, WitEvent, WitForecast};
 use crate::imports::first_forbidden;
 use crate::limits::RunLimiter;
 use crate::logs::LogSink;
 use crate::outcome::{RunOutcome, RunReport, clip_probability};
+use crate::usage::CallLog;
 
 /// Longest reasoning kept with a forecast, in bytes.
 const MAX_REASONING_BYTES: usize = 2048;
+/// Longest failure message kept with a run, in bytes: a trap's text can
+/// carry names from the agent's own name section.
+const MAX_MESSAGE_BYTES: usize = 2048;
+/// Host-side WASI resources (streams, pollables...) one run may hold at
+/// once. Each lives in host memory and a guest can make them in a loop
+/// without dropping them; ordinary programs hold a handful.
+const MAX_HOST_RESOURCES: usize = 10_000;
+/// Component-model handles one run may hold at once, for the same reason.
+const MAX_COMPONENT_HANDLES: usize = 10_000;
 
 /// The runner could not be set up, or was asked something impossible.
 #[derive(Debug, thiserror::Error)]
@@ -165,6 +176,9 @@ impl Runner {
         if let Some(name) = first_forbidden(&inner.engine, &component) {
             return Err(LoadError::ForbiddenImport(name));
         }
+        if let Some(reason) = predict_mismatch(&inner.engine, &component) {
+            return Err(LoadError::MissingExport(reason));
+        }
         let instance_pre = inner
             .linker
             .instantiate_pre(&component)
@@ -193,7 +207,13 @@ impl Runner {
             inner.config.compile_memory_limit_bytes,
         )
         .await?;
-        let component = deserialize(&inner.engine, &artifact)?;
+        // Our own compiler made this artifact for this engine just now, so
+        // what stops it loading is the component's shape, measured against
+        // the instance pool's limits.
+        let component = deserialize(&inner.engine, &artifact).map_err(|error| match error {
+            LoadError::Engine(reason) => LoadError::OverSandboxLimits(reason),
+            other => other,
+        })?;
         if let Some(cache) = &inner.cache
             && let Err(error) = cache.store(hash, &artifact)
         {
@@ -243,7 +263,11 @@ impl Runner {
             .build();
         let state = HostState {
             wasi,
-            table: ResourceTable::new(),
+            table: {
+                let mut table = ResourceTable::new();
+                table.set_max_capacity(MAX_HOST_RESOURCES);
+                table
+            },
             limiter: RunLimiter::new(inner.config.memory_limit_bytes),
             logs: logs.clone(),
             gateway: spec.gateway.clone(),
@@ -255,10 +279,14 @@ impl Runner {
                 deadline,
                 token: spec.token.clone(),
             },
-            usage: GatewayUsage::default(),
+            calls: CallLog::new(
+                inner.config.max_gateway_calls,
+                inner.config.max_recorded_calls,
+            ),
         };
         let mut store = Store::new(&inner.engine, state);
         store.limiter(|state| &mut state.limiter);
+        store.set_max_component_handles(MAX_COMPONENT_HANDLES);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline {
@@ -285,7 +313,7 @@ impl Runner {
                 inner.config.memory_limit_bytes,
             ),
         };
-        let gateway = std::mem::take(&mut store.data_mut().usage);
+        let gateway = store.data_mut().calls.take();
         drop(store);
         Ok(RunReport {
             outcome,
@@ -310,7 +338,7 @@ fn deserialize(engine: &Engine, artifact: &[u8]) -> Result<Component, LoadError>
     // or a cache entry whose keyed tag proved it is exactly such an output
     // for this engine's configuration.
     unsafe { Component::deserialize(engine, artifact) }
-        .map_err(|e| LoadError::Engine(format!("cannot load the compiled component: {e:#}")))
+        .map_err(|e| LoadError::Engine(format!("{e:#}")))
 }
 
 enum Stage {
@@ -353,10 +381,11 @@ fn to_wit(event: &AgentEvent) -> WitEvent {
 fn describe(error: &wasmtime::Error) -> String {
     // The first line carries wasmtime's summary; the trap code (if any) is
     // the most useful detail for a miner.
-    match error.downcast_ref::<wasmtime::Trap>() {
+    let text = match error.downcast_ref::<wasmtime::Trap>() {
         Some(trap) => format!("{trap}"),
         None => format!("{error:#}"),
-    }
+    };
+    truncate(&text, MAX_MESSAGE_BYTES).to_owned()
 }
 
 fn classify(

@@ -45,11 +45,11 @@ async fn waits_inside_host_calls_are_killed_at_the_deadline() {
     )
     .await;
     assert_eq!(waiter.outcome, RunOutcome::Timeout { limit_ms: 600 });
-    assert_eq!(
-        waiter.gateway.call_count(),
-        0,
-        "an unfinished call is not recorded as made"
+    assert!(
+        waiter.gateway.calls.is_empty(),
+        "an unfinished call has no outcome to record"
     );
+    assert_eq!(waiter.gateway.call_count(), 1, "but it was made");
     assert!(waiter.duration < Duration::from_secs(3));
 }
 
@@ -277,6 +277,214 @@ async fn well_behaved_runs_finish_unaffected_beside_hostile_ones() {
             report.outcome.probability().is_none() || report.logs.truncated(),
             "{:?}",
             report.outcome
+        );
+    }
+}
+
+/// Every kind of gateway flood: the run is killed at its deadline, every
+/// call is counted, the calls past the ceiling never reach the gateway and
+/// only the first calls are kept in detail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_floods_are_counted_capped_and_recorded_within_bounds() {
+    let runner = sooth_runner::Runner::new(sooth_runner::RunnerConfig {
+        max_gateway_calls: 200,
+        max_recorded_calls: 16,
+        ..common::config()
+    })
+    .expect("runner");
+    let agent = load(&runner, &hostile()).await;
+    let limit = Some(Duration::from_millis(1500));
+    for title in ["chat-loop", "search-loop", "call-loop", "long-name-loop"] {
+        let report = run_with(&runner, &agent, &event("e", title), scripted(""), limit).await;
+        assert_eq!(
+            report.outcome,
+            RunOutcome::Timeout { limit_ms: 1500 },
+            "{title}"
+        );
+        let usage = &report.gateway;
+        assert!(
+            usage.call_count() > 1000,
+            "{title}: a tight loop made only {} calls",
+            usage.call_count()
+        );
+        assert_eq!(
+            usage.calls.len(),
+            16,
+            "{title}: details of the first 16 only"
+        );
+        assert_eq!(usage.unrecorded_calls(), usage.call_count() - 16, "{title}");
+        let forwarded = usage.call_count() - usage.refused_calls;
+        if title == "long-name-loop" {
+            assert_eq!(forwarded, 0, "no call with a bad name reaches the gateway");
+            assert!(
+                usage
+                    .calls
+                    .iter()
+                    .all(|call| call.service == "<invalid>" && call.status == "bad-request"),
+                "{:?}",
+                usage.calls[0]
+            );
+        } else {
+            assert_eq!(
+                forwarded, 200,
+                "{title}: the gateway saw exactly the ceiling"
+            );
+            assert!(
+                usage.calls.iter().all(|call| call.status == "not-found"),
+                "{title}: {:?}",
+                usage.calls[0]
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_past_the_ceiling_fail_with_a_clear_error() {
+    let runner = sooth_runner::Runner::new(sooth_runner::RunnerConfig {
+        max_gateway_calls: 0,
+        ..common::config()
+    })
+    .expect("runner");
+    let agent = load(&runner, &hostile()).await;
+    let gateway = scripted("[[rule]]\nservice = \"chat\"\ncontent = \"0.9\"\n");
+    let report = run_with(&runner, &agent, &event("e", "gateway"), gateway, None).await;
+    let reason = invalid_reason(&report);
+    assert!(
+        reason.contains("budget exceeded") && reason.contains("limit of 0 gateway calls"),
+        "{reason}"
+    );
+    assert_eq!(report.gateway.call_count(), 1);
+    assert_eq!(report.gateway.refused_calls, 1);
+    assert_eq!(report.gateway.calls[0].status, "budget-exceeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_names_that_walk_paths_are_refused_before_any_request() {
+    let runner = runner();
+    let agent = load(&runner, &hostile()).await;
+    // A gateway that would answer every service the names try to reach.
+    let gateway = scripted(
+        "[[rule]]\nservice = \"chat\"\ncontent = \"0.9\"\n\
+         [[rule]]\nservice = \"echo\"\nbody = '{\"reached\": true}'\n",
+    );
+    let answers =
+        reasoning(run_with(&runner, &agent, &event("e", "traversal"), gateway, None).await);
+    let lines: Vec<&str> = answers.lines().collect();
+    assert_eq!(lines.len(), 5, "{answers}");
+    for line in lines {
+        assert!(
+            line.contains("bad request") && line.contains("lowercase ASCII letters"),
+            "{line}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_resources_a_guest_never_drops_are_capped() {
+    let runner = runner();
+    let agent = load(&runner, &hostile()).await;
+    let report = run_with(
+        &runner,
+        &agent,
+        &event("e", "handle-flood"),
+        scripted(""),
+        Some(Duration::from_secs(20)),
+    )
+    .await;
+    let RunOutcome::Trap { message } = &report.outcome else {
+        panic!("{:?}", report.outcome)
+    };
+    assert!(
+        report.duration < Duration::from_secs(20),
+        "stopped by the cap, not the deadline: {message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_predict_of_the_wrong_type_is_refused_at_load() {
+    let runner = runner();
+    let wrong_parameter = wat::parse_str(
+        r#"(component
+            (core module $m (func (export "predict") (param i32) (result i32) local.get 0))
+            (core instance $i (instantiate $m))
+            (func $predict (param "event" u32) (result u32) (canon lift (core func $i "predict")))
+            (instance $agent (export "predict" (func $predict)))
+            (export "sooth:agent/agent@0.1.0" (instance $agent))
+        )"#,
+    )
+    .expect("wat");
+    let error = runner.load(&wrong_parameter).await.unwrap_err();
+    let LoadError::MissingExport(reason) = &error else {
+        panic!("{error:?}")
+    };
+    assert!(
+        reason.contains("takes something other than the contract's `event` record"),
+        "{reason}"
+    );
+    assert!(error.is_component_fault());
+
+    let no_parameter = wat::parse_str(
+        r#"(component
+            (core module $m (func (export "predict") (result i32) i32.const 0))
+            (core instance $i (instantiate $m))
+            (func $predict (result u32) (canon lift (core func $i "predict")))
+            (instance $agent (export "predict" (func $predict)))
+            (export "sooth:agent/agent@0.1.0" (instance $agent))
+        )"#,
+    )
+    .expect("wat");
+    let error = runner.load(&no_parameter).await.unwrap_err();
+    assert!(
+        error.to_string().contains("`predict` takes 0 parameters"),
+        "{error}"
+    );
+
+    let no_interface = wat::parse_str(
+        r#"(component
+            (core module $m (func (export "predict") (result i32) i32.const 0))
+            (core instance $i (instantiate $m))
+            (func $predict (result u32) (canon lift (core func $i "predict")))
+            (export "predict" (func $predict))
+        )"#,
+    )
+    .expect("wat");
+    let error = runner.load(&no_interface).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("does not export `sooth:agent/agent@0.1.0`"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_that_ask_for_too_much_are_refused_as_their_own_fault() {
+    let runner = runner();
+    let cases = [
+        // A minimum of 4 GiB, over the 64 MiB cap of these tests.
+        (
+            "(component (core module $m (memory 65536)) (core instance (instantiate $m)))",
+            "memory",
+        ),
+        // Two memories in one module.
+        (
+            "(component (core module $m (memory 1) (memory 1)) (core instance (instantiate $m)))",
+            "memor",
+        ),
+    ];
+    for (text, topic) in cases {
+        let bytes = wat::parse_str(text).expect("wat");
+        let error = runner.load(&bytes).await.unwrap_err();
+        let LoadError::OverSandboxLimits(reason) = &error else {
+            panic!("{text}: {error:?}")
+        };
+        assert!(error.is_component_fault(), "{text}");
+        assert!(reason.contains(topic), "{text}: {reason}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("component asks for more than the sandbox allows"),
+            "{error}"
         );
     }
 }

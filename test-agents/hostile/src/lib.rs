@@ -6,7 +6,7 @@
 use std::hash::BuildHasher;
 use std::io::Write;
 
-use sooth_sdk::gateway::{self, ChatMessage, ChatRequest};
+use sooth_sdk::gateway::{self, ChatMessage, ChatRequest, SearchRequest};
 use sooth_sdk::{Event, Forecast};
 
 fn with(event: &Event, probability: f64, reasoning: String) -> Result<Forecast, String> {
@@ -70,6 +70,70 @@ fn forecast(event: Event) -> Result<Forecast, String> {
             reasoning: None,
         }),
         "error" => Err("the hostile agent refuses".into()),
+        // Gateway floods: each loops on one kind of call, ignoring every
+        // answer, until the run is killed.
+        "chat-loop" => loop {
+            let request = ChatRequest {
+                model: "flood/model".into(),
+                messages: vec![ChatMessage::user("again")],
+                temperature: None,
+                max_tokens: Some(1),
+            };
+            let _ = std::hint::black_box(gateway::chat(&request));
+        },
+        "search-loop" => loop {
+            let request = SearchRequest {
+                query: "again".into(),
+                max_results: Some(1),
+                start_date: None,
+                end_date: None,
+            };
+            let _ = std::hint::black_box(gateway::search(&request));
+        },
+        "call-loop" => loop {
+            let _ = std::hint::black_box(gateway::call("nope", "{}"));
+        },
+        "long-name-loop" => {
+            // Just under the host's 4 MiB request limit, as the name alone.
+            let name = "a".repeat((4 << 20) - 16);
+            loop {
+                let _ = std::hint::black_box(gateway::call(&name, "{}"));
+            }
+        }
+        "search-once" => {
+            // The event's id as the query: two events, two cache keys.
+            let request = SearchRequest {
+                query: event.id.clone(),
+                max_results: Some(1),
+                start_date: None,
+                end_date: None,
+            };
+            match gateway::search(&request) {
+                Ok(answer) => with(&event, 0.5, format!("cost {}", answer.cost_usd)),
+                Err(error) => Err(error.describe()),
+            }
+        }
+        "traversal" => {
+            let answers: Vec<String> = [
+                "../chat",
+                "%2e%2e/chat",
+                "echo/../../chat",
+                "..",
+                "chat?x=1",
+            ]
+            .iter()
+            .map(|name| match gateway::call(name, "{}") {
+                Ok(body) => format!("{name}=ok:{body}"),
+                Err(error) => format!("{name}={}", error.describe()),
+            })
+            .collect();
+            with(&event, 0.5, answers.join("\n"))
+        }
+        "handle-flood" => loop {
+            // Host-side resources the guest never drops.
+            let pollable = wasip2::clocks::monotonic_clock::subscribe_duration(1_000_000_000);
+            std::mem::forget(pollable);
+        },
         "log-flood" => {
             let line = vec![b'x'; 1 << 20];
             let mut stdout = std::io::stdout();
