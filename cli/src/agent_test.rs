@@ -80,6 +80,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
             spec.token = choice.token(
                 &run_id,
                 agent.hash(),
+                event.event.created_at,
                 timeout.unwrap_or(config_timeout).as_secs(),
             );
             let agent_event = event.event.clone();

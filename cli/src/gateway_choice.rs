@@ -85,8 +85,16 @@ impl GatewayChoice {
         })
     }
 
-    /// The run token for one run, when the gateway needs one.
-    pub fn token(&self, run_id: &str, agent_hash: &str, limit_secs: u64) -> Option<String> {
+    /// The run token for one run on an event created at `as_of` (unix
+    /// seconds), when the gateway needs one: the gateway lets the run's
+    /// searches see nothing published after `as_of`, as at a validator.
+    pub fn token(
+        &self,
+        run_id: &str,
+        agent_hash: &str,
+        as_of: i64,
+        limit_secs: u64,
+    ) -> Option<String> {
         let key = self.minter.as_ref()?;
         let now = chrono::Utc::now().timestamp();
         let claims = RunClaims {
@@ -97,6 +105,7 @@ impl GatewayChoice {
             linked_key: true,
             issued_at: now,
             expires_at: now + i64::try_from(limit_secs).unwrap_or(240) + 60,
+            as_of,
         };
         Some(mint(key, &claims))
     }

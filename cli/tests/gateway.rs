@@ -279,6 +279,7 @@ fn a_503_storm_is_recorded_in_the_runs_gateway_log_with_its_retries() {
                 linked_key: false,
                 issued_at: now,
                 expires_at: now + 300,
+                as_of: now,
             },
         ));
         // Longer than the gateway's 4 attempts at every call the agent makes.

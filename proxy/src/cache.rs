@@ -61,6 +61,20 @@
 //! answers another process stores in the same file (this one may still
 //! serve the answer it has until that expires, which is as good).
 //!
+//! # Writes off the request path
+//!
+//! An answer fetched by [`get_or_fetch`](ResponseCache::get_or_fetch) is
+//! not written while its request waits: it enters the memory front and a
+//! bounded queue ([`CacheOptions::write_queue`]) at once, and a background
+//! writer stores the queued answers in batches, one transaction each, like
+//! the ledger's journal. Until written, a queued answer is served from
+//! memory (even if the front has let it go). A full queue drops the write
+//! and counts it ([`ResponseCache::dropped_writes`]); the request never
+//! waits. [`ResponseCache::flush`] waits for what is queued, and
+//! [`ResponseCache::close`] flushes before it closes. A crash loses the
+//! answers of the last few milliseconds, which costs a fetch each.
+//! [`put`](ResponseCache::put) still writes before it returns.
+//!
 //! Errors of the database inside [`get_or_fetch`](ResponseCache::get_or_fetch)
 //! never fail a request: a failed lookup counts as a miss, a failed store is
 //! logged, and the answer is returned either way.
@@ -79,10 +93,15 @@ use sha2::{Digest as _, Sha256};
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqliteRow};
 
+use prometheus_client::metrics::counter::Counter;
 use sooth_migrations::{OpenError, file_options, open_in_memory, open_writer_and_readers};
 
 use crate::background::BackgroundTask;
 use tokio::sync::watch;
+
+/// The background writer of fetched answers.
+mod writer;
+use writer::{Write, WriteQueue};
 
 /// Top-level body fields left out of the cache key: they identify the caller
 /// or the transport, not the question (`user`, `stream_options`,
@@ -337,6 +356,15 @@ pub struct CacheOptions {
     /// (default 64 MiB). Hits are served from there without touching the
     /// file; the file stays the store that survives a restart.
     pub memory_bytes: u64,
+    /// Fetched answers waiting for the background writer, at most (default
+    /// 4,096; at least 1). A write that finds the queue full is dropped
+    /// and counted, never waited for; the queued answers' bodies are what
+    /// this bounds in memory.
+    pub write_queue: usize,
+    /// How long the writer lets answers gather after the first of a batch
+    /// before it writes them (default 5 ms): one commit per batch instead
+    /// of one per answer.
+    pub write_linger: Duration,
 }
 
 impl Default for CacheOptions {
@@ -346,6 +374,8 @@ impl Default for CacheOptions {
             read_connections: 4,
             purge_interval: Some(Duration::from_secs(600)),
             memory_bytes: 64 << 20,
+            write_queue: 4096,
+            write_linger: Duration::from_millis(5),
         }
     }
 }
@@ -364,6 +394,8 @@ pub struct ResponseCache {
     purger: Option<Arc<BackgroundTask>>,
     /// Recent answers in memory, in front of `reader`.
     front: Arc<MemoryFront>,
+    /// Fetched answers on their way to `writer`.
+    writes: WriteQueue,
 }
 
 /// Answers kept in memory, weighed by their size in bytes.
@@ -424,13 +456,23 @@ const LIVE_ENTRIES_SQL: &str = "SELECT COUNT(*) FROM gateway_cache WHERE expires
 
 impl ResponseCache {
     /// Opens (creating if needed) the cache file at `path` with default
-    /// options and brings its schema up to date.
+    /// options and brings its schema up to date. Starts the background
+    /// writer (and purge) tasks, so it must be called within a Tokio
+    /// runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`CacheError`] when the file cannot be opened or migrated.
     pub async fn open(path: &Path) -> Result<Self, CacheError> {
         Self::open_with(path, &CacheOptions::default()).await
     }
 
     /// Opens (creating if needed) the cache file at `path` and brings its
     /// schema up to date.
+    ///
+    /// # Errors
+    ///
+    /// [`CacheError`] when the file cannot be opened or migrated.
     pub async fn open_with(path: &Path, options: &CacheOptions) -> Result<Self, CacheError> {
         let base = file_options(path, options.busy_timeout, false);
         let (writer, reader) =
@@ -438,32 +480,43 @@ impl ResponseCache {
         let purger = options
             .purge_interval
             .map(|every| Arc::new(spawn_purger(writer.clone(), every)));
+        let writes = WriteQueue::spawn(writer.clone(), options.write_queue, options.write_linger);
         Ok(Self {
             writer,
             reader,
             flights: Arc::default(),
             purger,
             front: memory_front(options.memory_bytes),
+            writes,
         })
     }
 
     /// An empty cache in memory (for tests and demos): one connection shared
     /// by writes and lookups, no purge task; gone when the last clone is
     /// dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`CacheError`] when the database cannot be created.
     pub async fn in_memory() -> Result<Self, CacheError> {
         let writer = open_in_memory(SqliteConnectOptions::new()).await?;
+        let options = CacheOptions::default();
+        let writes = WriteQueue::spawn(writer.clone(), options.write_queue, options.write_linger);
         Ok(Self {
             reader: writer.clone(),
             writer,
             flights: Arc::default(),
             purger: None,
-            front: memory_front(CacheOptions::default().memory_bytes),
+            front: memory_front(options.memory_bytes),
+            writes,
         })
     }
 
-    /// Closes the connections (waiting for running operations). Clones of
-    /// this cache stop storing and always miss.
+    /// Writes what is queued, then closes the connections (waiting for
+    /// running operations). Clones of this cache stop storing and always
+    /// miss.
     pub async fn close(&self) {
+        self.flush().await;
         if let Some(purger) = &self.purger {
             purger.0.abort();
         }
@@ -471,14 +524,34 @@ impl ResponseCache {
         self.writer.close().await;
     }
 
+    /// Waits until every answer queued before the call is written to the
+    /// file (or has failed to be, which is logged).
+    pub async fn flush(&self) {
+        self.writes.flush().await;
+    }
+
+    /// How many fetched answers were not written because the write queue
+    /// was full (they were served from memory while they stayed there).
+    pub fn dropped_writes(&self) -> u64 {
+        self.writes.dropped().get()
+    }
+
+    /// The counter behind [`dropped_writes`](Self::dropped_writes), for a
+    /// metrics registry (clones count together).
+    pub fn dropped_writes_counter(&self) -> Counter {
+        self.writes.dropped().clone()
+    }
+
     /// The stored answer for `key` if it has not expired at `now_ms` (Unix
-    /// milliseconds, see [`unix_now_ms`]).
+    /// milliseconds, see [`unix_now_ms`]), from memory (an answer still
+    /// queued for the writer included) or else from the file.
+    ///
+    /// # Errors
+    ///
+    /// [`CacheError`] when the file cannot be read.
     pub async fn get(&self, key: &str, now_ms: i64) -> Result<Option<CachedResponse>, CacheError> {
-        if let Some(entry) = self.front.get(key) {
-            if entry.expires_at_ms > now_ms {
-                return Ok(Some(entry.response.clone()));
-            }
-            self.front.remove(key);
+        if let Some(hit) = self.get_in_memory(key, now_ms) {
+            return Ok(Some(hit));
         }
         let row = sqlx::query(GET_SQL_WITH_EXPIRY)
             .bind(key)
@@ -500,9 +573,28 @@ impl ResponseCache {
         Ok(Some(response))
     }
 
+    /// The answer for `key` at `now_ms` from the memory front or the write
+    /// queue, without touching the file.
+    fn get_in_memory(&self, key: &str, now_ms: i64) -> Option<CachedResponse> {
+        if let Some(entry) = self.front.get(key) {
+            if entry.expires_at_ms > now_ms {
+                return Some(entry.response.clone());
+            }
+            self.front.remove(key);
+        }
+        self.writes
+            .pending(key)
+            .filter(|entry| entry.expires_at_ms > now_ms)
+            .map(|entry| entry.response.clone())
+    }
+
     /// Stores `response` under `key` for `ttl` from now, replacing what was
-    /// stored. Returns whether it was stored: only 2xx answers with a TTL of
-    /// at least a millisecond are.
+    /// stored, and waits for the write. Returns whether it was stored: only
+    /// 2xx answers with a TTL of at least a millisecond are.
+    ///
+    /// # Errors
+    ///
+    /// [`CacheError`] when the file cannot be written.
     pub async fn put(
         &self,
         key: &str,
@@ -515,6 +607,10 @@ impl ResponseCache {
     }
 
     /// [`put`](Self::put) as of `now_ms` (Unix milliseconds).
+    ///
+    /// # Errors
+    ///
+    /// [`CacheError`] when the file cannot be written.
     pub async fn put_at(
         &self,
         key: &str,
@@ -550,12 +646,21 @@ impl ResponseCache {
 
     /// Deletes the rows expired at `now_ms` (Unix milliseconds); returns how
     /// many. Works in batches of a thousand rows, each its own short write.
+    ///
+    /// # Errors
+    ///
+    /// [`CacheError`] when the file cannot be written.
     pub async fn purge_expired(&self, now_ms: i64) -> Result<u64, CacheError> {
         self.front.retain(|_, entry| entry.expires_at_ms > now_ms);
         purge(&self.writer, now_ms).await
     }
 
-    /// How many stored answers have not expired at `now_ms`.
+    /// How many stored answers have not expired at `now_ms` (in the file:
+    /// answers still queued are not counted).
+    ///
+    /// # Errors
+    ///
+    /// [`CacheError`] when the file cannot be read.
     pub async fn live_entries(&self, now_ms: i64) -> Result<u64, CacheError> {
         let n: i64 = sqlx::query_scalar(LIVE_ENTRIES_SQL)
             .bind(now_ms)
@@ -574,11 +679,17 @@ impl ResponseCache {
     /// `service`, from the cache or by calling `fetch`, as `mode` says (see
     /// the module docs); returns the answer and how it was obtained.
     ///
-    /// A 2xx answer fetched in mode `On` is stored for `ttl`. `fetch` is
-    /// called at most once, and not at all for a [`Hit`](CacheOutcome::Hit)
-    /// or [`Collapsed`](CacheOutcome::Collapsed) outcome. Its error is
-    /// returned as is, to this caller only. Database errors do not fail the
-    /// call (they are logged; a failed lookup counts as a miss).
+    /// A 2xx answer fetched in mode `On` is stored for `ttl`: in memory at
+    /// once, in the file by the background writer (see the module docs).
+    /// `fetch` is called at most once, and not at all for a
+    /// [`Hit`](CacheOutcome::Hit) or [`Collapsed`](CacheOutcome::Collapsed)
+    /// outcome.
+    ///
+    /// # Errors
+    ///
+    /// `fetch`'s error, returned as is, to this caller only. Database
+    /// errors do not fail the call (they are logged; a failed lookup counts
+    /// as a miss).
     pub async fn get_or_fetch<F, Fut, E>(
         &self,
         key: &str,
@@ -619,8 +730,9 @@ impl ResponseCache {
                 }
                 Role::Lead(leader) => {
                     // A leader that finished between our lookup and joining
-                    // has stored its answer already.
-                    if let Some(hit) = self.lookup(key).await {
+                    // has put its answer in memory before it let go of the
+                    // flight: memory is the only place to look again.
+                    if let Some(hit) = self.get_in_memory(key, unix_now_ms()) {
                         leader.publish(&hit);
                         return Ok((hit, CacheOutcome::Hit));
                     }
@@ -628,17 +740,17 @@ impl ResponseCache {
                     // without an answer and the waiters start over.
                     let response = fetch().await?;
                     if response.is_success() {
-                        // Waiters go on now; new callers collapse onto the
-                        // finished flight until the answer is stored.
+                        // Waiters go on now; the answer is in memory before
+                        // the flight ends.
                         leader.publish(&response);
-                        self.store(key, service, &response, ttl).await;
+                        self.store(key, service, &response, ttl);
                     }
                     drop(leader);
                     return Ok((response, CacheOutcome::Miss));
                 }
                 Role::Alone => {
                     let response = fetch().await?;
-                    self.store(key, service, &response, ttl).await;
+                    self.store(key, service, &response, ttl);
                     return Ok((response, CacheOutcome::Miss));
                 }
             }
@@ -656,11 +768,25 @@ impl ResponseCache {
         }
     }
 
-    /// [`put`](Self::put) with errors logged.
-    async fn store(&self, key: &str, service: &str, response: &CachedResponse, ttl: Duration) {
-        if let Err(error) = self.put(key, service, response, ttl).await {
-            tracing::warn!(%error, key, service, "cache: storing an answer failed");
+    /// Puts a 2xx answer in memory and queues it for the writer; never
+    /// waits (see the module docs).
+    fn store(&self, key: &str, service: &str, response: &CachedResponse, ttl: Duration) {
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        if !response.is_success() || ttl_ms == 0 {
+            return;
         }
+        let now_ms = unix_now_ms();
+        let entry = Arc::new(FrontEntry {
+            response: response.clone(),
+            expires_at_ms: now_ms.saturating_add(ttl_ms),
+        });
+        self.front.insert(key.to_owned(), entry.clone());
+        self.writes.enqueue(Write {
+            key: key.to_owned(),
+            service: service.to_owned(),
+            entry,
+            created_at_ms: now_ms,
+        });
     }
 }
 
@@ -1656,5 +1782,172 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(all().await, 1);
         cache.close().await;
+    }
+
+    /// A file cache with `options`, and a connection that can take the
+    /// file's write lock from the cache's writer.
+    async fn blockable_cache(
+        options: &CacheOptions,
+    ) -> (tempfile::TempDir, ResponseCache, sqlx::SqliteConnection) {
+        use sqlx::Connection as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.sqlite");
+        let cache = ResponseCache::open_with(&path, options).await.unwrap();
+        let blocker = sqlx::SqliteConnection::connect_with(&file_options(
+            &path,
+            Duration::from_secs(5),
+            false,
+        ))
+        .await
+        .unwrap();
+        (dir, cache, blocker)
+    }
+
+    async fn rows(cache: &ResponseCache) -> i64 {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM gateway_cache")
+            .fetch_one(&cache.reader)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fetched_answer_is_served_from_memory_while_its_write_is_queued() {
+        // A front too small to hold any answer: only the queue can serve it.
+        let options = CacheOptions {
+            memory_bytes: 1,
+            ..CacheOptions::default()
+        };
+        let (_dir, cache, mut blocker) = blockable_cache(&options).await;
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut blocker)
+            .await
+            .unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (_, first) = cache
+            .get_or_fetch(
+                "k",
+                "s",
+                CacheMode::On,
+                TTL,
+                counted(&calls, Duration::ZERO, Ok(ok("queued"))),
+            )
+            .await
+            .unwrap();
+        let (answer, second) = cache
+            .get_or_fetch(
+                "k",
+                "s",
+                CacheMode::On,
+                TTL,
+                counted(&calls, Duration::ZERO, Ok(ok("again"))),
+            )
+            .await
+            .unwrap();
+        assert_eq!((first, second), (CacheOutcome::Miss, CacheOutcome::Hit));
+        assert_eq!(answer, ok("queued"));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // Not in the file yet: the writer waits for the lock.
+        assert_eq!(rows(&cache).await, 0);
+        sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+        cache.flush().await;
+        assert_eq!(rows(&cache).await, 1);
+        // Written, it is still found (now in the file).
+        assert_eq!(
+            cache.get("k", unix_now_ms()).await.unwrap(),
+            Some(ok("queued"))
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_write_queue_drops_writes_instead_of_waiting() {
+        let options = CacheOptions {
+            write_queue: 2,
+            write_linger: Duration::ZERO,
+            ..CacheOptions::default()
+        };
+        let (_dir, cache, mut blocker) = blockable_cache(&options).await;
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut blocker)
+            .await
+            .unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let answers = 20;
+        // The writer is stuck on the lock for up to 5 s; no request waits
+        // for it.
+        tokio::time::timeout(Duration::from_secs(2), async {
+            for i in 0..answers {
+                let (_, outcome) = cache
+                    .get_or_fetch(
+                        &format!("k{i}"),
+                        "s",
+                        CacheMode::On,
+                        TTL,
+                        counted(&calls, Duration::ZERO, Ok(ok("a"))),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(outcome, CacheOutcome::Miss);
+            }
+        })
+        .await
+        .expect("a request waited for the writer");
+        let dropped = cache.dropped_writes();
+        // At most the writer's batch and the queue's two were taken.
+        assert!(
+            (1..=answers).contains(&dropped) && dropped >= answers - 4,
+            "{dropped}"
+        );
+        // Every answer is still served, from memory.
+        for i in 0..answers {
+            assert!(
+                cache
+                    .get(&format!("k{i}"), unix_now_ms())
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+        }
+        sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+        cache.flush().await;
+        assert_eq!(
+            rows(&cache).await,
+            i64::try_from(answers - dropped).unwrap()
+        );
+        assert_eq!(cache.dropped_writes_counter().get(), dropped);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn close_writes_the_queued_answers_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.sqlite");
+        // Without the flush, the batch would wait a minute.
+        let options = CacheOptions {
+            write_linger: Duration::from_secs(60),
+            ..CacheOptions::default()
+        };
+        let cache = ResponseCache::open_with(&path, &options).await.unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        for key in ["a", "b", "c"] {
+            cache
+                .get_or_fetch(
+                    key,
+                    "s",
+                    CacheMode::On,
+                    TTL,
+                    counted(&calls, Duration::ZERO, Ok(ok(key))),
+                )
+                .await
+                .unwrap();
+        }
+        let started = std::time::Instant::now();
+        cache.close().await;
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let reopened = ResponseCache::open(&path).await.unwrap();
+        for key in ["a", "b", "c"] {
+            assert_eq!(
+                reopened.get(key, unix_now_ms()).await.unwrap(),
+                Some(ok(key))
+            );
+        }
     }
 }

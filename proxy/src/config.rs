@@ -95,6 +95,23 @@ pub struct ServiceConfig {
     /// Upper bound of one upstream request, seconds.
     #[serde(default = "default_upstream_timeout")]
     pub timeout_secs: f64,
+    /// Search: hide what was published after the run's as-of instant (its
+    /// token's `as_of`, the event's creation): the search window's end is
+    /// set to it when absent and lowered to it when later, and results
+    /// published after the window's end are dropped even if the upstream
+    /// sends them. On when not given; only a search service may set it
+    /// (see [`ServiceConfig::clamps_to_as_of`]).
+    #[serde(default)]
+    pub clamp_to_as_of: Option<bool>,
+}
+
+impl ServiceConfig {
+    /// Whether this service's searches are clamped to the run's as-of
+    /// instant: a search service unless its configuration turns it off.
+    #[must_use]
+    pub fn clamps_to_as_of(&self) -> bool {
+        self.kind == ServiceKind::Search && self.clamp_to_as_of.unwrap_or(true)
+    }
 }
 
 fn bearer() -> AuthStyle {
@@ -173,6 +190,16 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// A service name as an error shows it: quoted, and cut short, since a name
+/// that breaks the rules may be of any length.
+fn shown_name(name: &str) -> String {
+    const SHOWN: usize = 80;
+    match name.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{:?}...", &name[..cut]),
+        None => format!("{name:?}"),
+    }
+}
+
 fn usd_ok(value: f64) -> bool {
     value.is_finite() && value >= 0.0
 }
@@ -223,14 +250,11 @@ impl ProxyConfig {
             }
         }
         for (name, service) in &self.services {
-            if !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-                || name.is_empty()
-            {
-                return invalid(format!(
-                    "service name {name:?} must be letters, digits, '-' or '_'"
-                ));
+            // The runner puts an agent's service name into the gateway's URL
+            // and refuses names outside this rule: a configured name must
+            // pass it too, or no agent could reach the service.
+            if let Err(error) = sooth_runner::check_service_name(name) {
+                return invalid(format!("service name {}: {error}", shown_name(name)));
             }
             if !service.base_url.starts_with("http://") && !service.base_url.starts_with("https://")
             {
@@ -270,6 +294,11 @@ impl ProxyConfig {
             {
                 return invalid(format!(
                     "service {name}: prices and caps must be non-negative numbers"
+                ));
+            }
+            if service.clamp_to_as_of.is_some() && service.kind != ServiceKind::Search {
+                return invalid(format!(
+                    "service {name}: clamp_to_as_of applies to search services only"
                 ));
             }
             if service.max_output_tokens == 0

@@ -14,7 +14,14 @@
 //! * `POST /search`: Desearch-style web search. Needs `Authorization:
 //!   <search_api_key>` (no `Bearer`). Request `{prompt, tools?, start_date?,
 //!   end_date?, count?}`; answers `{results: [{title, url, snippet,
-//!   published?}], cost_usd}`.
+//!   published}], cost_usd}`. Each query has a corpus of
+//!   [`SEARCH_CORPUS_SIZE`] pages, page `i` published at
+//!   [`SEARCH_FIRST_PUBLISHED`]` + i * `[`SEARCH_PUBLISHED_STEP`]; the answer
+//!   is the newest `count` pages published within the window (`start_date`
+//!   and `end_date` inclusive, each an RFC 3339 instant, a `YYYY-MM-DD`
+//!   date or unix seconds; an unreadable one is a 400), newest first, with
+//!   `published` in RFC 3339. [`FakeUpstream::set_search_ignores_window`]
+//!   makes it answer as if no window were given (an upstream that leaks).
 //! * `POST /generic/{name}`: echoes its JSON body as `{echo, service}`. Needs
 //!   the header named in [`FakeUpstreamConfig::generic_auth_header`] equal to
 //!   [`FakeUpstreamConfig::generic_api_key`].
@@ -106,6 +113,17 @@ const MAX_SEARCH_RESULTS: u64 = 20;
 
 /// Search results when the request gives no `count`.
 const DEFAULT_SEARCH_RESULTS: u64 = 3;
+
+/// Pages per query in the fake search's corpus.
+pub const SEARCH_CORPUS_SIZE: i64 = 100;
+
+/// When the oldest page of every query's corpus was published: 2025-01-01
+/// 00:00:00 UTC, unix seconds.
+pub const SEARCH_FIRST_PUBLISHED: i64 = 1_735_689_600;
+
+/// Time between two pages of a corpus, seconds (a week: the corpus spans
+/// nearly two years from [`SEARCH_FIRST_PUBLISHED`]).
+pub const SEARCH_PUBLISHED_STEP: i64 = 7 * 86_400;
 
 /// Configuration of a [`FakeUpstream`].
 #[derive(Debug, Clone, PartialEq)]
@@ -406,6 +424,13 @@ linked_per_miner_day_cap_usd = {day_cap_usd:?}
         lock(&self.shared.script).chat_reply = reply;
     }
 
+    /// Makes the search route ignore `start_date` and `end_date` (still
+    /// read and checked) and answer the newest pages of the whole corpus:
+    /// an upstream that does not honour the window.
+    pub fn set_search_ignores_window(&self, ignores: bool) {
+        lock(&self.shared.script).search_ignores_window = ignores;
+    }
+
     /// Counters and billing so far.
     pub fn stats(&self) -> FakeStats {
         *lock(&self.shared.stats)
@@ -468,6 +493,7 @@ struct Script {
     failures: VecDeque<(Failure, u32)>,
     cold: HashSet<String>,
     chat_reply: Option<String>,
+    search_ignores_window: bool,
 }
 
 impl Script {
@@ -857,11 +883,33 @@ struct SearchRequest {
     #[serde(default)]
     tools: Option<Vec<Value>>,
     #[serde(default)]
-    start_date: Option<String>,
+    start_date: Option<Value>,
     #[serde(default)]
-    end_date: Option<String>,
+    end_date: Option<Value>,
     #[serde(default)]
     count: Option<u64>,
+}
+
+/// A window bound as unix seconds: an RFC 3339 instant, a `YYYY-MM-DD`
+/// date (its midnight, UTC) or a number of seconds. `Err` for anything
+/// else; `Ok(None)` for an absent bound or `null`.
+fn window_bound(value: Option<&Value>) -> Result<Option<i64>, ()> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or(()),
+        Some(Value::String(text)) => chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| t.timestamp())
+            .ok()
+            .or_else(|| {
+                chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                    .ok()
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map(|t| t.and_utc().timestamp())
+            })
+            .map(Some)
+            .ok_or(()),
+        Some(_) => Err(()),
+    }
 }
 
 async fn search(
@@ -908,23 +956,35 @@ async fn search_answer(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Re
                 .join(",")
         })
         .unwrap_or_default();
-    let published = request
-        .end_date
-        .clone()
-        .or_else(|| request.start_date.clone())
-        .unwrap_or_else(|| "2025-01-01".to_owned());
-    let results: Vec<Value> = (0..count)
-        .map(|i| {
-            let mut result = json!({
-                "title": format!("Result {} about {topic}", i + 1),
-                "url": format!("https://search.fake.invalid/{hash:016x}/{i}"),
-                "snippet": format!("Snippet {} for \"{topic}\"{}", i + 1,
+    let (Ok(start), Ok(end)) = (
+        window_bound(request.start_date.as_ref()),
+        window_bound(request.end_date.as_ref()),
+    ) else {
+        return bad_request(
+            "start_date and end_date must be RFC 3339 instants, dates or unix seconds",
+        );
+    };
+    let (start, end) = if lock(&shared.script).search_ignores_window {
+        (None, None)
+    } else {
+        (start, end)
+    };
+    let results: Vec<Value> = (0..SEARCH_CORPUS_SIZE)
+        .rev()
+        .map(|page| (page, SEARCH_FIRST_PUBLISHED + page * SEARCH_PUBLISHED_STEP))
+        .filter(|(_, published)| {
+            start.is_none_or(|start| *published >= start) && end.is_none_or(|end| *published <= end)
+        })
+        .take(usize::try_from(count).unwrap_or(usize::MAX))
+        .map(|(page, published)| {
+            json!({
+                "title": format!("Result {} about {topic}", page + 1),
+                "url": format!("https://search.fake.invalid/{hash:016x}/{page}"),
+                "snippet": format!("Snippet {} for \"{topic}\"{}", page + 1,
                     if tools.is_empty() { String::new() } else { format!(" (tools: {tools})") }),
-            });
-            if i % 2 == 0 {
-                result["published"] = Value::String(published.clone());
-            }
-            result
+                "published": chrono::DateTime::from_timestamp(published, 0)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            })
         })
         .collect();
     let mut answer = json!({"results": results});
@@ -1362,8 +1422,21 @@ mod tests {
             );
             assert!(result["snippet"].is_string());
         }
-        assert_eq!(results[0]["published"], "2025-03-31");
-        assert!(results[1].get("published").is_none());
+        // The newest four pages of the window (weekly from 2025-01-01),
+        // newest first.
+        let published: Vec<&str> = results
+            .iter()
+            .map(|r| r["published"].as_str().expect("published"))
+            .collect();
+        assert_eq!(
+            published,
+            [
+                "2025-03-26T00:00:00Z",
+                "2025-03-19T00:00:00Z",
+                "2025-03-12T00:00:00Z",
+                "2025-03-05T00:00:00Z"
+            ]
+        );
         assert_eq!(answer["cost_usd"], 0.004);
         // Deterministic.
         let again: Value = post_search(&fake, &client, &body)
@@ -1393,6 +1466,66 @@ mod tests {
         assert_eq!(stats.billed_searches, 2);
         assert!(close(stats.billed_usd, 0.008), "{stats:?}");
         assert_eq!(stats.chat_requests, 0);
+        fake.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn search_honours_its_window_unless_told_to_leak() {
+        let fake = start().await;
+        let client = client();
+        let published = |answer: &Value| -> Vec<i64> {
+            answer["results"]
+                .as_array()
+                .expect("results")
+                .iter()
+                .map(|r| {
+                    chrono::DateTime::parse_from_rfc3339(r["published"].as_str().expect("date"))
+                        .expect("rfc 3339")
+                        .timestamp()
+                })
+                .collect()
+        };
+        let ask = |body: Value| {
+            let (fake, client) = (&fake, &client);
+            async move {
+                let response = post_search(fake, client, &body).await;
+                assert_eq!(response.status(), 200);
+                response.json::<Value>().await.expect("json")
+            }
+        };
+        // No window: the newest pages of the corpus.
+        let newest = SEARCH_FIRST_PUBLISHED + (SEARCH_CORPUS_SIZE - 1) * SEARCH_PUBLISHED_STEP;
+        let all = ask(json!({"prompt": "q", "count": 2})).await;
+        assert_eq!(published(&all), [newest, newest - SEARCH_PUBLISHED_STEP]);
+        // An end in any of the accepted forms: nothing after it.
+        let end = SEARCH_FIRST_PUBLISHED + 10 * SEARCH_PUBLISHED_STEP + 3600;
+        for form in [
+            json!(end),
+            json!("2025-03-12T01:00:00Z"),
+            json!("2025-03-12T03:00:00+02:00"),
+        ] {
+            let answer = ask(json!({"prompt": "q", "count": 5, "end_date": form})).await;
+            let dates = published(&answer);
+            assert_eq!(dates.len(), 5, "{form}");
+            assert_eq!(dates[0], end - 3600, "{form}");
+            assert!(dates.iter().all(|d| *d <= end), "{form}");
+        }
+        // A date-only end includes the page published at its midnight.
+        let answer = ask(json!({"prompt": "q", "count": 1, "end_date": "2025-03-12"})).await;
+        assert_eq!(published(&answer), [end - 3600]);
+        // Both bounds: only what lies between.
+        let answer = ask(json!({"prompt": "q", "count": 20, "start_date": "2025-01-08", "end_date": "2025-01-22"})).await;
+        assert_eq!(published(&answer).len(), 3);
+        // Unreadable bounds are refused.
+        for bad in [json!("yesterday"), json!(true), json!(1.5)] {
+            let response =
+                post_search(&fake, &client, &json!({"prompt": "q", "end_date": bad})).await;
+            assert_eq!(response.status(), 400, "{bad}");
+        }
+        // A leaking upstream answers as if there were no window.
+        fake.set_search_ignores_window(true);
+        let leaked = ask(json!({"prompt": "q", "count": 2, "end_date": end})).await;
+        assert_eq!(published(&leaked), published(&all));
         fake.shutdown().await;
     }
 

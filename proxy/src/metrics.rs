@@ -49,10 +49,22 @@ pub struct Metrics {
     pub spend_usd: Family<ServiceLabels, Counter<f64, AtomicU64>>,
     /// Requests refused for budget.
     pub budget_refusals: Family<RefusalLabels, Counter>,
+    /// Fetched answers the cache did not write to its file because its
+    /// write queue was full.
+    pub cache_writes_dropped: Counter,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
+        Self::new(Counter::default())
+    }
+}
+
+impl Metrics {
+    /// Every series, with `cache_writes_dropped` as the counter of the
+    /// cache's dropped writes (the cache counts them; see
+    /// [`ResponseCache::dropped_writes_counter`](crate::cache::ResponseCache::dropped_writes_counter)).
+    pub fn new(cache_writes_dropped: Counter) -> Self {
         let mut registry = Registry::with_prefix("sooth_gateway");
         let requests = Family::<RequestLabels, Counter>::default();
         let upstream_latency = Family::<ServiceLabels, Histogram>::new_with_constructor(
@@ -86,6 +98,11 @@ impl Default for Metrics {
             "Requests refused for budget",
             budget_refusals.clone(),
         );
+        registry.register(
+            "cache_writes_dropped",
+            "Cache writes dropped because the write queue was full",
+            cache_writes_dropped.clone(),
+        );
         Self {
             registry,
             requests,
@@ -95,11 +112,10 @@ impl Default for Metrics {
             cache_misses,
             spend_usd,
             budget_refusals,
+            cache_writes_dropped,
         }
     }
-}
 
-impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut text = String::new();

@@ -110,6 +110,7 @@ impl GatewayState {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| StartError::Io(e.to_string()))?;
+        let metrics = Metrics::new(cache.dropped_writes_counter());
         Ok(Self {
             config,
             tokens: TokenVerifier::new(validator_key),
@@ -119,7 +120,7 @@ impl GatewayState {
             client,
             api_keys,
             linked,
-            metrics: Metrics::default(),
+            metrics,
         })
     }
 
@@ -169,6 +170,7 @@ pub fn router(state: Arc<GatewayState>) -> Router {
         .route("/v1/search", post(search))
         .route("/v1/search/{service}", post(search_on))
         .route("/v1/call/{service}", post(call))
+        .fallback(no_route)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -218,8 +220,8 @@ impl RunningGateway {
     }
 
     /// Stops accepting requests, lets those in flight finish (for at most
-    /// [`STOP_GRACE`]), then writes the ledger's last decisions to its file
-    /// and closes it.
+    /// [`STOP_GRACE`]), then writes the ledger's last decisions and the
+    /// cache's queued answers to their file and closes them.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -232,6 +234,7 @@ impl RunningGateway {
             self.task.abort();
         }
         self.state.ledger.close().await;
+        self.state.cache.close().await;
     }
 
     /// The bound address.
@@ -632,6 +635,13 @@ fn reply(state: &GatewayState, service: &str, result: Result<Answer, Refusal>) -
             response
         }
     };
+    // The name comes from the URL: an agent could make up any number of
+    // them, so a name the configuration lacks is counted under one label.
+    let service = if state.config.services.contains_key(service) {
+        service
+    } else {
+        UNKNOWN_SERVICE_LABEL
+    };
     state
         .metrics
         .requests
@@ -642,6 +652,11 @@ fn reply(state: &GatewayState, service: &str, result: Result<Answer, Refusal>) -
         .inc();
     response
 }
+
+/// The `service` label of requests to a service name that is not
+/// configured (no configured name has this spelling: parentheses are not
+/// in a service name's alphabet).
+pub const UNKNOWN_SERVICE_LABEL: &str = "(unknown)";
 
 async fn reserve(
     state: &GatewayState,
@@ -769,7 +784,9 @@ async fn chat_on(
 
 /// The configured service named `service_name`, when it is of `kind`; every
 /// route looks its service up here, so an unknown or mismatched name is a
-/// clean 404 whichever route it came through.
+/// clean 404 whichever route it came through. The name is the path segment
+/// percent-decoded: a `..` or `/` in it is part of the name, which no
+/// configured name contains, never a step to another route.
 fn service<'a>(
     state: &'a GatewayState,
     service_name: &str,
@@ -781,10 +798,31 @@ fn service<'a>(
         .get(service_name)
         .filter(|service| service.kind == kind)
         .ok_or_else(|| {
+            // The name is the agent's: shown short, it cannot make the
+            // answer large.
+            let shown: String = service_name.chars().take(64).collect();
             Refusal::Agent(GatewayError::NotFound {
-                message: format!("no {kind:?} service named {service_name:?}").to_lowercase(),
+                message: format!("no {} service named {shown:?}", kind_name(kind)),
             })
         })
+}
+
+fn kind_name(kind: ServiceKind) -> &'static str {
+    match kind {
+        ServiceKind::Chat => "chat",
+        ServiceKind::Search => "search",
+        ServiceKind::Generic => "generic",
+    }
+}
+
+/// Any path that is not a route (a literal `..` that walked off one, say):
+/// the same not-found error as an unknown service, so the runner reads it
+/// the same way.
+async fn no_route() -> Response {
+    Refusal::Agent(GatewayError::NotFound {
+        message: "no such route".into(),
+    })
+    .into_response()
 }
 
 async fn chat_inner(
@@ -985,12 +1023,27 @@ async fn search_inner(
 ) -> Result<Answer, Refusal> {
     let claims = authenticate(state, headers)?;
     let service = service(state, service_name, ServiceKind::Search)?;
-    let request: SearchRequest =
+    let mut request: SearchRequest =
         serde_json::from_slice(body).map_err(|e| bad(format!("malformed search request: {e}")))?;
     if request.query.trim().is_empty() {
         return Err(bad("the search query is empty"));
     }
+    // Nothing published after this instant reaches the agent (None: the
+    // service forwards the window as asked).
+    let visible_until = if service.clamps_to_as_of() {
+        Some(clamp_window(&mut request, claims.as_of)?)
+    } else {
+        None
+    };
+    let window = (
+        upstream_instant(request.start_date, "start_date")?,
+        upstream_instant(request.end_date, "end_date")?,
+    );
     let request = &request;
+    // The key holds the clamped window: runs with different as-of instants
+    // that asked the same share an answer only if their windows agree, and
+    // that answer holds nothing after its window's end (below), so it
+    // leaks to neither.
     let key_body = || serde_json::to_value(request).unwrap_or_default();
     cached(
         state,
@@ -1003,8 +1056,8 @@ async fn search_inner(
                 "prompt": request.query,
                 "tools": ["web"],
                 "count": request.max_results.unwrap_or(10).clamp(1, 50),
-                "start_date": request.start_date,
-                "end_date": request.end_date,
+                "start_date": window.0,
+                "end_date": window.1,
             });
             let upstream_body = serde_json::to_vec(&upstream_body).unwrap_or_default();
             let url = format!("{}/search", service.base_url.trim_end_matches('/'));
@@ -1017,12 +1070,19 @@ async fn search_inner(
                 &upstream_body,
                 |body| {
                     let value = serde_json::from_slice::<serde_json::Value>(body).ok()?;
-                    let results = value
+                    let mut results = value
                         .get("results")?
                         .as_array()?
                         .iter()
                         .map(search_result)
                         .collect::<Option<Vec<_>>>()?;
+                    // An upstream may ignore the window: what it sends from
+                    // after the window's end is dropped here. An undated
+                    // result is kept, as the upstream filtered it by a date
+                    // it did not tell.
+                    if let Some(until) = visible_until {
+                        results.retain(|r| r.published.is_none_or(|p| p <= until));
+                    }
                     let cost = value
                         .get("cost_usd")
                         .and_then(serde_json::Value::as_f64)
@@ -1035,6 +1095,36 @@ async fn search_inner(
         },
     )
     .await
+}
+
+/// Ends `request`'s window at `as_of` (unix seconds): sets the end when
+/// absent, lowers it when later. Returns the window's end.
+///
+/// A window that starts after `as_of` is refused as a bad request rather
+/// than sent or answered empty: the agent learns at once that it asked for
+/// what it may not see.
+fn clamp_window(request: &mut SearchRequest, as_of: i64) -> Result<i64, Refusal> {
+    if let Some(start) = request.start_date
+        && start > as_of
+    {
+        return Err(bad(format!(
+            "start_date {start} is after this run's as-of instant {as_of}: nothing published after it can be searched"
+        )));
+    }
+    let end = request.end_date.map_or(as_of, |end| end.min(as_of));
+    request.end_date = Some(end);
+    Ok(end)
+}
+
+/// A window bound as the upstream gets it: RFC 3339 in UTC to the second
+/// (`2026-01-01T12:00:00Z`).
+fn upstream_instant(unix: Option<i64>, field: &str) -> Result<Option<String>, Refusal> {
+    unix.map(|secs| {
+        chrono::DateTime::from_timestamp(secs, 0)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .ok_or_else(|| bad(format!("{field} {secs} is not a representable instant")))
+    })
+    .transpose()
 }
 
 /// One upstream hit; its publication date may be a date, an RFC 3339

@@ -23,8 +23,12 @@
 //!
 //! ```text
 //! {"run_id":"r-42","miner":"5F...","agent_hash":"ab12...","caps_usd":{"llm":0.05,"search":0.01},
-//!  "linked_key":false,"issued_at":1767225600,"expires_at":1767226200}
+//!  "linked_key":false,"issued_at":1767225600,"expires_at":1767226200,"as_of":1767139200}
 //! ```
+//!
+//! Every field is required: a payload without `as_of` (minted before it
+//! existed) is refused as malformed, since a run without an as-of instant
+//! could search the future.
 //!
 //! # Verification
 //!
@@ -92,6 +96,13 @@ pub struct RunClaims {
     pub issued_at: i64,
     /// When the token stops being valid, in unix seconds (exclusive).
     pub expires_at: i64,
+    /// The run's as-of instant, in unix seconds: the creation of the event
+    /// it forecasts, which is also what the agent's clock reads. The
+    /// gateway shows the run nothing published after it (a search's
+    /// window is clamped to end there), so a backtest or a probe of past
+    /// events cannot look its answer up. Any instant is accepted; it is
+    /// usually before `issued_at`.
+    pub as_of: i64,
 }
 
 /// Why a run token, or a key, was refused.
@@ -368,6 +379,7 @@ mod tests {
             linked_key: false,
             issued_at: NOW,
             expires_at: NOW + 600,
+            as_of: NOW - 86_400,
         }
     }
 
@@ -627,6 +639,25 @@ mod tests {
             let token = sign_payload(&key, payload);
             assert!(is_malformed(verify(&key.verifying_key(), &token, NOW)));
         }
+    }
+
+    #[test]
+    fn claims_without_an_as_of_instant_are_malformed() {
+        let key = key();
+        let mut value = serde_json::to_value(claims()).unwrap();
+        value.as_object_mut().unwrap().remove("as_of");
+        let token = sign_payload(&key, &serde_json::to_vec(&value).unwrap());
+        let refused = verify(&key.verifying_key(), &token, NOW);
+        assert!(
+            matches!(&refused, Err(TokenError::Malformed(m)) if m.contains("as_of")),
+            "{refused:?}"
+        );
+        // The same claims with it verify, and keep it.
+        let token = mint(&key, &claims());
+        assert_eq!(
+            verify(&key.verifying_key(), &token, NOW).unwrap().as_of,
+            NOW - 86_400
+        );
     }
 
     #[test]

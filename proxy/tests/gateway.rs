@@ -4,9 +4,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use sooth_proxy::cache::ResponseCache;
+use sooth_proxy::cache::{CacheOptions, ResponseCache};
 use sooth_proxy::config::ProxyConfig;
-use sooth_proxy::fake_upstream::{Failure, FakeUpstream, FakeUpstreamConfig};
+use sooth_proxy::fake_upstream::{
+    Failure, FakeUpstream, FakeUpstreamConfig, SEARCH_FIRST_PUBLISHED, SEARCH_PUBLISHED_STEP,
+};
 use sooth_proxy::launch::{link_key, unlink_key};
 use sooth_proxy::ledger::Ledger;
 use sooth_proxy::linked_keys::{ApiKey, LinkedKeys};
@@ -44,6 +46,11 @@ async fn world(day_cap: f64) -> World {
 /// A world whose services have `day_cap` per miner per day with the
 /// operator's key and `linked_day_cap` with the miner's own.
 async fn world_with_caps(day_cap: f64, linked_day_cap: f64) -> World {
+    world_with(day_cap, linked_day_cap, CacheOptions::default()).await
+}
+
+/// [`world_with_caps`] with the gateway's cache opened with `cache_options`.
+async fn world_with(day_cap: f64, linked_day_cap: f64, cache_options: CacheOptions) -> World {
     let fake = FakeUpstreamConfig {
         extra_api_keys: MINER_KEYS.map(str::to_owned).to_vec(),
         ..FakeUpstreamConfig::default()
@@ -83,6 +90,16 @@ price_per_call = 0.002
 per_miner_day_cap_usd = {day_cap}
 linked_per_miner_day_cap_usd = {linked_day_cap}
 
+[services.archive]
+kind = "search"
+base_url = "{base}"
+api_key_env = "DESEARCH_API_KEY"
+auth = "raw"
+price_per_call = 0.002
+per_miner_day_cap_usd = {day_cap}
+linked_per_miner_day_cap_usd = {linked_day_cap}
+clamp_to_as_of = false
+
 [services.echo]
 kind = "generic"
 base_url = "{base}/generic/echo"
@@ -101,12 +118,13 @@ linked_per_miner_day_cap_usd = {linked_day_cap}
     let keys = BTreeMap::from([
         ("chutes".to_owned(), fake.api_key.clone()),
         ("desearch".to_owned(), fake.search_api_key.clone()),
+        ("archive".to_owned(), fake.search_api_key.clone()),
         ("echo".to_owned(), fake.generic_api_key.clone()),
     ]);
     let ledger = Ledger::open(&dir.path().join("gateway.sqlite"))
         .await
         .expect("ledger");
-    let cache = ResponseCache::open(&dir.path().join("gateway.sqlite"))
+    let cache = ResponseCache::open_with(&dir.path().join("gateway.sqlite"), &cache_options)
         .await
         .expect("cache");
     // No periodic reload: the tests reload when they want another
@@ -164,6 +182,7 @@ fn token_for(world: &World, run: &str, chat_cap: f64, miner: &str, linked_key: b
         linked_key,
         issued_at: now(),
         expires_at: now() + 300,
+        as_of: now(),
     };
     mint(&world.validator, &claims)
 }
@@ -250,6 +269,7 @@ async fn missing_forged_and_expired_tokens_are_refused() {
         linked_key: false,
         issued_at: now(),
         expires_at: now() + 60,
+        as_of: now(),
     };
     let forged = http
         .post(&url)
@@ -798,6 +818,7 @@ async fn a_stopped_gateway_has_written_its_ledger_and_a_restart_keeps_the_caps()
         linked_key: false,
         issued_at: now,
         expires_at: now + 600,
+        as_of: now,
     };
     let run = context(Some(mint(&validator, &claims)));
     let mut spent = 0.0;
@@ -929,5 +950,388 @@ async fn failed_calls_report_their_retries_and_error() {
             .get(sooth_runner::RETRIES_HEADER)
             .and_then(|v| v.to_str().ok()),
         Some("3")
+    );
+}
+
+/// Sends `POST path` to the gateway over a bare TCP connection, so that the
+/// path arrives exactly as written (an HTTP client would resolve `..` and
+/// `%2e%2e` segments before sending); the status and body of the answer.
+async fn raw_post(world: &World, path: &str, token: &str, body: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let addr = world.gateway.addr();
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream.write_all(request.as_bytes()).expect("write");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).expect("read");
+        answer
+    })
+    .await
+    .expect("raw request");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {answer}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traversal_in_a_service_name_is_not_found_and_reaches_no_upstream() {
+    let world = world(10.0).await;
+    let token = token(&world, "traversal", 1.0);
+    let chat_body = serde_json::json!({"model": MODEL, "messages": [{"role": "user", "content": "walk"}], "max_tokens": 8})
+        .to_string();
+    for path in [
+        "/v1/call/..%2Fchat",
+        "/v1/call/..%2fchat",
+        "/v1/call/%2e%2e",
+        "/v1/call/%2E%2E%2Fchat",
+        "/v1/call/%2e%2e%2f%2e%2e%2fv1%2fchat",
+        "/v1/call/echo%2F..%2F..%2Fchat",
+        "/v1/call/echo%2F..%2F..%2Fv1%2Fchat",
+        "/v1/call/..%2F..%2Fv1%2Fchat",
+        "/v1/call/..%5Cchat",
+        "/v1/call/%252e%252e%252fchat",
+        "/v1/call/echo%2F",
+        "/v1/call/echo%00",
+        "/v1/call/echo%20",
+        "/v1/call/ECHO",
+        "/v1/call/../chat",
+        "/v1/call/echo/../../chat",
+        "/v1/call/./echo/..",
+        "/v1/chat/..%2Fchat",
+        "/v1/chat/%2e%2e%2fchutes",
+        "/v1/search/..%2Fdesearch",
+        "/v1/search/desearch%2F..%2F..%2Fv1%2Fchat",
+    ] {
+        let (status, body) = raw_post(&world, path, &token, &chat_body).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        let error: GatewayError =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+        assert!(
+            matches!(error, GatewayError::NotFound { .. }),
+            "{path}: {error:?}"
+        );
+    }
+    let stats = world.upstream.stats();
+    assert_eq!(
+        (
+            stats.chat_requests,
+            stats.search_requests,
+            stats.generic_requests
+        ),
+        (0, 0, 0),
+        "a request reached the upstream"
+    );
+    assert!(world.upstream.recorded().is_empty());
+    // The same connection path does reach a configured service.
+    let (status, body) = raw_post(&world, "/v1/call/echo", &token, r#"{"x":1}"#).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(world.upstream.stats().generic_requests, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_service_names_do_not_grow_the_metrics() {
+    let world = world(10.0).await;
+    let http = reqwest::Client::new();
+    let base = world.gateway.base_url();
+    let token = token(&world, "labels", 1.0);
+    for i in 0..200 {
+        let route = ["call", "chat", "search"][i % 3];
+        let response = http
+            .post(format!("{base}/v1/{route}/made-up-{i}"))
+            .bearer_auth(&token)
+            .body("{}")
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 404);
+    }
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(!metrics.contains("made-up"), "{metrics}");
+    let unknown: Vec<&str> = metrics
+        .lines()
+        .filter(|line| line.contains(sooth_proxy::server::UNKNOWN_SERVICE_LABEL))
+        .collect();
+    assert_eq!(unknown.len(), 1, "{unknown:?}");
+    assert!(
+        unknown[0].contains("status=\"404\"") && unknown[0].ends_with(" 200"),
+        "{unknown:?}"
+    );
+}
+
+/// A run token of `run` with the given as-of instant and a cap of $1 on
+/// every service.
+fn token_as_of(world: &World, run: &str, as_of: i64) -> String {
+    let claims = RunClaims {
+        run_id: run.into(),
+        miner: "5Miner".into(),
+        agent_hash: "ab".repeat(32),
+        caps_usd: BTreeMap::from([("*".into(), 1.0)]),
+        linked_key: false,
+        issued_at: now(),
+        expires_at: now() + 300,
+        as_of,
+    };
+    mint(&world.validator, &claims)
+}
+
+/// A search on `service` through the HTTP API: the status and the results'
+/// publication instants.
+async fn search_on(
+    world: &World,
+    service: &str,
+    token: &str,
+    body: serde_json::Value,
+) -> (u16, Vec<Option<i64>>) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/search/{service}", world.gateway.base_url()))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    let status = response.status().as_u16();
+    if status != 200 {
+        return (status, Vec::new());
+    }
+    let answer: sooth_runner::SearchResponse = response.json().await.expect("search answer");
+    (status, answer.results.iter().map(|r| r.published).collect())
+}
+
+/// The window bounds of the last request the upstream received.
+fn last_window(world: &World) -> (serde_json::Value, serde_json::Value) {
+    let recorded = world.upstream.recorded();
+    let last = recorded.last().expect("a request reached the upstream");
+    let body: serde_json::Value = serde_json::from_slice(&last.body).expect("json body");
+    (body["start_date"].clone(), body["end_date"].clone())
+}
+
+fn rfc3339(unix: i64) -> serde_json::Value {
+    serde_json::Value::String(
+        chrono::DateTime::from_timestamp(unix, 0)
+            .expect("instant")
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )
+}
+
+/// An hour after the fake corpus's page 20 (2025-05-21): pages 0 to 20 were
+/// published by then, 21 to 99 after.
+const AS_OF: i64 = SEARCH_FIRST_PUBLISHED + 20 * SEARCH_PUBLISHED_STEP + 3600;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_sees_nothing_published_after_the_runs_as_of_instant() {
+    let world = world(10.0).await;
+    let token = token_as_of(&world, "as-of", AS_OF);
+    let day = 86_400;
+    // No end date: the window ends at as-of, and the newest result is the
+    // last page published before it.
+    let (status, published) = search_on(
+        &world,
+        "desearch",
+        &token,
+        serde_json::json!({"query": "who wins", "max_results": 5}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        last_window(&world),
+        (serde_json::Value::Null, rfc3339(AS_OF))
+    );
+    assert_eq!(published.len(), 5);
+    assert_eq!(published[0], Some(AS_OF - 3600));
+    assert!(published.iter().all(|p| p.is_some_and(|p| p <= AS_OF)));
+    // A later end date is lowered to as-of; so is one far in the future.
+    for (query, end) in [("later", AS_OF + 30 * day), ("much later", i64::MAX)] {
+        let (status, published) = search_on(
+            &world,
+            "desearch",
+            &token,
+            serde_json::json!({"query": query, "max_results": 5, "start_date": AS_OF - 60 * day, "end_date": end}),
+        )
+        .await;
+        assert_eq!(status, 200, "{query}");
+        assert_eq!(
+            last_window(&world),
+            (rfc3339(AS_OF - 60 * day), rfc3339(AS_OF)),
+            "{query}"
+        );
+        assert!(
+            !published.is_empty() && published.iter().all(|p| p.is_some_and(|p| p <= AS_OF)),
+            "{query}: {published:?}"
+        );
+    }
+    // An earlier end date is forwarded as it is.
+    let (status, _) = search_on(
+        &world,
+        "desearch",
+        &token,
+        serde_json::json!({"query": "earlier", "end_date": AS_OF - 10 * day}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(last_window(&world).1, rfc3339(AS_OF - 10 * day));
+    // A window that starts after as-of is refused before the upstream.
+    let before = world.upstream.stats().search_requests;
+    let (status, _) = search_on(
+        &world,
+        "desearch",
+        &token,
+        serde_json::json!({"query": "tomorrow", "start_date": AS_OF + 1}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(world.upstream.stats().search_requests, before);
+    // An upstream that ignores the window: what it sends from after as-of
+    // is dropped (its newest pages are all later, so nothing is left).
+    world.upstream.set_search_ignores_window(true);
+    let (status, published) = search_on(
+        &world,
+        "desearch",
+        &token,
+        serde_json::json!({"query": "leaky", "max_results": 5}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(world.upstream.stats().search_requests, before + 1);
+    assert_eq!(published, Vec::<Option<i64>>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_clamp_off_the_search_window_is_forwarded_unchanged() {
+    let world = world(10.0).await;
+    let token = token_as_of(&world, "archive", AS_OF);
+    let (status, published) = search_on(
+        &world,
+        "archive",
+        &token,
+        serde_json::json!({"query": "who wins", "max_results": 5}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        last_window(&world),
+        (serde_json::Value::Null, serde_json::Value::Null)
+    );
+    assert!(
+        published.iter().all(|p| p.is_some_and(|p| p > AS_OF)),
+        "{published:?}"
+    );
+    let end = AS_OF + 30 * 86_400;
+    let (status, published) = search_on(
+        &world,
+        "archive",
+        &token,
+        serde_json::json!({"query": "who wins", "end_date": end, "start_date": AS_OF + 1}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(last_window(&world), (rfc3339(AS_OF + 1), rfc3339(end)));
+    assert!(!published.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_with_different_as_of_instants_do_not_share_a_search_answer() {
+    let world = world(10.0).await;
+    let later = AS_OF + 10 * SEARCH_PUBLISHED_STEP;
+    let query = serde_json::json!({"query": "the same question", "max_results": 3});
+    let (_, early) = search_on(
+        &world,
+        "desearch",
+        &token_as_of(&world, "early", AS_OF),
+        query.clone(),
+    )
+    .await;
+    let (_, late) = search_on(
+        &world,
+        "desearch",
+        &token_as_of(&world, "late", later),
+        query.clone(),
+    )
+    .await;
+    assert_eq!(world.upstream.stats().search_requests, 2);
+    assert_eq!(early[0], Some(AS_OF - 3600));
+    assert_eq!(late[0], Some(later - 3600));
+    // A third run as of the first instant is answered from the cache, with
+    // the first run's answer.
+    let (_, again) = search_on(
+        &world,
+        "desearch",
+        &token_as_of(&world, "again", AS_OF),
+        query,
+    )
+    .await;
+    assert_eq!(world.upstream.stats().search_requests, 2);
+    assert_eq!(again, early);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_gateway_has_written_its_cached_answers() {
+    // The writer would hold its batch for a minute: only the stop's flush
+    // writes it in time.
+    let options = CacheOptions {
+        write_linger: Duration::from_secs(60),
+        ..CacheOptions::default()
+    };
+    let World {
+        upstream,
+        gateway,
+        validator,
+        _dir: dir,
+        ..
+    } = world_with(10.0, 10.0, options).await;
+    let client = HttpGateway::new(gateway.base_url()).expect("client");
+    let claims = RunClaims {
+        run_id: "cache-stop".into(),
+        miner: "5Miner".into(),
+        agent_hash: "00".repeat(32),
+        caps_usd: BTreeMap::from([("*".to_owned(), 1.0)]),
+        linked_key: false,
+        issued_at: now(),
+        expires_at: now() + 600,
+        as_of: now(),
+    };
+    let run = context(Some(mint(&validator, &claims)));
+    for i in 0..5 {
+        let answer = client
+            .handle(&run, chat_about(&format!("kept {i}"), 8))
+            .await;
+        assert!(answer.result.is_ok() && !answer.cached, "{answer:?}");
+        // Asked again while the write is queued: answered from memory.
+        let again = client
+            .handle(&run, chat_about(&format!("kept {i}"), 8))
+            .await;
+        assert!(again.cached, "{again:?}");
+    }
+    assert_eq!(upstream.stats().chat_requests, 5);
+    let started = Instant::now();
+    gateway.stop().await;
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let cache = ResponseCache::open(&dir.path().join("gateway.sqlite"))
+        .await
+        .expect("reopen");
+    assert_eq!(
+        cache
+            .live_entries(sooth_proxy::cache::unix_now_ms())
+            .await
+            .expect("count"),
+        5
     );
 }

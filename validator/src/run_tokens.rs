@@ -1,7 +1,8 @@
 //! Run tokens for the gateway, minted by the validator per run.
 //!
 //! This module owns the claims the daemon puts in a run token (the run, the miner, the agent,
-//! the per-service cost caps, a validity a little longer than the run's time limit) and signs
+//! the per-service cost caps, the run's as-of instant, a validity a little longer than the
+//! run's time limit) and signs
 //! them with the validator's key through `sooth-proxy`'s token format. It must not decide
 //! anything the gateway decides (which key pays, the daily caps).
 
@@ -59,7 +60,54 @@ impl RunTokens for SignedRunTokens {
             linked_key: false,
             issued_at: now,
             expires_at: now + lifetime,
+            // What the agent may see of the world ends at the event's creation, as its clock
+            // says: the gateway clamps searches to it, so a backtest cannot look answers up.
+            as_of: job.event.event.created_at.timestamp(),
         };
         mint(&self.key, &claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{EventRecord, EventStatus, NewEvent};
+    use chrono::{DateTime, TimeDelta, Utc};
+    use sooth_proxy::token::verify;
+
+    #[test]
+    fn a_runs_token_is_as_of_its_events_creation() {
+        let created_at: DateTime<Utc> = "2025-03-02T12:00:00Z".parse().expect("instant");
+        let job = RunJob {
+            run_id: RunJob::run_id_for("e1", "5Miner"),
+            event: EventRecord {
+                event: NewEvent {
+                    id: "e1".into(),
+                    kind: "market".into(),
+                    title: "Will it?".into(),
+                    description: String::new(),
+                    metadata: serde_json::json!({}),
+                    created_at,
+                    cutoff: created_at + TimeDelta::days(3),
+                },
+                status: EventStatus::Open,
+                outcome: None,
+                resolved_at: None,
+            },
+            hotkey: "5Miner".into(),
+            uid: 3,
+            version_hash: "ab".repeat(32),
+        };
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let tokens = SignedRunTokens::new(key.clone(), BTreeMap::from([("*".into(), 0.05)]));
+        let token = tokens.token_for(&job, Duration::from_secs(240));
+        let claims = verify(&key.verifying_key(), &token, Utc::now().timestamp()).expect("valid");
+        // Minted now, for a run that sees the world as it was at the creation.
+        assert_eq!(claims.as_of, created_at.timestamp());
+        assert!(claims.issued_at > claims.as_of);
+        assert_eq!(
+            (claims.run_id.as_str(), claims.miner.as_str()),
+            ("e1/5Miner", "5Miner")
+        );
     }
 }
