@@ -118,6 +118,11 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
             summary.add(&row);
         }
         progress.finish_and_clear();
+        // The in-process gateway writes its last spending decisions to its
+        // ledger as it stops; a later invocation on the same data directory
+        // counts them.
+        drop(runs);
+        choice.stop().await;
         if args.json {
             outln(summary.json())
         } else {

@@ -22,8 +22,9 @@ pub struct GatewayChoice {
     pub gateway: Arc<dyn Gateway>,
     minter: Option<ed25519_dalek::SigningKey>,
     cap_usd: f64,
-    /// Kept alive for the session when started in-process.
-    _in_process: Option<RunningGateway>,
+    /// Kept alive for the session when started in-process, and stopped
+    /// with it.
+    in_process: Option<RunningGateway>,
 }
 
 impl GatewayChoice {
@@ -53,7 +54,7 @@ impl GatewayChoice {
                 gateway,
                 minter: Some(minter),
                 cap_usd: args.run_cap_usd,
-                _in_process: Some(running),
+                in_process: Some(running),
             });
         }
         if let Some(url) = &args.gateway {
@@ -70,7 +71,7 @@ impl GatewayChoice {
                 gateway,
                 minter: Some(minter),
                 cap_usd: args.run_cap_usd,
-                _in_process: None,
+                in_process: None,
             });
         }
         let scripted = match &args.responses {
@@ -81,8 +82,16 @@ impl GatewayChoice {
             gateway: Arc::new(scripted),
             minter: None,
             cap_usd: 0.0,
-            _in_process: None,
+            in_process: None,
         })
+    }
+
+    /// Stops the in-process gateway, if this session started one: requests
+    /// in flight finish and its ledger's last decisions reach the file.
+    pub async fn stop(self) {
+        if let Some(running) = self.in_process {
+            running.stop().await;
+        }
     }
 
     /// The run token for one run on an event created at `as_of` (unix

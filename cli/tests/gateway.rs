@@ -300,3 +300,159 @@ fn a_503_storm_is_recorded_in_the_runs_gateway_log_with_its_retries() {
         assert_eq!(upstream.stats().chat_requests, attempts);
     });
 }
+
+/// Two invocations of `sooth agent test` on the same gateway data directory
+/// do not share run ids, so the second does not find its per-run caps spent
+/// by the first.
+#[test]
+fn each_invocation_of_agent_test_has_runs_of_its_own() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let fake_config = FakeUpstreamConfig {
+        search_usd: 0.002,
+        ..FakeUpstreamConfig::default()
+    };
+    let upstream = runtime
+        .block_on(FakeUpstream::start(fake_config.clone()))
+        .expect("fake upstream");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path(), &upstream.base_url(), "SOOTH_TEST_CHAT_KEY", 5.0);
+    let agent = sooth_test_agents::hostile();
+    // One search per run at 0.002 under a run cap of 0.003: a run can pay
+    // for one search, not two.
+    for invocation in ["first", "second"] {
+        let events = dir.path().join(format!("{invocation}.jsonl"));
+        std::fs::write(
+            &events,
+            format!(
+                "{{\"id\": \"{invocation}-event\", \"title\": \"search-once\", \"created_at\": \"2025-03-02T12:00:00Z\", \"cutoff\": \"2025-03-05T12:00:00Z\"}}\n"
+            ),
+        )
+        .expect("events");
+        let output = run(sooth()
+            .args(["agent", "test"])
+            .arg(&agent)
+            .arg("--events")
+            .arg(&events)
+            .arg("--gateway-config")
+            .arg(&config)
+            .args(["--run-cap-usd", "0.003", "--json"])
+            .env("SOOTH_TEST_CHAT_KEY", &fake_config.api_key)
+            .env("SOOTH_TEST_SEARCH_KEY", &fake_config.search_api_key))
+        .ok();
+        let lines = output.json_lines();
+        let row = lines.first().expect("one run");
+        assert_eq!(row["status"], "ok", "{invocation}: {row}");
+        assert_eq!(row["cost_usd"], 0.002, "{invocation}: {row}");
+    }
+    assert_eq!(upstream.stats().search_requests, 2);
+}
+
+/// Runs `command` to its end and returns its peak resident memory in bytes
+/// (`VmHWM`, read until the process exits) with what it printed.
+fn peak_memory_of(command: &mut Command) -> (u64, String) {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let status_file = format!("/proc/{}/status", child.id());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok(status) = std::fs::read_to_string(&status_file) else {
+                    break;
+                };
+                let high_water_kib = status
+                    .lines()
+                    .find_map(|line| line.strip_prefix("VmHWM:"))
+                    .and_then(|value| {
+                        value
+                            .trim()
+                            .trim_end_matches("kB")
+                            .trim()
+                            .parse::<u64>()
+                            .ok()
+                    });
+                if let Some(kib) = high_water_kib {
+                    peak = peak.max(kib * 1024);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            peak
+        })
+    };
+    let output = child.wait_with_output().expect("wait");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().expect("sampler");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (peak, String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The flood that took `sooth agent test` to gigabytes: an agent looping on
+/// every kind of gateway call through the HTTP gateway until it is killed.
+/// The process stays within a small fixed bound of a well-behaved run.
+#[test]
+fn gateway_floods_through_the_http_gateway_leave_memory_bounded() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let fake_config = FakeUpstreamConfig {
+        models: vec![MODEL.into()],
+        ..FakeUpstreamConfig::default()
+    };
+    let upstream = runtime
+        .block_on(FakeUpstream::start(fake_config.clone()))
+        .expect("fake upstream");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path(), &upstream.base_url(), "SOOTH_TEST_CHAT_KEY", 5.0);
+    let agent = sooth_test_agents::hostile();
+    let measure = |title: &str| {
+        let events = dir.path().join(format!("{title}.jsonl"));
+        std::fs::write(
+            &events,
+            format!(
+                "{{\"id\": \"{title}\", \"title\": \"{title}\", \"created_at\": \"2025-03-02T12:00:00Z\", \"cutoff\": \"2025-03-05T12:00:00Z\"}}\n"
+            ),
+        )
+        .expect("events");
+        peak_memory_of(
+            sooth()
+                .args(["agent", "test"])
+                .arg(&agent)
+                .arg("--events")
+                .arg(&events)
+                .arg("--gateway-config")
+                .arg(&config)
+                .arg("--cache-dir")
+                .arg(dir.path().join("compiled"))
+                .args(["--timeout", "4", "--json"])
+                .env("SOOTH_TEST_CHAT_KEY", &fake_config.api_key)
+                .env("SOOTH_TEST_SEARCH_KEY", &fake_config.search_api_key),
+        )
+    };
+    let (baseline, _) = measure("fine");
+    assert!(baseline > 0, "VmHWM was read");
+    for title in ["chat-loop", "search-loop", "call-loop", "long-name-loop"] {
+        let (peak, stdout) = measure(title);
+        let row: serde_json::Value =
+            serde_json::from_str(stdout.lines().next().expect("a run")).expect("json");
+        assert_eq!(row["status"], "timeout", "{title}: {row}");
+        let calls = row["gateway_calls"].as_u64().expect("calls");
+        assert!(calls > 1000, "{title}: the flood ran ({calls} calls)");
+        let grown = peak.saturating_sub(baseline);
+        eprintln!(
+            "{title}: {calls} calls, peak {:.1} MiB, {:.1} MiB above a well-behaved run",
+            peak as f64 / f64::from(1 << 20),
+            grown as f64 / f64::from(1 << 20)
+        );
+        assert!(
+            grown < 64 << 20,
+            "{title}: peak {peak} bytes, {grown} over a well-behaved run's {baseline}"
+        );
+    }
+}
