@@ -75,6 +75,13 @@
 //! answers of the last few milliseconds, which costs a fetch each.
 //! [`put`](ResponseCache::put) still writes before it returns.
 //!
+//! A miss must not wait for the file either: an index of the keys the file
+//! holds, in memory, lets a lookup skip reading the file for a key it
+//! cannot hold. Answers another process stores in the same file are
+//! found through the index once it catches up with them
+//! ([`CacheOptions::key_index_refresh`]); [`get`](ResponseCache::get)
+//! always reads the file.
+//!
 //! Errors of the database inside [`get_or_fetch`](ResponseCache::get_or_fetch)
 //! never fail a request: a failed lookup counts as a miss, a failed store is
 //! logged, and the answer is returned either way.
@@ -99,8 +106,11 @@ use sooth_migrations::{OpenError, file_options, open_in_memory, open_writer_and_
 use crate::background::BackgroundTask;
 use tokio::sync::watch;
 
+/// Which keys the file holds, in memory.
+mod index;
 /// The background writer of fetched answers.
 mod writer;
+use index::KeyIndex;
 use writer::{Write, WriteQueue};
 
 /// Top-level body fields left out of the cache key: they identify the caller
@@ -365,6 +375,13 @@ pub struct CacheOptions {
     /// before it writes them (default 5 ms): one commit per batch instead
     /// of one per answer.
     pub write_linger: Duration,
+    /// Keys of the file indexed in memory, at most (default 2 Mi, about
+    /// 40 MiB at most). With more answers on file, misses read the file.
+    pub key_index_entries: usize,
+    /// How often the key index reads the keys other processes added to the
+    /// file (default 2 s); `None` spawns no task (this process alone
+    /// writes the file).
+    pub key_index_refresh: Option<Duration>,
 }
 
 impl Default for CacheOptions {
@@ -376,6 +393,8 @@ impl Default for CacheOptions {
             memory_bytes: 64 << 20,
             write_queue: 4096,
             write_linger: Duration::from_millis(5),
+            key_index_entries: 2 << 20,
+            key_index_refresh: Some(Duration::from_secs(2)),
         }
     }
 }
@@ -392,6 +411,10 @@ pub struct ResponseCache {
     flights: Arc<Flights>,
     /// The background purge task, stopped when the last clone goes.
     purger: Option<Arc<BackgroundTask>>,
+    /// The key index's catch-up task, stopped when the last clone goes.
+    index_refresher: Option<Arc<BackgroundTask>>,
+    /// Which keys the file holds.
+    index: Arc<KeyIndex>,
     /// Recent answers in memory, in front of `reader`.
     front: Arc<MemoryFront>,
     /// Fetched answers on their way to `writer`.
@@ -445,12 +468,15 @@ ON CONFLICT (key) DO UPDATE
        content_type = excluded.content_type, created_at_ms = excluded.created_at_ms,
        expires_at_ms = excluded.expires_at_ms";
 
+// `RETURNING` (SQLite >= 3.35 and PostgreSQL): the key index forgets the
+// deleted keys.
 const PURGE_SQL: &str = "\
 DELETE FROM gateway_cache
  WHERE key IN (SELECT key FROM gateway_cache
                 WHERE expires_at_ms <= $1
                 ORDER BY expires_at_ms
-                LIMIT $2)";
+                LIMIT $2)
+RETURNING key";
 
 const LIVE_ENTRIES_SQL: &str = "SELECT COUNT(*) FROM gateway_cache WHERE expires_at_ms > $1";
 
@@ -477,15 +503,27 @@ impl ResponseCache {
         let base = file_options(path, options.busy_timeout, false);
         let (writer, reader) =
             open_writer_and_readers(base, options.read_connections, |writer| writer).await?;
+        let index = Arc::new(KeyIndex::new(options.key_index_entries));
+        index.catch_up(&reader).await?;
         let purger = options
             .purge_interval
-            .map(|every| Arc::new(spawn_purger(writer.clone(), every)));
-        let writes = WriteQueue::spawn(writer.clone(), options.write_queue, options.write_linger);
+            .map(|every| Arc::new(spawn_purger(writer.clone(), index.clone(), every)));
+        let index_refresher = options
+            .key_index_refresh
+            .map(|every| Arc::new(index::spawn_catch_up(reader.clone(), index.clone(), every)));
+        let writes = WriteQueue::spawn(
+            writer.clone(),
+            index.clone(),
+            options.write_queue,
+            options.write_linger,
+        );
         Ok(Self {
             writer,
             reader,
             flights: Arc::default(),
             purger,
+            index_refresher,
+            index,
             front: memory_front(options.memory_bytes),
             writes,
         })
@@ -501,12 +539,20 @@ impl ResponseCache {
     pub async fn in_memory() -> Result<Self, CacheError> {
         let writer = open_in_memory(SqliteConnectOptions::new()).await?;
         let options = CacheOptions::default();
-        let writes = WriteQueue::spawn(writer.clone(), options.write_queue, options.write_linger);
+        let index = Arc::new(KeyIndex::new(options.key_index_entries));
+        let writes = WriteQueue::spawn(
+            writer.clone(),
+            index.clone(),
+            options.write_queue,
+            options.write_linger,
+        );
         Ok(Self {
             reader: writer.clone(),
             writer,
             flights: Arc::default(),
             purger: None,
+            index_refresher: None,
+            index,
             front: memory_front(options.memory_bytes),
             writes,
         })
@@ -517,8 +563,8 @@ impl ResponseCache {
     /// miss.
     pub async fn close(&self) {
         self.flush().await;
-        if let Some(purger) = &self.purger {
-            purger.0.abort();
+        for task in [&self.purger, &self.index_refresher].into_iter().flatten() {
+            task.0.abort();
         }
         self.reader.close().await;
         self.writer.close().await;
@@ -553,6 +599,16 @@ impl ResponseCache {
         if let Some(hit) = self.get_in_memory(key, now_ms) {
             return Ok(Some(hit));
         }
+        self.get_from_file(key, now_ms).await
+    }
+
+    /// The stored answer for `key` at `now_ms` read from the file (and
+    /// kept in memory).
+    async fn get_from_file(
+        &self,
+        key: &str,
+        now_ms: i64,
+    ) -> Result<Option<CachedResponse>, CacheError> {
         let row = sqlx::query(GET_SQL_WITH_EXPIRY)
             .bind(key)
             .bind(now_ms)
@@ -641,6 +697,7 @@ impl ResponseCache {
             .bind(expires_at_ms)
             .execute(&self.writer)
             .await?;
+        self.index.add(key);
         Ok(true)
     }
 
@@ -652,7 +709,7 @@ impl ResponseCache {
     /// [`CacheError`] when the file cannot be written.
     pub async fn purge_expired(&self, now_ms: i64) -> Result<u64, CacheError> {
         self.front.retain(|_, entry| entry.expires_at_ms > now_ms);
-        purge(&self.writer, now_ms).await
+        purge(&self.writer, &self.index, now_ms).await
     }
 
     /// How many stored answers have not expired at `now_ms` (in the file:
@@ -757,9 +814,17 @@ impl ResponseCache {
         }
     }
 
-    /// [`get`](Self::get) now, with errors logged and taken as a miss.
+    /// [`get`](Self::get) now, without reading the file for a key the
+    /// index says it cannot hold; errors are logged and taken as a miss.
     async fn lookup(&self, key: &str) -> Option<CachedResponse> {
-        match self.get(key, unix_now_ms()).await {
+        let now_ms = unix_now_ms();
+        if let Some(hit) = self.get_in_memory(key, now_ms) {
+            return Some(hit);
+        }
+        if !self.index.may_hold(key) {
+            return None;
+        }
+        match self.get_from_file(key, now_ms).await {
             Ok(hit) => hit,
             Err(error) => {
                 tracing::warn!(%error, key, "cache: lookup failed; treating as a miss");
@@ -898,15 +963,18 @@ fn response_from_row(row: &SqliteRow) -> Result<CachedResponse, CacheError> {
     })
 }
 
-async fn purge(pool: &SqlitePool, now_ms: i64) -> Result<u64, CacheError> {
+async fn purge(pool: &SqlitePool, index: &KeyIndex, now_ms: i64) -> Result<u64, CacheError> {
     let mut purged = 0;
     loop {
-        let deleted = sqlx::query(PURGE_SQL)
+        let deleted: Vec<String> = sqlx::query_scalar(PURGE_SQL)
             .bind(now_ms)
             .bind(PURGE_BATCH)
-            .execute(pool)
-            .await?
-            .rows_affected();
+            .fetch_all(pool)
+            .await?;
+        for key in &deleted {
+            index.remove(key);
+        }
+        let deleted = u64::try_from(deleted.len()).unwrap_or(u64::MAX);
         purged += deleted;
         if deleted < PURGE_BATCH.unsigned_abs() {
             return Ok(purged);
@@ -915,7 +983,7 @@ async fn purge(pool: &SqlitePool, now_ms: i64) -> Result<u64, CacheError> {
 }
 
 /// Purges expired rows every `every` (the first time right away).
-fn spawn_purger(pool: SqlitePool, every: Duration) -> BackgroundTask {
+fn spawn_purger(pool: SqlitePool, index: Arc<KeyIndex>, every: Duration) -> BackgroundTask {
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -924,7 +992,7 @@ fn spawn_purger(pool: SqlitePool, every: Duration) -> BackgroundTask {
             if pool.is_closed() {
                 break;
             }
-            match purge(&pool, unix_now_ms()).await {
+            match purge(&pool, &index, unix_now_ms()).await {
                 Ok(0) => {}
                 Ok(purged) => tracing::debug!(purged, "cache: purged expired answers"),
                 Err(error) => {
@@ -1948,6 +2016,92 @@ mod tests {
                 reopened.get(key, unix_now_ms()).await.unwrap(),
                 Some(ok(key))
             );
+        }
+    }
+
+    /// A fetch that must not run: the answer is expected from the cache.
+    fn not_called()
+    -> impl FnOnce()
+        -> std::pin::Pin<Box<dyn Future<Output = Result<CachedResponse, String>> + Send>>
+    + Send
+    + 'static {
+        || Box::pin(async { Err("fetched, but the answer was in the file".to_owned()) })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn answers_another_handle_stores_are_served_once_the_index_catches_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.sqlite");
+        let options = CacheOptions {
+            key_index_refresh: Some(Duration::from_millis(20)),
+            ..CacheOptions::default()
+        };
+        let first = ResponseCache::open_with(&path, &options).await.unwrap();
+        first.put("on-file", "s", &ok("old"), TTL).await.unwrap();
+        // Opened after: its index is loaded with what the file holds.
+        let second = ResponseCache::open_with(&path, &options).await.unwrap();
+        let (answer, outcome) = second
+            .get_or_fetch("on-file", "s", CacheMode::On, TTL, not_called())
+            .await
+            .unwrap();
+        assert_eq!((answer, outcome), (ok("old"), CacheOutcome::Hit));
+        // Stored by the first after the second opened: found after a
+        // catch-up.
+        let calls = Arc::new(AtomicUsize::new(0));
+        first
+            .get_or_fetch(
+                "new",
+                "s",
+                CacheMode::On,
+                TTL,
+                counted(&calls, Duration::ZERO, Ok(ok("new"))),
+            )
+            .await
+            .unwrap();
+        first.flush().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (answer, outcome) = second
+            .get_or_fetch("new", "s", CacheMode::On, TTL, not_called())
+            .await
+            .unwrap();
+        assert_eq!((answer, outcome), (ok("new"), CacheOutcome::Hit));
+        // A purged key leaves the index, and a key stored again is found.
+        first
+            .put_at("short", "s", &ok("a"), Duration::from_secs(1), 1_000)
+            .await
+            .unwrap();
+        assert_eq!(first.purge_expired(unix_now_ms()).await.unwrap(), 1);
+        assert!(!first.index.may_hold("short"));
+        first.put("short", "s", &ok("b"), TTL).await.unwrap();
+        first.front.clear();
+        let (answer, _) = first
+            .get_or_fetch("short", "s", CacheMode::On, TTL, not_called())
+            .await
+            .unwrap();
+        assert_eq!(answer, ok("b"));
+    }
+
+    #[tokio::test]
+    async fn past_its_capacity_the_index_lets_every_miss_read_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.sqlite");
+        let options = CacheOptions {
+            key_index_entries: 2,
+            key_index_refresh: None,
+            ..CacheOptions::default()
+        };
+        let writer = ResponseCache::open_with(&path, &options).await.unwrap();
+        for key in ["a", "b", "c"] {
+            writer.put(key, "s", &ok(key), TTL).await.unwrap();
+        }
+        let reader = ResponseCache::open_with(&path, &options).await.unwrap();
+        assert!(reader.index.may_hold("never stored"));
+        for key in ["a", "b", "c"] {
+            let (answer, outcome) = reader
+                .get_or_fetch(key, "s", CacheMode::On, TTL, not_called())
+                .await
+                .unwrap();
+            assert_eq!((answer, outcome), (ok(key), CacheOutcome::Hit));
         }
     }
 }

@@ -19,7 +19,7 @@ use prometheus_client::metrics::counter::Counter;
 use sqlx::sqlite::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{FrontEntry, PUT_SQL};
+use super::{FrontEntry, KeyIndex, PUT_SQL};
 
 /// The most answers written in one transaction.
 const MAX_BATCH: usize = 512;
@@ -63,12 +63,18 @@ pub(super) struct WriteQueue {
 impl WriteQueue {
     /// Starts the writer's task on `pool` (the cache's one writer
     /// connection) with room for `capacity` queued answers; a batch waits
-    /// at most `linger` after its first answer for more. The task ends when
-    /// every clone of the queue is dropped and what was queued is written.
-    pub(super) fn spawn(pool: SqlitePool, capacity: usize, linger: Duration) -> Self {
+    /// at most `linger` after its first answer for more; `index` learns of
+    /// every key written. The task ends when every clone of the queue is
+    /// dropped and what was queued is written.
+    pub(super) fn spawn(
+        pool: SqlitePool,
+        index: Arc<KeyIndex>,
+        capacity: usize,
+        linger: Duration,
+    ) -> Self {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
         let pending = Arc::new(Pending::default());
-        tokio::spawn(run(pool, receiver, pending.clone(), linger));
+        tokio::spawn(run(pool, index, receiver, pending.clone(), linger));
         Self {
             sender,
             pending,
@@ -119,6 +125,7 @@ fn forget(pending: &Pending, key: &str, entry: &Arc<FrontEntry>) {
 
 async fn run(
     pool: SqlitePool,
+    index: Arc<KeyIndex>,
     mut receiver: mpsc::Receiver<Command>,
     pending: Arc<Pending>,
     linger: Duration,
@@ -142,11 +149,18 @@ async fn run(
                 Command::Flush(done) => flushes.push(done),
             }
         }
-        if let Err(error) = commit(&pool, &writes).await {
+        match commit(&pool, &writes).await {
+            Ok(()) => {
+                for write in &writes {
+                    index.add(&write.key);
+                }
+            }
             // Not retried: a lost answer costs one more fetch, while a
             // writer stuck on a full disk must not hold answers without end.
-            if !pool.is_closed() {
-                tracing::warn!(%error, answers = writes.len(), "cache: storing answers failed");
+            Err(error) => {
+                if !pool.is_closed() {
+                    tracing::warn!(%error, answers = writes.len(), "cache: storing answers failed");
+                }
             }
         }
         for write in &writes {
