@@ -7,6 +7,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::compile::CompileIsolation;
 
+// The compile caps fit the largest legitimate agent, the Python example
+// (componentize-py, 18.4 MB, carrying CPython), with a margin. Measured by
+// `cargo bench -p sooth-runner --bench compile` on the 2-core reference
+// machine, release build, worker on 2 compile threads: it compiles in 13 s
+// (13 s of CPU) at a peak RSS of 340-350 MiB, and needs an address-space cap
+// of at least 418 MiB; the Rust example agents need 0.2 s and 71 MiB. The
+// `sooth` binary, the worker validators use, maps about 25 MB more code.
+// - 1 GiB is 2.4x the worker's minimum (2.3x for `sooth`), while both shapes
+//   of issue 9 are refused at it: 2,400,000 nested blocks (1.9 GiB and 8 s
+//   uncapped) in under a second, 200,000 functions (1.07 GiB) in 10 s.
+// - 60 s is 4.6x the Python agent's compile alone, 2.3x when the default two
+//   compiles share the two cores.
+const DEFAULT_COMPILE_MEMORY_LIMIT_BYTES: u64 = 1 << 30;
+const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Everything a [`Runner`](crate::Runner) can be told. Unknown keys are
 /// refused when it is read from TOML.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -34,12 +49,17 @@ pub struct RunnerConfig {
     /// CPU-bound guest yielding to the scheduler.
     #[serde(with = "millis")]
     pub epoch_tick: Duration,
-    /// Limit on compiling one component.
+    /// Wall-clock limit on compiling one component (its wait for a compile
+    /// slot not included).
     #[serde(with = "secs")]
     pub compile_timeout: Duration,
     /// Address space a compiling process may use, in bytes (subprocess
     /// isolation only).
     pub compile_memory_limit_bytes: u64,
+    /// Components compiled at once; further compiles wait for a slot, so
+    /// that many hostile uploads together hold at most this many times
+    /// `compile_memory_limit_bytes`. Loads answered by the cache never wait.
+    pub max_concurrent_compiles: u32,
     /// Where compiled components are cached; no cache when absent.
     pub cache_dir: Option<PathBuf>,
     /// Where untrusted bytes are compiled.
@@ -60,8 +80,9 @@ impl Default for RunnerConfig {
             max_recorded_calls: 64,
             max_concurrent_runs: 1000,
             epoch_tick: Duration::from_millis(5),
-            compile_timeout: Duration::from_secs(120),
-            compile_memory_limit_bytes: 8 << 30,
+            compile_timeout: DEFAULT_COMPILE_TIMEOUT,
+            compile_memory_limit_bytes: DEFAULT_COMPILE_MEMORY_LIMIT_BYTES,
+            max_concurrent_compiles: 2,
             cache_dir: None,
             compile_isolation: CompileIsolation::InProcess,
         }
@@ -148,6 +169,9 @@ impl RunnerConfig {
         }
         if self.compile_timeout.is_zero() {
             return invalid("compile_timeout must be positive");
+        }
+        if self.max_concurrent_compiles == 0 || self.max_concurrent_compiles > 1024 {
+            return invalid("max_concurrent_compiles must be between 1 and 1024");
         }
         Ok(())
     }

@@ -111,6 +111,9 @@ struct Inner {
     engine: Engine,
     linker: Linker<HostState>,
     slots: Semaphore,
+    /// Compile slots: a compile holds one from before the worker starts
+    /// until its artifact is back.
+    compiles: Semaphore,
     cache: Option<CompileCache>,
     _ticker: EpochTicker,
 }
@@ -144,12 +147,14 @@ impl Runner {
         let ticker = EpochTicker::start(&engine, config.epoch_tick)
             .map_err(|e| RunnerError::Engine(e.to_string()))?;
         let slots = Semaphore::new(config.max_concurrent_runs as usize);
+        let compiles = Semaphore::new(config.max_concurrent_compiles as usize);
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 engine,
                 linker,
                 slots,
+                compiles,
                 cache,
                 _ticker: ticker,
             }),
@@ -190,15 +195,22 @@ impl Runner {
 
     async fn compiled(&self, hash: &str, bytes: &[u8]) -> Result<Component, LoadError> {
         let inner = &self.inner;
-        if let Some(cache) = &inner.cache
-            && let Some(artifact) = cache.load(hash)
-        {
-            match deserialize_file(&inner.engine, &artifact) {
-                Ok(component) => return Ok(component),
-                Err(error) => {
-                    tracing::warn!(%hash, %error, "cached artifact does not load; recompiling")
-                }
-            }
+        if let Some(component) = self.cached(hash) {
+            return Ok(component);
+        }
+        // Every compile in flight may hold up to its memory cap; the slots
+        // bound their sum however many uploads arrive at once. The semaphore
+        // is never closed, so acquiring only waits.
+        let waiting = Instant::now();
+        let _slot = inner
+            .compiles
+            .acquire()
+            .await
+            .map_err(|e| LoadError::Engine(e.to_string()))?;
+        tracing::debug!(%hash, waited = ?waiting.elapsed(), "compile slot taken");
+        // The same bytes may have been compiled while this load waited.
+        if let Some(component) = self.cached(hash) {
+            return Ok(component);
         }
         let artifact = compile(
             &inner.config.compile_isolation,
@@ -220,6 +232,20 @@ impl Runner {
             tracing::warn!(%hash, %error, "cannot write the compile cache");
         }
         Ok(component)
+    }
+
+    /// The compiled component of `hash` from the cache, if it holds a
+    /// usable one.
+    fn cached(&self, hash: &str) -> Option<Component> {
+        let inner = &self.inner;
+        let artifact = inner.cache.as_ref()?.load(hash)?;
+        match deserialize_file(&inner.engine, &artifact) {
+            Ok(component) => Some(component),
+            Err(error) => {
+                tracing::warn!(%hash, %error, "cached artifact does not load; recompiling");
+                None
+            }
+        }
     }
 
     /// Run `agent` on `event` once. Every failure of the agent is in the
