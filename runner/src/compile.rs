@@ -23,6 +23,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::agent::LoadError;
 use crate::engine::compile_engine;
+use crate::truncate::truncate;
 
 /// Where components are compiled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -265,15 +266,4 @@ pub fn compile_worker_main(memory_limit_bytes: u64) -> Result<(), String> {
         .write_all(&artifact)
         .and_then(|()| stdout.flush())
         .map_err(|e| fault("cannot write the artifact", &e))
-}
-
-fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }

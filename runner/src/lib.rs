@@ -41,6 +41,7 @@ mod outcome;
 mod runner;
 mod scripted;
 mod service_name;
+mod truncate;
 mod usage;
 
 pub use agent::{Agent, LoadError, content_hash};

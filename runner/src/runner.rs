@@ -22,6 +22,7 @@ use crate::imports::first_forbidden;
 use crate::limits::RunLimiter;
 use crate::logs::LogSink;
 use crate::outcome::{RunOutcome, RunReport, clip_probability};
+use crate::truncate::truncate;
 use crate::usage::CallLog;
 
 /// Longest reasoning kept with a forecast, in bytes.
@@ -471,15 +472,4 @@ fn validate(forecast: WitForecast, event_id: &str) -> RunOutcome {
                 .map(|r| truncate(&r, MAX_REASONING_BYTES).to_owned()),
         },
     }
-}
-
-fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
