@@ -123,3 +123,64 @@ async fn hostile_agents_fail_alone_and_are_imputed() {
     assert_eq!(hostile_row.imputed_count, 6);
     assert_eq!(report.rows[0].hotkey, "baseline");
 }
+
+/// What the validator keeps of a run that floods the gateway: the run is
+/// stored with its exact call count but only the first calls in detail, and
+/// a service name of megabytes is never stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_floods_are_stored_within_bounds() {
+    let hostile = std::fs::read(sooth_test_agents::hostile()).unwrap();
+    let runner = Runner::new(RunnerConfig {
+        timeout: Duration::from_secs(2),
+        memory_limit_bytes: 64 << 20,
+        compile_isolation: CompileIsolation::InProcess,
+        ..RunnerConfig::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let simulation = Simulation::open(
+        dir.path(),
+        at("2026-03-01T23:00:00Z"),
+        runner,
+        Arc::new(ScriptedGateway::empty()),
+        None,
+        DaemonSettings::default(),
+    )
+    .await
+    .unwrap();
+    simulation.enter("hostile", &hostile).await.unwrap();
+    let titles = ["call-loop", "long-name-loop"];
+    let created = at("2026-03-02T08:00:00Z");
+    let events = titles
+        .iter()
+        .enumerate()
+        .map(|(index, title)| {
+            Event::new(
+                format!("e-{title}"),
+                *title,
+                created + TimeDelta::minutes(index as i64),
+            )
+        })
+        .collect();
+    simulation.replay(events, Vec::new(), |_| {}).await.unwrap();
+    for title in titles {
+        let runs = simulation
+            .daemon
+            .store()
+            .runs_of_event(&format!("e-{title}"))
+            .await
+            .unwrap();
+        let run = &runs[0].run;
+        assert_eq!(run.status, RunStatus::Timeout, "{title}");
+        let usage = &run.gateway_usage;
+        let total = usage["total_calls"].as_u64().unwrap();
+        assert!(total > 1000, "{title}: the flood ran ({total} calls)");
+        assert_eq!(
+            usage["calls"].as_array().unwrap().len(),
+            64,
+            "{title}: details of the first 64 only"
+        );
+        let stored = serde_json::to_string(usage).unwrap().len();
+        assert!(stored < 64 << 10, "{title}: {stored} bytes stored");
+    }
+}
