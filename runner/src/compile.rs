@@ -115,6 +115,9 @@ async fn compile_in_subprocess(
         .args(args)
         .arg("--memory-limit-bytes")
         .arg(memory_limit.to_string())
+        // The worker runs the compiler on untrusted bytes: it gets nothing
+        // of this process's environment, which may hold upstream API keys.
+        .env_clear()
         // Read by the compiler's thread pool (rayon) and by glibc's malloc:
         // the worker's address space then does not depend on the core count.
         .env("RAYON_NUM_THREADS", COMPILE_THREADS.to_string())

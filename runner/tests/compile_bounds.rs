@@ -226,3 +226,47 @@ fn compile_slots_must_be_at_least_one() {
     let config = RunnerConfig::from_toml_str("max_concurrent_compiles = 3", "test").expect("valid");
     assert_eq!(config.max_concurrent_compiles, 3);
 }
+
+/// The worker compiles untrusted bytes: it inherits none of the runner's
+/// environment (which may hold upstream API keys), only what it is given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_gets_none_of_the_runners_environment() {
+    assert!(
+        std::env::var_os("HOME").is_some() || std::env::var_os("CARGO").is_some(),
+        "the test process has an environment to leak"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let seen = dir.path().join("worker-env");
+    let script = r#"worker=$1; seen=$2; shift 2
+env > "$seen"
+exec "$worker" "$@""#;
+    let runner = Runner::new(RunnerConfig {
+        compile_isolation: CompileIsolation::Subprocess {
+            program: "sh".into(),
+            args: vec![
+                "-c".into(),
+                script.into(),
+                "sh".into(),
+                worker().display().to_string(),
+                seen.display().to_string(),
+            ],
+        },
+        ..common::config()
+    })
+    .unwrap();
+    common::load(&runner, &sooth_test_agents::market_baseline()).await;
+    let environment = std::fs::read_to_string(&seen).unwrap();
+    let names: Vec<&str> = environment
+        .lines()
+        .filter_map(|line| line.split_once('=').map(|(name, _)| name))
+        .collect();
+    for given in ["RAYON_NUM_THREADS", "MALLOC_ARENA_MAX", "RUST_BACKTRACE"] {
+        assert!(names.contains(&given), "{given} missing: {names:?}");
+    }
+    for leaked in ["HOME", "CARGO", "CARGO_MANIFEST_DIR", "RUST_TEST_THREADS"] {
+        assert!(
+            !names.contains(&leaked),
+            "{leaked} reached the worker: {names:?}"
+        );
+    }
+}
