@@ -64,28 +64,78 @@ linked_per_miner_day_cap_usd = 5.0
     path
 }
 
+/// A fake upstream on loopback and a gateway configuration of it in a
+/// directory of its own, with `operator_day_cap` as the operator's daily cap.
+struct World {
+    /// Keeps the upstream's tasks running.
+    _runtime: tokio::runtime::Runtime,
+    upstream: FakeUpstream,
+    fake_config: FakeUpstreamConfig,
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+}
+
+impl World {
+    fn new(fake_config: FakeUpstreamConfig, operator_day_cap: f64) -> Self {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let upstream = runtime
+            .block_on(FakeUpstream::start(fake_config.clone()))
+            .expect("fake upstream");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config(
+            dir.path(),
+            &upstream.base_url(),
+            "SOOTH_TEST_CHAT_KEY",
+            operator_day_cap,
+        );
+        Self {
+            _runtime: runtime,
+            upstream,
+            fake_config,
+            dir,
+            config,
+        }
+    }
+
+    /// `sooth agent test AGENT --gateway-config ... --json` with the
+    /// upstream's keys in the environment.
+    fn agent_test(&self, agent: &std::path::Path) -> Command {
+        let mut command = sooth();
+        command
+            .args(["agent", "test"])
+            .arg(agent)
+            .arg("--gateway-config")
+            .arg(&self.config)
+            .arg("--json")
+            .env("SOOTH_TEST_CHAT_KEY", &self.fake_config.api_key)
+            .env("SOOTH_TEST_SEARCH_KEY", &self.fake_config.search_api_key);
+        command
+    }
+
+    /// A JSON Lines file of one event with this id and title.
+    fn one_event(&self, id: &str, title: &str) -> std::path::PathBuf {
+        let events = self.dir.path().join(format!("{id}.jsonl"));
+        std::fs::write(
+            &events,
+            format!(
+                "{{\"id\": \"{id}\", \"title\": \"{title}\", \"created_at\": \"2025-03-02T12:00:00Z\", \"cutoff\": \"2025-03-05T12:00:00Z\"}}\n"
+            ),
+        )
+        .expect("events");
+        events
+    }
+}
+
 #[test]
 fn the_llm_forecaster_runs_through_an_in_process_gateway() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let fake_config = FakeUpstreamConfig {
-        models: vec![MODEL.into()],
-        ..FakeUpstreamConfig::default()
-    };
-    let upstream = runtime
-        .block_on(FakeUpstream::start(fake_config.clone()))
-        .expect("fake upstream");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = config(dir.path(), &upstream.base_url(), "SOOTH_TEST_CHAT_KEY", 0.0);
-    let agent = sooth_test_agents::llm_forecaster();
-    let output = run(sooth()
-        .args(["agent", "test"])
-        .arg(&agent)
-        .arg("--gateway-config")
-        .arg(&config)
-        .arg("--json")
-        .env("SOOTH_TEST_CHAT_KEY", &fake_config.api_key)
-        .env("SOOTH_TEST_SEARCH_KEY", &fake_config.search_api_key))
-    .ok();
+    let world = World::new(
+        FakeUpstreamConfig {
+            models: vec![MODEL.into()],
+            ..FakeUpstreamConfig::default()
+        },
+        0.0,
+    );
+    let output = run(&mut world.agent_test(&sooth_test_agents::llm_forecaster())).ok();
     let lines = output.json_lines();
     let summary = lines.last().expect("summary");
     let runs: Vec<_> = lines
@@ -98,7 +148,7 @@ fn the_llm_forecaster_runs_through_an_in_process_gateway() {
         assert_eq!(line["gateway_calls"], 1, "{line}");
         assert!(line["cost_usd"].as_f64().expect("cost") > 0.0, "{line}");
     }
-    let stats = upstream.stats();
+    let stats = world.upstream.stats();
     assert_eq!(
         stats.chat_ok as usize,
         runs.len(),
@@ -111,7 +161,7 @@ fn the_llm_forecaster_runs_through_an_in_process_gateway() {
         stats.billed_usd
     );
     assert!(
-        dir.path().join("signing.key").exists(),
+        world.dir.path().join("signing.key").exists(),
         "an outbound signing key was created"
     );
 }
@@ -306,45 +356,30 @@ fn a_503_storm_is_recorded_in_the_runs_gateway_log_with_its_retries() {
 /// by the first.
 #[test]
 fn each_invocation_of_agent_test_has_runs_of_its_own() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let fake_config = FakeUpstreamConfig {
-        search_usd: 0.002,
-        ..FakeUpstreamConfig::default()
-    };
-    let upstream = runtime
-        .block_on(FakeUpstream::start(fake_config.clone()))
-        .expect("fake upstream");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = config(dir.path(), &upstream.base_url(), "SOOTH_TEST_CHAT_KEY", 5.0);
+    let world = World::new(
+        FakeUpstreamConfig {
+            search_usd: 0.002,
+            ..FakeUpstreamConfig::default()
+        },
+        5.0,
+    );
     let agent = sooth_test_agents::hostile();
     // One search per run at 0.002 under a run cap of 0.003: a run can pay
     // for one search, not two.
     for invocation in ["first", "second"] {
-        let events = dir.path().join(format!("{invocation}.jsonl"));
-        std::fs::write(
-            &events,
-            format!(
-                "{{\"id\": \"{invocation}-event\", \"title\": \"search-once\", \"created_at\": \"2025-03-02T12:00:00Z\", \"cutoff\": \"2025-03-05T12:00:00Z\"}}\n"
-            ),
-        )
-        .expect("events");
-        let output = run(sooth()
-            .args(["agent", "test"])
-            .arg(&agent)
+        let events = world.one_event(&format!("{invocation}-event"), "search-once");
+        let output = run(world
+            .agent_test(&agent)
             .arg("--events")
             .arg(&events)
-            .arg("--gateway-config")
-            .arg(&config)
-            .args(["--run-cap-usd", "0.003", "--json"])
-            .env("SOOTH_TEST_CHAT_KEY", &fake_config.api_key)
-            .env("SOOTH_TEST_SEARCH_KEY", &fake_config.search_api_key))
+            .args(["--run-cap-usd", "0.003"]))
         .ok();
         let lines = output.json_lines();
         let row = lines.first().expect("one run");
         assert_eq!(row["status"], "ok", "{invocation}: {row}");
         assert_eq!(row["cost_usd"], 0.002, "{invocation}: {row}");
     }
-    assert_eq!(upstream.stats().search_requests, 2);
+    assert_eq!(world.upstream.stats().search_requests, 2);
 }
 
 /// Runs `command` to its end and returns its peak resident memory in bytes
@@ -400,39 +435,23 @@ fn peak_memory_of(command: &mut Command) -> (u64, String) {
 /// The process stays within a small fixed bound of a well-behaved run.
 #[test]
 fn gateway_floods_through_the_http_gateway_leave_memory_bounded() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let fake_config = FakeUpstreamConfig {
-        models: vec![MODEL.into()],
-        ..FakeUpstreamConfig::default()
-    };
-    let upstream = runtime
-        .block_on(FakeUpstream::start(fake_config.clone()))
-        .expect("fake upstream");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = config(dir.path(), &upstream.base_url(), "SOOTH_TEST_CHAT_KEY", 5.0);
+    let world = World::new(
+        FakeUpstreamConfig {
+            models: vec![MODEL.into()],
+            ..FakeUpstreamConfig::default()
+        },
+        5.0,
+    );
     let agent = sooth_test_agents::hostile();
     let measure = |title: &str| {
-        let events = dir.path().join(format!("{title}.jsonl"));
-        std::fs::write(
-            &events,
-            format!(
-                "{{\"id\": \"{title}\", \"title\": \"{title}\", \"created_at\": \"2025-03-02T12:00:00Z\", \"cutoff\": \"2025-03-05T12:00:00Z\"}}\n"
-            ),
-        )
-        .expect("events");
         peak_memory_of(
-            sooth()
-                .args(["agent", "test"])
-                .arg(&agent)
+            world
+                .agent_test(&agent)
                 .arg("--events")
-                .arg(&events)
-                .arg("--gateway-config")
-                .arg(&config)
+                .arg(world.one_event(title, title))
                 .arg("--cache-dir")
-                .arg(dir.path().join("compiled"))
-                .args(["--timeout", "4", "--json"])
-                .env("SOOTH_TEST_CHAT_KEY", &fake_config.api_key)
-                .env("SOOTH_TEST_SEARCH_KEY", &fake_config.search_api_key),
+                .arg(world.dir.path().join("compiled"))
+                .args(["--timeout", "4"]),
         )
     };
     let (baseline, _) = measure("fine");

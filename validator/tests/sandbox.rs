@@ -20,10 +20,9 @@ fn at(text: &str) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_agents_fail_alone_and_are_imputed() {
-    let hostile = std::fs::read(sooth_test_agents::hostile()).unwrap();
-    let baseline = std::fs::read(sooth_test_agents::market_baseline()).unwrap();
+/// A simulation in `dir` whose runs get 2 s and 64 MiB, with a gateway that
+/// answers every call not-found.
+async fn simulation_in(dir: &std::path::Path) -> Simulation {
     let runner = Runner::new(RunnerConfig {
         timeout: Duration::from_secs(2),
         memory_limit_bytes: 64 << 20,
@@ -31,9 +30,8 @@ async fn hostile_agents_fail_alone_and_are_imputed() {
         ..RunnerConfig::default()
     })
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let simulation = Simulation::open(
-        dir.path(),
+    Simulation::open(
+        dir,
         at("2026-03-01T23:00:00Z"),
         runner,
         Arc::new(ScriptedGateway::empty()),
@@ -41,7 +39,15 @@ async fn hostile_agents_fail_alone_and_are_imputed() {
         DaemonSettings::default(),
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_agents_fail_alone_and_are_imputed() {
+    let hostile = std::fs::read(sooth_test_agents::hostile()).unwrap();
+    let baseline = std::fs::read(sooth_test_agents::market_baseline()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let simulation = simulation_in(dir.path()).await;
     simulation.enter("hostile", &hostile).await.unwrap();
     simulation.enter("baseline", &baseline).await.unwrap();
 
@@ -130,24 +136,8 @@ async fn hostile_agents_fail_alone_and_are_imputed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_floods_are_stored_within_bounds() {
     let hostile = std::fs::read(sooth_test_agents::hostile()).unwrap();
-    let runner = Runner::new(RunnerConfig {
-        timeout: Duration::from_secs(2),
-        memory_limit_bytes: 64 << 20,
-        compile_isolation: CompileIsolation::InProcess,
-        ..RunnerConfig::default()
-    })
-    .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let simulation = Simulation::open(
-        dir.path(),
-        at("2026-03-01T23:00:00Z"),
-        runner,
-        Arc::new(ScriptedGateway::empty()),
-        None,
-        DaemonSettings::default(),
-    )
-    .await
-    .unwrap();
+    let simulation = simulation_in(dir.path()).await;
     simulation.enter("hostile", &hostile).await.unwrap();
     let titles = ["call-loop", "long-name-loop"];
     let created = at("2026-03-02T08:00:00Z");
