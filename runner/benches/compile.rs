@@ -1,5 +1,6 @@
 //! Compile benchmark: what compiling the largest legitimate agents and the
-//! crafted components of issue 9 costs in the subprocess worker, the figures
+//! crafted components that make the compiler spend (millions of nested
+//! blocks, 200,000 functions) cost in the subprocess worker, the figures
 //! behind the default compile caps in `RunnerConfig`.
 //!
 //! ```text

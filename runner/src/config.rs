@@ -14,8 +14,8 @@ use crate::compile::CompileIsolation;
 // (13 s of CPU) at a peak RSS of 340-350 MiB, and needs an address-space cap
 // of at least 418 MiB; the Rust example agents need 0.2 s and 71 MiB. The
 // `sooth` binary, the worker validators use, maps about 25 MB more code.
-// - 1 GiB is 2.4x the worker's minimum (2.3x for `sooth`), while both shapes
-//   of issue 9 are refused at it: 2,400,000 nested blocks (1.9 GiB and 8 s
+// - 1 GiB is 2.4x the worker's minimum (2.3x for `sooth`), while both crafted
+//   shapes are refused at it: 2,400,000 nested blocks (1.9 GiB and 8 s
 //   uncapped) in under a second, 200,000 functions (1.07 GiB) in 10 s.
 // - 60 s is 4.6x the Python agent's compile alone, 2.3x when the default two
 //   compiles share the two cores.

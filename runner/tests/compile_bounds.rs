@@ -1,4 +1,4 @@
-//! Bounded compilation (issue 9): crafted components that make the compiler
+//! Bounded compilation: crafted components that make the compiler
 //! spend are refused as the component's fault within the default caps, the
 //! largest legitimate agents still compile under them, and compiles beyond
 //! `max_concurrent_compiles` wait their turn.
