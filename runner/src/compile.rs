@@ -23,7 +23,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::agent::LoadError;
 use crate::engine::compile_engine;
-use crate::truncate::truncate;
+use crate::truncate::{MAX_MESSAGE_BYTES, truncate};
 
 /// Where components are compiled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -68,9 +68,6 @@ const MEMORY_MARKERS: [&str; 5] = [
     "failed to spawn thread",
     "ThreadPoolBuildError",
 ];
-
-/// Longest worker message passed on in a [`LoadError`], in bytes.
-const MAX_MESSAGE_BYTES: usize = 2048;
 
 pub(crate) async fn compile(
     isolation: &CompileIsolation,

@@ -57,28 +57,29 @@ impl HostState {
         self.calls.admit().map_err(|over| {
             self.refuse(
                 service,
-                wit::GatewayError::BudgetExceeded(format!(
-                    "this run has made its limit of {} gateway calls",
-                    over.limit
-                )),
+                api::GatewayError::BudgetExceeded {
+                    message: format!(
+                        "this run has made its limit of {} gateway calls",
+                        over.limit
+                    ),
+                },
             )
         })
     }
 
     /// Records a call the host refused without asking the gateway.
-    fn refuse(&mut self, service: &str, error: wit::GatewayError) -> wit::GatewayError {
+    fn refuse(&mut self, service: &str, error: api::GatewayError) -> wit::GatewayError {
         self.calls.refused();
-        let status = api::GatewayError::from(error.clone()).kind();
         self.calls.finished(0.0, || GatewayCall {
             service: service.to_owned(),
             request_hash: String::new(),
-            status: status.to_owned(),
+            status: error.kind().to_owned(),
             cost_usd: 0.0,
             cached: false,
             retries: 0,
             duration_ms: 0.0,
         });
-        error
+        error.into()
     }
 
     /// Send one request through the gateway and record it; a success comes
@@ -114,11 +115,9 @@ impl HostState {
     }
 }
 
-fn too_large(size: usize) -> Option<wit::GatewayError> {
-    (size > MAX_REQUEST_BYTES).then(|| {
-        wit::GatewayError::BadRequest(format!(
-            "request of {size} bytes is over the {MAX_REQUEST_BYTES} byte limit"
-        ))
+fn too_large(size: usize) -> Option<api::GatewayError> {
+    (size > MAX_REQUEST_BYTES).then(|| api::GatewayError::BadRequest {
+        message: format!("request of {size} bytes is over the {MAX_REQUEST_BYTES} byte limit"),
     })
 }
 
@@ -137,19 +136,6 @@ impl From<api::GatewayError> for wit::GatewayError {
             api::GatewayError::NotFound { message } => Self::NotFound(message),
             api::GatewayError::BadRequest { message } => Self::BadRequest(message),
             api::GatewayError::Timeout => Self::Timeout,
-        }
-    }
-}
-
-impl From<wit::GatewayError> for api::GatewayError {
-    fn from(error: wit::GatewayError) -> Self {
-        match error {
-            wit::GatewayError::BudgetExceeded(message) => Self::BudgetExceeded { message },
-            wit::GatewayError::RateLimited(retry_after_ms) => Self::RateLimited { retry_after_ms },
-            wit::GatewayError::Unavailable(message) => Self::Unavailable { message },
-            wit::GatewayError::NotFound(message) => Self::NotFound { message },
-            wit::GatewayError::BadRequest(message) => Self::BadRequest { message },
-            wit::GatewayError::Timeout => Self::Timeout,
         }
     }
 }
@@ -233,25 +219,26 @@ impl wit::Host for HostState {
     async fn call(&mut self, service: String, body: String) -> Result<String, wit::GatewayError> {
         // The name becomes a URL path segment and a field of the run's
         // record: nothing but a short name of the fixed alphabet goes on.
-        let label = if check_service_name(&service).is_ok() {
+        let name_check = check_service_name(&service);
+        let label = if name_check.is_ok() {
             service.as_str()
         } else {
             INVALID_SERVICE
         };
         self.admit(label)?;
-        if let Err(error) = check_service_name(&service) {
-            return Err(self.refuse(
-                INVALID_SERVICE,
-                wit::GatewayError::BadRequest(error.to_string()),
-            ));
+        if let Err(error) = name_check {
+            let error = api::GatewayError::BadRequest {
+                message: error.to_string(),
+            };
+            return Err(self.refuse(INVALID_SERVICE, error));
         }
         if let Some(error) = too_large(body.len()) {
             return Err(self.refuse(&service, error));
         }
         if serde_json::from_str::<serde::de::IgnoredAny>(&body).is_err() {
-            let error = wit::GatewayError::BadRequest(format!(
-                "the body for service {service:?} is not valid JSON"
-            ));
+            let error = api::GatewayError::BadRequest {
+                message: format!("the body for service {service:?} is not valid JSON"),
+            };
             return Err(self.refuse(&service, error));
         }
         match self.forward(GatewayRequest::Call { service, body }).await? {

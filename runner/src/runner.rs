@@ -22,14 +22,11 @@ use crate::imports::first_forbidden;
 use crate::limits::RunLimiter;
 use crate::logs::LogSink;
 use crate::outcome::{RunOutcome, RunReport, clip_probability};
-use crate::truncate::truncate;
+use crate::truncate::{MAX_MESSAGE_BYTES, truncate};
 use crate::usage::CallLog;
 
 /// Longest reasoning kept with a forecast, in bytes.
 const MAX_REASONING_BYTES: usize = 2048;
-/// Longest failure message kept with a run, in bytes: a trap's text can
-/// carry names from the agent's own name section.
-const MAX_MESSAGE_BYTES: usize = 2048;
 /// Host-side WASI resources (streams, pollables...) one run may hold at
 /// once. Each lives in host memory and a guest can make them in a loop
 /// without dropping them; ordinary programs hold a handful.
@@ -220,13 +217,7 @@ impl Runner {
             inner.config.compile_memory_limit_bytes,
         )
         .await?;
-        // Our own compiler made this artifact for this engine just now, so
-        // what stops it loading is the component's shape, measured against
-        // the instance pool's limits.
-        let component = deserialize(&inner.engine, &artifact).map_err(|error| match error {
-            LoadError::Engine(reason) => LoadError::OverSandboxLimits(reason),
-            other => other,
-        })?;
+        let component = deserialize(&inner.engine, &artifact)?;
         if let Some(cache) = &inner.cache
             && let Err(error) = cache.store(hash, &artifact)
         {
@@ -361,11 +352,12 @@ fn deserialize_file(engine: &Engine, artifact: &std::path::Path) -> Result<Compo
 
 #[allow(unsafe_code)]
 fn deserialize(engine: &Engine, artifact: &[u8]) -> Result<Component, LoadError> {
-    // SAFETY: `artifact` is either what our own compiler produced just now
-    // or a cache entry whose keyed tag proved it is exactly such an output
-    // for this engine's configuration.
+    // SAFETY: `artifact` is what our own compiler produced just now for this
+    // engine's configuration.
     unsafe { Component::deserialize(engine, artifact) }
-        .map_err(|e| LoadError::Engine(format!("{e:#}")))
+        // So what stops it loading is the component's shape, measured
+        // against the instance pool's limits.
+        .map_err(|e| LoadError::OverSandboxLimits(format!("{e:#}")))
 }
 
 enum Stage {

@@ -1,5 +1,9 @@
 //! Cutting text the host keeps to a byte limit, on a character boundary.
 
+/// Longest failure message the runner keeps or passes on, in bytes: a trap's
+/// text or a compile worker's stderr can carry what the agent chose.
+pub(crate) const MAX_MESSAGE_BYTES: usize = 2048;
+
 /// The longest prefix of `text` of at most `max` bytes that ends on a
 /// character boundary.
 pub(crate) fn truncate(text: &str, max: usize) -> &str {
