@@ -31,6 +31,22 @@ fn defaults() -> RunnerConfig {
     }
 }
 
+/// Compiling in the real worker run by the shell `script`, which gets the
+/// worker's path and then `args` before the worker's own arguments.
+fn wrapped(script: &str, args: &[String]) -> CompileIsolation {
+    let mut all = vec![
+        "-c".to_owned(),
+        script.to_owned(),
+        "sh".to_owned(),
+        worker().display().to_string(),
+    ];
+    all.extend_from_slice(args);
+    CompileIsolation::Subprocess {
+        program: "sh".into(),
+        args: all,
+    }
+}
+
 /// A runner whose worker is wrapped in a shell script that first sleeps
 /// `delay`, and appends `start` and `end` lines with nanosecond times to
 /// `log` around the real worker: the worker processes' lifetimes, seen from
@@ -44,17 +60,7 @@ status=$?
 echo "end $(date +%s%N)" >> "$log"
 exit $status"#;
     Runner::new(RunnerConfig {
-        compile_isolation: CompileIsolation::Subprocess {
-            program: "sh".into(),
-            args: vec![
-                "-c".into(),
-                script.into(),
-                "sh".into(),
-                worker().display().to_string(),
-                log.display().to_string(),
-                delay.into(),
-            ],
-        },
+        compile_isolation: wrapped(script, &[log.display().to_string(), delay.to_owned()]),
         max_concurrent_compiles: slots,
         cache_dir: cache,
         ..common::config()
@@ -241,16 +247,7 @@ async fn the_worker_gets_none_of_the_runners_environment() {
 env > "$seen"
 exec "$worker" "$@""#;
     let runner = Runner::new(RunnerConfig {
-        compile_isolation: CompileIsolation::Subprocess {
-            program: "sh".into(),
-            args: vec![
-                "-c".into(),
-                script.into(),
-                "sh".into(),
-                worker().display().to_string(),
-                seen.display().to_string(),
-            ],
-        },
+        compile_isolation: wrapped(script, &[seen.display().to_string()]),
         ..common::config()
     })
     .unwrap();
