@@ -468,6 +468,26 @@ ON CONFLICT (key) DO UPDATE
        content_type = excluded.content_type, created_at_ms = excluded.created_at_ms,
        expires_at_ms = excluded.expires_at_ms";
 
+/// The statement that stores `entry` under `key`, made at `created_at_ms`:
+/// the same row whether [`ResponseCache::put`] writes it or the background
+/// writer does.
+fn put_query<'q>(
+    key: &'q str,
+    service: &'q str,
+    entry: &'q FrontEntry,
+    created_at_ms: i64,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    let response = &entry.response;
+    sqlx::query(PUT_SQL)
+        .bind(key)
+        .bind(service)
+        .bind(i64::from(response.status))
+        .bind(response.body.as_slice())
+        .bind(response.content_type.as_str())
+        .bind(created_at_ms)
+        .bind(entry.expires_at_ms)
+}
+
 // `RETURNING` (SQLite >= 3.35 and PostgreSQL): the key index forgets the
 // deleted keys.
 const PURGE_SQL: &str = "\
@@ -675,26 +695,10 @@ impl ResponseCache {
         ttl: Duration,
         now_ms: i64,
     ) -> Result<bool, CacheError> {
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        if !response.is_success() || ttl_ms == 0 {
+        let Some(entry) = self.remember(key, response, ttl, now_ms) else {
             return Ok(false);
-        }
-        let expires_at_ms = now_ms.saturating_add(ttl_ms);
-        self.front.insert(
-            key.to_owned(),
-            Arc::new(FrontEntry {
-                response: response.clone(),
-                expires_at_ms,
-            }),
-        );
-        sqlx::query(PUT_SQL)
-            .bind(key)
-            .bind(service)
-            .bind(i64::from(response.status))
-            .bind(response.body.as_slice())
-            .bind(response.content_type.as_str())
-            .bind(now_ms)
-            .bind(expires_at_ms)
+        };
+        put_query(key, service, &entry, now_ms)
             .execute(&self.writer)
             .await?;
         self.index.add(key);
@@ -833,19 +837,35 @@ impl ResponseCache {
         }
     }
 
-    /// Puts a 2xx answer in memory and queues it for the writer; never
-    /// waits (see the module docs).
-    fn store(&self, key: &str, service: &str, response: &CachedResponse, ttl: Duration) {
+    /// Puts `response` in the memory front for `ttl` from `now_ms` and
+    /// returns its entry, if it is to be stored at all: only 2xx answers
+    /// with a TTL of at least a millisecond are.
+    fn remember(
+        &self,
+        key: &str,
+        response: &CachedResponse,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Option<Arc<FrontEntry>> {
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         if !response.is_success() || ttl_ms == 0 {
-            return;
+            return None;
         }
-        let now_ms = unix_now_ms();
         let entry = Arc::new(FrontEntry {
             response: response.clone(),
             expires_at_ms: now_ms.saturating_add(ttl_ms),
         });
         self.front.insert(key.to_owned(), entry.clone());
+        Some(entry)
+    }
+
+    /// Puts a 2xx answer in memory and queues it for the writer; never
+    /// waits (see the module docs).
+    fn store(&self, key: &str, service: &str, response: &CachedResponse, ttl: Duration) {
+        let now_ms = unix_now_ms();
+        let Some(entry) = self.remember(key, response, ttl, now_ms) else {
+            return;
+        };
         self.writes.enqueue(Write {
             key: key.to_owned(),
             service: service.to_owned(),

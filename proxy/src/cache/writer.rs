@@ -19,7 +19,7 @@ use prometheus_client::metrics::counter::Counter;
 use sqlx::sqlite::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{FrontEntry, KeyIndex, PUT_SQL};
+use super::{FrontEntry, KeyIndex, put_query};
 
 /// The most answers written in one transaction.
 const MAX_BATCH: usize = 512;
@@ -178,17 +178,14 @@ async fn commit(pool: &SqlitePool, writes: &[Write]) -> Result<(), sqlx::Error> 
     }
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     for write in writes {
-        let response = &write.entry.response;
-        sqlx::query(PUT_SQL)
-            .bind(&write.key)
-            .bind(&write.service)
-            .bind(i64::from(response.status))
-            .bind(response.body.as_slice())
-            .bind(response.content_type.as_str())
-            .bind(write.created_at_ms)
-            .bind(write.entry.expires_at_ms)
-            .execute(&mut *tx)
-            .await?;
+        put_query(
+            &write.key,
+            &write.service,
+            &write.entry,
+            write.created_at_ms,
+        )
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await
 }
