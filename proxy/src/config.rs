@@ -191,8 +191,8 @@ pub enum ConfigError {
 }
 
 /// A service name as an error shows it: quoted, and cut short, since a name
-/// that breaks the rules may be of any length.
-fn shown_name(name: &str) -> String {
+/// that breaks the rules (or an agent made up) may be of any length.
+pub(crate) fn shown_name(name: &str) -> String {
     const SHOWN: usize = 80;
     match name.char_indices().nth(SHOWN) {
         Some((cut, _)) => format!("{:?}...", &name[..cut]),

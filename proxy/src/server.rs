@@ -24,7 +24,9 @@ use sooth_runner::{
 };
 
 use crate::cache::{CacheMode, CachedResponse, ResponseCache, cache_key};
-use crate::config::{AuthStyle, CachePolicy, ModelPrice, ProxyConfig, ServiceConfig, ServiceKind};
+use crate::config::{
+    AuthStyle, CachePolicy, ModelPrice, ProxyConfig, ServiceConfig, ServiceKind, shown_name,
+};
 use crate::ledger::{BudgetScope, Ledger, LedgerError, Reservation, ReservationId, utc_today};
 use crate::linked_keys::{ApiKey, LinkedKeys};
 use crate::metrics::{Metrics, RefusalLabels, RequestLabels};
@@ -800,9 +802,12 @@ fn service<'a>(
         .ok_or_else(|| {
             // The name is the agent's: shown short, it cannot make the
             // answer large.
-            let shown: String = service_name.chars().take(64).collect();
             Refusal::Agent(GatewayError::NotFound {
-                message: format!("no {} service named {shown:?}", kind_name(kind)),
+                message: format!(
+                    "no {} service named {}",
+                    kind_name(kind),
+                    shown_name(service_name)
+                ),
             })
         })
 }
