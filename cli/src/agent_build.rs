@@ -51,9 +51,67 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The target agents are built for.
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// Whether the toolchain that builds in `dir` has the standard library for `target`: rustc
+/// names the directory it would link it from, which holds `libstd` only once the target is
+/// installed. `None` when rustc cannot be asked (cargo will then say what is wrong).
+fn has_target_std(dir: &Path, target: &str) -> Option<bool> {
+    let output = Command::new("rustc")
+        .current_dir(dir)
+        .args(["--print", "target-libdir", "--target", target])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|output| output.status.success())?;
+    let libdir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    let has_std = std::fs::read_dir(libdir).is_ok_and(|entries| {
+        entries.flatten().any(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("libstd-") && name.ends_with(".rlib")
+        })
+    });
+    Some(has_std)
+}
+
+/// Makes sure the toolchain that builds in `dir` can build for [`WASM_TARGET`]: a toolchain
+/// installed before the project asked for the target lacks it, and cargo would stop with
+/// "can't find crate for `std`". With rustup the target is added (saying so); without, the
+/// error names the command to run.
+fn ensure_wasm_target(dir: &Path) -> anyhow::Result<()> {
+    if has_target_std(dir, WASM_TARGET) != Some(false) {
+        return Ok(());
+    }
+    let add = ["target", "add", WASM_TARGET];
+    eprintln!(
+        "the Rust toolchain lacks the {WASM_TARGET} target; adding it with `rustup target add {WASM_TARGET}`"
+    );
+    let status = match Command::new("rustup")
+        .current_dir(dir)
+        .args(add)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(std::io::stderr()))
+        .status()
+    {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => bail!(
+            "the Rust toolchain lacks the {WASM_TARGET} target and rustup is not on PATH; install the target (with rustup: `rustup target add {WASM_TARGET}`) and build again"
+        ),
+        Err(error) => return Err(error).context("cannot run rustup"),
+        Ok(status) => status,
+    };
+    if !status.success() {
+        bail!("`rustup target add {WASM_TARGET}` failed ({status}); its messages are above");
+    }
+    Ok(())
+}
+
 /// Builds the Rust agent project in `dir` with cargo for `wasm32-wasip2` (release) and copies
 /// the component to `out`.
 pub fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
+    ensure_wasm_target(dir)?;
     eprintln!(
         "building {} with cargo for wasm32-wasip2 (release)",
         dir.display()
@@ -218,20 +276,11 @@ pub fn build_python(dir: &Path, out: &Path) -> anyhow::Result<()> {
         dir.display(),
         inputs.wit.display()
     );
-    let mut command = Command::new("componentize-py");
+    let module_dirs: Vec<&Path> = inputs.sdk_dir.iter().map(PathBuf::as_path).collect();
+    let mut command = sooth_wit::componentize_py_command(dir, &inputs.wit, &module_dirs, out);
     command
-        .current_dir(dir)
         // An empty virtual environment: host site-packages are not bundled.
         .env("VIRTUAL_ENV", &inputs.empty_venv)
-        .arg("-d")
-        .arg(&inputs.wit)
-        .args(["-w", sooth_wit::WORLD, "componentize", "app", "-p", "."]);
-    if let Some(sdk_dir) = &inputs.sdk_dir {
-        command.arg("-p").arg(sdk_dir);
-    }
-    command
-        .arg("-o")
-        .arg(out)
         .stdin(Stdio::null())
         .stdout(Stdio::from(std::io::stderr()));
     tracing::debug!(?command, "running componentize-py");

@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
+use sooth_fake_upstream::{FakeUpstream, FakeUpstreamConfig};
+use sooth_protocol::generate_key;
 use sooth_proxy::config::ProxyConfig;
-use sooth_proxy::fake_upstream::{FakeUpstream, FakeUpstreamConfig};
 use sooth_proxy::launch::launch;
-use sooth_proxy::token::generate_key;
 use sooth_runner::HttpGateway;
 use sooth_validator::backtest::Simulation;
 use sooth_validator::daemon::DaemonSettings;

@@ -2,19 +2,40 @@
 //! gateway started in-process, or a running one; and the run tokens for it.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
+use ed25519_dalek::VerifyingKey;
+use sooth_protocol::{RunClaims, generate_key, mint, parse_signing_key_hex};
 use sooth_proxy::config::ProxyConfig;
-use sooth_proxy::launch::{api_keys, launch_with_own_keys};
+use sooth_proxy::launch::{api_keys, launch, launch_with_own_keys};
 use sooth_proxy::server::RunningGateway;
-use sooth_proxy::token::{RunClaims, generate_key, mint, parse_signing_key_hex};
 use sooth_runner::{Gateway, HttpGateway, ScriptedGateway};
 
 use crate::TestArgs;
 
 /// The miner hotkey the runs of a test session are made for.
 const LOCAL_MINER: &str = "local";
+
+/// Starts the gateway configured in `path` in this process, honouring the run tokens of
+/// `trusted`, on `addr` (or the configured address). The upstream API keys come from the
+/// environment; with `own_keys_of`, they count as that miner's own (a miner testing its agent),
+/// otherwise as the operator's.
+pub async fn start_in_process(
+    path: &Path,
+    trusted: VerifyingKey,
+    addr: Option<SocketAddr>,
+    own_keys_of: Option<&str>,
+) -> anyhow::Result<RunningGateway> {
+    let config = ProxyConfig::from_file(path)?;
+    let keys = api_keys(&config, |name| std::env::var(name).ok())?;
+    Ok(match own_keys_of {
+        Some(miner) => launch_with_own_keys(config, Some(trusted), keys, addr, miner).await?,
+        None => launch(config, Some(trusted), keys, addr).await?,
+    })
+}
 
 /// The gateway of a test session, and how to mint its run tokens.
 pub struct GatewayChoice {
@@ -34,19 +55,16 @@ impl GatewayChoice {
             anyhow::bail!("--run-cap-usd must be a non-negative number");
         }
         if let Some(path) = &args.gateway_config {
-            let config = ProxyConfig::from_file(path)?;
-            let keys = api_keys(&config, |name| std::env::var(name).ok())?;
             // A key of this session's own: the in-process gateway honours
             // the tokens this command mints, and nobody else's.
             let minter = generate_key();
             // The keys are the miner's own: its runs get the linked caps,
             // as at a validator where it linked them.
-            let running = launch_with_own_keys(
-                config,
-                Some(minter.verifying_key()),
-                keys,
+            let running = start_in_process(
+                path,
+                minter.verifying_key(),
                 Some(([127, 0, 0, 1], 0).into()),
-                LOCAL_MINER,
+                Some(LOCAL_MINER),
             )
             .await?;
             let gateway = Arc::new(HttpGateway::new(running.base_url())?);

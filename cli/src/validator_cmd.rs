@@ -1,10 +1,16 @@
 //! `sooth validator run` and `sooth validator add-agent`.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
+use ed25519_dalek::SigningKey;
+use sooth_proxy::server::RunningGateway;
+use sooth_runner::{Gateway, HttpGateway, ScriptedGateway};
 use sooth_validator::config::ValidatorConfig;
 use sooth_validator::service;
+
+use crate::gateway_choice::start_in_process;
 
 use crate::runner_setup::{default_cache_dir, make_runner_with};
 use crate::{AddAgentArgs, outln};
@@ -20,15 +26,40 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
     let runtime = crate::runtime()?;
     runtime.block_on(async {
         let runner = runner(&config)?;
+        let key = service::validator_key(&config)?;
+        let (gateway, in_process) = validator_gateway(&config, &key).await?;
         outln(format_args!(
             "validator running: data in {}, API on http://{}",
             config.data_dir.display(),
             config.api.listen
         ))?;
-        let shutdown = stop_signal();
-        service::run(config, runner, shutdown).await?;
+        let result = service::run(config, runner, gateway, stop_signal()).await;
+        if let Some(running) = in_process {
+            // Requests in flight finish and the ledger's last decisions reach its file.
+            running.stop().await;
+        }
+        result?;
         outln("validator stopped")
     })
+}
+
+/// The gateway the validator's agents call: one started in-process from a gateway
+/// configuration (trusting the validator's key), a running one at a URL, or none.
+async fn validator_gateway(
+    config: &ValidatorConfig,
+    key: &SigningKey,
+) -> anyhow::Result<(Arc<dyn Gateway>, Option<RunningGateway>)> {
+    if let Some(file) = &config.gateway.config {
+        let running = start_in_process(file, key.verifying_key(), None, None).await?;
+        tracing::info!(url = %running.base_url(), "gateway started in-process");
+        let client = HttpGateway::new(running.base_url())?;
+        return Ok((Arc::new(client), Some(running)));
+    }
+    if let Some(url) = &config.gateway.url {
+        return Ok((Arc::new(HttpGateway::new(url.clone())?), None));
+    }
+    tracing::warn!("no gateway configured: agents' gateway calls will fail");
+    Ok((Arc::new(ScriptedGateway::empty()), None))
 }
 
 /// Completes on Ctrl-C or SIGTERM (how service managers stop a daemon).

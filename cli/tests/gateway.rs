@@ -12,11 +12,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use common::{Output, run, sooth};
+use sooth_fake_upstream::{Failure, FakeUpstream, FakeUpstreamConfig};
+use sooth_protocol::{RunClaims, generate_key, mint};
 use sooth_proxy::config::ProxyConfig;
-use sooth_proxy::fake_upstream::{Failure, FakeUpstream, FakeUpstreamConfig};
 use sooth_proxy::launch::launch;
 use sooth_proxy::linked_keys::{ApiKey, LinkedKeys};
-use sooth_proxy::token::{RunClaims, generate_key, mint};
 use sooth_runner::{AgentEvent, HttpGateway, RunSpec, Runner, RunnerConfig};
 
 const MODEL: &str = "deepseek-ai/DeepSeek-V3";

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{run, sooth};
 use serde_json::Value;
-use sooth_proxy::fake_upstream::{CHAT_KEY_ENV, FakeUpstream, FakeUpstreamConfig, SEARCH_KEY_ENV};
+use sooth_fake_upstream::{CHAT_KEY_ENV, FakeUpstream, FakeUpstreamConfig, SEARCH_KEY_ENV};
 
 /// A free loopback port.
 fn free_port() -> u16 {

@@ -101,11 +101,73 @@ pub async fn open_in_memory(options: SqliteConnectOptions) -> Result<SqlitePool,
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// The file cannot be opened.
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
+    #[error("cannot open the database")]
+    Database(#[source] DatabaseError),
     /// The schema cannot be brought up to date.
-    #[error(transparent)]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot bring the database's schema up to date")]
+    Migrate(#[source] DatabaseError),
+}
+
+impl From<sqlx::Error> for OpenError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Database(error.into())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for OpenError {
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        Self::Migrate(error.into())
+    }
+}
+
+/// A database failure as the one cause at the end of an error's chain.
+///
+/// sqlx's errors print their own source inside their message (`error returned from database:
+/// (code: 13) database or disk is full`, then the same text again as the source), so an error
+/// line that walks the chain would say it twice. This wrapper shows sqlx's message and ends the
+/// chain there. Every table's owner wraps its sqlx errors in it.
+#[derive(Debug)]
+pub struct DatabaseError(DatabaseCause);
+
+#[derive(Debug)]
+enum DatabaseCause {
+    Query(sqlx::Error),
+    Migrate(sqlx::migrate::MigrateError),
+}
+
+impl DatabaseError {
+    /// The sqlx error of a failed query or connection, to tell kinds of failure apart (a
+    /// constraint, a busy database); `None` for a failed migration.
+    #[must_use]
+    pub fn as_sqlx(&self) -> Option<&sqlx::Error> {
+        match &self.0 {
+            DatabaseCause::Query(error) => Some(error),
+            DatabaseCause::Migrate(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for DatabaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            DatabaseCause::Query(error) => error.fmt(f),
+            DatabaseCause::Migrate(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for DatabaseError {}
+
+impl From<sqlx::Error> for DatabaseError {
+    fn from(error: sqlx::Error) -> Self {
+        Self(DatabaseCause::Query(error))
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for DatabaseError {
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        Self(DatabaseCause::Migrate(error))
+    }
 }
 
 #[cfg(test)]
@@ -115,6 +177,22 @@ mod tests {
     use sqlx::Row;
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_database_failure_is_one_cause_said_once() {
+        use std::error::Error as _;
+
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should be: SQLite cannot open it.
+        let path = dir.path().join("sooth.sqlite");
+        std::fs::create_dir(&path).unwrap();
+        let base = SqliteConnectOptions::new().filename(&path);
+        let error = open_writer_and_readers(base, 1, |w| w).await.unwrap_err();
+        assert_eq!(error.to_string(), "cannot open the database");
+        let cause = error.source().unwrap();
+        assert!(!cause.to_string().is_empty());
+        assert!(cause.source().is_none(), "{cause}");
+    }
 
     #[tokio::test]
     async fn a_file_opens_in_wal_with_every_table_and_opens_again_unchanged() {

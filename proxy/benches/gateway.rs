@@ -12,14 +12,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sooth_fake_upstream::{FakeUpstream, FakeUpstreamConfig};
+use sooth_protocol::RequestSigner;
+use sooth_protocol::{RunClaims, encode_public_key, generate_key, mint};
 use sooth_proxy::cache::ResponseCache;
 use sooth_proxy::config::ProxyConfig;
-use sooth_proxy::fake_upstream::{FakeUpstream, FakeUpstreamConfig};
 use sooth_proxy::ledger::Ledger;
 use sooth_proxy::linked_keys::LinkedKeys;
 use sooth_proxy::server::{GatewayState, RunningGateway};
-use sooth_proxy::signing::RequestSigner;
-use sooth_proxy::token::{RunClaims, encode_public_key, generate_key, mint};
 
 const MODEL: &str = "fake-org/Fake-Model-8B";
 /// Paced rates, requests per second.

@@ -131,6 +131,9 @@ const PURGE_BATCH: i64 = 1_000;
 /// Errors of the cache's database.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
+    /// The database could not be opened or its schema brought up to date.
+    #[error("cannot open the database of the response cache")]
+    Open(#[from] OpenError),
     /// The database failed (I/O, lock wait beyond `busy_timeout`, a corrupt
     /// row, ...).
     #[error("cache database error: {0}")]
@@ -340,15 +343,6 @@ fn write_string(out: &mut impl Sink, s: &str) {
     }
     out.put(&s[start..]);
     out.put("\"");
-}
-
-impl From<OpenError> for CacheError {
-    fn from(error: OpenError) -> Self {
-        match error {
-            OpenError::Database(error) => Self::Database(error),
-            OpenError::Migrate(error) => Self::Migrate(error),
-        }
-    }
 }
 
 /// How to open a cache file.

@@ -253,7 +253,7 @@ impl ProxyConfig {
             // The runner puts an agent's service name into the gateway's URL
             // and refuses names outside this rule: a configured name must
             // pass it too, or no agent could reach the service.
-            if let Err(error) = sooth_runner::check_service_name(name) {
+            if let Err(error) = sooth_protocol::check_service_name(name) {
                 return invalid(format!("service name {}: {error}", shown_name(name)));
             }
             if !service.base_url.starts_with("http://") && !service.base_url.starts_with("https://")

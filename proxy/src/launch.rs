@@ -3,19 +3,17 @@
 //! miners' own API keys in that directory.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use ed25519_dalek::{SigningKey, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
+use sooth_protocol::{RequestSigner, load_or_create_signing_key, parse_public_key};
 
 use crate::cache::ResponseCache;
 use crate::config::ProxyConfig;
 use crate::ledger::{Ledger, LedgerOptions};
 use crate::linked_keys::{ApiKey, DEFAULT_RELOAD_INTERVAL, LinkedKeyError, LinkedKeys};
 use crate::server::{GatewayState, RunningGateway, StartError};
-use crate::signing::RequestSigner;
-use crate::token::{encode_signing_key_hex, generate_key, parse_public_key, parse_signing_key_hex};
 
 /// The operator's upstream API keys, read with `lookup` (the environment,
 /// in the CLI) from each service's `api_key_env`.
@@ -38,38 +36,6 @@ pub fn api_keys(
             ))),
         })
         .collect()
-}
-
-/// The outbound signing key in `path` (64 hex characters); a new key is
-/// created there, readable by the owner only, when the file does not exist.
-///
-/// # Errors
-///
-/// [`StartError::Key`] when the file cannot be read, written or parsed.
-pub fn load_or_create_signing_key(path: &Path) -> Result<SigningKey, StartError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse_signing_key_hex(&text)
-            .map_err(|e| StartError::Key(format!("signing key {}: {e}", path.display()))),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let key = generate_key();
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let written = options.open(path).and_then(|mut file| {
-                file.write_all(format!("{}\n", encode_signing_key_hex(&key)).as_bytes())
-            });
-            written.map_err(|e| {
-                StartError::Key(format!("cannot create signing key {}: {e}", path.display()))
-            })?;
-            tracing::info!(path = %path.display(), "created a new outbound signing key");
-            Ok(key)
-        }
-        Err(error) => Err(StartError::Key(format!(
-            "cannot read signing key {}: {error}",
-            path.display()
-        ))),
-    }
 }
 
 /// The gateway's database file (ledger, cache, linked keys) in the
@@ -148,7 +114,7 @@ async fn start(
     let ledger = Ledger::open_with(&database, &ledger_options).await?;
     // Reservations a crash left open count against the caps until no run
     // that made them can still be going.
-    let max_run = crate::token::MAX_TOKEN_LIFETIME_SECS.unsigned_abs();
+    let max_run = sooth_protocol::MAX_TOKEN_LIFETIME_SECS.unsigned_abs();
     ledger.release_stale(max_run).await?;
     let cache = ResponseCache::open(&database).await?;
     let linked = match own_keys_of {

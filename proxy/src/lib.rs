@@ -2,8 +2,7 @@
 //!
 //! This crate owns the gateway service: run tokens, outbound request
 //! signing, price tables and budgets (a persistent spend ledger), the
-//! response cache, retries, the upstream adapters, and a fake upstream for
-//! tests and demos. It must not know about agents' code or scores: the
+//! response cache, retries and the upstream adapters. It must not know about agents' code or scores: the
 //! runner reaches it through its `Gateway` trait, the validator mints the
 //! tokens.
 
@@ -13,8 +12,6 @@ mod background;
 pub mod cache;
 /// Gateway configuration.
 pub mod config;
-/// A fake upstream (LLM chat, search, generic) for tests and demos.
-pub mod fake_upstream;
 /// Starting a gateway from its configuration.
 pub mod launch;
 /// The persistent spend ledger that makes budgets impossible to overspend.
@@ -27,7 +24,3 @@ pub mod metrics;
 pub mod retry;
 /// The HTTP service.
 pub mod server;
-/// Signing of outbound requests, and its verifier.
-pub mod signing;
-/// Run tokens: minted by the validator, verified by the gateway.
-pub mod token;

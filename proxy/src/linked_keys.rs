@@ -81,6 +81,9 @@ impl fmt::Debug for ApiKey {
 /// key's text.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkedKeyError {
+    /// The database could not be opened or its schema brought up to date.
+    #[error("cannot open the database of the linked keys")]
+    Open(#[from] OpenError),
     /// The key text is unusable (see [`ApiKey::parse`]).
     #[error("an API key must be 1 to {MAX_KEY_LEN} visible ASCII characters (no spaces inside)")]
     InvalidKey,
@@ -94,15 +97,6 @@ pub enum LinkedKeyError {
     /// The schema could not be brought up to date.
     #[error("linked keys migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-}
-
-impl From<OpenError> for LinkedKeyError {
-    fn from(error: OpenError) -> Self {
-        match error {
-            OpenError::Database(error) => Self::Database(error),
-            OpenError::Migrate(error) => Self::Migrate(error),
-        }
-    }
 }
 
 /// Service name, then miner hotkey, to key: a lookup borrows both names and

@@ -1,7 +1,7 @@
 //! The gateway's HTTP service: authenticates run tokens, reserves budget,
 //! forwards signed requests upstream with retries, settles the real cost.
 //!
-//! Routes (the wire format is `sooth_runner::HttpGateway`'s):
+//! Routes (the bodies and headers are `sooth_protocol`'s):
 //! `POST /v1/chat` (the default chat service) and `POST /v1/chat/{service}`,
 //! `POST /v1/search` and `POST /v1/search/{service}`,
 //! `POST /v1/call/{service}`, `GET /health`, `GET /metrics`.
@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ed25519_dalek::VerifyingKey;
-use sooth_runner::{
+use sooth_protocol::{
     ChatRequest, ChatResponse, GatewayError, SearchRequest, SearchResponse, SearchResult,
     TokenUsage,
 };
@@ -31,8 +31,8 @@ use crate::ledger::{BudgetScope, Ledger, LedgerError, Reservation, ReservationId
 use crate::linked_keys::{ApiKey, LinkedKeys};
 use crate::metrics::{Metrics, RefusalLabels, RequestLabels};
 use crate::retry::{backoff, parse_retry_after};
-use crate::signing::RequestSigner;
-use crate::token::{RunClaims, TokenError, TokenVerifier};
+use sooth_protocol::RequestSigner;
+use sooth_protocol::{RunClaims, TokenError, TokenVerifier};
 
 /// Everything the handlers share.
 pub struct GatewayState {
@@ -55,6 +55,9 @@ pub enum StartError {
     /// A key is missing or malformed.
     #[error("{0}")]
     Key(String),
+    /// The outbound signing key cannot be read or created.
+    #[error("the outbound signing key")]
+    SigningKey(#[from] sooth_protocol::KeyFileError),
     /// The ledger could not be opened.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
@@ -312,9 +315,9 @@ impl Refusal {
         } = &self
         {
             if let Ok(value) = HeaderValue::from_str(&format!("{charged}")) {
-                headers.insert(sooth_runner::COST_HEADER, value);
+                headers.insert(sooth_protocol::COST_HEADER, value);
             }
-            headers.insert(sooth_runner::RETRIES_HEADER, HeaderValue::from(*retries));
+            headers.insert(sooth_protocol::RETRIES_HEADER, HeaderValue::from(*retries));
         }
         if let Self::Agent(GatewayError::RateLimited { retry_after_ms })
         | Self::Upstream {
@@ -630,10 +633,13 @@ fn reply(state: &GatewayState, service: &str, result: Result<Answer, Refusal>) -
             let headers = response.headers_mut();
             headers.insert("content-type", HeaderValue::from_static("application/json"));
             if let Ok(value) = HeaderValue::from_str(&format!("{cost}")) {
-                headers.insert(sooth_runner::COST_HEADER, value);
+                headers.insert(sooth_protocol::COST_HEADER, value);
             }
-            headers.insert(sooth_runner::CACHE_HEADER, HeaderValue::from_static(cache));
-            headers.insert(sooth_runner::RETRIES_HEADER, HeaderValue::from(retries));
+            headers.insert(
+                sooth_protocol::CACHE_HEADER,
+                HeaderValue::from_static(cache),
+            );
+            headers.insert(sooth_protocol::RETRIES_HEADER, HeaderValue::from(retries));
             response
         }
     };

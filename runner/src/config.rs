@@ -92,22 +92,10 @@ impl Default for RunnerConfig {
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The TOML text did not parse or named an unknown key.
-    #[error("invalid runner configuration in {path}: {message}")]
-    Parse {
-        /// The file read.
-        path: String,
-        /// What was wrong.
-        message: String,
-    },
-    /// The file could not be read.
-    #[error("cannot read runner configuration {path}: {source}")]
-    Read {
-        /// The file read.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
+    /// The file could not be read, its TOML did not parse, or it named an
+    /// unknown key.
+    #[error(transparent)]
+    File(#[from] sooth_config::ConfigFileError),
     /// A value is out of its range.
     #[error("invalid runner configuration: {0}")]
     Invalid(String),
@@ -120,24 +108,19 @@ impl RunnerConfig {
     ///
     /// [`ConfigError`] when the file cannot be read, does not parse, names an
     /// unknown key or holds a value out of range.
-    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::from_toml_str(&text, &path.display().to_string())
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let config: Self = sooth_config::read(path)?;
+        config.validate()?;
+        Ok(config)
     }
 
     /// Parse a configuration from TOML text; `origin` names it in errors.
     ///
     /// # Errors
     ///
-    /// As [`RunnerConfig::from_toml_file`].
-    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let config: Self = toml::from_str(text).map_err(|error| ConfigError::Parse {
-            path: origin.to_owned(),
-            message: error.to_string(),
-        })?;
+    /// As [`RunnerConfig::from_file`].
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config: Self = sooth_config::parse(text, origin)?;
         config.validate()?;
         Ok(config)
     }

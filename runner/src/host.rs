@@ -7,10 +7,11 @@ use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::gateway::{self as api, Gateway, GatewayRequest, GatewayResponse, RunContext};
+use sooth_protocol::{self as api, GatewayRequest, GatewayResponse, check_service_name};
+
+use crate::gateway::{Gateway, RunContext};
 use crate::limits::RunLimiter;
 use crate::logs::LogSink;
-use crate::service_name::check_service_name;
 use crate::usage::{CallLog, GatewayCall};
 
 wasmtime::component::bindgen!({

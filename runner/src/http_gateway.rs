@@ -31,17 +31,12 @@
 
 use futures::future::BoxFuture;
 
-use crate::gateway::{
-    Gateway, GatewayAnswer, GatewayError, GatewayRequest, GatewayResponse, RunContext,
+use sooth_protocol::{
+    CACHE_HEADER, COST_HEADER, GatewayError, GatewayRequest, GatewayResponse, RETRIES_HEADER,
+    check_service_name,
 };
-use crate::service_name::check_service_name;
 
-/// Header with the cost of an answer in US dollars.
-pub const COST_HEADER: &str = "x-sooth-cost-usd";
-/// Header saying whether an answer came from the cache (`hit`/`miss`).
-pub const CACHE_HEADER: &str = "x-sooth-cache";
-/// Header with the number of upstream retries made.
-pub const RETRIES_HEADER: &str = "x-sooth-retries";
+use crate::gateway::{Gateway, GatewayAnswer, RunContext};
 
 /// Why an [`HttpGateway`] cannot be made.
 #[derive(Debug, thiserror::Error)]

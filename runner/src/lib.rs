@@ -29,7 +29,6 @@ mod clock;
 mod compile;
 mod config;
 mod engine;
-mod event;
 mod exports;
 mod gateway;
 mod host;
@@ -40,22 +39,23 @@ mod logs;
 mod outcome;
 mod runner;
 mod scripted;
-mod service_name;
 mod truncate;
 mod usage;
 
 pub use agent::{Agent, LoadError, content_hash};
 pub use compile::{CompileIsolation, compile_worker_main};
 pub use config::{ConfigError, RunnerConfig};
-pub use event::{AgentEvent, EventError};
-pub use gateway::{
-    ChatMessage, ChatRequest, ChatResponse, Gateway, GatewayAnswer, GatewayError, GatewayRequest,
-    GatewayResponse, RunContext, SearchRequest, SearchResponse, SearchResult, TokenUsage,
-};
-pub use http_gateway::{CACHE_HEADER, COST_HEADER, HttpGateway, HttpGatewayError, RETRIES_HEADER};
+pub use gateway::{Gateway, GatewayAnswer, RunContext};
+pub use http_gateway::{HttpGateway, HttpGatewayError};
+// What passes between a run and the gateway is the protocol's; the runner
+// re-exports it so that a host needs one crate to run agents.
 pub use logs::CapturedLogs;
 pub use outcome::{RunOutcome, RunReport, clip_probability};
 pub use runner::{RunSpec, Runner, RunnerError};
 pub use scripted::{ScriptError, ScriptedGateway};
-pub use service_name::{MAX_SERVICE_NAME_LEN, ServiceNameError, check_service_name};
+pub use sooth_protocol::{
+    AgentEvent, CACHE_HEADER, COST_HEADER, ChatMessage, ChatRequest, ChatResponse, EventError,
+    GatewayError, GatewayRequest, GatewayResponse, MAX_SERVICE_NAME_LEN, RETRIES_HEADER,
+    SearchRequest, SearchResponse, SearchResult, ServiceNameError, TokenUsage, check_service_name,
+};
 pub use usage::{GatewayCall, GatewayUsage};

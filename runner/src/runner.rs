@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sooth_protocol::{AgentEvent, EventError};
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store, UpdateDeadline};
@@ -14,7 +15,6 @@ use crate::clock::{EventWallClock, RunMonotonicClock, RunSeeds};
 use crate::compile::compile;
 use crate::config::{ConfigError, RunnerConfig};
 use crate::engine::{EpochTicker, run_engine};
-use crate::event::{AgentEvent, EventError};
 use crate::exports::predict_mismatch;
 use crate::gateway::{Gateway, RunContext};
 use crate::host::{Forecaster, ForecasterPre, HostState, WitEvent, WitForecast};

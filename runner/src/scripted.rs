@@ -37,10 +37,12 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use crate::gateway::{
-    ChatResponse, Gateway, GatewayAnswer, GatewayError, GatewayRequest, GatewayResponse,
-    RunContext, SearchResponse, SearchResult, TokenUsage,
+use sooth_protocol::{
+    ChatResponse, GatewayError, GatewayRequest, GatewayResponse, SearchResponse, SearchResult,
+    TokenUsage,
 };
+
+use crate::gateway::{Gateway, GatewayAnswer, RunContext};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

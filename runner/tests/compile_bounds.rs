@@ -227,9 +227,9 @@ async fn a_worker_that_cannot_start_is_a_runner_failure() {
 
 #[test]
 fn compile_slots_must_be_at_least_one() {
-    let error = RunnerConfig::from_toml_str("max_concurrent_compiles = 0", "test").unwrap_err();
+    let error = RunnerConfig::from_toml("max_concurrent_compiles = 0", "test").unwrap_err();
     assert!(matches!(error, ConfigError::Invalid(_)), "{error:?}");
-    let config = RunnerConfig::from_toml_str("max_concurrent_compiles = 3", "test").expect("valid");
+    let config = RunnerConfig::from_toml("max_concurrent_compiles = 3", "test").expect("valid");
     assert_eq!(config.max_concurrent_compiles, 3);
 }
 

@@ -94,28 +94,6 @@ pub fn always_half() -> PathBuf {
     PATH.get_or_init(|| rust_agent("always-half")).clone()
 }
 
-/// The componentize-py command line that builds a Python agent in
-/// `agent_dir` (whose module is `app`) into `output`, with the SDK helper on
-/// the module path.
-pub fn componentize_py_command(
-    agent_dir: &Path,
-    wit: &Path,
-    sdk_python: &Path,
-    output: &Path,
-) -> Command {
-    let mut command = Command::new("componentize-py");
-    command
-        .current_dir(agent_dir)
-        .arg("-d")
-        .arg(wit)
-        .args(["-w", "forecaster", "componentize", "app", "-p", "."])
-        .arg("-p")
-        .arg(sdk_python)
-        .arg("-o")
-        .arg(output);
-    command
-}
-
 fn hash_sources(paths: &[PathBuf]) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
@@ -153,7 +131,7 @@ pub fn python_llm_forecaster() -> PathBuf {
         let venv = target_dir().join("python").join("empty-venv");
         std::fs::create_dir_all(venv.join("lib").join("python3").join("site-packages"))
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", venv.display()));
-        let status = componentize_py_command(&agent_dir, &wit, &sdk, &partial)
+        let status = sooth_wit::componentize_py_command(&agent_dir, &wit, &[&sdk], &partial)
             .env("VIRTUAL_ENV", &venv)
             .status()
             .unwrap_or_else(|error| panic!("cannot run componentize-py ({error}); install it with `pip install componentize-py`"));

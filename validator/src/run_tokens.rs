@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use sooth_proxy::token::{MAX_TOKEN_LIFETIME_SECS, RunClaims, mint};
+use sooth_protocol::{MAX_TOKEN_LIFETIME_SECS, RunClaims, mint};
 
 use crate::executor::RunJob;
 use crate::sandbox::RunTokens;
@@ -73,7 +73,7 @@ mod tests {
     use super::*;
     use crate::store::{EventRecord, EventStatus, NewEvent};
     use chrono::{DateTime, TimeDelta, Utc};
-    use sooth_proxy::token::verify;
+    use sooth_protocol::verify;
 
     #[test]
     fn a_runs_token_is_as_of_its_events_creation() {

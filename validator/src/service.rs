@@ -1,20 +1,20 @@
 //! The live validator: `sooth validator run` and `sooth validator add-agent`.
 //!
 //! This module owns the wiring of a live daemon from its [`ValidatorConfig`]: the store and
-//! components in the data directory, the validator's key (created on first start), the gateway
-//! (in-process from a gateway configuration, or a running one), the weights file, the
-//! read-only HTTP API, and the loop that polls the sources and steps the daemon on the real
-//! clock: at every poll and at every midnight (activation). It must not hold rules of its own.
+//! components in the data directory, the validator's key (created on first start), the weights
+//! file, the read-only HTTP API, and the loop that polls the sources and steps the daemon on the
+//! real clock: at every poll and at every midnight (activation). The gateway its agents call is
+//! the caller's (the command line starts one in-process or points at a running one), so that
+//! the validator never links the gateway. It must not hold rules of its own.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
 use chrono::TimeDelta;
-use sooth_proxy::config::ProxyConfig;
-use sooth_proxy::launch::{api_keys, launch, load_or_create_signing_key};
-use sooth_proxy::server::RunningGateway;
-use sooth_runner::{Gateway, HttpGateway, Runner, ScriptedGateway};
+use ed25519_dalek::SigningKey;
+use sooth_protocol::{KeyFileError, load_or_create_signing_key};
+use sooth_runner::{Gateway, Runner, ScriptedGateway};
 use thiserror::Error;
 
 use crate::activation::next_midnight_after;
@@ -47,12 +47,9 @@ pub enum ServiceError {
     /// The daemon failed (the store, above all).
     #[error(transparent)]
     Daemon(#[from] DaemonError),
-    /// The gateway could not be set up.
-    #[error("gateway: {0}")]
-    Gateway(String),
     /// The validator's run-token key cannot be read or created.
-    #[error("validator key: {0}")]
-    Key(String),
+    #[error("the validator's run-token key")]
+    Key(#[from] KeyFileError),
     /// A source is misconfigured, or its progress unreadable.
     #[error(transparent)]
     Sources(#[from] IntakeError),
@@ -86,8 +83,6 @@ struct Parts {
     daemon: Arc<Daemon>,
     executor: Arc<SandboxExecutor>,
     store: Store,
-    /// The in-process gateway, stopped (requests finished, ledger written) at the end.
-    gateway: Option<RunningGateway>,
 }
 
 fn settings(config: &ValidatorConfig) -> DaemonSettings {
@@ -101,48 +96,34 @@ fn settings(config: &ValidatorConfig) -> DaemonSettings {
     }
 }
 
+/// The validator's run-token key in its data directory, created (with the directory) on first
+/// use. The gateway its agents call must trust this key's public half.
+///
+/// # Errors
+///
+/// [`ServiceError::DataDir`] when the directory cannot be made, [`ServiceError::Key`] when the
+/// key cannot be read or created.
+pub fn validator_key(config: &ValidatorConfig) -> Result<SigningKey, ServiceError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServiceError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+    Ok(load_or_create_signing_key(&config.data_dir.join(KEY_FILE))?)
+}
+
 async fn open(
     config: &ValidatorConfig,
     runner: Runner,
-    with_gateway: bool,
+    gateway: Arc<dyn Gateway>,
 ) -> Result<Parts, ServiceError> {
     let data_dir_error = |source| ServiceError::DataDir {
         path: config.data_dir.display().to_string(),
         source,
     };
-    std::fs::create_dir_all(&config.data_dir).map_err(data_dir_error)?;
+    let key = validator_key(config)?;
     let store = Store::open(&config.data_dir.join(STORE_FILE))
         .await
         .map_err(DaemonError::from)?;
-    let key = load_or_create_signing_key(&config.data_dir.join(KEY_FILE))
-        .map_err(|error| ServiceError::Key(error.to_string()))?;
-    let (gateway, running): (Arc<dyn Gateway>, Option<RunningGateway>) =
-        match (&config.gateway.config, &config.gateway.url) {
-            (Some(file), _) if with_gateway => {
-                let proxy_config = ProxyConfig::from_file(file)
-                    .map_err(|error| ServiceError::Gateway(error.to_string()))?;
-                let keys = api_keys(&proxy_config, |name| std::env::var(name).ok())
-                    .map_err(|error| ServiceError::Gateway(error.to_string()))?;
-                let running = launch(proxy_config, Some(key.verifying_key()), keys, None)
-                    .await
-                    .map_err(|error| ServiceError::Gateway(error.to_string()))?;
-                tracing::info!(url = %running.base_url(), "gateway started in-process");
-                let client = HttpGateway::new(running.base_url())
-                    .map_err(|error| ServiceError::Gateway(error.to_string()))?;
-                (Arc::new(client), Some(running))
-            }
-            (None, Some(url)) if with_gateway => {
-                let client = HttpGateway::new(url.clone())
-                    .map_err(|error| ServiceError::Gateway(error.to_string()))?;
-                (Arc::new(client), None)
-            }
-            _ => {
-                if with_gateway {
-                    tracing::warn!("no gateway configured: agents' gateway calls will fail");
-                }
-                (Arc::new(ScriptedGateway::empty()), None)
-            }
-        };
     let tokens: Option<Arc<dyn RunTokens>> = Some(Arc::new(SignedRunTokens::new(
         key,
         BTreeMap::from([("*".to_owned(), config.gateway.run_cap_usd)]),
@@ -164,7 +145,6 @@ async fn open(
         daemon: Arc::new(daemon),
         executor,
         store,
-        gateway: running,
     })
 }
 
@@ -182,7 +162,8 @@ pub async fn add_agent(
     hotkey: &str,
     bytes: &[u8],
 ) -> Result<AddedAgent, ServiceError> {
-    let parts = open(config, runner, false).await?;
+    // Adding a version runs no agent: no gateway is needed.
+    let parts = open(config, runner, Arc::new(ScriptedGateway::empty())).await?;
     let hash = parts.executor.admit(bytes).await?;
     let registered = parts
         .store
@@ -202,7 +183,8 @@ pub async fn add_agent(
 
 /// Runs the live validator until `shutdown` completes: polls the sources every
 /// `sources.poll_secs`, steps the daemon after each poll and at each midnight, and serves the
-/// HTTP API.
+/// HTTP API. Agents reach outside services through `gateway`, which must trust the public half
+/// of [`validator_key`].
 ///
 /// # Errors
 ///
@@ -210,9 +192,10 @@ pub async fn add_agent(
 pub async fn run(
     config: ValidatorConfig,
     runner: Runner,
+    gateway: Arc<dyn Gateway>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServiceError> {
-    let parts = open(&config, runner, true).await?;
+    let parts = open(&config, runner, gateway).await?;
     let listener = tokio::net::TcpListener::bind(&config.api.listen)
         .await
         .map_err(|source| ServiceError::Api {
@@ -262,9 +245,6 @@ pub async fn run(
         step.abort();
     }
     api.abort();
-    if let Some(gateway) = parts.gateway {
-        gateway.stop().await;
-    }
     parts.store.close().await;
     tracing::info!("validator stopped");
     result

@@ -2,7 +2,8 @@
 //! them (`sooth.wit` beside this crate).
 //!
 //! This crate owns the contract's text and the names derived from it; it must
-//! not hold any host or guest logic. The host (`sooth-runner`) and the Rust
+//! not hold any host or guest logic, only the command line that builds a
+//! Python component against it. The host (`sooth-runner`) and the Rust
 //! guest SDK (`sooth-sdk`) generate their bindings from the same file, and the
 //! CLI writes this text into new Python agent projects.
 
@@ -28,6 +29,33 @@ pub const IMPORTABLE_INTERFACES: [&str; 3] = [
 
 /// Fully qualified name of the interface an agent must export.
 pub const AGENT_INTERFACE: &str = "sooth:agent/agent@0.1.0";
+
+/// The componentize-py command line that builds the Python agent in
+/// `agent_dir` (its module `app`) against the contract in `wit` into
+/// `output`, with each of `module_dirs` (the SDK helper's, say) on the
+/// module path. The caller adds what its setting needs (environment,
+/// standard streams) and runs it.
+pub fn componentize_py_command(
+    agent_dir: &std::path::Path,
+    wit: &std::path::Path,
+    module_dirs: &[&std::path::Path],
+    output: &std::path::Path,
+) -> std::process::Command {
+    let mut command = std::process::Command::new("componentize-py");
+    command.current_dir(agent_dir).arg("-d").arg(wit).args([
+        "-w",
+        WORLD,
+        "componentize",
+        "app",
+        "-p",
+        ".",
+    ]);
+    for dir in module_dirs {
+        command.arg("-p").arg(dir);
+    }
+    command.arg("-o").arg(output);
+    command
+}
 
 #[cfg(test)]
 mod tests {

@@ -43,7 +43,7 @@
 //! What stays in memory: every open reservation; the totals of every day
 //! from yesterday on (older days are read from the file when asked for);
 //! and the totals of every run that reserved in the last
-//! [`MAX_TOKEN_LIFETIME_SECS`](crate::token::MAX_TOKEN_LIFETIME_SECS). A run
+//! [`MAX_TOKEN_LIFETIME_SECS`](sooth_protocol::MAX_TOKEN_LIFETIME_SECS). A run
 //! idle for longer is forgotten: its token has expired, so it cannot
 //! reserve again.
 //!
@@ -105,6 +105,9 @@ const ROUNDING_SLACK_MICROS: f64 = 1e-3;
 /// Errors of the ledger.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
+    /// The database could not be opened or its schema brought up to date.
+    #[error("cannot open the database of the spend ledger")]
+    Open(#[from] OpenError),
     /// The reservation does not fit under a cap; nothing was reserved.
     #[error(
         "budget exceeded ({scope} cap): cap {cap_usd} USD, committed {committed_usd} USD, \
@@ -164,15 +167,6 @@ pub enum LedgerError {
     /// The schema could not be brought up to date.
     #[error("ledger migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-}
-
-impl From<OpenError> for LedgerError {
-    fn from(error: OpenError) -> Self {
-        match error {
-            OpenError::Database(error) => Self::Database(error),
-            OpenError::Migrate(error) => Self::Migrate(error),
-        }
-    }
 }
 
 /// Which cap a refused reservation ran into.
@@ -367,9 +361,9 @@ struct Inner {
 }
 
 /// How long a run's totals stay in memory after its last reservation: the
-/// longest a run token may live ([`crate::token::MAX_TOKEN_LIFETIME_SECS`]).
+/// longest a run token may live ([`sooth_protocol::MAX_TOKEN_LIFETIME_SECS`]).
 /// A run idle for longer cannot reserve again, so it is forgotten.
-const RUN_MEMORY_MS: i64 = crate::token::MAX_TOKEN_LIFETIME_SECS * 1000;
+const RUN_MEMORY_MS: i64 = sooth_protocol::MAX_TOKEN_LIFETIME_SECS * 1000;
 
 const LAST_ID_SQL: &str = "SELECT COALESCE(MAX(id), 0) FROM gateway_reservations";
 

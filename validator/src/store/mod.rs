@@ -80,7 +80,7 @@ pub enum StoreError {
         /// The database file (`:memory:` for an in-memory store).
         path: PathBuf,
         /// The migrator's error.
-        source: sqlx::migrate::MigrateError,
+        source: sooth_migrations::DatabaseError,
     },
     /// An event with this id exists already.
     #[error("event {event_id:?} already exists")]
@@ -278,16 +278,15 @@ impl Store {
     /// written by a newer sooth).
     pub async fn open_with(path: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
         check_directory_writable(path)?;
-        let open_error = |error: sqlx::Error| StoreError::Open {
-            path: path.to_owned(),
-            reason: error.to_string(),
-        };
         let base = file_options(path, options.busy_timeout, options.durable);
         let (writer, reader) =
             open_writer_and_readers(base, options.read_connections, |writer| writer)
                 .await
                 .map_err(|error| match error {
-                    OpenError::Database(error) => open_error(error),
+                    OpenError::Database(error) => StoreError::Open {
+                        path: path.to_owned(),
+                        reason: error.to_string(),
+                    },
                     OpenError::Migrate(source) => StoreError::Migrate {
                         path: path.to_owned(),
                         source,

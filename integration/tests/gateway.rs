@@ -4,17 +4,17 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use sooth_proxy::cache::{CacheOptions, ResponseCache};
-use sooth_proxy::config::ProxyConfig;
-use sooth_proxy::fake_upstream::{
+use sooth_fake_upstream::{
     Failure, FakeUpstream, FakeUpstreamConfig, SEARCH_FIRST_PUBLISHED, SEARCH_PUBLISHED_STEP,
 };
+use sooth_protocol::{RequestSigner, verify_request};
+use sooth_protocol::{RunClaims, generate_key, mint};
+use sooth_proxy::cache::{CacheOptions, ResponseCache};
+use sooth_proxy::config::ProxyConfig;
 use sooth_proxy::launch::{link_key, unlink_key};
 use sooth_proxy::ledger::Ledger;
 use sooth_proxy::linked_keys::{ApiKey, LinkedKeys};
 use sooth_proxy::server::{GatewayState, RunningGateway};
-use sooth_proxy::signing::{RequestSigner, verify_request};
-use sooth_proxy::token::{RunClaims, generate_key, mint};
 use sooth_runner::{
     ChatMessage, ChatRequest, Gateway, GatewayAnswer, GatewayError, GatewayRequest,
     GatewayResponse, HttpGateway, RunContext, SearchRequest,
@@ -109,7 +109,7 @@ price_per_call = 0.001
 per_miner_day_cap_usd = {day_cap}
 linked_per_miner_day_cap_usd = {linked_day_cap}
 "#,
-            validator = sooth_proxy::token::encode_public_key(&validator.verifying_key()),
+            validator = sooth_protocol::encode_public_key(&validator.verifying_key()),
             data_dir = dir.path().display(),
         ),
         "test config",
@@ -947,7 +947,7 @@ async fn failed_calls_report_their_retries_and_error() {
     assert_eq!(raw.status(), 503);
     assert_eq!(
         raw.headers()
-            .get(sooth_runner::RETRIES_HEADER)
+            .get(sooth_protocol::RETRIES_HEADER)
             .and_then(|v| v.to_str().ok()),
         Some("3")
     );
@@ -1112,7 +1112,7 @@ async fn search_on(
     if status != 200 {
         return (status, Vec::new());
     }
-    let answer: sooth_runner::SearchResponse = response.json().await.expect("search answer");
+    let answer: sooth_protocol::SearchResponse = response.json().await.expect("search answer");
     (status, answer.results.iter().map(|r| r.published).collect())
 }
 

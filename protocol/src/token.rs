@@ -88,7 +88,7 @@ pub struct RunClaims {
     /// Whether the validator believes the miner linked its own API key.
     /// The gateway does not decide by it: the key it has on file for the
     /// miner and service is what pays, and the higher daily cap follows
-    /// that key (see [`crate::linked_keys`]). A stale claim can neither put
+    /// that key (see the gateway's linked keys). A stale claim can neither put
     /// the operator's key under the linked cap nor stop a miner's own key
     /// from paying. It stays in the signed format as the validator's record.
     pub linked_key: bool,

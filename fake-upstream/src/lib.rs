@@ -1,6 +1,10 @@
 //! A fake upstream for tests and demos: it stands in for the LLM, search and
 //! generic services the gateway forwards to, on loopback.
 //!
+//! This crate owns that stand-in and nothing of the gateway: it ships in no
+//! validator or gateway, and it must not depend on them. The gateway's
+//! tests and benchmark, the command line's tests and `sooth demo` use it.
+//!
 //! Routes:
 //!
 //! * `POST /v1/chat/completions`: OpenAI-compatible chat completions (like
@@ -54,7 +58,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use sooth_proxy::fake_upstream::{Failure, FakeUpstream, FakeUpstreamConfig};
+//! use sooth_fake_upstream::{Failure, FakeUpstream, FakeUpstreamConfig};
 //! use std::time::Duration;
 //!
 //! let fake = FakeUpstream::start(FakeUpstreamConfig::default()).await?;
