@@ -24,3 +24,5 @@ pub mod metrics;
 pub mod retry;
 /// The HTTP service.
 pub mod server;
+/// The request and answer formats of the upstreams.
+mod upstream;

@@ -1,0 +1,376 @@
+//! The gateway's HTTP service: authenticates run tokens, reserves budget,
+//! forwards signed requests upstream with retries, settles the real cost.
+//!
+//! Routes (the bodies and headers are `sooth_protocol`'s):
+//! `POST /v1/chat` (the default chat service) and `POST /v1/chat/{service}`,
+//! `POST /v1/search` and `POST /v1/search/{service}`,
+//! `POST /v1/call/{service}`, `GET /health`, `GET /metrics`.
+//!
+//! Rooms: this file holds the shared state, the router, the running server
+//! and the reply every route ends with; `auth.rs` checks run tokens,
+//! `reservation.rs` reserves and settles budget in the ledger, `cached.rs`
+//! answers through the response cache, `forward.rs` sends a signed request
+//! upstream with retries, `answer.rs` is what a route answers, and
+//! `chat.rs`, `search.rs` and `call.rs` are the routes (the last two share
+//! `priced.rs`, the shape of a call priced per call).
+
+mod answer;
+mod auth;
+mod cached;
+mod call;
+mod chat;
+mod forward;
+mod priced;
+mod reservation;
+mod search;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use ed25519_dalek::VerifyingKey;
+use sooth_protocol::{GatewayError, RequestSigner, TokenVerifier};
+
+use crate::cache::ResponseCache;
+use crate::config::{ProxyConfig, ServiceConfig, ServiceKind, shown_name};
+use crate::ledger::{Ledger, LedgerError};
+use crate::linked_keys::{ApiKey, LinkedKeys};
+use crate::metrics::{Metrics, RequestLabels};
+use answer::{Answer, Refusal};
+
+/// Everything the handlers share.
+pub struct GatewayState {
+    config: ProxyConfig,
+    tokens: TokenVerifier,
+    signer: RequestSigner,
+    ledger: Ledger,
+    cache: ResponseCache,
+    client: reqwest::Client,
+    /// The operator's key per service.
+    api_keys: BTreeMap<String, ApiKey>,
+    /// Miners' own keys, used instead of the operator's when on file.
+    linked: LinkedKeys,
+    metrics: Metrics,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A key is missing or malformed.
+    #[error("{0}")]
+    Key(String),
+    /// The outbound signing key cannot be read or created.
+    #[error("the outbound signing key")]
+    SigningKey(#[from] sooth_protocol::KeyFileError),
+    /// The ledger could not be opened.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The cache could not be opened.
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
+    /// The linked keys could not be opened or set.
+    #[error(transparent)]
+    LinkedKeys(#[from] crate::linked_keys::LinkedKeyError),
+    /// The HTTP client or listener failed.
+    #[error("{0}")]
+    Io(String),
+}
+
+impl GatewayState {
+    /// Build the state: keys, ledger, HTTP client. `api_keys` maps service
+    /// names to the operator's upstream keys (read from the environment by
+    /// the caller, so that this crate never reads ambient state); `linked`
+    /// holds the keys miners linked, used instead of the operator's.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError`] when a key is missing or malformed or the HTTP client
+    /// cannot be built.
+    pub async fn new(
+        config: ProxyConfig,
+        validator_key: VerifyingKey,
+        signer: RequestSigner,
+        ledger: Ledger,
+        cache: ResponseCache,
+        api_keys: BTreeMap<String, String>,
+        linked: LinkedKeys,
+    ) -> Result<Self, StartError> {
+        let api_keys = config
+            .services
+            .iter()
+            .map(|(name, service)| {
+                let key = api_keys.get(name).ok_or_else(|| {
+                    StartError::Key(format!(
+                        "no API key for service {name} (set {})",
+                        service.api_key_env
+                    ))
+                })?;
+                let key = ApiKey::parse(key).map_err(|error| {
+                    StartError::Key(format!(
+                        "the API key of service {name} (from {}): {error}",
+                        service.api_key_env
+                    ))
+                })?;
+                Ok((name.clone(), key))
+            })
+            .collect::<Result<BTreeMap<_, _>, StartError>>()?;
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1024)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| StartError::Io(e.to_string()))?;
+        let metrics = Metrics::new(cache.dropped_writes_counter());
+        Ok(Self {
+            config,
+            tokens: TokenVerifier::new(validator_key),
+            signer,
+            ledger,
+            cache,
+            client,
+            api_keys,
+            linked,
+            metrics,
+        })
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Who pays for `miner`'s calls to `service_name`: the miner's own key
+    /// when one is on file, else the operator's. Looked up once per
+    /// forwarded call, so that the key sent and the cap applied agree.
+    fn payer<'a>(&self, service_name: &str, miner: &'a str) -> Payer<'a> {
+        match self.linked.lookup(service_name, miner) {
+            Some(key) => Payer {
+                miner,
+                key: Some(key),
+                linked: true,
+            },
+            None => Payer {
+                miner,
+                key: self.api_keys.get(service_name).cloned(),
+                linked: false,
+            },
+        }
+    }
+}
+
+/// The miner a forwarded call is made for, and the key that pays for it.
+struct Payer<'a> {
+    miner: &'a str,
+    /// `None` only for a service without an operator key, which
+    /// [`GatewayState::new`] refuses; kept an `Option` so that no lookup
+    /// can panic.
+    key: Option<ApiKey>,
+    /// Whether `key` is the miner's own: then the linked day cap applies.
+    linked: bool,
+}
+
+/// The router of the gateway service.
+pub fn router(state: Arc<GatewayState>) -> Router {
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .route("/v1/chat", post(chat::chat))
+        .route("/v1/chat/{service}", post(chat::chat_on))
+        .route("/v1/search", post(search::search))
+        .route("/v1/search/{service}", post(search::search_on))
+        .route("/v1/call/{service}", post(call::call))
+        .fallback(no_route)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// A running gateway on a local port.
+pub struct RunningGateway {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+    state: Arc<GatewayState>,
+    /// Tells the server to stop accepting and finish what it has.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// How long [`RunningGateway::stop`] lets requests in flight finish.
+pub const STOP_GRACE: Duration = Duration::from_secs(30);
+
+impl RunningGateway {
+    /// Serve `state` on `addr` (port 0 picks a free one).
+    ///
+    /// # Errors
+    ///
+    /// When the address cannot be bound.
+    pub async fn start(state: GatewayState, addr: SocketAddr) -> Result<Self, StartError> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| StartError::Io(format!("cannot listen on {addr}: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartError::Io(e.to_string()))?;
+        let state = Arc::new(state);
+        let app = router(state.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            });
+            if let Err(error) = serve.await {
+                tracing::error!(%error, "gateway server stopped");
+            }
+        });
+        Ok(Self {
+            addr,
+            task,
+            state,
+            stop: Some(stop),
+        })
+    }
+
+    /// Stops accepting requests, lets those in flight finish (for at most
+    /// [`STOP_GRACE`]), then writes the ledger's last decisions and the
+    /// cache's queued answers to their file and closes them.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if tokio::time::timeout(STOP_GRACE, &mut self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("gateway: requests still running after the grace period; dropping them");
+            self.task.abort();
+        }
+        self.state.ledger.close().await;
+        self.state.cache.close().await;
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for RunningGateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+fn reply(state: &GatewayState, service: &str, result: Result<Answer, Refusal>) -> Response {
+    let response = match result {
+        Err(refusal) => refusal.into_response(),
+        Ok(Answer {
+            body,
+            cost,
+            retries,
+            cache,
+        }) => {
+            let mut response = (StatusCode::OK, body).into_response();
+            let headers = response.headers_mut();
+            headers.insert("content-type", HeaderValue::from_static("application/json"));
+            if let Ok(value) = HeaderValue::from_str(&format!("{cost}")) {
+                headers.insert(sooth_protocol::COST_HEADER, value);
+            }
+            headers.insert(
+                sooth_protocol::CACHE_HEADER,
+                HeaderValue::from_static(cache),
+            );
+            headers.insert(sooth_protocol::RETRIES_HEADER, HeaderValue::from(retries));
+            response
+        }
+    };
+    // The name comes from the URL: an agent could make up any number of
+    // them, so a name the configuration lacks is counted under one label.
+    let service = if state.config.services.contains_key(service) {
+        service
+    } else {
+        UNKNOWN_SERVICE_LABEL
+    };
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            service: service.to_owned(),
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+/// The `service` label of requests to a service name that is not
+/// configured (no configured name has this spelling: parentheses are not
+/// in a service name's alphabet).
+pub const UNKNOWN_SERVICE_LABEL: &str = "(unknown)";
+
+/// The configured service named `service_name`, when it is of `kind`; every
+/// route looks its service up here, so an unknown or mismatched name is a
+/// clean 404 whichever route it came through. The name is the path segment
+/// percent-decoded: a `..` or `/` in it is part of the name, which no
+/// configured name contains, never a step to another route.
+fn service<'a>(
+    state: &'a GatewayState,
+    service_name: &str,
+    kind: ServiceKind,
+) -> Result<&'a ServiceConfig, Refusal> {
+    state
+        .config
+        .services
+        .get(service_name)
+        .filter(|service| service.kind == kind)
+        .ok_or_else(|| {
+            // The name is the agent's: shown short, it cannot make the
+            // answer large.
+            Refusal::Agent(GatewayError::NotFound {
+                message: format!(
+                    "no {} service named {}",
+                    kind_name(kind),
+                    shown_name(service_name)
+                ),
+            })
+        })
+}
+
+fn kind_name(kind: ServiceKind) -> &'static str {
+    match kind {
+        ServiceKind::Chat => "chat",
+        ServiceKind::Search => "search",
+        ServiceKind::Generic => "generic",
+    }
+}
+
+/// Any path that is not a route (a literal `..` that walked off one, say):
+/// the same not-found error as an unknown service, so the runner reads it
+/// the same way.
+async fn no_route() -> Response {
+    Refusal::Agent(GatewayError::NotFound {
+        message: "no such route".into(),
+    })
+    .into_response()
+}
+
+async fn metrics(State(state): State<Arc<GatewayState>>) -> Response {
+    let mut response = state.metrics.render().into_response();
+    response.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}
