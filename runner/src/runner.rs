@@ -41,10 +41,10 @@ pub enum RunnerError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// wasmtime refused to start.
-    #[error("cannot start the wasm engine: {0}")]
-    Engine(String),
+    #[error("cannot start the wasm engine")]
+    Engine(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The compile cache directory is unusable.
-    #[error("cannot use the compile cache at {path}: {source}")]
+    #[error("cannot use the compile cache at {path}")]
     Cache {
         /// The directory.
         path: String,
@@ -125,12 +125,12 @@ impl Runner {
     /// reserve its pool, or the cache directory cannot be used.
     pub fn new(config: RunnerConfig) -> Result<Self, RunnerError> {
         config.validate()?;
-        let engine = run_engine(&config).map_err(|e| RunnerError::Engine(format!("{e:?}")))?;
+        let engine = run_engine(&config).map_err(|e| RunnerError::Engine(e.into()))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| RunnerError::Engine(format!("{e:?}")))?;
+            .map_err(|e| RunnerError::Engine(e.into()))?;
         Forecaster::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |state| state)
-            .map_err(|e| RunnerError::Engine(format!("{e:?}")))?;
+            .map_err(|e| RunnerError::Engine(e.into()))?;
         let cache = match &config.cache_dir {
             Some(dir) => {
                 Some(
@@ -143,7 +143,7 @@ impl Runner {
             None => None,
         };
         let ticker = EpochTicker::start(&engine, config.epoch_tick)
-            .map_err(|e| RunnerError::Engine(e.to_string()))?;
+            .map_err(|e| RunnerError::Engine(e.into()))?;
         let slots = Semaphore::new(config.max_concurrent_runs as usize);
         let compiles = Semaphore::new(config.max_concurrent_compiles as usize);
         Ok(Self {
@@ -259,7 +259,7 @@ impl Runner {
             .slots
             .acquire()
             .await
-            .map_err(|e| RunnerError::Engine(e.to_string()))?;
+            .map_err(|e| RunnerError::Engine(e.into()))?;
         let limit = spec
             .timeout
             .map_or(inner.config.timeout, |t| t.min(inner.config.timeout));

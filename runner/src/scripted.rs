@@ -80,7 +80,7 @@ struct Rule {
 #[derive(Debug, thiserror::Error)]
 pub enum ScriptError {
     /// The file cannot be read.
-    #[error("cannot read responses file {path}: {source}")]
+    #[error("cannot read responses file {path}")]
     Read {
         /// The file.
         path: String,
@@ -88,12 +88,12 @@ pub enum ScriptError {
         source: std::io::Error,
     },
     /// The file does not parse.
-    #[error("responses file {path} is invalid: {message}")]
+    #[error("responses file {path} is invalid")]
     Parse {
         /// The file.
         path: String,
-        /// What was wrong.
-        message: String,
+        /// What was wrong: the TOML or JSON parser's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A rule is inconsistent.
     #[error("responses file {path}, rule {index}: {message}")]
@@ -162,14 +162,14 @@ impl ScriptedGateway {
     ///
     /// As [`ScriptedGateway::from_file`].
     pub fn from_str(text: &str, json: bool, origin: &str) -> Result<Self, ScriptError> {
-        let parsed: Result<ScriptFile, String> = if json {
-            serde_json::from_str(text).map_err(|e| e.to_string())
+        let parsed: Result<ScriptFile, Box<dyn std::error::Error + Send + Sync>> = if json {
+            serde_json::from_str(text).map_err(Into::into)
         } else {
-            toml::from_str(text).map_err(|e| e.to_string())
+            toml::from_str(text).map_err(Into::into)
         };
-        let file = parsed.map_err(|message| ScriptError::Parse {
+        let file = parsed.map_err(|source| ScriptError::Parse {
             path: origin.to_owned(),
-            message,
+            source,
         })?;
         for (index, rule) in file.rule.iter().enumerate() {
             let rule_error = |message: String| ScriptError::Rule {

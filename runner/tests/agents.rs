@@ -248,7 +248,8 @@ fn responses_files_are_checked() {
         "r.toml",
     )
     .unwrap_err();
-    assert!(error.to_string().contains("extra"), "{error}");
+    let chain = format!("{:#}", anyhow::Error::new(error));
+    assert!(chain.contains("extra"), "{chain}");
     let json = r#"{"rule": [{"service": "search", "results": [{"title": "t", "url": "u"}]}]}"#;
     assert!(ScriptedGateway::from_str(json, true, "r.json").is_ok());
 }
