@@ -5,9 +5,12 @@
 //! This crate owns the wasmtime engine and everything around a run: the
 //! compile cache, import checks, resource limits, the deterministic clock and
 //! random numbers, captured logs, the host side of the WIT contract and the
-//! [`Gateway`] trait through which agents reach outside services. It must not
-//! know about miners' scores, storage or HTTP: the validator and the gateway
-//! proxy build on it.
+//! [`Gateway`] trait through which agents reach outside services, with its
+//! HTTP and scripted clients. What passes between a run and the gateway
+//! (requests, answers, errors, the event an agent sees) is `sooth-protocol`'s,
+//! re-exported here. It must not know about miners' scores or storage, nor
+//! serve HTTP: the validator and the command line build on it, and the
+//! gateway does not link it.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
