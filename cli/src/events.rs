@@ -19,7 +19,6 @@ use std::fmt;
 use std::path::Path;
 
 use sooth_runner::AgentEvent;
-use sooth_validator::event::Event;
 use sooth_validator::sources::{Position, jsonl};
 
 /// The synthetic events `sooth agent test` runs on when given no file.
@@ -135,22 +134,9 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<TestEvent>, EventsError> {
         .iter()
         .map(|event| TestEvent {
             outcome: outcomes.get(event.id.as_str()).copied(),
-            event: agent_event(event),
+            event: event.to_agent_event(),
         })
         .collect())
-}
-
-/// The event as the runner hands it to an agent.
-fn agent_event(event: &Event) -> AgentEvent {
-    AgentEvent {
-        id: event.id.clone(),
-        kind: event.kind.clone(),
-        title: event.title.clone(),
-        description: event.description.clone(),
-        created_at: event.created_at.timestamp(),
-        cutoff: event.cutoff.timestamp(),
-        metadata: event.metadata.clone(),
-    }
 }
 
 #[cfg(test)]

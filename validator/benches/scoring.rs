@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sooth_validator::scoring::{Miner, Outcome, ResolvedEvent, event_brier_scores, leaderboard};
+use sooth_validator::scoring::{Miner, Outcome, ResolvedEvent, ScoredEvent, leaderboard};
 
 const MINERS: usize = 256;
 const EVENTS: usize = 10_000;
@@ -72,7 +72,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..REPEATS {
         let timer = Instant::now();
         for event in &events {
-            checksum += event_brier_scores(event).iter().sum::<f64>();
+            checksum += ScoredEvent::of(event)
+                .scores
+                .iter()
+                .map(|score| score.brier)
+                .sum::<f64>();
         }
         best_scores = best_scores.min(timer.elapsed().as_secs_f64());
 

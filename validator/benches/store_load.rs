@@ -17,8 +17,9 @@ use std::time::Instant;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sooth_validator::activation::AgentVersion;
+use sooth_validator::event::Event;
 use sooth_validator::scoring::{Miner, leaderboard};
-use sooth_validator::store::{NewEvent, Store};
+use sooth_validator::store::Store;
 use sqlx::Connection;
 use sqlx::sqlite::SqliteConnection;
 
@@ -61,14 +62,17 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..EVENTS {
         let created_at = start + TimeDelta::seconds(864 * i64::try_from(i)?);
         store
-            .insert_event(&NewEvent {
-                id: format!("event-{i:05}"),
+            .insert_event(&Event {
                 kind: "synthetic".to_owned(),
-                title: format!("Question {i}?"),
-                description: String::new(),
-                metadata: serde_json::json!({ "market_prob": 0.5 }),
-                created_at,
-                cutoff: created_at + TimeDelta::days(3),
+                metadata: serde_json::Map::from_iter([(
+                    "market_prob".to_owned(),
+                    serde_json::json!(0.5),
+                )]),
+                ..Event::new(
+                    format!("event-{i:05}"),
+                    format!("Question {i}?"),
+                    created_at,
+                )
             })
             .await?;
     }

@@ -24,7 +24,7 @@ use crate::daemon::DaemonSettings;
 use crate::daemon::{Daemon, DaemonError};
 use crate::event::{Event, Resolution};
 use crate::sandbox::{AdmitError, RunTokens, SandboxExecutor};
-use crate::scoring::{brier_score, scored_prediction};
+use crate::scoring::score_totals;
 use crate::store::{Store, StoreError};
 use crate::weights::NoWeightSetter;
 
@@ -336,15 +336,7 @@ impl BacktestReport {
             .last_resolved_events(&miners, usize::MAX, at)
             .await
             .map_err(DaemonError::from)?;
-        let mut sums = vec![0.0_f64; miners.len()];
-        let mut imputed = vec![0_usize; miners.len()];
-        for event in &every {
-            for (index, &raw) in event.predictions.iter().enumerate() {
-                let prediction = scored_prediction(raw);
-                sums[index] += brier_score(prediction.value, event.outcome);
-                imputed[index] += usize::from(prediction.imputed);
-            }
-        }
+        let totals = score_totals(miners.len(), &every);
         let count = every.len();
         let rows = standings
             .iter()
@@ -358,9 +350,9 @@ impl BacktestReport {
                 imputed_count: row.imputed_count,
                 weight: row.weight,
                 // usize -> f64 is exact below 2^53 events.
-                mean_brier_all: (count > 0).then(|| sums[index] / count as f64),
+                mean_brier_all: (count > 0).then(|| totals[index].brier_sum / count as f64),
                 events_all: count,
-                imputed_all: imputed[index],
+                imputed_all: totals[index].imputed,
             })
             .collect();
         Ok(Self { ended_at: at, rows })

@@ -7,8 +7,9 @@
 //!
 //! 1. **activation**: records, per miner, the version active since the last midnight
 //!    ([`crate::activation`]);
-//! 2. **runs**: every run still owed ([`Store::runs_needed`]: open events created by now, the
-//!    version active at each event's creation) goes to the [`RunExecutor`], at most
+//! 2. **runs**: every run still owed (a registered miner without a run on an open event
+//!    created by now, [`Store::missing_runs`], by the version active at the event's creation,
+//!    [`crate::activation::active_version`]) goes to the [`RunExecutor`], at most
 //!    `max_concurrent_runs` at a time, and each outcome is recorded as it finishes;
 //! 3. **scoring**: if resolutions arrived since the last step, the Brier scores of the newly
 //!    resolved events and the leaderboard over the last 101 events resolved by now are recorded
@@ -28,11 +29,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use serde_json::Value;
 use thiserror::Error;
 use tokio::sync::Mutex;
 
-use crate::activation::{AgentVersion, activation_timeline, midnight_at_or_before};
+use crate::activation::{AgentVersion, activation_timeline, active_version, midnight_at_or_before};
 use crate::clock::Clock;
 use crate::event::{Event, Resolution};
 use crate::executor::{RunExecutor, RunJob};
@@ -40,11 +40,10 @@ use crate::registration::{
     RegistrationDecision, RegistrationError, RegistrationRules, decide_registration,
 };
 use crate::scoring::{
-    LeaderboardRow, Miner, ResolvedEvent, SCORING_WINDOW, ScoringError, leaderboard_over,
+    LeaderboardRow, Miner, ResolvedEvent, SCORING_WINDOW, ScoredEvent, ScoringError,
+    leaderboard_over,
 };
-use crate::store::{
-    EventRecord, NewEvent, NewRun, Resolution as Recorded, RunRecorded, Store, StoreError,
-};
+use crate::store::{EventRecord, NewRun, Resolution as Recorded, RunRecorded, Store, StoreError};
 use crate::weights::{WeightSetter, Weights};
 
 /// How many finished runs are recorded in one transaction at most.
@@ -228,16 +227,7 @@ impl Daemon {
     /// [`DaemonError::Store`] for an invalid event or a failed write. Nothing is written on
     /// error.
     pub async fn ingest_event(&self, event: &Event) -> Result<Ingested, DaemonError> {
-        let new_event = NewEvent {
-            id: event.id.clone(),
-            kind: event.kind.clone(),
-            title: event.title.clone(),
-            description: event.description.clone(),
-            metadata: Value::Object(event.metadata.clone()),
-            created_at: event.created_at,
-            cutoff: event.cutoff,
-        };
-        let ingested = self.insert_event(&new_event).await;
+        let ingested = self.insert_event(event).await;
         if ingested.is_ok() {
             // After the write: a step that sees the change also sees the event.
             if event.created_at > self.clock.now() {
@@ -248,12 +238,12 @@ impl Daemon {
         ingested
     }
 
-    async fn insert_event(&self, new_event: &NewEvent) -> Result<Ingested, DaemonError> {
+    async fn insert_event(&self, new_event: &Event) -> Result<Ingested, DaemonError> {
         match self.store.insert_event(new_event).await {
             Ok(()) => Ok(Ingested::New),
             Err(StoreError::DuplicateEvent { event_id }) => {
                 let stored = self.store.event(&event_id).await?;
-                if stored.is_some_and(|stored| same_event(&stored, new_event)) {
+                if stored.is_some_and(|stored| same_event(&stored.event, new_event)) {
                     Ok(Ingested::AlreadyKnown)
                 } else {
                     Err(DaemonError::ConflictingEvent { event_id })
@@ -460,10 +450,11 @@ impl Daemon {
     /// Executes every run owed at `now`, recording outcomes as they finish; returns (runs,
     /// failed runs).
     async fn run_owed(&self, now: DateTime<Utc>) -> Result<(usize, usize), DaemonError> {
-        let pending = self.store.runs_needed(now).await?;
-        if pending.is_empty() {
+        let missing = self.store.missing_runs(now).await?;
+        if missing.is_empty() {
             return Ok((0, 0));
         }
+        let versions = self.store.versions_for_activation().await?;
         let events: HashMap<String, EventRecord> = self
             .store
             .open_events(now)
@@ -471,16 +462,18 @@ impl Daemon {
             .into_iter()
             .map(|record| (record.event.id.clone(), record))
             .collect();
-        let jobs: Vec<RunJob> = pending
+        // A miner without a version active at the event's creation has nothing to run on it.
+        let jobs: Vec<RunJob> = missing
             .into_iter()
             .filter_map(|run| {
+                let version = active_version(&versions, &run.hotkey, run.created_at)?;
                 let event = events.get(&run.event_id)?.clone();
                 Some(RunJob {
                     run_id: RunJob::run_id_for(&run.event_id, &run.hotkey),
                     event,
+                    version_hash: version.hash.clone(),
                     hotkey: run.hotkey,
                     uid: run.uid,
-                    version_hash: run.version_hash,
                 })
             })
             .collect();
@@ -501,12 +494,7 @@ impl Daemon {
                     event_id: job.event.event.id,
                     hotkey: job.hotkey,
                     version_hash: job.version_hash,
-                    status: executed.status,
-                    prediction: executed.prediction,
-                    duration_ms: executed.duration_ms,
-                    logs: executed.logs,
-                    gateway_usage: executed.gateway_usage,
-                    cost_usd: executed.cost_usd,
+                    executed,
                     finished_at,
                 })
                 .collect();
@@ -514,7 +502,7 @@ impl Daemon {
             for (record, outcome) in records.iter().zip(outcomes) {
                 if outcome == RunRecorded::Inserted {
                     runs += 1;
-                    failed += usize::from(record.prediction.is_none());
+                    failed += usize::from(record.executed.prediction.is_none());
                 }
             }
         }
@@ -583,11 +571,11 @@ impl Daemon {
             return Ok((None, later));
         }
         let rows = leaderboard_over(&window.miners, &window.events, self.settings.scoring_window)?;
-        let newly_scored: Vec<ResolvedEvent> = window
+        let newly_scored: Vec<ScoredEvent> = window
             .events
             .iter()
             .filter(|event| fresh.contains(&event.id))
-            .cloned()
+            .map(ScoredEvent::of)
             .collect();
         self.store
             .record_scores_and_weights(&window.miners, &newly_scored, &rows, now)
@@ -605,8 +593,7 @@ impl Daemon {
 
 /// Whether a stored event is `new_event` (instants compared at the store's millisecond
 /// precision).
-fn same_event(stored: &EventRecord, new_event: &NewEvent) -> bool {
-    let stored = &stored.event;
+fn same_event(stored: &Event, new_event: &Event) -> bool {
     stored.id == new_event.id
         && stored.kind == new_event.kind
         && stored.title == new_event.title

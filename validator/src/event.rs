@@ -12,6 +12,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use sooth_protocol::AgentEvent;
 
 /// SPEC, "events": an event lasts three days to its cutoff unless its source says otherwise.
 pub const DEFAULT_LIFETIME: TimeDelta = TimeDelta::days(3);
@@ -37,7 +38,7 @@ pub struct Event {
     pub metadata: Map<String, Value>,
     /// When the event was created: what an agent's clock reads, and which agent versions run it.
     pub created_at: DateTime<Utc>,
-    /// When forecasting on the event ends; not before `created_at`.
+    /// When forecasting on the event ends; after `created_at`.
     pub cutoff: DateTime<Utc>,
 }
 
@@ -59,12 +60,17 @@ impl Event {
         }
     }
 
-    /// Check the event before it is stored or run.
+    /// Check the event before it is stored or run: the one rule of what a well-formed event
+    /// is, for every source and the store alike.
+    ///
+    /// The cutoff must come after the creation, at the millisecond precision instants are
+    /// kept at: runs are owed from the creation until before the cutoff, so an event cut off
+    /// at its creation would never be run and every miner would be imputed 0.5 on it.
     ///
     /// # Errors
     ///
     /// [`EventError::BadId`] for an empty or too long id, [`EventError::Empty`] for an empty
-    /// `kind` or `title`, [`EventError::CutoffBeforeCreation`] when `cutoff` is before
+    /// `kind` or `title`, [`EventError::CutoffNotAfterCreation`] when `cutoff` is not after
     /// `created_at`.
     pub fn validate(&self) -> Result<(), EventError> {
         check_id("id", &self.id)?;
@@ -74,13 +80,27 @@ impl Event {
         if self.title.trim().is_empty() {
             return Err(EventError::Empty { field: "title" });
         }
-        if self.cutoff < self.created_at {
-            return Err(EventError::CutoffBeforeCreation {
+        if self.cutoff.timestamp_millis() <= self.created_at.timestamp_millis() {
+            return Err(EventError::CutoffNotAfterCreation {
                 created_at: self.created_at,
                 cutoff: self.cutoff,
             });
         }
         Ok(())
+    }
+
+    /// The event as an agent sees it: instants as Unix seconds, nothing that tells the future.
+    #[must_use]
+    pub fn to_agent_event(&self) -> AgentEvent {
+        AgentEvent {
+            id: self.id.clone(),
+            kind: self.kind.clone(),
+            title: self.title.clone(),
+            description: self.description.clone(),
+            created_at: self.created_at.timestamp(),
+            cutoff: self.cutoff.timestamp(),
+            metadata: self.metadata.clone(),
+        }
     }
 }
 
@@ -277,9 +297,9 @@ pub enum EventError {
         /// The field missing.
         missing: &'static str,
     },
-    /// The cutoff is before the creation.
-    #[error("`cutoff` {cutoff} is before `created_at` {created_at}")]
-    CutoffBeforeCreation {
+    /// The cutoff is not after the creation.
+    #[error("`cutoff` {cutoff} is not after the creation at {created_at}")]
+    CutoffNotAfterCreation {
         /// Creation instant.
         created_at: DateTime<Utc>,
         /// Cutoff instant.

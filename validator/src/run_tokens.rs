@@ -71,8 +71,9 @@ impl RunTokens for SignedRunTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{EventRecord, EventStatus, NewEvent};
-    use chrono::{DateTime, TimeDelta, Utc};
+    use crate::event::Event;
+    use crate::store::{EventRecord, EventStatus};
+    use chrono::{DateTime, Utc};
     use sooth_protocol::verify;
 
     #[test]
@@ -81,14 +82,9 @@ mod tests {
         let job = RunJob {
             run_id: RunJob::run_id_for("e1", "5Miner"),
             event: EventRecord {
-                event: NewEvent {
-                    id: "e1".into(),
+                event: Event {
                     kind: "market".into(),
-                    title: "Will it?".into(),
-                    description: String::new(),
-                    metadata: serde_json::json!({}),
-                    created_at,
-                    cutoff: created_at + TimeDelta::days(3),
+                    ..Event::new("e1", "Will it?", created_at)
                 },
                 status: EventStatus::Open,
                 outcome: None,

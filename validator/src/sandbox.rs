@@ -12,13 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use sooth_runner::{
-    Agent, AgentEvent, Gateway, LoadError, RunOutcome, RunSpec, Runner, content_hash,
-};
+use sooth_runner::{Agent, Gateway, LoadError, RunOutcome, RunSpec, Runner, content_hash};
 use thiserror::Error;
 
-use crate::executor::{ExecutedRun, Execution, RunExecutor, RunJob};
-use crate::store::RunStatus;
+use crate::executor::{ExecutedRun, Execution, RunExecutor, RunJob, RunStatus};
 
 /// Mints the run token the gateway asks of each run.
 pub trait RunTokens: Send + Sync + 'static {
@@ -151,16 +148,7 @@ impl SandboxExecutor {
             Ok(agent) => agent,
             Err(reason) => return ExecutedRun::crash(reason),
         };
-        let event = &job.event.event;
-        let agent_event = AgentEvent {
-            id: event.id.clone(),
-            kind: event.kind.clone(),
-            title: event.title.clone(),
-            description: event.description.clone(),
-            created_at: event.created_at.timestamp(),
-            cutoff: event.cutoff.timestamp(),
-            metadata: event.metadata.as_object().cloned().unwrap_or_default(),
-        };
+        let agent_event = job.event.event.to_agent_event();
         let limit = self.runner.config().timeout;
         let mut spec = RunSpec::new(job.run_id.clone(), self.gateway.clone());
         spec.miner = Some(job.hotkey.clone());

@@ -77,6 +77,78 @@ pub struct ScoredPrediction {
     pub imputed: bool,
 }
 
+/// One miner's score on one event.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score {
+    /// The Brier score of its scored prediction (clipped, or the imputed 0.5).
+    pub brier: f64,
+    /// Whether the score is of the imputed 0.5.
+    pub imputed: bool,
+}
+
+impl Score {
+    /// The score of raw prediction `raw` on an event that resolved to `outcome`.
+    #[must_use]
+    pub fn of(raw: Option<f64>, outcome: Outcome) -> Self {
+        let prediction = scored_prediction(raw);
+        Self {
+            brier: brier_score(prediction.value, outcome),
+            imputed: prediction.imputed,
+        }
+    }
+}
+
+/// Every miner's score on one resolved event: what the scores history keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredEvent {
+    /// The event.
+    pub event_id: String,
+    /// One score per miner, indexed like the event's predictions (so, like the `miners` slice).
+    pub scores: Vec<Score>,
+}
+
+impl ScoredEvent {
+    /// Scores every miner's prediction on `event`, after imputation and clipping.
+    #[must_use]
+    pub fn of(event: &ResolvedEvent) -> Self {
+        Self {
+            event_id: event.id.clone(),
+            scores: event
+                .predictions
+                .iter()
+                .map(|&raw| Score::of(raw, event.outcome))
+                .collect(),
+        }
+    }
+}
+
+/// One miner's scores summed over a run of events.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ScoreTotal {
+    /// The sum of its Brier scores.
+    pub brier_sum: f64,
+    /// How many of them were of the imputed 0.5.
+    pub imputed: usize,
+}
+
+/// Every miner's [`ScoreTotal`] over `events`, indexed like their predictions (each event must
+/// hold `miners` of them). The sums are accumulated in the order of `events`, so identical
+/// predictions give bit-identical sums.
+pub fn score_totals<'a>(
+    miners: usize,
+    events: impl IntoIterator<Item = &'a ResolvedEvent>,
+) -> Vec<ScoreTotal> {
+    let mut totals = vec![ScoreTotal::default(); miners];
+    for event in events {
+        for (total, &raw) in totals.iter_mut().zip(&event.predictions) {
+            let score = Score::of(raw, event.outcome);
+            total.brier_sum += score.brier;
+            total.imputed += usize::from(score.imputed);
+        }
+    }
+    totals
+}
+
 /// One leaderboard row per miner.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LeaderboardRow {
@@ -163,17 +235,6 @@ pub fn scored_prediction(raw: Option<f64>) -> ScoredPrediction {
 pub fn brier_score(prediction: f64, outcome: Outcome) -> f64 {
     let error = prediction - outcome.as_f64();
     error * error
-}
-
-/// Every miner's Brier score on one event, after imputation and clipping, in the order of the
-/// event's prediction vector (so, of the `miners` slice). What the scores history stores.
-#[must_use]
-pub fn event_brier_scores(event: &ResolvedEvent) -> Vec<f64> {
-    event
-        .predictions
-        .iter()
-        .map(|&raw| brier_score(scored_prediction(raw).value, event.outcome))
-        .collect()
 }
 
 /// The scoring window: the last [`SCORING_WINDOW`] events in the order (resolution instant,
@@ -275,27 +336,18 @@ pub fn leaderboard_over(
     }
     let window = scoring_window_of(events, window)?;
 
-    let mut brier_sums = vec![0.0_f64; miners.len()];
-    let mut imputed_counts = vec![0_usize; miners.len()];
-    for event in &window {
-        for (miner_index, &raw) in event.predictions.iter().enumerate() {
-            let prediction = scored_prediction(raw);
-            brier_sums[miner_index] += brier_score(prediction.value, event.outcome);
-            imputed_counts[miner_index] += usize::from(prediction.imputed);
-        }
-    }
-
+    let totals = score_totals(miners.len(), window.iter().copied());
     let events_counted = window.len();
     let mut rows: Vec<LeaderboardRow> = miners
         .iter()
-        .zip(brier_sums.iter().zip(&imputed_counts))
-        .map(|(miner, (&sum, &imputed_count))| LeaderboardRow {
+        .zip(&totals)
+        .map(|(miner, total)| LeaderboardRow {
             rank: 0,
             miner: miner.clone(),
             // usize -> f64 is exact for any window size (at most 101).
-            mean_brier: (events_counted > 0).then(|| sum / events_counted as f64),
+            mean_brier: (events_counted > 0).then(|| total.brier_sum / events_counted as f64),
             events_counted,
-            imputed_count,
+            imputed_count: total.imputed,
             weight: 0.0,
         })
         .collect();
@@ -485,11 +537,11 @@ mod tests {
     fn event_scores_follow_the_miner_order() {
         let e = event("e", at(BASE), Outcome::No, &[Some(0.2), None, Some(1.5)]);
         // 0.2^2 = 0.04; imputed 0.5^2 = 0.25; 1.5 clipped to 0.99: 0.99^2 = 0.9801.
-        let scores = event_brier_scores(&e);
+        let scores = ScoredEvent::of(&e).scores;
         assert_eq!(scores.len(), 3);
-        assert_close(scores[0], 0.04);
-        assert_close(scores[1], 0.25);
-        assert_close(scores[2], 0.9801);
+        assert_close(scores[0].brier, 0.04);
+        assert_close(scores[1].brier, 0.25);
+        assert_close(scores[2].brier, 0.9801);
     }
 
     #[test]

@@ -7,11 +7,13 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use chrono::{DateTime, TimeDelta, Utc};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use sooth_validator::activation::AgentVersion;
 use sooth_validator::api::router;
-use sooth_validator::scoring::{Miner, SCORING_WINDOW, leaderboard};
-use sooth_validator::store::{NewEvent, NewRun, RunStatus, Store};
+use sooth_validator::event::Event;
+use sooth_validator::executor::{ExecutedRun, RunStatus};
+use sooth_validator::scoring::{Miner, ResolvedEvent, SCORING_WINDOW, ScoredEvent, leaderboard};
+use sooth_validator::store::{NewRun, Store};
 use tower::ServiceExt;
 
 const T0: &str = "2026-03-01T00:00:00Z";
@@ -25,13 +27,16 @@ fn rfc3339(instant: DateTime<Utc>) -> String {
     instant.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
-fn new_event(id: &str, created_at: DateTime<Utc>) -> NewEvent {
-    NewEvent {
+fn new_event(id: &str, created_at: DateTime<Utc>) -> Event {
+    Event {
         id: id.to_owned(),
         kind: "market".to_owned(),
         title: format!("Will {id} happen?"),
         description: format!("Details of {id}."),
-        metadata: json!({"market_prob": 0.4, "source": id}),
+        metadata: Map::from_iter([
+            ("market_prob".to_owned(), json!(0.4)),
+            ("source".to_owned(), json!(id)),
+        ]),
         created_at,
         cutoff: created_at + TimeDelta::days(3),
     }
@@ -42,16 +47,18 @@ fn run(event_id: &str, hotkey: &str, hash: &str, prediction: Option<f64>) -> New
         event_id: event_id.to_owned(),
         hotkey: hotkey.to_owned(),
         version_hash: hash.to_owned(),
-        status: if prediction.is_some() {
-            RunStatus::Ok
-        } else {
-            RunStatus::Timeout
+        executed: ExecutedRun {
+            status: if prediction.is_some() {
+                RunStatus::Ok
+            } else {
+                RunStatus::Timeout
+            },
+            prediction,
+            duration_ms: 1500,
+            logs: format!("{hotkey} thinking about {event_id}\n"),
+            gateway_usage: json!({"llm": {"calls": 2}}),
+            cost_usd: 0.125,
         },
-        prediction,
-        duration_ms: 1500,
-        logs: format!("{hotkey} thinking about {event_id}\n"),
-        gateway_usage: json!({"llm": {"calls": 2}}),
-        cost_usd: 0.125,
         finished_at: t(1) + TimeDelta::minutes(10),
     }
 }
@@ -130,12 +137,17 @@ async fn scoring_input(
 }
 
 /// [`filled_store`] with the weights computed at T0+32h.
+/// What the scores history keeps of `events`.
+fn scored(events: &[ResolvedEvent]) -> Vec<ScoredEvent> {
+    events.iter().map(ScoredEvent::of).collect()
+}
+
 async fn scored_store() -> Store {
     let store = filled_store().await;
     let (miners, events) = scoring_input(&store).await;
     let standings = leaderboard(&miners, &events).unwrap();
     store
-        .record_scores_and_weights(&miners, &events, &standings, t(32))
+        .record_scores_and_weights(&miners, &scored(&events), &standings, t(32))
         .await
         .unwrap();
     store
@@ -515,7 +527,7 @@ async fn leaderboard_serves_only_the_latest_computation() {
     let mut standings = leaderboard(&miners, &events).unwrap();
     sooth_validator::scoring::assign_winner_take_all(&mut standings, |miner| miner.hotkey == "bob");
     store
-        .record_scores_and_weights(&miners, &events, &standings, t(40))
+        .record_scores_and_weights(&miners, &scored(&events), &standings, t(40))
         .await
         .unwrap();
     let app = router(store);

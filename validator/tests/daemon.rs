@@ -11,9 +11,9 @@ use serde_json::{Map, Value, json};
 use sooth_validator::clock::{Clock, SimulatedClock};
 use sooth_validator::daemon::{Daemon, DaemonError, DaemonSettings, Ingested};
 use sooth_validator::event::{Event, Outcome, Resolution};
-use sooth_validator::executor::{ExecutedRun, Execution, RunExecutor, RunJob};
+use sooth_validator::executor::{ExecutedRun, Execution, RunExecutor, RunJob, RunStatus};
 use sooth_validator::registration::{RegistrationError, RegistrationRules};
-use sooth_validator::store::{RunStatus, Store};
+use sooth_validator::store::Store;
 use sooth_validator::weights::{JsonFileWeights, NoWeightSetter, WeightSetter, Weights};
 
 fn at(text: &str) -> DateTime<Utc> {
@@ -56,7 +56,8 @@ impl RunExecutor for ScriptedExecutor {
             job.hotkey.clone(),
             job.version_hash.clone(),
         ));
-        let answer = job.event.event.metadata["answers"].get(&job.hotkey).map_or(
+        let answers = job.event.event.metadata.get("answers");
+        let answer = answers.and_then(|answers| answers.get(&job.hotkey)).map_or(
             Answer::Says(0.5),
             |value| match value {
                 Value::Number(number) => Answer::Says(number.as_f64().unwrap()),
@@ -239,7 +240,7 @@ async fn the_version_active_at_creation_runs_an_event_once_and_its_prediction_ho
     );
     let runs = h.daemon.store().runs_of_event("e").await.unwrap();
     assert_eq!(runs.len(), 1);
-    assert_eq!(runs[0].run.prediction, Some(0.8));
+    assert_eq!(runs[0].run.executed.prediction, Some(0.8));
     let versions = h.daemon.store().agent_versions("m").await.unwrap();
     assert_eq!(versions[0].deactivated_at, Some(at("2026-03-03T00:00:00Z")));
 }
@@ -266,9 +267,9 @@ async fn failures_and_missing_versions_are_imputed_and_predictions_clipped() {
     assert_eq!(by_miner.len(), 3, "no run for the newcomer");
     assert_eq!(by_miner["high"].clipped_prediction, Some(0.99));
     assert_eq!(by_miner["low"].clipped_prediction, Some(0.01));
-    assert_eq!(by_miner["trapper"].run.status, RunStatus::Trap);
+    assert_eq!(by_miner["trapper"].run.executed.status, RunStatus::Trap);
     assert_eq!(
-        by_miner["trapper"].run.prediction, None,
+        by_miner["trapper"].run.executed.prediction, None,
         "no fake prediction stored"
     );
 

@@ -137,18 +137,7 @@ async fn market_listings_give_events_and_then_their_resolutions_once_they_end() 
     assert_eq!(ids(&batch), ["polymarket:7"]);
     let event = &batch.events[0];
     assert_eq!(event.metadata["market_prob"], 0.45);
-    store
-        .insert_event(&sooth_validator::store::NewEvent {
-            id: event.id.clone(),
-            kind: event.kind.clone(),
-            title: event.title.clone(),
-            description: event.description.clone(),
-            metadata: serde_json::Value::Object(event.metadata.clone()),
-            created_at: event.created_at,
-            cutoff: event.cutoff,
-        })
-        .await
-        .unwrap();
+    store.insert_event(event).await.unwrap();
     // Within the listing's own pace nothing is asked again.
     let soon = intake
         .poll(listed_at + chrono::TimeDelta::seconds(10))

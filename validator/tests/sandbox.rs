@@ -12,7 +12,7 @@ use sooth_runner::{CompileIsolation, Runner, RunnerConfig, ScriptedGateway};
 use sooth_validator::backtest::Simulation;
 use sooth_validator::daemon::DaemonSettings;
 use sooth_validator::event::{Event, Outcome, Resolution};
-use sooth_validator::store::RunStatus;
+use sooth_validator::executor::RunStatus;
 
 fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
@@ -94,15 +94,15 @@ async fn hostile_agents_fail_alone_and_are_imputed() {
             .unwrap();
         let hostile_run = runs.iter().find(|run| run.run.hotkey == "hostile").unwrap();
         assert_eq!(
-            hostile_run.run.status, status,
+            hostile_run.run.executed.status, status,
             "{title}: {:?}",
-            hostile_run.run.logs
+            hostile_run.run.executed.logs
         );
         let baseline_run = runs
             .iter()
             .find(|run| run.run.hotkey == "baseline")
             .unwrap();
-        assert_eq!(baseline_run.run.prediction, Some(0.8), "{title}");
+        assert_eq!(baseline_run.run.executed.prediction, Some(0.8), "{title}");
     }
     let seven = simulation
         .daemon
@@ -114,7 +114,11 @@ async fn hostile_agents_fail_alone_and_are_imputed() {
         .iter()
         .find(|run| run.run.hotkey == "hostile")
         .unwrap();
-    assert_eq!(seven.run.prediction, Some(7.0), "the raw answer is kept");
+    assert_eq!(
+        seven.run.executed.prediction,
+        Some(7.0),
+        "the raw answer is kept"
+    );
     assert_eq!(seven.clipped_prediction, Some(0.99));
 
     let report = simulation.report().await.unwrap();
@@ -160,7 +164,7 @@ async fn gateway_floods_are_stored_within_bounds() {
             .runs_of_event(&format!("e-{title}"))
             .await
             .unwrap();
-        let run = &runs[0].run;
+        let run = &runs[0].run.executed;
         assert_eq!(run.status, RunStatus::Timeout, "{title}");
         let usage = &run.gateway_usage;
         let total = usage["total_calls"].as_u64().unwrap();

@@ -6,8 +6,10 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 use sooth_validator::activation::AgentVersion;
+use sooth_validator::event::Event;
+use sooth_validator::executor::{ExecutedRun, RunStatus};
 use sooth_validator::scoring::Miner;
-use sooth_validator::store::{NewEvent, NewRun, RunStatus, Store};
+use sooth_validator::store::{NewRun, Store};
 
 #[tokio::test]
 async fn predictions_read_back_for_scoring_are_the_recorded_values_exactly() {
@@ -48,15 +50,7 @@ async fn predictions_read_back_for_scoring_are_the_recorded_values_exactly() {
         let id = format!("e{i:03}");
         let created_at = start + TimeDelta::minutes(i as i64);
         store
-            .insert_event(&NewEvent {
-                id: id.clone(),
-                kind: "binary".into(),
-                title: "T".into(),
-                description: String::new(),
-                metadata: json!({}),
-                created_at,
-                cutoff: created_at + TimeDelta::days(3),
-            })
+            .insert_event(&Event::new(id.clone(), "T", created_at))
             .await
             .unwrap();
         for (m, miner) in miners.iter().enumerate() {
@@ -65,12 +59,14 @@ async fn predictions_read_back_for_scoring_are_the_recorded_values_exactly() {
                     event_id: id.clone(),
                     hotkey: miner.hotkey.clone(),
                     version_hash: "h".into(),
-                    status: RunStatus::Ok,
-                    prediction: Some(value(i, m)),
-                    duration_ms: 1,
-                    logs: String::new(),
-                    gateway_usage: json!({}),
-                    cost_usd: 0.0,
+                    executed: ExecutedRun {
+                        status: RunStatus::Ok,
+                        prediction: Some(value(i, m)),
+                        duration_ms: 1,
+                        logs: String::new(),
+                        gateway_usage: json!({}),
+                        cost_usd: 0.0,
+                    },
                     finished_at: created_at,
                 })
                 .await

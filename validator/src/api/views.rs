@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::scoring::Outcome;
 use crate::store::{
@@ -40,7 +40,7 @@ pub struct EventView {
     /// More detail; may be empty.
     pub description: String,
     /// Anything else its source gave: a JSON object.
-    pub metadata: Value,
+    pub metadata: Map<String, Value>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When forecasting closes.
@@ -103,17 +103,18 @@ pub struct RunView {
 impl From<RunRecord> for RunView {
     fn from(record: RunRecord) -> Self {
         let run = record.run;
+        let executed = run.executed;
         Self {
             hotkey: run.hotkey,
             version_hash: run.version_hash,
-            status: run.status.as_str(),
-            prediction: run.prediction,
+            status: executed.status.as_str(),
+            prediction: executed.prediction,
             clipped_prediction: record.clipped_prediction,
-            duration_ms: run.duration_ms,
-            cost_usd: run.cost_usd,
+            duration_ms: executed.duration_ms,
+            cost_usd: executed.cost_usd,
             finished_at: run.finished_at,
-            gateway_usage: run.gateway_usage,
-            logs: run.logs,
+            gateway_usage: executed.gateway_usage,
+            logs: executed.logs,
         }
     }
 }

@@ -6,33 +6,12 @@
 //! scores; the scheduler and the scorer do that through [`super::runs`] and [`super::scores`].
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::{Store, StoreError, from_ms, from_optional_ms, outcome_from, to_ms, truncate_to_ms};
-use crate::activation::active_version;
-use crate::scoring::Outcome;
-
-/// An event to insert.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewEvent {
-    /// Unique id, non-empty (the source's id, e.g. a market's).
-    pub id: String,
-    /// What kind of question it is (the source's type, e.g. `market`), non-empty.
-    pub kind: String,
-    /// The question, non-empty.
-    pub title: String,
-    /// More detail; may be empty.
-    pub description: String,
-    /// Anything else the source gives (market price, URLs...): a JSON object.
-    pub metadata: Value,
-    /// When the event was created: the instant whose active versions run it and that agents see
-    /// as "now".
-    pub created_at: DateTime<Utc>,
-    /// When forecasting closes; after `created_at`.
-    pub cutoff: DateTime<Utc>,
-}
+use crate::event::{Event, Outcome};
 
 /// Whether an event has resolved (the `status` column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,7 +26,7 @@ pub enum EventStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventRecord {
     /// What was inserted (instants at millisecond precision).
-    pub event: NewEvent,
+    pub event: Event,
     /// Open or resolved.
     pub status: EventStatus,
     /// The outcome, once resolved.
@@ -65,10 +44,10 @@ pub enum Resolution {
     AlreadyRecorded,
 }
 
-/// A run the scheduler still owes: `hotkey`'s version `version_hash` (the one active at the
-/// event's creation) on event `event_id`.
+/// A registered miner without a run on an event still open to runs. Which version runs it,
+/// if any, is [`crate::activation`]'s answer for the event's creation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingRun {
+pub struct MissingRun {
     /// The event.
     pub event_id: String,
     /// The event's creation instant.
@@ -77,8 +56,6 @@ pub struct PendingRun {
     pub hotkey: String,
     /// The miner's uid.
     pub uid: u16,
-    /// The version that runs it.
-    pub version_hash: String,
 }
 
 const EVENT_COLUMNS: &str = "id, kind, title, description, metadata, created_at_ms, cutoff_ms, \
@@ -89,17 +66,18 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`StoreError::InvalidEvent`] for an empty id, kind or title, metadata that is not a JSON
-    /// object, or a cutoff not after the creation (checked before anything is written);
-    /// [`StoreError::DuplicateEvent`] if the id exists (the stored event is unchanged);
-    /// [`StoreError::Database`].
-    pub async fn insert_event(&self, event: &NewEvent) -> Result<(), StoreError> {
-        validate_event(event)?;
-        let metadata =
-            serde_json::to_string(&event.metadata).map_err(|error| StoreError::InvalidEvent {
+    /// [`StoreError::InvalidEvent`] for an event that [`Event::validate`] refuses (checked
+    /// before anything is written); [`StoreError::DuplicateEvent`] if the id exists (the stored
+    /// event is unchanged); [`StoreError::Database`].
+    pub async fn insert_event(&self, event: &Event) -> Result<(), StoreError> {
+        event
+            .validate()
+            .map_err(|problem| StoreError::InvalidEvent {
                 event_id: event.id.clone(),
-                problem: format!("metadata cannot be serialized: {error}"),
+                problem,
             })?;
+        // A map of JSON values always prints as a JSON object.
+        let metadata = Value::Object(event.metadata.clone()).to_string();
         // One statement: atomic without an explicit transaction. The conflict clause turns a
         // duplicate into "no row inserted" instead of an error to pick apart.
         let inserted = sqlx::query(
@@ -231,10 +209,9 @@ impl Store {
         rows.iter().map(event_from_row).collect()
     }
 
-    /// The runs still owed at `as_of`: for every open event created at or before `as_of` whose
-    /// cutoff is after it, every registered miner that had an active version at the event's
-    /// creation ([`crate::activation::active_version`]) and has no run recorded on it. Ordered
-    /// by the event's creation, event id, then uid.
+    /// The runs missing at `as_of`: every registered miner without a run on an open event
+    /// created at or before `as_of` whose cutoff is after it. Ordered by the event's creation,
+    /// event id, then uid.
     ///
     /// An event past its cutoff gets no more runs: a late run could see the future through the
     /// gateway's web search. Its missing runs are imputed 0.5 at scoring.
@@ -242,8 +219,7 @@ impl Store {
     /// # Errors
     ///
     /// [`StoreError::Database`] or [`StoreError::Corrupt`].
-    pub async fn runs_needed(&self, as_of: DateTime<Utc>) -> Result<Vec<PendingRun>, StoreError> {
-        let versions = self.versions_for_activation().await?;
+    pub async fn missing_runs(&self, as_of: DateTime<Utc>) -> Result<Vec<MissingRun>, StoreError> {
         let rows = sqlx::query(
             "SELECT e.id, e.created_at_ms, m.hotkey, m.uid \
                FROM validator_events e \
@@ -256,50 +232,16 @@ impl Store {
         .bind(to_ms(as_of))
         .fetch_all(&self.reader)
         .await?;
-        let mut pending = Vec::new();
-        for row in &rows {
-            let created_at = from_ms(row.try_get("created_at_ms")?, "created_at_ms")?;
-            let hotkey: String = row.try_get("hotkey")?;
-            if let Some(version) = active_version(&versions, &hotkey, created_at) {
-                pending.push(PendingRun {
+        rows.iter()
+            .map(|row| {
+                Ok(MissingRun {
                     event_id: row.try_get("id")?,
-                    created_at,
+                    created_at: from_ms(row.try_get("created_at_ms")?, "created_at_ms")?,
+                    hotkey: row.try_get("hotkey")?,
                     uid: super::uid_from(row.try_get("uid")?)?,
-                    version_hash: version.hash.clone(),
-                    hotkey,
-                });
-            }
-        }
-        Ok(pending)
-    }
-}
-
-fn validate_event(event: &NewEvent) -> Result<(), StoreError> {
-    let problem = if event.id.trim().is_empty() {
-        Some("the id is missing".to_owned())
-    } else if event.kind.trim().is_empty() {
-        Some("the kind is missing".to_owned())
-    } else if event.title.trim().is_empty() {
-        Some("the title is missing".to_owned())
-    } else if !event.metadata.is_object() {
-        Some(format!(
-            "metadata must be a JSON object, got {}",
-            event.metadata
-        ))
-    } else if to_ms(event.cutoff) <= to_ms(event.created_at) {
-        Some(format!(
-            "the cutoff {} is not after the creation {}",
-            event.cutoff, event.created_at
-        ))
-    } else {
-        None
-    };
-    match problem {
-        Some(problem) => Err(StoreError::InvalidEvent {
-            event_id: event.id.clone(),
-            problem,
-        }),
-        None => Ok(()),
+                })
+            })
+            .collect()
     }
 }
 
@@ -309,11 +251,11 @@ pub(super) fn event_from_row(row: &SqliteRow) -> Result<EventRecord, StoreError>
     let status: String = row.try_get("status")?;
     let outcome: Option<i64> = row.try_get("outcome")?;
     Ok(EventRecord {
-        event: NewEvent {
+        event: Event {
             kind: row.try_get("kind")?,
             title: row.try_get("title")?,
             description: row.try_get("description")?,
-            metadata: serde_json::from_str(&metadata).map_err(|error| {
+            metadata: serde_json::from_str::<Map<String, Value>>(&metadata).map_err(|error| {
                 StoreError::Corrupt(format!("event {id:?} has invalid metadata: {error}"))
             })?,
             created_at: from_ms(row.try_get("created_at_ms")?, "created_at_ms")?,

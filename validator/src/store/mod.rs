@@ -53,12 +53,13 @@ use sooth_migrations::{OpenError, file_options, open_in_memory, open_writer_and_
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 use thiserror::Error;
 
-use crate::scoring::Outcome;
+use crate::event::{EventError, Outcome};
+use crate::executor::RunError;
 
-pub use events::{EventRecord, EventStatus, NewEvent, PendingRun, Resolution};
+pub use events::{EventRecord, EventStatus, MissingRun, Resolution};
 pub use miners::MinerRecord;
 pub use queries::MinerRun;
-pub use runs::{NewRun, RunRecord, RunRecorded, RunStatus};
+pub use runs::{NewRun, RunRecord, RunRecorded};
 pub use scores::{EventScore, WeightRow};
 pub use versions::{VersionRecord, VersionStatus};
 
@@ -89,12 +90,13 @@ pub enum StoreError {
         event_id: String,
     },
     /// An event was refused before anything was written: a missing or invalid field.
-    #[error("event {event_id:?} is invalid: {problem}")]
+    #[error("event {event_id:?} is invalid")]
     InvalidEvent {
         /// The event's id as given (possibly empty).
         event_id: String,
         /// What is wrong.
-        problem: String,
+        #[source]
+        problem: EventError,
     },
     /// No event has this id.
     #[error("unknown event {event_id:?}")]
@@ -204,14 +206,15 @@ pub enum StoreError {
         problem: String,
     },
     /// A run was refused before anything was written.
-    #[error("run of miner {hotkey:?} on event {event_id:?} is invalid: {problem}")]
+    #[error("run of miner {hotkey:?} on event {event_id:?} is invalid")]
     InvalidRun {
         /// The event.
         event_id: String,
         /// The miner.
         hotkey: String,
         /// What is wrong.
-        problem: String,
+        #[source]
+        problem: RunError,
     },
     /// Scores or weights were refused before anything was written.
     #[error("invalid scores: {0}")]

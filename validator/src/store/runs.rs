@@ -18,67 +18,15 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use serde_json::Value;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::miners::miner_no;
 use super::{Store, StoreError, from_ms, outcome_from, to_ms};
-use crate::scoring::{Miner, ResolvedEvent, scored_prediction};
+use crate::executor::{ExecutedRun, RunStatus};
+use crate::scoring::{Miner, ResolvedEvent};
 
-/// How a run ended (the `status` column). The words are the runner's
-/// (`sooth_runner::RunOutcome::status`) plus `crash`, for a run the daemon lost (the runner
-/// itself failed). Only [`RunStatus::Ok`] carries a prediction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RunStatus {
-    /// A valid forecast.
-    Ok,
-    /// Killed at the time limit.
-    Timeout,
-    /// The guest trapped.
-    Trap,
-    /// The guest answered with something unusable (NaN, wrong event id...).
-    InvalidOutput,
-    /// The guest ran out of memory.
-    MemoryExceeded,
-    /// The component could not be instantiated.
-    InstantiationFailure,
-    /// The run was lost outside the guest.
-    Crash,
-}
-
-impl RunStatus {
-    /// The word stored in the `status` column.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::Timeout => "timeout",
-            Self::Trap => "trap",
-            Self::InvalidOutput => "invalid_output",
-            Self::MemoryExceeded => "memory_exceeded",
-            Self::InstantiationFailure => "instantiation_failure",
-            Self::Crash => "crash",
-        }
-    }
-
-    /// The status stored as `word`, if it is one.
-    #[must_use]
-    pub fn parse(word: &str) -> Option<Self> {
-        Some(match word {
-            "ok" => Self::Ok,
-            "timeout" => Self::Timeout,
-            "trap" => Self::Trap,
-            "invalid_output" => Self::InvalidOutput,
-            "memory_exceeded" => Self::MemoryExceeded,
-            "instantiation_failure" => Self::InstantiationFailure,
-            "crash" => Self::Crash,
-            _ => return None,
-        })
-    }
-}
-
-/// A finished run to record.
+/// A finished run to record: what the executor reported, and whose run it was.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewRun {
     /// The event.
@@ -87,19 +35,9 @@ pub struct NewRun {
     pub hotkey: String,
     /// The version that ran (one of the miner's).
     pub version_hash: String,
-    /// How it ended.
-    pub status: RunStatus,
-    /// The agent's prediction: `Some` (finite) exactly when `status` is [`RunStatus::Ok`]. May
-    /// lie outside [0, 1]; the store also records the clipped value that is scored.
-    pub prediction: Option<f64>,
-    /// Wall-clock duration of the run.
-    pub duration_ms: u64,
-    /// Captured stdout/stderr (already truncated by the runner).
-    pub logs: String,
-    /// What the run used through the gateway, as the runner reported it.
-    pub gateway_usage: Value,
-    /// What those calls cost, in USD; finite and not negative.
-    pub cost_usd: f64,
+    /// What came of it (checked with [`ExecutedRun::check`] before anything is written); the
+    /// store also records the clipped prediction that is scored.
+    pub executed: ExecutedRun,
     /// When the run finished.
     pub finished_at: DateTime<Utc>,
 }
@@ -147,22 +85,19 @@ impl Store {
     ///
     /// As [`record_run`](Self::record_run), for the first run refused; then nothing is written.
     pub async fn record_runs(&self, runs: &[NewRun]) -> Result<Vec<RunRecorded>, StoreError> {
-        let mut checked = Vec::with_capacity(runs.len());
         for run in runs {
-            let clipped_prediction = validate_run(run)?;
-            let duration_ms =
-                i64::try_from(run.duration_ms).map_err(|_| StoreError::InvalidRun {
+            run.executed
+                .check()
+                .map_err(|problem| StoreError::InvalidRun {
                     event_id: run.event_id.clone(),
                     hotkey: run.hotkey.clone(),
-                    problem: format!("duration {} ms is out of range", run.duration_ms),
+                    problem,
                 })?;
-            checked.push((run, clipped_prediction, duration_ms));
         }
         let mut transaction = self.begin_write().await?;
         let mut outcomes = Vec::with_capacity(runs.len());
-        for (run, clipped_prediction, duration_ms) in checked {
-            outcomes
-                .push(insert_run(&mut transaction, run, clipped_prediction, duration_ms).await?);
+        for run in runs {
+            outcomes.push(insert_run(&mut transaction, run).await?);
         }
         transaction.commit().await?;
         Ok(outcomes)
@@ -350,9 +285,10 @@ impl Store {
 async fn insert_run(
     transaction: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
     run: &NewRun,
-    clipped_prediction: Option<f64>,
-    duration_ms: i64,
 ) -> Result<RunRecorded, StoreError> {
+    let executed = &run.executed;
+    // Checked: the duration fits.
+    let duration_ms = i64::try_from(executed.duration_ms).unwrap_or(i64::MAX);
     let event: i64 = sqlx::query_scalar("SELECT event_no FROM validator_events WHERE id = ?1")
         .bind(&run.event_id)
         .fetch_optional(&mut **transaction)
@@ -382,13 +318,13 @@ async fn insert_run(
     .bind(event)
     .bind(miner)
     .bind(version)
-    .bind(run.status.as_str())
-    .bind(run.prediction)
-    .bind(clipped_prediction)
+    .bind(executed.status.as_str())
+    .bind(executed.prediction)
+    .bind(executed.clipped_prediction())
     .bind(duration_ms)
-    .bind(&run.logs)
-    .bind(run.gateway_usage.to_string())
-    .bind(run.cost_usd)
+    .bind(&executed.logs)
+    .bind(executed.gateway_usage.to_string())
+    .bind(executed.cost_usd)
     .bind(to_ms(run.finished_at))
     .execute(&mut **transaction)
     .await?;
@@ -423,35 +359,6 @@ pub(super) async fn miner_indexes(
     Ok(indexes)
 }
 
-/// Checks a run and returns its clipped prediction.
-fn validate_run(run: &NewRun) -> Result<Option<f64>, StoreError> {
-    let invalid = |problem: String| StoreError::InvalidRun {
-        event_id: run.event_id.clone(),
-        hotkey: run.hotkey.clone(),
-        problem,
-    };
-    if !run.cost_usd.is_finite() || run.cost_usd < 0.0 {
-        return Err(invalid(format!(
-            "cost {} USD is not a valid amount",
-            run.cost_usd
-        )));
-    }
-    match (run.status, run.prediction) {
-        (RunStatus::Ok, Some(prediction)) if prediction.is_finite() => {
-            Ok(Some(scored_prediction(Some(prediction)).value))
-        }
-        (RunStatus::Ok, Some(prediction)) => Err(invalid(format!(
-            "prediction {prediction} is not finite (record it as invalid_output)"
-        ))),
-        (RunStatus::Ok, None) => Err(invalid("status ok without a prediction".to_owned())),
-        (status, Some(prediction)) => Err(invalid(format!(
-            "status {} carries prediction {prediction}; only ok runs have one",
-            status.as_str()
-        ))),
-        (_, None) => Ok(None),
-    }
-}
-
 pub(super) fn run_from_row(row: &SqliteRow) -> Result<RunRecord, StoreError> {
     let status: String = row.try_get("status")?;
     let usage: String = row.try_get("gateway_usage")?;
@@ -461,15 +368,17 @@ pub(super) fn run_from_row(row: &SqliteRow) -> Result<RunRecord, StoreError> {
             event_id: row.try_get("event_id")?,
             hotkey: row.try_get("hotkey")?,
             version_hash: row.try_get("hash")?,
-            status: RunStatus::parse(&status)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown run status {status:?}")))?,
-            prediction: row.try_get("prediction")?,
-            duration_ms: u64::try_from(duration_ms)
-                .map_err(|_| StoreError::Corrupt(format!("run duration {duration_ms} ms")))?,
-            logs: row.try_get("logs")?,
-            gateway_usage: serde_json::from_str(&usage)
-                .map_err(|error| StoreError::Corrupt(format!("run gateway usage: {error}")))?,
-            cost_usd: row.try_get("cost_usd")?,
+            executed: ExecutedRun {
+                status: RunStatus::parse(&status)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown run status {status:?}")))?,
+                prediction: row.try_get("prediction")?,
+                duration_ms: u64::try_from(duration_ms)
+                    .map_err(|_| StoreError::Corrupt(format!("run duration {duration_ms} ms")))?,
+                logs: row.try_get("logs")?,
+                gateway_usage: serde_json::from_str(&usage)
+                    .map_err(|error| StoreError::Corrupt(format!("run gateway usage: {error}")))?,
+                cost_usd: row.try_get("cost_usd")?,
+            },
             finished_at: from_ms(row.try_get("finished_at_ms")?, "finished_at_ms")?,
         },
         clipped_prediction: row.try_get("clipped_prediction")?,

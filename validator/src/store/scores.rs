@@ -4,15 +4,15 @@
 //! Owns what scoring produced: every miner's Brier score on each resolved event, and every
 //! weights computation (rank, mean Brier, weight per miner). It writes both in one transaction
 //! so that a crash never leaves scores without the weights computed from them. It computes
-//! nothing beyond applying [`crate::scoring`]'s own functions, and must not touch events, runs
-//! or miners.
+//! nothing: the scores and standings come computed by [`crate::scoring`]. It must not touch
+//! events, runs or miners.
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::runs::miner_indexes;
 use super::{Store, StoreError, from_ms, to_ms, uid_from};
-use crate::scoring::{LeaderboardRow, Miner, ResolvedEvent, brier_score, scored_prediction};
+use crate::scoring::{LeaderboardRow, Miner, ScoredEvent};
 
 /// One miner's score on one event.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,16 +47,16 @@ pub struct WeightRow {
 }
 
 impl Store {
-    /// Records, in one transaction, the scores of `scored_events` (each miner's Brier score,
-    /// with clipping and imputation as [`crate::scoring`] applies them; `predictions` indexed
-    /// like `miners`) and the weights computation `standings` at `computed_at`. Scores written
+    /// Records, in one transaction, the scores of `scored_events` (each miner's score as
+    /// [`ScoredEvent::of`] computes it, indexed like `miners`) and the weights computation
+    /// `standings` at `computed_at`. Scores written
     /// before for the same (event, miner) are replaced (rescoring the same data gives the same
     /// rows), and so is a computation recorded before at the same instant: after a restart the
     /// daemon may recompute the same batch.
     ///
     /// # Errors
     ///
-    /// [`StoreError::InvalidScores`] for an event whose prediction count is not the number of
+    /// [`StoreError::InvalidScores`] for an event whose score count is not the number of
     /// miners, or a standings row with a rank of 0, a weight outside [0, 1] or a mean that is
     /// not finite (checked before anything is written); [`StoreError::UnknownEvent`] /
     /// [`StoreError::UnknownMiner`] for an event or miner the store does not know;
@@ -64,7 +64,7 @@ impl Store {
     pub async fn record_scores_and_weights(
         &self,
         miners: &[Miner],
-        scored_events: &[ResolvedEvent],
+        scored_events: &[ScoredEvent],
         standings: &[LeaderboardRow],
         computed_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
@@ -84,14 +84,13 @@ impl Store {
         for event in scored_events {
             let event_no: i64 =
                 sqlx::query_scalar("SELECT event_no FROM validator_events WHERE id = ?1")
-                    .bind(&event.id)
+                    .bind(&event.event_id)
                     .fetch_optional(&mut *transaction)
                     .await?
                     .ok_or_else(|| StoreError::UnknownEvent {
-                        event_id: event.id.clone(),
+                        event_id: event.event_id.clone(),
                     })?;
-            for (index, &raw) in event.predictions.iter().enumerate() {
-                let prediction = scored_prediction(raw);
+            for (index, score) in event.scores.iter().enumerate() {
                 sqlx::query(
                     "INSERT INTO validator_scores (event_no, miner_no, brier, imputed) \
                      VALUES (?1, ?2, ?3, ?4) \
@@ -100,8 +99,8 @@ impl Store {
                 )
                 .bind(event_no)
                 .bind(miner_number(index)?)
-                .bind(brier_score(prediction.value, event.outcome))
-                .bind(prediction.imputed)
+                .bind(score.brier)
+                .bind(score.imputed)
                 .execute(&mut *transaction)
                 .await?;
             }
@@ -219,17 +218,17 @@ impl Store {
 
 fn validate_scores(
     miners: &[Miner],
-    scored_events: &[ResolvedEvent],
+    scored_events: &[ScoredEvent],
     standings: &[LeaderboardRow],
 ) -> Result<(), StoreError> {
     if let Some(event) = scored_events
         .iter()
-        .find(|event| event.predictions.len() != miners.len())
+        .find(|event| event.scores.len() != miners.len())
     {
         return Err(StoreError::InvalidScores(format!(
-            "event {:?} has {} predictions for {} miners",
-            event.id,
-            event.predictions.len(),
+            "event {:?} has {} scores for {} miners",
+            event.event_id,
+            event.scores.len(),
             miners.len()
         )));
     }

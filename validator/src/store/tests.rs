@@ -3,12 +3,14 @@
 use std::path::Path;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde_json::json;
+use serde_json::{Map, json};
 
 use super::*;
-use crate::activation::AgentVersion;
+use crate::activation::{AgentVersion, active_version};
+use crate::event::Event;
+use crate::executor::{ExecutedRun, RunStatus};
 use crate::registration::RegistrationDecision;
-use crate::scoring::{Miner, Outcome, leaderboard};
+use crate::scoring::{Miner, Outcome, ResolvedEvent, ScoredEvent, leaderboard};
 
 fn at(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
@@ -28,13 +30,13 @@ fn miner(uid: u16, hotkey: &str, registered_at: DateTime<Utc>) -> Miner {
     }
 }
 
-fn new_event(id: &str, created_at: DateTime<Utc>) -> NewEvent {
-    NewEvent {
+fn new_event(id: &str, created_at: DateTime<Utc>) -> Event {
+    Event {
         id: id.to_owned(),
         kind: "market".to_owned(),
         title: format!("Will {id} happen?"),
         description: "A test question.".to_owned(),
-        metadata: json!({"market_prob": 0.4}),
+        metadata: Map::from_iter([("market_prob".to_owned(), json!(0.4))]),
         created_at,
         cutoff: created_at + TimeDelta::days(3),
     }
@@ -45,22 +47,55 @@ fn ok_run(event_id: &str, hotkey: &str, hash: &str, prediction: f64) -> NewRun {
         event_id: event_id.to_owned(),
         hotkey: hotkey.to_owned(),
         version_hash: hash.to_owned(),
-        status: RunStatus::Ok,
-        prediction: Some(prediction),
-        duration_ms: 1234,
-        logs: "thinking...\n".to_owned(),
-        gateway_usage: json!({"llm": {"calls": 1}}),
-        cost_usd: 0.002,
+        executed: ExecutedRun {
+            status: RunStatus::Ok,
+            prediction: Some(prediction),
+            duration_ms: 1234,
+            logs: "thinking...\n".to_owned(),
+            gateway_usage: json!({"llm": {"calls": 1}}),
+            cost_usd: 0.002,
+        },
         finished_at: at(T0) + TimeDelta::minutes(5),
     }
 }
 
+/// `run` with its executed part changed by `change`.
+fn changed(mut run: NewRun, change: impl FnOnce(&mut ExecutedRun)) -> NewRun {
+    change(&mut run.executed);
+    run
+}
+
 fn failed_run(event_id: &str, hotkey: &str, hash: &str, status: RunStatus) -> NewRun {
-    NewRun {
-        status,
-        prediction: None,
-        ..ok_run(event_id, hotkey, hash, 0.0)
-    }
+    changed(ok_run(event_id, hotkey, hash, 0.0), |run| {
+        run.status = status;
+        run.prediction = None;
+    })
+}
+
+/// The whole error chain, one cause after another.
+fn chain(error: StoreError) -> String {
+    format!("{:#}", anyhow::Error::new(error))
+}
+
+/// What the scores history keeps of `events`.
+fn scored(events: &[ResolvedEvent]) -> Vec<ScoredEvent> {
+    events.iter().map(ScoredEvent::of).collect()
+}
+
+/// The runs owed at `as_of`: the missing ones whose miner had a version active at the event's
+/// creation, as (event, miner, version).
+async fn owed(store: &Store, as_of: DateTime<Utc>) -> Vec<(String, String, String)> {
+    let versions = store.versions_for_activation().await.unwrap();
+    store
+        .missing_runs(as_of)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|run| {
+            let version = active_version(&versions, &run.hotkey, run.created_at)?;
+            Some((run.event_id, run.hotkey, version.hash.clone()))
+        })
+        .collect()
 }
 
 /// Verified 30 s after its upload.
@@ -455,44 +490,37 @@ async fn a_duplicate_event_id_is_refused_naming_it_and_the_first_stays() {
 async fn an_event_with_a_missing_or_invalid_field_is_refused_before_anything_is_written() {
     let store = Store::in_memory().await.unwrap();
     let good = new_event("e1", t(1));
-    let cases: Vec<(NewEvent, &str)> = vec![
+    let cases: Vec<(Event, &str)> = vec![
         (
-            NewEvent {
+            Event {
                 id: String::new(),
                 ..good.clone()
             },
-            "id is missing",
+            "`id` must be 1 to 256 bytes",
         ),
         (
-            NewEvent {
+            Event {
                 kind: " ".to_owned(),
                 ..good.clone()
             },
-            "kind is missing",
+            "`kind` must not be empty",
         ),
         (
-            NewEvent {
+            Event {
                 title: String::new(),
                 ..good.clone()
             },
-            "title is missing",
+            "`title` must not be empty",
         ),
         (
-            NewEvent {
-                metadata: json!([1, 2]),
-                ..good.clone()
-            },
-            "JSON object",
-        ),
-        (
-            NewEvent {
+            Event {
                 cutoff: good.created_at,
                 ..good.clone()
             },
             "not after the creation",
         ),
         (
-            NewEvent {
+            Event {
                 cutoff: good.created_at - TimeDelta::hours(1),
                 ..good.clone()
             },
@@ -502,17 +530,16 @@ async fn an_event_with_a_missing_or_invalid_field_is_refused_before_anything_is_
     for (event, expected) in cases {
         let error = store.insert_event(&event).await.unwrap_err();
         assert!(
-            matches!(error, StoreError::InvalidEvent { .. })
-                && error.to_string().contains(expected),
-            "{error}"
+            matches!(error, StoreError::InvalidEvent { .. }) && chain(error).contains(expected),
+            "{expected}"
         );
     }
     assert_eq!(count(&store, "validator_events").await, 0);
     // An empty description and metadata are fine.
     store
-        .insert_event(&NewEvent {
+        .insert_event(&Event {
             description: String::new(),
-            metadata: json!({}),
+            metadata: Map::new(),
             ..good
         })
         .await
@@ -612,7 +639,7 @@ async fn a_run_is_recorded_once_per_event_and_miner() {
     assert_eq!(runs[0].run, first);
     // 1.3 is kept as the agent said it and scored as 0.99.
     assert_eq!(runs[0].clipped_prediction, Some(0.99));
-    assert_eq!(runs[1].run.status, RunStatus::Timeout);
+    assert_eq!(runs[1].run.executed.status, RunStatus::Timeout);
     assert_eq!(runs[1].clipped_prediction, None);
 }
 
@@ -622,18 +649,15 @@ async fn invalid_runs_are_refused() {
     store.insert_event(&new_event("e1", t(1))).await.unwrap();
     let invalid = [
         ok_run("e1", "alice", "alice-v1", f64::NAN),
-        NewRun {
-            prediction: None,
-            ..ok_run("e1", "alice", "alice-v1", 0.5)
-        },
-        NewRun {
-            status: RunStatus::Trap,
-            ..ok_run("e1", "alice", "alice-v1", 0.5)
-        },
-        NewRun {
-            cost_usd: -1.0,
-            ..ok_run("e1", "alice", "alice-v1", 0.5)
-        },
+        changed(ok_run("e1", "alice", "alice-v1", 0.5), |run| {
+            run.prediction = None;
+        }),
+        changed(ok_run("e1", "alice", "alice-v1", 0.5), |run| {
+            run.status = RunStatus::Trap;
+        }),
+        changed(ok_run("e1", "alice", "alice-v1", 0.5), |run| {
+            run.cost_usd = -1.0
+        }),
     ];
     for run in &invalid {
         let error = store.record_run(run).await.unwrap_err();
@@ -837,7 +861,7 @@ async fn a_killed_process_keeps_exactly_the_committed_runs() {
     for n in 0..rows {
         let runs = store.runs_of_event(&format!("e{n:05}")).await.unwrap();
         assert_eq!(runs.len(), 1, "event {n}");
-        assert_eq!(runs[0].run.prediction, Some(0.6));
+        assert_eq!(runs[0].run.executed.prediction, Some(0.6));
     }
     // The restarted daemon's replay records each committed run once, no more.
     for n in 0..rows {
@@ -874,19 +898,13 @@ async fn runs_needed_follow_activation_registration_and_cutoff() {
         .await
         .unwrap();
 
-    let pairs = |pending: Vec<PendingRun>| -> Vec<(String, String, String)> {
-        pending
-            .into_iter()
-            .map(|p| (p.event_id, p.hotkey, p.version_hash))
-            .collect()
-    };
     let owned = |list: &[(&str, &str, &str)]| -> Vec<(String, String, String)> {
         list.iter()
             .map(|(a, b, c)| ((*a).to_owned(), (*b).to_owned(), (*c).to_owned()))
             .collect()
     };
     assert_eq!(
-        pairs(store.runs_needed(t(30)).await.unwrap()),
+        owed(&store, t(30)).await,
         owned(&[
             ("early", "alice", "alice-v1"),
             ("early", "bob", "bob-v1"),
@@ -907,19 +925,13 @@ async fn runs_needed_follow_activation_registration_and_cutoff() {
         .unwrap();
     store.deregister_miner("bob", t(30)).await.unwrap();
     assert_eq!(
-        pairs(store.runs_needed(t(30)).await.unwrap()),
+        owed(&store, t(30)).await,
         owned(&[("later", "alice", "alice-v1")])
     );
     // Past its cutoff (3 days after creation) an event gets no more runs; resolved neither.
-    assert!(
-        store
-            .runs_needed(t(25) + TimeDelta::days(3))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(owed(&store, t(25) + TimeDelta::days(3)).await.is_empty());
     store.resolve_event("later", 0, t(40)).await.unwrap();
-    assert!(store.runs_needed(t(41)).await.unwrap().is_empty());
+    assert!(owed(&store, t(41)).await.is_empty());
 }
 
 // ----- resolved events and scoring -----
@@ -1044,7 +1056,7 @@ async fn scores_and_weights_are_written_together() {
         .unwrap();
     let standings = leaderboard(&miners, &events).unwrap();
     store
-        .record_scores_and_weights(&miners, &events, &standings, t(82))
+        .record_scores_and_weights(&miners, &scored(&events), &standings, t(82))
         .await
         .unwrap();
 
@@ -1075,7 +1087,7 @@ async fn scores_and_weights_are_written_together() {
 
     // Recomputing at the same instant replaces, not duplicates.
     store
-        .record_scores_and_weights(&miners, &events, &standings, t(82))
+        .record_scores_and_weights(&miners, &scored(&events), &standings, t(82))
         .await
         .unwrap();
     assert_eq!(count(&store, "validator_weights_history").await, 2);
@@ -1092,7 +1104,7 @@ async fn scores_and_weights_are_written_together() {
     let mut standings = leaderboard(&miners, &events).unwrap();
     standings[1].miner.hotkey = "ghost".to_owned();
     let error = store
-        .record_scores_and_weights(&miners, &events, &standings, t(91))
+        .record_scores_and_weights(&miners, &scored(&events), &standings, t(91))
         .await
         .unwrap_err();
     assert!(
@@ -1103,8 +1115,8 @@ async fn scores_and_weights_are_written_together() {
     assert_eq!(store.latest_weights().await.unwrap()[0].computed_at, t(82));
 
     // Malformed input is refused before the transaction.
-    let mut short = events.clone();
-    short[0].predictions.pop();
+    let mut short = scored(&events);
+    short[0].scores.pop();
     assert!(matches!(
         store
             .record_scores_and_weights(&miners, &short, &[], t(92))
