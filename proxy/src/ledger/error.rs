@@ -1,0 +1,74 @@
+//! What can go wrong in the ledger.
+
+use std::path::PathBuf;
+
+use sooth_migrations::OpenError;
+
+use super::{BudgetScope, ReservationId, ReservationState};
+
+/// Errors of the ledger.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The database could not be opened or its schema brought up to date.
+    #[error("cannot open the database of the spend ledger")]
+    Open(#[from] OpenError),
+    /// The reservation does not fit under a cap; nothing was reserved.
+    #[error(
+        "budget exceeded ({scope} cap): cap {cap_usd} USD, committed {committed_usd} USD, \
+         requested {requested_usd} USD"
+    )]
+    BudgetExceeded {
+        /// Which cap refused it (the run cap is checked first).
+        scope: BudgetScope,
+        /// The cap, in USD.
+        cap_usd: f64,
+        /// What was already committed in that scope (settled plus reserved), in USD.
+        committed_usd: f64,
+        /// The amount asked for (after rounding up to whole micro-dollars), in USD.
+        requested_usd: f64,
+    },
+    /// No reservation has this id.
+    #[error("unknown reservation {0}")]
+    UnknownReservation(ReservationId),
+    /// The reservation was already settled, released or dropped as stale.
+    #[error("reservation {id} is already closed ({state})")]
+    AlreadyClosed {
+        /// The reservation.
+        id: ReservationId,
+        /// How it was closed.
+        state: ReservationState,
+    },
+    /// An amount or cap that is negative, not finite, or absurdly large.
+    #[error("invalid {field}: {value}")]
+    InvalidAmount {
+        /// Which argument.
+        field: &'static str,
+        /// The value given.
+        value: f64,
+    },
+    /// An empty key (run id, miner, service) or a day not of the form `YYYY-MM-DD`.
+    #[error("invalid {field}: {value:?}")]
+    InvalidField {
+        /// Which argument.
+        field: &'static str,
+        /// The value given.
+        value: String,
+    },
+    /// The stored totals disagree with the reservations (a bug, or the file
+    /// was edited by hand); nothing was changed.
+    #[error("ledger inconsistent: {0}")]
+    Inconsistent(String),
+    /// Another ledger (in this process or another) has the file open.
+    #[error("the ledger {} is in use by another gateway", .0.display())]
+    InUse(PathBuf),
+    /// The ledger cannot write its file (full or read-only disk, ...) and
+    /// refuses reservations until it can; or it was closed.
+    #[error("the ledger is unavailable: {0}")]
+    Unavailable(String),
+    /// The database failed (I/O, lock wait beyond `busy_timeout`, ...).
+    #[error("ledger database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The schema could not be brought up to date.
+    #[error("ledger migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
