@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use sooth_runner::ScriptedGateway;
-use sooth_validator::backtest::{BacktestReport, Simulation, start_instant};
-use sooth_validator::daemon::DaemonSettings;
 use sooth_validator::sources::{Batch, jsonl};
+use sooth_validator::{BacktestReport, DaemonSettings, Simulation, start_instant};
 
 use crate::progress::replay_bar;
 use crate::runner_setup::{default_cache_dir, make_runner};

@@ -7,7 +7,7 @@ use anyhow::Context;
 use ed25519_dalek::SigningKey;
 use sooth_proxy::server::RunningGateway;
 use sooth_runner::{Gateway, HttpGateway, ScriptedGateway};
-use sooth_validator::config::ValidatorConfig;
+use sooth_validator::ValidatorConfig;
 use sooth_validator::service;
 
 use crate::gateway_choice::start_in_process;

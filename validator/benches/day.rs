@@ -13,9 +13,8 @@ use std::time::Instant;
 
 use chrono::TimeDelta;
 use sooth_runner::{Runner, RunnerConfig, ScriptedGateway};
-use sooth_validator::backtest::{Simulation, start_instant};
-use sooth_validator::daemon::DaemonSettings;
 use sooth_validator::synthetic::{WorldSpec, generate};
+use sooth_validator::{DaemonSettings, Simulation, start_instant};
 
 const MINERS: usize = 256;
 const EVENTS: usize = 100;

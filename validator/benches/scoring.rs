@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sooth_validator::scoring::{Miner, Outcome, ResolvedEvent, ScoredEvent, leaderboard};
+use sooth_validator::{Miner, Outcome, ResolvedEvent, ScoredEvent, leaderboard};
 
 const MINERS: usize = 256;
 const EVENTS: usize = 10_000;

@@ -16,10 +16,8 @@
 use std::time::Instant;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sooth_validator::activation::AgentVersion;
-use sooth_validator::event::Event;
-use sooth_validator::scoring::{Miner, leaderboard};
 use sooth_validator::store::Store;
+use sooth_validator::{AgentVersion, Event, Miner, leaderboard};
 use sqlx::Connection;
 use sqlx::sqlite::SqliteConnection;
 

@@ -146,10 +146,7 @@ pub fn activation_timeline<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(text: &str) -> DateTime<Utc> {
-        text.parse().unwrap()
-    }
+    use crate::test_support::at;
 
     fn version(
         hotkey: &str,

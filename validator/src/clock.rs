@@ -326,12 +326,9 @@ impl Drop for Registration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::at;
 
     use std::sync::Mutex as StdMutex;
-
-    fn at(text: &str) -> DateTime<Utc> {
-        text.parse().unwrap()
-    }
 
     #[test]
     fn simulated_time_moves_only_when_told() {

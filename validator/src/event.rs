@@ -326,11 +326,7 @@ pub enum EventError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    fn at(seconds: i64) -> DateTime<Utc> {
-        Utc.timestamp_opt(seconds, 0).unwrap()
-    }
+    use crate::test_support::at_unix as at;
 
     #[test]
     fn a_new_event_lasts_three_days() {

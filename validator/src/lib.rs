@@ -4,48 +4,87 @@
 //! This crate owns the competition's rules (the rules table of `SPEC.md`) and the daemon that
 //! applies them: storage, clock, event sources, activation, scheduling, resolution, scoring,
 //! weights and registration, live or replayed on a simulated clock. It runs agents only through
-//! `sooth-runner` and mints run tokens in `sooth-proxy`'s format; it must not implement a
-//! sandbox nor talk to upstream services itself.
+//! `sooth-runner` and mints run tokens in `sooth-protocol`'s format. It must not implement a
+//! sandbox, talk to upstream services itself nor start a gateway: the live daemon's gateway
+//! comes from its caller ([`service::run`] takes it; `sooth validator run` chooses it).
 //!
-//! - [`scoring`]: imputation, clipping, Brier scores, the 101-event window,
-//!   the leaderboard and winner-take-all weights;
-//! - [`activation`]: which agent version is active at an instant (daily
-//!   activation at 00:00 UTC);
-//! - [`registration`]: slots, immunity and deregistration;
-//! - [`event`]: the event model (event, outcome, resolution) and its validation;
+//! Its rooms, one concern each:
+//!
+//! - `event`: the event model ([`Event`], [`Outcome`], [`Resolution`]) and the one rule of
+//!   what a well-formed event is;
+//! - `activation`: which agent version is active at an instant (daily activation at
+//!   00:00 UTC);
+//! - `scoring`: imputation, clipping, Brier scores, the 101-event window, the leaderboard and
+//!   winner-take-all weights;
+//! - `registration`: slots, immunity and deregistration;
+//! - `executor`: the seam between scheduling and running agents ([`RunJob`],
+//!   [`ExecutedRun`], [`RunExecutor`]);
+//! - `sandbox`: the real executor, agents in `sooth-runner`'s sandbox, and `run_tokens`, the
+//!   run tokens it hands the gateway;
+//! - `daemon`: the daemon's step (activation, runs, scoring and weights), driven by a live
+//!   service or a backtest;
+//! - `clock`: the clock the daemon reads, real or simulated;
+//! - `weights`: where weights go once computed (a JSON file; a chain client later);
+//! - `backtest`: replaying an event file through the daemon on a simulated clock;
+//! - `config` and `intake`: the live validator's configuration, and its sources with their
+//!   saved progress;
+//! - [`service`]: the live validator's wiring (`sooth validator run`);
 //! - [`sources`]: where events and resolutions come from (JSON Lines files and watched
 //!   directories, an HTTP feed with a cursor, prediction-market listings);
-//! - [`clock`]: the clock the daemon reads, real or simulated;
 //! - [`store`]: the daemon's storage (sqlx on SQLite): miners, agent versions, events, runs,
 //!   scores and weights history;
 //! - [`api`]: the daemon's read-only HTTP API (events, runs, miners, leaderboard, weights);
-//! - [`backtest`]: replaying an event file through the daemon on a simulated clock;
-//! - [`daemon`]: the daemon's step (activation, runs, scoring and weights), driven by a live
-//!   service or a backtest;
-//! - [`executor`]: the seam between scheduling and running agents;
-//! - [`sandbox`]: the real executor, agents in `sooth-runner`'s sandbox, and
-//!   [`run_tokens`], the run tokens it hands the gateway;
-//! - [`config`], [`intake`] and [`service`]: the live validator's configuration, its sources
-//!   with their saved progress, and its wiring (`sooth validator run`);
 //! - [`synthetic`]: a seeded synthetic world (hidden truths, noisy market prices) for the
-//!   demo and benchmarks;
-//! - [`weights`]: where weights go once computed (a JSON file; a chain client later).
+//!   demo and benchmarks.
 
-pub mod activation;
+mod activation;
 pub mod api;
+// Public only for the paths `sooth demo` imports; use the re-exports below.
+#[doc(hidden)]
 pub mod backtest;
-pub mod clock;
-pub mod config;
+mod clock;
+mod config;
+#[doc(hidden)]
 pub mod daemon;
-pub mod event;
-pub mod executor;
-pub mod intake;
-pub mod registration;
+mod event;
+mod executor;
+mod intake;
+mod registration;
+#[doc(hidden)]
 pub mod run_tokens;
-pub mod sandbox;
-pub mod scoring;
+mod sandbox;
+mod scoring;
 pub mod service;
 pub mod sources;
 pub mod store;
 pub mod synthetic;
-pub mod weights;
+#[cfg(test)]
+mod test_support;
+mod weights;
+
+pub use activation::AgentVersion;
+pub use backtest::{
+    BacktestError, BacktestReport, BacktestRow, Progress, Replay, STORE_FILE, Simulation,
+    start_instant,
+};
+pub use clock::{Clock, ClockError, SimulatedClock, Sleep, SystemClock};
+pub use config::{
+    ApiConfig, CompetitionConfig, ConfigError, GatewayConfig, SchedulingConfig, SourcesConfig,
+    ValidatorConfig, WeightsConfig,
+};
+pub use daemon::{Daemon, DaemonError, DaemonSettings, Ingested, StepReport};
+pub use event::{Event, EventError, Outcome, Resolution};
+pub use executor::{ExecutedRun, Execution, RunError, RunExecutor, RunJob, RunStatus};
+pub use intake::{Intake, IntakeError};
+pub use registration::{
+    DEFAULT_IMMUNITY, DEFAULT_SLOTS, RegistrationDecision, RegistrationError, RegistrationRules,
+};
+pub use run_tokens::SignedRunTokens;
+pub use sandbox::{AdmitError, RunTokens, SandboxExecutor};
+pub use scoring::{
+    LeaderboardRow, Miner, ResolvedEvent, SCORING_WINDOW, Score, ScoredEvent, ScoringError,
+    assign_winner_take_all, leaderboard, leaderboard_over,
+};
+pub use weights::{
+    JsonFileWeights, MinerWeight, NoWeightSetter, WeightSetter, Weights, WeightsError,
+};

@@ -165,10 +165,7 @@ fn lowest_free_uid(slots: u16, standings: &[LeaderboardRow]) -> Option<u16> {
 mod tests {
     use super::*;
     use crate::scoring::{Outcome, ResolvedEvent, leaderboard};
-
-    fn at(text: &str) -> DateTime<Utc> {
-        text.parse().unwrap()
-    }
+    use crate::test_support::at;
 
     fn miner(uid: u16, hotkey: &str, registered_at: &str) -> Miner {
         Miner {

@@ -237,8 +237,9 @@ pub fn brier_score(prediction: f64, outcome: Outcome) -> f64 {
     error * error
 }
 
-/// The scoring window: the last [`SCORING_WINDOW`] events in the order (resolution instant,
-/// event id), oldest first. The input order does not matter.
+/// The scoring window: the last `size` events (the SPEC's [`SCORING_WINDOW`] unless the
+/// validator's configuration changes it) in the order (resolution instant, event id), oldest
+/// first. The input order does not matter.
 ///
 /// The window is the same for every miner (SPEC: "events before its registration included"),
 /// which is why it is chosen over all resolved events and not per miner.
@@ -247,17 +248,7 @@ pub fn brier_score(prediction: f64, outcome: Outcome) -> f64 {
 ///
 /// [`ScoringError::DuplicateEvent`] if two events share an id (the order would not be total)
 /// and [`ScoringError::ResolvedBeforeCreated`] for an event that resolved before it existed.
-pub fn scoring_window(events: &[ResolvedEvent]) -> Result<Vec<&ResolvedEvent>, ScoringError> {
-    scoring_window_of(events, SCORING_WINDOW)
-}
-
-/// As [`scoring_window`], with a window of `size` events instead of the SPEC's 101 (the
-/// validator's configuration may change it).
-///
-/// # Errors
-///
-/// As [`scoring_window`].
-pub fn scoring_window_of(
+pub fn scoring_window(
     events: &[ResolvedEvent],
     size: usize,
 ) -> Result<Vec<&ResolvedEvent>, ScoringError> {
@@ -334,7 +325,7 @@ pub fn leaderboard_over(
             found: event.predictions.len(),
         });
     }
-    let window = scoring_window_of(events, window)?;
+    let window = scoring_window(events, window)?;
 
     let totals = score_totals(miners.len(), window.iter().copied());
     let events_counted = window.len();
@@ -415,11 +406,8 @@ fn check_unique_miners(miners: &[Miner]) -> Result<(), ScoringError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::at;
     use chrono::TimeDelta;
-
-    fn at(text: &str) -> DateTime<Utc> {
-        text.parse().unwrap()
-    }
 
     fn miner(uid: u16, hotkey: &str, registered_at: &str) -> Miner {
         Miner {
@@ -683,7 +671,7 @@ mod tests {
             &[Some(0.0)],
         ));
 
-        let window = scoring_window(&events).unwrap();
+        let window = scoring_window(&events, SCORING_WINDOW).unwrap();
         assert_eq!(window.len(), 101);
         let ids: Vec<_> = window.iter().map(|e| e.id.as_str()).collect();
         assert_eq!(ids[0], "b");
@@ -704,7 +692,7 @@ mod tests {
             event("9", t, Outcome::No, &[]),
             event("10", t, Outcome::No, &[]),
         ];
-        let ids: Vec<_> = scoring_window(&events)
+        let ids: Vec<_> = scoring_window(&events, SCORING_WINDOW)
             .unwrap()
             .iter()
             .map(|e| e.id.clone())

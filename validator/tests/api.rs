@@ -8,12 +8,12 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Map, Value, json};
-use sooth_validator::activation::AgentVersion;
 use sooth_validator::api::router;
-use sooth_validator::event::Event;
-use sooth_validator::executor::{ExecutedRun, RunStatus};
-use sooth_validator::scoring::{Miner, ResolvedEvent, SCORING_WINDOW, ScoredEvent, leaderboard};
 use sooth_validator::store::{NewRun, Store};
+use sooth_validator::{
+    AgentVersion, Event, ExecutedRun, Miner, ResolvedEvent, RunStatus, SCORING_WINDOW, ScoredEvent,
+    leaderboard,
+};
 use tower::ServiceExt;
 
 const T0: &str = "2026-03-01T00:00:00Z";
@@ -121,8 +121,8 @@ async fn filled_store() -> Store {
 async fn scoring_input(
     store: &Store,
 ) -> (
-    Vec<sooth_validator::scoring::Miner>,
-    Vec<sooth_validator::scoring::ResolvedEvent>,
+    Vec<sooth_validator::Miner>,
+    Vec<sooth_validator::ResolvedEvent>,
 ) {
     let miners = store.registered_miners().await.unwrap();
     let events = store
@@ -525,7 +525,7 @@ async fn leaderboard_serves_only_the_latest_computation() {
     // A later computation where bob wins (e.g. alice passed over): only it is served.
     let (miners, events) = scoring_input(&store).await;
     let mut standings = leaderboard(&miners, &events).unwrap();
-    sooth_validator::scoring::assign_winner_take_all(&mut standings, |miner| miner.hotkey == "bob");
+    sooth_validator::assign_winner_take_all(&mut standings, |miner| miner.hotkey == "bob");
     store
         .record_scores_and_weights(&miners, &scored(&events), &standings, t(40))
         .await

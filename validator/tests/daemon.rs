@@ -8,13 +8,12 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Map, Value, json};
-use sooth_validator::clock::{Clock, SimulatedClock};
-use sooth_validator::daemon::{Daemon, DaemonError, DaemonSettings, Ingested};
-use sooth_validator::event::{Event, Outcome, Resolution};
-use sooth_validator::executor::{ExecutedRun, Execution, RunExecutor, RunJob, RunStatus};
-use sooth_validator::registration::{RegistrationError, RegistrationRules};
 use sooth_validator::store::Store;
-use sooth_validator::weights::{JsonFileWeights, NoWeightSetter, WeightSetter, Weights};
+use sooth_validator::{
+    Clock, Daemon, DaemonError, DaemonSettings, Event, ExecutedRun, Execution, Ingested,
+    JsonFileWeights, NoWeightSetter, Outcome, RegistrationError, RegistrationRules, Resolution,
+    RunExecutor, RunJob, RunStatus, SimulatedClock, WeightSetter, Weights,
+};
 
 fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)

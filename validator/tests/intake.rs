@@ -10,9 +10,8 @@ use axum::extract::Query;
 use axum::routing::get;
 use chrono::Utc;
 use serde_json::json;
-use sooth_validator::config::SourcesConfig;
-use sooth_validator::intake::Intake;
 use sooth_validator::store::Store;
+use sooth_validator::{Intake, SourcesConfig};
 
 /// A feed of two pages: events `a` and `b` at the start, then `c` after cursor "p2".
 async fn feed(Query(query): Query<HashMap<String, String>>) -> axum::Json<serde_json::Value> {
@@ -148,5 +147,5 @@ async fn market_listings_give_events_and_then_their_resolutions_once_they_end() 
     assert_eq!(after.resolutions.len(), 1, "{after:?}");
     let resolution = &after.resolutions[0];
     assert_eq!(resolution.event_id, "polymarket:7");
-    assert_eq!(resolution.outcome, sooth_validator::event::Outcome::Yes);
+    assert_eq!(resolution.outcome, sooth_validator::Outcome::Yes);
 }

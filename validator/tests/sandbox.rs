@@ -9,10 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sooth_runner::{CompileIsolation, Runner, RunnerConfig, ScriptedGateway};
-use sooth_validator::backtest::Simulation;
-use sooth_validator::daemon::DaemonSettings;
-use sooth_validator::event::{Event, Outcome, Resolution};
-use sooth_validator::executor::RunStatus;
+use sooth_validator::{DaemonSettings, Event, Outcome, Resolution, RunStatus, Simulation};
 
 fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)

@@ -5,11 +5,8 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
-use sooth_validator::activation::AgentVersion;
-use sooth_validator::event::Event;
-use sooth_validator::executor::{ExecutedRun, RunStatus};
-use sooth_validator::scoring::Miner;
 use sooth_validator::store::{NewRun, Store};
+use sooth_validator::{AgentVersion, Event, ExecutedRun, Miner, RunStatus};
 
 #[tokio::test]
 async fn predictions_read_back_for_scoring_are_the_recorded_values_exactly() {

@@ -342,10 +342,7 @@ pub(crate) fn kind_of(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(seconds: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(seconds, 0).unwrap()
-    }
+    use crate::test_support::at_unix as at;
 
     fn error(text: &str) -> String {
         parse_text(text).unwrap_err().to_string()

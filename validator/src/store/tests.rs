@@ -11,10 +11,7 @@ use crate::event::Event;
 use crate::executor::{ExecutedRun, RunStatus};
 use crate::registration::RegistrationDecision;
 use crate::scoring::{Miner, Outcome, ResolvedEvent, ScoredEvent, leaderboard};
-
-fn at(text: &str) -> DateTime<Utc> {
-    text.parse().unwrap()
-}
+use crate::test_support::at;
 
 const T0: &str = "2026-03-01T00:00:00Z";
 
@@ -1021,7 +1018,7 @@ async fn resolved_events_come_in_scoring_order_with_predictions_by_miner() {
         .last_resolved_events(&miners, 10, chrono::DateTime::<chrono::Utc>::MAX_UTC)
         .await
         .unwrap();
-    let window: Vec<_> = crate::scoring::scoring_window(&all)
+    let window: Vec<_> = crate::scoring::scoring_window(&all, crate::scoring::SCORING_WINDOW)
         .unwrap()
         .iter()
         .map(|e| e.id.clone())

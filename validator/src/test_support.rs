@@ -1,0 +1,16 @@
+//! Helpers shared by the crate's unit tests.
+
+use chrono::{DateTime, Utc};
+
+/// The instant an RFC 3339 text names.
+pub(crate) fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|error| panic!("{text}: {error}"))
+        .with_timezone(&Utc)
+}
+
+/// The instant `seconds` after the Unix epoch.
+pub(crate) fn at_unix(seconds: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(seconds, 0)
+        .unwrap_or_else(|| panic!("{seconds} s is out of chrono's range"))
+}
