@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use sooth_fake_upstream::{
-    Failure, FakeUpstream, FakeUpstreamConfig, SEARCH_FIRST_PUBLISHED, SEARCH_PUBLISHED_STEP,
+    Failure, FakeUpstream, FakeUpstreamConfig, GatewayConfigBuilder, SEARCH_FIRST_PUBLISHED,
+    SEARCH_PUBLISHED_STEP, ServiceBuilder,
 };
 use sooth_protocol::{RequestSigner, verify_request};
 use sooth_protocol::{RunClaims, generate_key, mint};
@@ -63,58 +64,34 @@ async fn world_with(day_cap: f64, linked_day_cap: f64, cache_options: CacheOptio
     let signing = generate_key();
     let signer_public = signing.verifying_key();
     let base = upstream.base_url();
-    let config = ProxyConfig::from_toml(
-        &format!(
-            r#"
-data_dir = "{data_dir}"
-validator_public_key = "{validator}"
-signing_key_file = "unused"
-default_chat_service = "chutes"
-default_search_service = "desearch"
-
-[services.chutes]
-kind = "chat"
-base_url = "{base}"
-api_key_env = "CHUTES_API_KEY"
-max_output_tokens = 512
-per_miner_day_cap_usd = {day_cap}
-linked_per_miner_day_cap_usd = {linked_day_cap}
-models = {{ "{MODEL}" = {{ input_per_million = 0.5, output_per_million = 2.0 }} }}
-
-[services.desearch]
-kind = "search"
-base_url = "{base}"
-api_key_env = "DESEARCH_API_KEY"
-auth = "raw"
-price_per_call = 0.002
-per_miner_day_cap_usd = {day_cap}
-linked_per_miner_day_cap_usd = {linked_day_cap}
-
-[services.archive]
-kind = "search"
-base_url = "{base}"
-api_key_env = "DESEARCH_API_KEY"
-auth = "raw"
-price_per_call = 0.002
-per_miner_day_cap_usd = {day_cap}
-linked_per_miner_day_cap_usd = {linked_day_cap}
-clamp_to_as_of = false
-
-[services.echo]
-kind = "generic"
-base_url = "{base}/generic/echo"
-api_key_env = "ECHO_API_KEY"
-auth = {{ header = "x-api-key" }}
-price_per_call = 0.001
-per_miner_day_cap_usd = {day_cap}
-linked_per_miner_day_cap_usd = {linked_day_cap}
-"#,
-            validator = sooth_protocol::encode_public_key(&validator.verifying_key()),
-            data_dir = dir.path().display(),
-        ),
-        "test config",
-    )
-    .expect("config");
+    let service_caps = |service: ServiceBuilder| service.day_caps(day_cap, linked_day_cap);
+    let toml = GatewayConfigBuilder::new(dir.path())
+        .validator_public_key(sooth_protocol::encode_public_key(
+            &validator.verifying_key(),
+        ))
+        .default_services("chutes", "desearch")
+        .service(service_caps(
+            ServiceBuilder::chat("chutes", &base, "CHUTES_API_KEY", &[MODEL])
+                .set("max_output_tokens", 512),
+        ))
+        .service(service_caps(ServiceBuilder::search(
+            "desearch",
+            &base,
+            "DESEARCH_API_KEY",
+        )))
+        .service(service_caps(
+            ServiceBuilder::search("archive", &base, "DESEARCH_API_KEY")
+                .set("clamp_to_as_of", false),
+        ))
+        .service(service_caps(ServiceBuilder::generic(
+            "echo",
+            &format!("{base}/generic/echo"),
+            "ECHO_API_KEY",
+            "x-api-key",
+            0.001,
+        )))
+        .to_toml();
+    let config = ProxyConfig::from_toml(&toml, "test config").expect("config");
     let keys = BTreeMap::from([
         ("chutes".to_owned(), fake.api_key.clone()),
         ("desearch".to_owned(), fake.search_api_key.clone()),

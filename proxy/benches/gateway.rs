@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sooth_fake_upstream::{FakeUpstream, FakeUpstreamConfig};
+use sooth_fake_upstream::{FakeUpstream, FakeUpstreamConfig, GatewayConfigBuilder, ServiceBuilder};
 use sooth_protocol::RequestSigner;
 use sooth_protocol::{RunClaims, encode_public_key, generate_key, mint};
 use sooth_proxy::cache::ResponseCache;
@@ -85,28 +85,19 @@ async fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let validator = generate_key();
     let base = upstream.base_url();
-    let service = |cache: &str| {
-        format!(
-            r#"kind = "chat"
-base_url = "{base}"
-api_key_env = "UNUSED"
-cache = "{cache}"
-per_miner_day_cap_usd = 1000000.0
-linked_per_miner_day_cap_usd = 1000000.0
-models = {{ "{MODEL}" = {{ input_per_million = 0.5, output_per_million = 2.0 }} }}
-"#
-        )
+    let chat = |name: &str, cache: &str| {
+        ServiceBuilder::chat(name, &base, "UNUSED", &[MODEL])
+            .set("cache", format!("{cache:?}"))
+            .day_caps(1_000_000.0, 1_000_000.0)
     };
-    let config = ProxyConfig::from_toml(
-        &format!(
-            "data_dir = \"unused\"\nvalidator_public_key = \"{}\"\nsigning_key_file = \"unused\"\ndefault_chat_service = \"uncached\"\ndefault_search_service = \"search\"\n\n[services.uncached]\n{}\n[services.cached]\n{}\n[services.search]\nkind = \"search\"\nbase_url = \"{base}\"\napi_key_env = \"UNUSED\"\nauth = \"raw\"\nprice_per_call = 0.002\nper_miner_day_cap_usd = 1.0\nlinked_per_miner_day_cap_usd = 1.0\n",
-            encode_public_key(&validator.verifying_key()),
-            service("off"),
-            service("on"),
-        ),
-        "bench",
-    )
-    .expect("config");
+    let toml = GatewayConfigBuilder::new("unused")
+        .validator_public_key(encode_public_key(&validator.verifying_key()))
+        .default_services("uncached", "search")
+        .service(chat("uncached", "off"))
+        .service(chat("cached", "on"))
+        .service(ServiceBuilder::search("search", &base, "UNUSED"))
+        .to_toml();
+    let config = ProxyConfig::from_toml(&toml, "bench").expect("config");
     let keys = BTreeMap::from([
         ("uncached".to_owned(), fake_config.api_key.clone()),
         ("cached".to_owned(), fake_config.api_key.clone()),
