@@ -31,7 +31,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool};
 
 use sooth_migrations::{MIGRATOR, OpenError, file_options, open_in_memory, single_connection_pool};
 
-use crate::background::BackgroundTask;
+use crate::background::{BackgroundTask, FirstRun, spawn_periodic};
 
 /// How often a gateway re-reads the keys on file, to see links and unlinks
 /// made by other processes.
@@ -334,22 +334,18 @@ fn restrict_to_owner(path: &Path) {
 }
 
 /// Re-reads the keys every `every` (the first time after one interval: the
-/// store was just loaded).
+/// store was just loaded); on a failure the keys in memory stay.
 fn spawn_reloader(store: LinkedKeys, every: Duration) -> BackgroundTask {
-    let task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if store.pool.is_closed() {
-                break;
-            }
-            if let Err(error) = store.reload().await {
-                tracing::warn!(%error, "linked keys: reload failed; keeping the keys in memory");
-            }
-        }
-    });
-    BackgroundTask(task.abort_handle())
+    spawn_periodic(
+        store.pool.clone(),
+        every,
+        FirstRun::AfterOnePeriod,
+        "linked keys: reload failed; keeping the keys in memory",
+        move || {
+            let store = store.clone();
+            async move { store.reload().await }
+        },
+    )
 }
 
 #[cfg(test)]

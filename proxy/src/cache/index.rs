@@ -25,7 +25,7 @@ use std::time::Duration;
 use sqlx::Row as _;
 use sqlx::sqlite::SqlitePool;
 
-use crate::background::BackgroundTask;
+use crate::background::{BackgroundTask, FirstRun, spawn_periodic};
 
 /// Rows read per statement while catching up.
 const CATCH_UP_BATCH: i64 = 10_000;
@@ -139,29 +139,22 @@ impl KeyIndex {
     }
 }
 
-/// Catches `index` up with `pool`'s file every `every`.
+/// Catches `index` up with `pool`'s file every `every` (the index was
+/// loaded at open, so the first time after one period).
 pub(super) fn spawn_catch_up(
     pool: SqlitePool,
     index: std::sync::Arc<KeyIndex>,
     every: Duration,
 ) -> BackgroundTask {
-    let task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The first tick is immediate, and the index was loaded at open.
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            if pool.is_closed() {
-                break;
-            }
-            if let Err(error) = index.catch_up(&pool).await {
-                if pool.is_closed() {
-                    break;
-                }
-                tracing::warn!(%error, "cache: reading new keys from the file failed");
-            }
-        }
-    });
-    BackgroundTask(task.abort_handle())
+    let reader = pool.clone();
+    spawn_periodic(
+        pool,
+        every,
+        FirstRun::AfterOnePeriod,
+        "cache: reading new keys from the file failed",
+        move || {
+            let (pool, index) = (reader.clone(), index.clone());
+            async move { index.catch_up(&pool).await }
+        },
+    )
 }

@@ -9,7 +9,7 @@ use sqlx::sqlite::{SqlitePool, SqliteRow};
 use super::index::KeyIndex;
 use super::memory::FrontEntry;
 use super::{CacheError, CachedResponse, unix_now_ms};
-use crate::background::BackgroundTask;
+use crate::background::{BackgroundTask, FirstRun, spawn_periodic};
 
 /// Expired rows deleted per statement by [`ResponseCache::purge_expired`].
 const PURGE_BATCH: i64 = 1_000;
@@ -106,25 +106,21 @@ pub(super) fn spawn_purger(
     index: Arc<KeyIndex>,
     every: Duration,
 ) -> BackgroundTask {
-    let task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if pool.is_closed() {
-                break;
-            }
-            match purge(&pool, &index, unix_now_ms()).await {
-                Ok(0) => {}
-                Ok(purged) => tracing::debug!(purged, "cache: purged expired answers"),
-                Err(error) => {
-                    if pool.is_closed() {
-                        break;
-                    }
-                    tracing::warn!(%error, "cache: purging expired answers failed");
+    let writer = pool.clone();
+    spawn_periodic(
+        pool,
+        every,
+        FirstRun::Now,
+        "cache: purging expired answers failed",
+        move || {
+            let (pool, index) = (writer.clone(), index.clone());
+            async move {
+                let purged = purge(&pool, &index, unix_now_ms()).await?;
+                if purged > 0 {
+                    tracing::debug!(purged, "cache: purged expired answers");
                 }
+                Ok::<_, CacheError>(())
             }
-        }
-    });
-    BackgroundTask(task.abort_handle())
+        },
+    )
 }

@@ -14,7 +14,7 @@ use super::journal::{self, Failure};
 use super::{
     Inner, Ledger, LedgerError, LedgerOptions, RUN_MEMORY_MS, now_ms, scope_from, utc_day,
 };
-use crate::background::BackgroundTask;
+use crate::background::{BackgroundTask, FirstRun, spawn_periodic};
 
 const LAST_ID_SQL: &str = "SELECT COALESCE(MAX(id), 0) FROM gateway_reservations";
 
@@ -184,24 +184,20 @@ fn lock_file(path: &Path) -> Result<std::fs::File, LedgerError> {
 /// the database file without blocking the writer (or readers), so its fsync
 /// stays off the request path; the writer has `wal_autocheckpoint = 0`.
 fn spawn_checkpointer(pool: SqlitePool, every: Duration) -> BackgroundTask {
-    let task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if pool.is_closed() {
-                break;
+    let reader = pool.clone();
+    spawn_periodic(
+        pool,
+        every,
+        FirstRun::Now,
+        "ledger: WAL checkpoint failed",
+        move || {
+            let pool = reader.clone();
+            async move {
+                sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&pool)
+                    .await
+                    .map(drop)
             }
-            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&pool)
-                .await
-            {
-                if pool.is_closed() {
-                    break;
-                }
-                tracing::warn!(%error, "ledger: WAL checkpoint failed");
-            }
-        }
-    });
-    BackgroundTask(task.abort_handle())
+        },
+    )
 }
