@@ -41,7 +41,7 @@ pub enum BacktestError {
     #[error("the events file holds no events")]
     NoEvents,
     /// An agent was refused.
-    #[error("agent {hotkey}: {source}")]
+    #[error("agent {hotkey} was refused")]
     Agent {
         /// The name it was entered under.
         hotkey: String,
@@ -49,7 +49,7 @@ pub enum BacktestError {
         source: AdmitError,
     },
     /// The data directory cannot be used.
-    #[error("cannot use the data directory {path}: {source}")]
+    #[error("cannot use the data directory {path}")]
     DataDir {
         /// The directory.
         path: String,
@@ -282,9 +282,21 @@ fn refuse(replay: &mut Replay, error: DaemonError) -> Result<(), BacktestError> 
     if matches!(error, DaemonError::Store(StoreError::Database(_))) {
         return Err(BacktestError::Daemon(error));
     }
-    tracing::warn!(%error, "skipped");
-    replay.refused.push(error.to_string());
+    tracing::warn!(error = &error as &dyn std::error::Error, "skipped");
+    replay.refused.push(with_causes(&error));
     Ok(())
+}
+
+/// `error` and each of its causes, on one line.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
 }
 
 /// One agent's line of a backtest report.

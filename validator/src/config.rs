@@ -49,29 +49,25 @@ use crate::scoring::SCORING_WINDOW;
 /// Why a configuration was refused.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    /// The file cannot be read.
-    #[error("cannot read validator configuration {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The text is not valid TOML of the expected shape (an unknown key, a wrong type...).
-    #[error("invalid validator configuration {path}: {message}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// What the parser said, with the line.
-        message: String,
-    },
+    /// The file cannot be read, or its text is not TOML of the expected shape (an unknown
+    /// key, a wrong type...).
+    #[error(transparent)]
+    File(#[from] sooth_config::ConfigFileError),
     /// A value is out of range.
     #[error("invalid validator configuration {path}: {message}")]
     Invalid {
         /// The file.
         path: String,
         /// Which value, and why.
-        message: String,
+        message: &'static str,
+    },
+    /// The `[runner]` table holds a value out of range.
+    #[error("invalid validator configuration {path}: the [runner] table")]
+    Runner {
+        /// The file.
+        path: String,
+        /// What the runner's own check said.
+        source: Box<sooth_runner::ConfigError>,
     },
 }
 
@@ -235,11 +231,8 @@ impl ValidatorConfig {
     ///
     /// [`ConfigError`] naming the file and the problem.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let mut config = Self::from_toml(&text, &path.display().to_string())?;
+        let mut config: Self = sooth_config::read(path)?;
+        config.validate(&path.display().to_string())?;
         let base = path.parent().unwrap_or_else(|| Path::new(""));
         config.data_dir = base.join(&config.data_dir);
         config.sources.jsonl_dirs = config
@@ -256,21 +249,19 @@ impl ValidatorConfig {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::Parse`] or [`ConfigError::Invalid`].
+    /// [`ConfigError::File`] when the text does not parse, [`ConfigError::Invalid`] or
+    /// [`ConfigError::Runner`] for a value out of range.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let config: Self = toml::from_str(text).map_err(|error| ConfigError::Parse {
-            path: origin.to_owned(),
-            message: error.to_string(),
-        })?;
+        let config: Self = sooth_config::parse(text, origin)?;
         config.validate(origin)?;
         Ok(config)
     }
 
     fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let invalid = |message: &str| {
+        let invalid = |message| {
             Err(ConfigError::Invalid {
                 path: origin.to_owned(),
-                message: message.to_owned(),
+                message,
             })
         };
         if self.data_dir.as_os_str().is_empty() {
@@ -297,9 +288,12 @@ impl ValidatorConfig {
         if !(self.gateway.run_cap_usd.is_finite() && self.gateway.run_cap_usd >= 0.0) {
             return invalid("gateway.run_cap_usd must be a non-negative number");
         }
-        if let Err(error) = self.runner.validate() {
-            return invalid(&format!("runner: {error}"));
-        }
+        self.runner
+            .validate()
+            .map_err(|source| ConfigError::Runner {
+                path: origin.to_owned(),
+                source: Box::new(source),
+            })?;
         Ok(())
     }
 }
@@ -351,9 +345,10 @@ mod tests {
         ];
         for (text, named) in cases {
             let error = ValidatorConfig::from_toml(text, "t.toml").unwrap_err();
+            let chain = format!("{:#}", anyhow::Error::new(error));
             assert!(
-                error.to_string().contains(named),
-                "{text:?}: {error} does not name {named}"
+                chain.contains(named),
+                "{text:?}: {chain} does not name {named}"
             );
         }
     }

@@ -78,10 +78,10 @@ pub enum DaemonError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The scoring input was inconsistent (a bug, or a store edited by hand).
-    #[error("scoring failed: {0}")]
+    #[error("scoring failed")]
     Scoring(#[from] ScoringError),
     /// The registration was refused.
-    #[error("registration refused: {0}")]
+    #[error("registration refused")]
     Registration(#[from] RegistrationError),
     /// An event id already names a different event.
     #[error("event {event_id} was already received with different content; the first one stands")]

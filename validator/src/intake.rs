@@ -117,13 +117,17 @@ impl Intake {
         for (name, watcher) in &mut self.watchers {
             match watcher.poll() {
                 Ok(read) => batch.append(read),
-                Err(error) => tracing::warn!(source = %name, %error, "source unreadable"),
+                Err(error) => {
+                    tracing::warn!(source = %name, error = &error as &dyn std::error::Error, "source unreadable")
+                }
             }
         }
         for (name, feed) in &mut self.feeds {
             match feed.poll().await {
                 Ok(read) => batch.append(read),
-                Err(error) => tracing::warn!(source = %name, %error, "feed failed"),
+                Err(error) => {
+                    tracing::warn!(source = %name, error = &error as &dyn std::error::Error, "feed failed")
+                }
             }
         }
         if let Some(markets) = &mut self.markets
@@ -132,7 +136,10 @@ impl Intake {
             markets.next_at = now + markets.every;
             match markets.client.open_markets(now).await {
                 Ok(read) => batch.append(read),
-                Err(error) => tracing::warn!(%error, "market listing failed"),
+                Err(error) => tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "market listing failed"
+                ),
             }
             match self.store.open_events(now).await {
                 Ok(open) => {
@@ -146,11 +153,17 @@ impl Intake {
                     for ids in ended.chunks(RESOLUTION_BATCH) {
                         match markets.client.markets_by_id(ids, now).await {
                             Ok(read) => batch.resolutions.extend(read.resolutions),
-                            Err(error) => tracing::warn!(%error, "market resolutions failed"),
+                            Err(error) => tracing::warn!(
+                                error = &error as &dyn std::error::Error,
+                                "market resolutions failed"
+                            ),
                         }
                     }
                 }
-                Err(error) => tracing::warn!(%error, "cannot list open events"),
+                Err(error) => tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "cannot list open events"
+                ),
             }
         }
         batch

@@ -27,10 +27,10 @@ pub trait RunTokens: Send + Sync + 'static {
 #[derive(Debug, Error)]
 pub enum AdmitError {
     /// The runner refused the bytes (not a component, too large, forbidden imports...).
-    #[error("the agent does not load: {0}")]
+    #[error("the agent does not load")]
     Load(#[from] LoadError),
     /// The component could not be saved.
-    #[error("cannot save the component to {path}: {source}")]
+    #[error("cannot save the component to {}", path.display())]
     Save {
         /// The file.
         path: PathBuf,

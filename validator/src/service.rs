@@ -37,7 +37,7 @@ pub const KEY_FILE: &str = "validator.key";
 #[derive(Debug, Error)]
 pub enum ServiceError {
     /// The data directory cannot be used.
-    #[error("cannot use the data directory {path}: {source}")]
+    #[error("cannot use the data directory {path}")]
     DataDir {
         /// The directory.
         path: String,
@@ -54,7 +54,7 @@ pub enum ServiceError {
     #[error(transparent)]
     Sources(#[from] IntakeError),
     /// The HTTP API cannot listen.
-    #[error("cannot serve the HTTP API on {listen}: {source}")]
+    #[error("cannot serve the HTTP API on {listen}")]
     Api {
         /// The address.
         listen: String,
@@ -65,8 +65,8 @@ pub enum ServiceError {
     #[error(transparent)]
     Agent(#[from] AdmitError),
     /// A step of the daemon panicked (a bug); the validator stops rather than go on half-way.
-    #[error("a step of the daemon failed: {0}")]
-    Step(String),
+    #[error("a step of the daemon failed")]
+    Step(#[source] tokio::task::JoinError),
 }
 
 /// What [`add_agent`] did.
@@ -219,13 +219,16 @@ pub async fn run(
         let batch = intake.poll(clock.now()).await;
         ingest(&daemon, batch).await;
         if let Err(error) = intake.save_progress(clock.now()).await {
-            tracing::warn!(%error, "cannot save the sources' progress");
+            tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "cannot save the sources' progress"
+            );
         }
         if let Some(step) = stepping.take_if(|step| step.is_finished()) {
             match step.await {
                 Ok(Ok(report)) => log_step(&report),
                 Ok(Err(error)) => break Err(ServiceError::Daemon(error)),
-                Err(error) => break Err(ServiceError::Step(error.to_string())),
+                Err(error) => break Err(ServiceError::Step(error)),
             }
         }
         if stepping.is_none() {
@@ -270,18 +273,24 @@ async fn ingest(daemon: &Daemon, batch: Batch) {
     }
     for event in &batch.events {
         if let Err(error) = daemon.ingest_event(event).await {
-            tracing::warn!(%error, "event skipped");
+            tracing::warn!(error = &error as &dyn std::error::Error, "event skipped");
         }
     }
     for resolution in &batch.resolutions {
         if let Err(error) = daemon.ingest_resolution(resolution).await {
-            tracing::warn!(%error, "resolution skipped");
+            tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "resolution skipped"
+            );
         }
     }
 }
 
 async fn serve_api(listener: tokio::net::TcpListener, store: Store) {
     if let Err(error) = axum::serve(listener, crate::api::router(store)).await {
-        tracing::error!(%error, "the HTTP API stopped");
+        tracing::error!(
+            error = &error as &dyn std::error::Error,
+            "the HTTP API stopped"
+        );
     }
 }

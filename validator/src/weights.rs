@@ -59,7 +59,7 @@ impl Weights {
 #[derive(Debug, Error)]
 pub enum WeightsError {
     /// Writing the weights file failed.
-    #[error("cannot write the weights file {path}: {source}")]
+    #[error("cannot write the weights file {}", path.display())]
     Write {
         /// The file.
         path: PathBuf,

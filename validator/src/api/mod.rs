@@ -60,7 +60,7 @@ pub enum ApiError {
     #[error("{0}")]
     MethodNotAllowed(String),
     /// The store failed: 500, with a generic message (the error itself is logged).
-    #[error("store error: {0}")]
+    #[error("store error")]
     Store(#[from] StoreError),
 }
 
@@ -71,7 +71,10 @@ impl IntoResponse for ApiError {
             Self::NotFound(message) => (StatusCode::NOT_FOUND, message),
             Self::MethodNotAllowed(message) => (StatusCode::METHOD_NOT_ALLOWED, message),
             Self::Store(error) => {
-                tracing::error!(%error, "validator API: reading the store failed");
+                tracing::error!(
+                    error = &error as &dyn std::error::Error,
+                    "validator API: reading the store failed"
+                );
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal error: the validator database could not be read".to_owned(),

@@ -92,7 +92,10 @@ impl Daemon {
             .weight_setter
             .set_weights(&Weights::from_leaderboard(now, &rows))
         {
-            tracing::error!(%error, "weights recorded but not published");
+            tracing::error!(
+                error = &error as &dyn std::error::Error,
+                "weights recorded but not published"
+            );
         }
         state.window = Some(window);
         Ok((Some(rows), later))

@@ -20,14 +20,14 @@
 
 use std::collections::HashSet;
 use std::ops::RangeInclusive;
-use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use reqwest::{Client, Url};
 use serde_json::{Map, Value};
 
+use super::http::{client, get_text, parse_url};
 use super::row::{kind_of, missing, wrong_type};
-use super::{Batch, Position, RowError, RowProblem, SourceError, excerpt};
+use super::{Batch, Position, ResponseProblem, RowError, RowProblem, SourceError, UrlProblem};
 use crate::event::{Event, EventError, Outcome, Resolution};
 
 /// SPEC, "events": markets are kept when their mid price is in [0.2, 0.8] when received.
@@ -44,9 +44,6 @@ pub const PAGE_SIZE: usize = 100;
 
 /// Most pages read in one fetch, so that a listing that never ends cannot hold the daemon.
 pub const MAX_PAGES: usize = 50;
-
-/// How long one request may take.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What one market becomes.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,9 +81,9 @@ impl GammaReader {
         received_at: DateTime<Utc>,
         origin: &str,
     ) -> Result<Batch, SourceError> {
-        let markets = parse_listing(text).map_err(|message| SourceError::BadResponse {
+        let markets = parse_listing(text).map_err(|problem| SourceError::BadResponse {
             url: origin.to_owned(),
-            message,
+            problem,
         })?;
         Ok(self.read_markets(markets, received_at, origin))
     }
@@ -140,14 +137,13 @@ pub fn parse_markets(
     GammaReader::new().read_text(text, received_at, origin)
 }
 
-fn parse_listing(text: &str) -> Result<Vec<Value>, String> {
-    match serde_json::from_str(text) {
-        Ok(Value::Array(markets)) => Ok(markets),
-        Ok(other) => Err(format!(
-            "expected a JSON array of markets, got {}",
-            kind_of(&other)
-        )),
-        Err(error) => Err(format!("invalid JSON ({error}): {}", excerpt(text, 80))),
+fn parse_listing(text: &str) -> Result<Vec<Value>, ResponseProblem> {
+    match ResponseProblem::parse_json(text)? {
+        Value::Array(markets) => Ok(markets),
+        other => Err(ResponseProblem::Shape {
+            expected: "a JSON array of markets",
+            found: kind_of(&other),
+        }),
     }
 }
 
@@ -348,28 +344,14 @@ impl GammaClient {
     /// [`SourceError::BadUrl`] when `base_url` is not an absolute http(s) URL, or
     /// [`SourceError::Request`] when the HTTP client cannot be built.
     pub fn new(base_url: &str) -> Result<Self, SourceError> {
-        let bad = |message: String| SourceError::BadUrl {
-            url: base_url.to_owned(),
-            message,
-        };
-        let mut base = Url::parse(base_url).map_err(|error| bad(error.to_string()))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(bad("the scheme must be http or https".to_owned()));
-        }
+        let mut base = parse_url(base_url)?;
         // `Url::join` replaces the last segment unless the path ends with a slash.
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let client = Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .map_err(|error| SourceError::Request {
-                url: base_url.to_owned(),
-                message: error.to_string(),
-            })?;
         Ok(Self {
-            client,
+            client: client(base_url)?,
             base,
             reader: GammaReader::new(),
         })
@@ -437,27 +419,14 @@ impl GammaClient {
             .join("markets")
             .map_err(|error| SourceError::BadUrl {
                 url: self.base.to_string(),
-                message: error.to_string(),
+                problem: UrlProblem::Parse(error),
             })?;
         url.query_pairs_mut().extend_pairs(query);
         let origin = url.to_string();
-        let failed = |error: reqwest::Error| SourceError::Request {
+        let body = get_text(&self.client, url).await?;
+        let markets = parse_listing(&body).map_err(|problem| SourceError::BadResponse {
             url: origin.clone(),
-            message: error.to_string(),
-        };
-        let response = self.client.get(url).send().await.map_err(failed)?;
-        let status = response.status();
-        let body = response.text().await.map_err(failed)?;
-        if !status.is_success() {
-            return Err(SourceError::Status {
-                url: origin,
-                status: status.as_u16(),
-                body: excerpt(&body, 200),
-            });
-        }
-        let markets = parse_listing(&body).map_err(|message| SourceError::BadResponse {
-            url: origin.clone(),
-            message,
+            problem,
         })?;
         Ok((origin, markets))
     }

@@ -11,19 +11,12 @@
 //! same rows. A malformed row inside a good response is reported with its list and index and
 //! skipped; the cursor moves past it, since asking again would bring back the same bad row.
 
-use std::time::Duration;
-
 use reqwest::{Client, Url};
 use serde_json::Value;
 
+use super::http::{client, get_text, parse_url};
 use super::row;
-use super::{Batch, Position, Seen, Source, SourceError, excerpt};
-
-/// How long one request may take; a feed that hangs must not stall the daemon's polling.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How much of an error response's body goes into the error message.
-const BODY_EXCERPT_CHARS: usize = 200;
+use super::{Batch, Position, ResponseProblem, Seen, Source, SourceError};
 
 /// A feed at one URL, with the cursor reached so far.
 #[derive(Debug)]
@@ -42,14 +35,7 @@ impl HttpFeed {
     /// [`SourceError::BadUrl`] when `url` is not an absolute http(s) URL, or
     /// [`SourceError::Request`] when the HTTP client cannot be built.
     pub fn new(url: &str) -> Result<Self, SourceError> {
-        let client = Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .map_err(|error| SourceError::Request {
-                url: url.to_owned(),
-                message: error.to_string(),
-            })?;
-        Self::with_client(client, url)
+        Self::with_client(client(url)?, url)
     }
 
     /// A feed read with the given client (shared connection pool, other timeouts).
@@ -58,17 +44,9 @@ impl HttpFeed {
     ///
     /// [`SourceError::BadUrl`] when `url` is not an absolute http(s) URL.
     pub fn with_client(client: Client, url: &str) -> Result<Self, SourceError> {
-        let bad = |message: String| SourceError::BadUrl {
-            url: url.to_owned(),
-            message,
-        };
-        let parsed = Url::parse(url).map_err(|error| bad(error.to_string()))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(bad("the scheme must be http or https".to_owned()));
-        }
         Ok(Self {
             client,
-            url: parsed,
+            url: parse_url(url)?,
             cursor: None,
             seen: Seen::default(),
         })
@@ -107,23 +85,10 @@ impl HttpFeed {
     pub async fn poll(&mut self) -> Result<Batch, SourceError> {
         let url = self.next_url();
         let origin = url.to_string();
-        let request_failed = |error: reqwest::Error| SourceError::Request {
+        let body = get_text(&self.client, url).await?;
+        let page = Page::parse(&body).map_err(|problem| SourceError::BadResponse {
             url: origin.clone(),
-            message: error.to_string(),
-        };
-        let response = self.client.get(url).send().await.map_err(request_failed)?;
-        let status = response.status();
-        let body = response.text().await.map_err(request_failed)?;
-        if !status.is_success() {
-            return Err(SourceError::Status {
-                url: origin,
-                status: status.as_u16(),
-                body: excerpt(&body, BODY_EXCERPT_CHARS),
-            });
-        }
-        let page = Page::parse(&body).map_err(|message| SourceError::BadResponse {
-            url: origin.clone(),
-            message,
+            problem,
         })?;
         let mut batch = Batch::default();
         for (list, rows) in [("events", page.events), ("resolutions", page.resolutions)] {
@@ -156,22 +121,22 @@ struct Page {
 impl Page {
     /// Check the response's outer shape; the rows are checked one by one later, so that one bad
     /// row does not cost the others.
-    fn parse(body: &str) -> Result<Self, String> {
-        let value: Value = serde_json::from_str(body)
-            .map_err(|error| format!("invalid JSON ({error}): {}", excerpt(body, 80)))?;
+    fn parse(body: &str) -> Result<Self, ResponseProblem> {
+        let value = ResponseProblem::parse_json(body)?;
         let Value::Object(mut object) = value else {
-            return Err(format!(
-                "expected a JSON object, got {}",
-                row::kind_of(&value)
-            ));
+            return Err(ResponseProblem::Shape {
+                expected: "a JSON object",
+                found: row::kind_of(&value),
+            });
         };
-        let mut list = |key: &str| match object.remove(key) {
+        let mut list = |field: &'static str| match object.remove(field) {
             None | Some(Value::Null) => Ok(Vec::new()),
             Some(Value::Array(items)) => Ok(items),
-            Some(other) => Err(format!(
-                "`{key}` must be an array, got {}",
-                row::kind_of(&other)
-            )),
+            Some(other) => Err(ResponseProblem::Field {
+                field,
+                expected: "an array",
+                found: row::kind_of(&other),
+            }),
         };
         let events = list("events")?;
         let resolutions = list("resolutions")?;
@@ -181,10 +146,11 @@ impl Page {
             Some(Value::String(cursor)) => Some(cursor),
             Some(Value::Number(cursor)) => Some(cursor.to_string()),
             Some(other) => {
-                return Err(format!(
-                    "`next_cursor` must be a string, got {}",
-                    row::kind_of(&other)
-                ));
+                return Err(ResponseProblem::Field {
+                    field: "next_cursor",
+                    expected: "a string",
+                    found: row::kind_of(&other),
+                });
             }
         };
         Ok(Self {
@@ -329,9 +295,11 @@ mod tests {
                 .resume_at(Some("7".to_owned()));
             let error = feed.poll().await.unwrap_err();
             assert!(
-                matches!(&error, SourceError::BadResponse { message, .. } if message.contains(expected)),
+                matches!(&error, SourceError::BadResponse { .. }),
                 "{path}: {error}"
             );
+            let chain = format!("{:#}", anyhow::Error::new(error));
+            assert!(chain.contains(expected), "{path}: {chain}");
             assert_eq!(feed.cursor(), Some("7"));
         }
         let mut missing = HttpFeed::new(&format!("{base}/absent")).unwrap();

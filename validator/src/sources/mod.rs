@@ -26,10 +26,12 @@ use tokio::sync::mpsc;
 use crate::event::{Event, Resolution};
 
 pub mod gamma;
+mod http;
 pub mod http_feed;
 pub mod jsonl;
 pub mod row;
 
+pub use http::REQUEST_TIMEOUT;
 use row::Row;
 pub use row::RowProblem;
 
@@ -109,7 +111,7 @@ pub struct RowError {
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// A file or directory cannot be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -117,20 +119,22 @@ pub enum SourceError {
         source: std::io::Error,
     },
     /// A URL that cannot be used.
-    #[error("bad URL {url:?}: {message}")]
+    #[error("bad URL {url:?}")]
     BadUrl {
         /// The URL as given.
         url: String,
         /// Why.
-        message: String,
+        #[source]
+        problem: UrlProblem,
     },
-    /// The request failed before a response (connection, timeout).
-    #[error("{url}: request failed: {message}")]
+    /// The request failed before a response (connection, timeout), or the HTTP client could
+    /// not be built.
+    #[error("{url}: request failed")]
     Request {
         /// The URL requested.
         url: String,
         /// Why.
-        message: String,
+        source: reqwest::Error,
     },
     /// The server answered with an error status.
     #[error("{url}: HTTP status {status}: {body}")]
@@ -143,13 +147,69 @@ pub enum SourceError {
         body: String,
     },
     /// The response is not the expected JSON.
-    #[error("{url}: bad response: {message}")]
+    #[error("{url}: bad response")]
     BadResponse {
         /// The URL requested.
         url: String,
         /// What is wrong.
-        message: String,
+        #[source]
+        problem: ResponseProblem,
     },
+}
+
+/// Why a source's URL cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlProblem {
+    /// It is not a URL.
+    #[error(transparent)]
+    Parse(<reqwest::Url as std::str::FromStr>::Err),
+    /// It is a URL of another scheme.
+    #[error("the scheme must be http or https")]
+    NotHttp,
+}
+
+/// What is wrong with a whole response of an HTTP source (a row in it is a [`RowProblem`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ResponseProblem {
+    /// The body is not JSON.
+    #[error("invalid JSON: {excerpt}")]
+    Json {
+        /// The start of the body.
+        excerpt: String,
+        /// What the parser said.
+        source: serde_json::Error,
+    },
+    /// The body is JSON of another shape.
+    #[error("expected {expected}, got {found}")]
+    Shape {
+        /// What it must be, e.g. "a JSON object".
+        expected: &'static str,
+        /// What it was, e.g. "an array".
+        found: &'static str,
+    },
+    /// A field of the body has the wrong type.
+    #[error("`{field}` must be {expected}, got {found}")]
+    Field {
+        /// The field.
+        field: &'static str,
+        /// What it must be.
+        expected: &'static str,
+        /// What it was.
+        found: &'static str,
+    },
+}
+
+impl ResponseProblem {
+    /// How much of a body that is not JSON the problem quotes.
+    const EXCERPT_CHARS: usize = 80;
+
+    /// `body` parsed as JSON.
+    pub(crate) fn parse_json(body: &str) -> Result<serde_json::Value, Self> {
+        serde_json::from_str(body).map_err(|source| Self::Json {
+            excerpt: excerpt(body, Self::EXCERPT_CHARS),
+            source,
+        })
+    }
 }
 
 /// Something that can be read again and again for what is new.

@@ -255,8 +255,11 @@ pub(super) fn event_from_row(row: &SqliteRow) -> Result<EventRecord, StoreError>
             kind: row.try_get("kind")?,
             title: row.try_get("title")?,
             description: row.try_get("description")?,
-            metadata: serde_json::from_str::<Map<String, Value>>(&metadata).map_err(|error| {
-                StoreError::Corrupt(format!("event {id:?} has invalid metadata: {error}"))
+            metadata: serde_json::from_str::<Map<String, Value>>(&metadata).map_err(|source| {
+                StoreError::CorruptJson {
+                    what: format!("the metadata of event {id:?}"),
+                    source,
+                }
             })?,
             created_at: from_ms(row.try_get("created_at_ms")?, "created_at_ms")?,
             cutoff: from_ms(row.try_get("cutoff_ms")?, "cutoff_ms")?,

@@ -49,7 +49,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sooth_migrations::{OpenError, file_options, open_in_memory, open_writer_and_readers};
+use sooth_migrations::{
+    DatabaseError, OpenError, file_options, open_in_memory, open_writer_and_readers,
+};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 use thiserror::Error;
 
@@ -68,15 +70,16 @@ pub use versions::{VersionRecord, VersionStatus};
 pub enum StoreError {
     /// The database file could not be opened or created (missing or read-only directory, full
     /// disk, not a database...).
-    #[error("cannot open the validator database {}: {reason}", path.display())]
+    #[error("cannot open the validator database {}", path.display())]
     Open {
         /// The database file.
         path: PathBuf,
         /// What went wrong.
-        reason: String,
+        #[source]
+        problem: OpenProblem,
     },
     /// The schema could not be brought up to date.
-    #[error("cannot migrate the validator database {}: {source}", path.display())]
+    #[error("cannot migrate the validator database {}", path.display())]
     Migrate {
         /// The database file (`:memory:` for an in-memory store).
         path: PathBuf,
@@ -222,9 +225,43 @@ pub enum StoreError {
     /// The file holds something the store never writes (edited by hand, or a newer schema).
     #[error("the validator database holds invalid data: {0}")]
     Corrupt(String),
+    /// A JSON column holds something that does not read back (edited by hand, or a newer
+    /// schema).
+    #[error("the validator database holds invalid JSON in {what}")]
+    CorruptJson {
+        /// Which value.
+        what: String,
+        /// What the parser said.
+        source: serde_json::Error,
+    },
     /// The database failed (I/O, full disk, lock wait beyond `busy_timeout`...).
-    #[error("validator database error: {0}")]
-    Database(#[from] sqlx::Error),
+    #[error("validator database error")]
+    Database(#[from] DatabaseError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Database(error.into())
+    }
+}
+
+/// Why a database file could not be opened.
+#[derive(Debug, Error)]
+pub enum OpenProblem {
+    /// Its directory does not exist.
+    #[error("its directory {} does not exist", .0.display())]
+    NoDirectory(PathBuf),
+    /// Its directory cannot be written (SQLite creates its `-wal` and `-shm` files there).
+    #[error("its directory {} is not writable", directory.display())]
+    ReadOnlyDirectory {
+        /// The directory.
+        directory: PathBuf,
+        /// What writing a probe file into it said.
+        source: std::io::Error,
+    },
+    /// SQLite could not open it.
+    #[error(transparent)]
+    Database(DatabaseError),
 }
 
 /// How to open a store file.
@@ -285,16 +322,7 @@ impl Store {
         let (writer, reader) =
             open_writer_and_readers(base, options.read_connections, |writer| writer)
                 .await
-                .map_err(|error| match error {
-                    OpenError::Database(error) => StoreError::Open {
-                        path: path.to_owned(),
-                        reason: error.to_string(),
-                    },
-                    OpenError::Migrate(source) => StoreError::Migrate {
-                        path: path.to_owned(),
-                        source,
-                    },
-                })?;
+                .map_err(|error| open_failed(path, error))?;
         Ok(Self { writer, reader })
     }
 
@@ -308,16 +336,7 @@ impl Store {
         let path = PathBuf::from(":memory:");
         let writer = open_in_memory(SqliteConnectOptions::new().foreign_keys(true))
             .await
-            .map_err(|error| match error {
-                OpenError::Database(error) => StoreError::Open {
-                    path: path.clone(),
-                    reason: error.to_string(),
-                },
-                OpenError::Migrate(source) => StoreError::Migrate {
-                    path: path.clone(),
-                    source,
-                },
-            })?;
+            .map_err(|error| open_failed(&path, error))?;
         Ok(Self {
             reader: writer.clone(),
             writer,
@@ -338,6 +357,20 @@ impl Store {
     }
 }
 
+/// The store's error for a database at `path` that sooth-migrations could not open.
+fn open_failed(path: &Path, error: OpenError) -> StoreError {
+    match error {
+        OpenError::Database(source) => StoreError::Open {
+            path: path.to_owned(),
+            problem: OpenProblem::Database(source),
+        },
+        OpenError::Migrate(source) => StoreError::Migrate {
+            path: path.to_owned(),
+            source,
+        },
+    }
+}
+
 /// Refuses, with an error naming the file, a database whose directory is missing or not
 /// writable. SQLite would otherwise fail later with "unable to open database file" and no
 /// path, or open the file and fail on the first write when it cannot create its WAL.
@@ -346,15 +379,12 @@ fn check_directory_writable(path: &Path) -> Result<(), StoreError> {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
         _ => PathBuf::from("."),
     };
-    let refuse = |reason: String| StoreError::Open {
+    let refuse = |problem| StoreError::Open {
         path: path.to_owned(),
-        reason,
+        problem,
     };
     if !directory.is_dir() {
-        return Err(refuse(format!(
-            "its directory {} does not exist",
-            directory.display()
-        )));
+        return Err(refuse(OpenProblem::NoDirectory(directory)));
     }
     // Asking for permission bits would be wrong for root, ACLs and read-only mounts; trying a
     // write is the only true test. The probe name is unique to this process and removed at once.
@@ -380,10 +410,7 @@ fn check_directory_writable(path: &Path) -> Result<(), StoreError> {
             let _ = std::fs::remove_file(&probe);
             Ok(())
         }
-        Err(error) => Err(refuse(format!(
-            "its directory {} is not writable: {error}",
-            directory.display()
-        ))),
+        Err(source) => Err(refuse(OpenProblem::ReadOnlyDirectory { directory, source })),
     }
 }
 

@@ -375,8 +375,12 @@ pub(super) fn run_from_row(row: &SqliteRow) -> Result<RunRecord, StoreError> {
                 duration_ms: u64::try_from(duration_ms)
                     .map_err(|_| StoreError::Corrupt(format!("run duration {duration_ms} ms")))?,
                 logs: row.try_get("logs")?,
-                gateway_usage: serde_json::from_str(&usage)
-                    .map_err(|error| StoreError::Corrupt(format!("run gateway usage: {error}")))?,
+                gateway_usage: serde_json::from_str(&usage).map_err(|source| {
+                    StoreError::CorruptJson {
+                        what: "a run's gateway usage".to_owned(),
+                        source,
+                    }
+                })?,
                 cost_usd: row.try_get("cost_usd")?,
             },
             finished_at: from_ms(row.try_get("finished_at_ms")?, "finished_at_ms")?,

@@ -14,7 +14,7 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Database`], or [`StoreError::Corrupt`] for a document that is not JSON.
+    /// [`StoreError::Database`], or [`StoreError::CorruptJson`] for a document that is not JSON.
     pub async fn source_state(&self, source: &str) -> Result<Option<Value>, StoreError> {
         let text: Option<String> =
             sqlx::query_scalar("SELECT state FROM validator_source_state WHERE source = ?1")
@@ -22,8 +22,9 @@ impl Store {
                 .fetch_optional(&self.reader)
                 .await?;
         text.map(|text| {
-            serde_json::from_str(&text).map_err(|error| {
-                StoreError::Corrupt(format!("the state of source {source:?}: {error}"))
+            serde_json::from_str(&text).map_err(|error| StoreError::CorruptJson {
+                what: format!("the state of source {source:?}"),
+                source: error,
             })
         })
         .transpose()

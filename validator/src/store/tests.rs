@@ -174,7 +174,7 @@ async fn a_missing_directory_is_refused_naming_the_file() {
     let path = dir.path().join("absent").join("sooth.sqlite");
     let error = Store::open(&path).await.unwrap_err();
     assert!(matches!(error, StoreError::Open { .. }), "{error:?}");
-    let message = error.to_string();
+    let message = chain(error);
     assert!(message.contains(&path.display().to_string()), "{message}");
     assert!(message.contains("does not exist"), "{message}");
 }
@@ -225,7 +225,7 @@ async fn a_read_only_data_directory_is_refused_naming_the_file() {
     restore();
     let error = result.unwrap_err();
     assert!(matches!(error, StoreError::Open { .. }), "{error:?}");
-    let message = error.to_string();
+    let message = chain(error);
     assert!(message.contains(&path.display().to_string()), "{message}");
     assert!(message.contains("not writable"), "{message}");
     assert!(!path.exists());
