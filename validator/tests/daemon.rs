@@ -3,10 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::TimeDelta;
+use common::at;
 use serde_json::{Map, Value, json};
 use sooth_validator::store::Store;
 use sooth_validator::{
@@ -14,12 +17,6 @@ use sooth_validator::{
     JsonFileWeights, NoWeightSetter, Outcome, RegistrationError, RegistrationRules, Resolution,
     RunExecutor, RunJob, RunStatus, SimulatedClock, WeightSetter, Weights,
 };
-
-fn at(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .unwrap_or_else(|error| panic!("{text}: {error}"))
-        .with_timezone(&Utc)
-}
 
 /// What a scripted agent answers: a prediction, or a failure status.
 #[derive(Debug, Clone, Copy)]

@@ -4,18 +4,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::TimeDelta;
+use common::at;
 use sooth_runner::{CompileIsolation, Runner, RunnerConfig, ScriptedGateway};
 use sooth_validator::{DaemonSettings, Event, Outcome, Resolution, RunStatus, Simulation};
-
-fn at(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .unwrap()
-        .with_timezone(&Utc)
-}
 
 /// A simulation in `dir` whose runs get 2 s and 64 MiB, with a gateway that
 /// answers every call not-found.

@@ -7,9 +7,9 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::scoring::Outcome;
+use crate::event::{Event, Outcome};
 use crate::store::{
     EventRecord, EventStatus, MinerRecord, MinerRun, RunRecord, VersionRecord, WeightRow,
 };
@@ -28,23 +28,13 @@ pub struct HealthView {
     pub status: &'static str,
 }
 
-/// An event (`GET /v1/events`, `GET /v1/events/{id}`).
+/// An event (`GET /v1/events`, `GET /v1/events/{id}`): its fields, then how it stands.
 #[derive(Debug, Clone, Serialize)]
 pub struct EventView {
-    /// Its id.
-    pub id: String,
-    /// What kind of question it is (e.g. `market`).
-    pub kind: String,
-    /// The question.
-    pub title: String,
-    /// More detail; may be empty.
-    pub description: String,
-    /// Anything else its source gave: a JSON object.
-    pub metadata: Map<String, Value>,
-    /// When it was created.
-    pub created_at: DateTime<Utc>,
-    /// When forecasting closes.
-    pub cutoff: DateTime<Utc>,
+    /// The event as it was created: id, kind, title, description, metadata, creation and
+    /// cutoff.
+    #[serde(flatten)]
+    pub event: Event,
     /// `open` or `resolved`.
     pub status: &'static str,
     /// 0 or 1 once resolved, `null` before.
@@ -55,15 +45,8 @@ pub struct EventView {
 
 impl From<EventRecord> for EventView {
     fn from(record: EventRecord) -> Self {
-        let event = record.event;
         Self {
-            id: event.id,
-            kind: event.kind,
-            title: event.title,
-            description: event.description,
-            metadata: event.metadata,
-            created_at: event.created_at,
-            cutoff: event.cutoff,
+            event: record.event,
             status: match record.status {
                 EventStatus::Open => "open",
                 EventStatus::Resolved => "resolved",

@@ -176,6 +176,7 @@ mod tests {
 
     use super::*;
     use crate::sources::RowProblem;
+    use crate::test_support::serve;
 
     /// Serves the feed: pages by cursor; the first request after cursor "1" fails with 500,
     /// to show that a failed poll leaves the cursor.
@@ -207,13 +208,6 @@ mod tests {
             Some(_) => json!({"events": [], "resolutions": [], "next_cursor": null}),
         };
         axum::Json(page).into_response()
-    }
-
-    async fn serve(router: Router) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-        format!("http://{address}")
     }
 
     #[tokio::test]

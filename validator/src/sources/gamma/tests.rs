@@ -190,11 +190,9 @@ fn malformed_markets_are_reported_with_their_index() {
     ));
 }
 
+/// Serves `router` locally; returns the base URL of its Gamma API.
 async fn serve(router: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    format!("http://{address}/api")
+    format!("{}/api", crate::test_support::serve(router).await)
 }
 
 #[tokio::test]
