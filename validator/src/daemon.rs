@@ -6,10 +6,10 @@
 //! "now":
 //!
 //! 1. **activation**: records, per miner, the version active since the last midnight
-//!    ([`crate::activation`]);
+//!    (`activation`);
 //! 2. **runs**: every run still owed (a registered miner without a run on an open event
 //!    created by now, [`Store::missing_runs`], by the version active at the event's creation,
-//!    [`crate::activation::active_version`]) goes to the [`RunExecutor`], at most
+//!    `activation::active_version`) goes to the [`RunExecutor`], at most
 //!    `max_concurrent_runs` at a time, and each outcome is recorded as it finishes;
 //! 3. **scoring**: if resolutions arrived since the last step, the Brier scores of the newly
 //!    resolved events and the leaderboard over the last 101 events resolved by now are recorded

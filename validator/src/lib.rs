@@ -73,7 +73,7 @@ pub use config::{
     ValidatorConfig, WeightsConfig,
 };
 pub use daemon::{Daemon, DaemonError, DaemonSettings, Ingested, StepReport};
-pub use event::{Event, EventError, Outcome, Resolution};
+pub use event::{BINARY, DEFAULT_LIFETIME, Event, EventError, MAX_ID_BYTES, Outcome, Resolution};
 pub use executor::{ExecutedRun, Execution, RunError, RunExecutor, RunJob, RunStatus};
 pub use intake::{Intake, IntakeError};
 pub use registration::{
@@ -83,7 +83,7 @@ pub use run_tokens::SignedRunTokens;
 pub use sandbox::{AdmitError, RunTokens, SandboxExecutor};
 pub use scoring::{
     LeaderboardRow, Miner, ResolvedEvent, SCORING_WINDOW, Score, ScoredEvent, ScoringError,
-    assign_winner_take_all, leaderboard, leaderboard_over,
+    assign_winner_take_all, leaderboard, leaderboard_over, scoring_window,
 };
 pub use weights::{
     JsonFileWeights, MinerWeight, NoWeightSetter, WeightSetter, Weights, WeightsError,

@@ -45,7 +45,7 @@ pub enum Resolution {
 }
 
 /// A registered miner without a run on an event still open to runs. Which version runs it,
-/// if any, is [`crate::activation`]'s answer for the event's creation.
+/// if any, is `activation`'s answer for the event's creation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MissingRun {
     /// The event.

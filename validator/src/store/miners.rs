@@ -1,7 +1,7 @@
 //! Miners: registration and deregistration (`validator_miners`).
 //!
 //! Owns the rows of registered and deregistered miners. It records what
-//! [`crate::registration::decide_registration`] decided and does not decide anything itself
+//! `registration::decide_registration` decided and does not decide anything itself
 //! (slots, immunity and who goes are that module's). It must not touch runs or scores: a
 //! deregistered miner's history stays.
 

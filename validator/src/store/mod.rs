@@ -4,7 +4,7 @@
 //! `migrations/sqlite/0005_validator.sql` and `0006_validator_sources.sql`): miners, agent versions, events, runs, scores and the
 //! weights history. It must not touch the gateway's tables (`gateway_*`) that live in the same
 //! file, nor decide any rule: which version is active, what a score is and who wins are
-//! [`crate::activation`] and [`crate::scoring`]; the store records their answers and serves
+//! `activation` and `scoring`; the store records their answers and serves
 //! their inputs.
 //!
 //! # File and connections

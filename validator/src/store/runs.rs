@@ -1,7 +1,7 @@
 //! Runs (`validator_runs`) and loading resolved events with their predictions for scoring.
 //!
 //! Owns the rows of runs: one per (event, miner), ever. It records what the runner reported
-//! and serves [`crate::scoring`] its input in the shape it expects. It must not score, impute
+//! and serves `scoring` its input in the shape it expects. It must not score, impute
 //! or decide which version runs (a missing run stays missing; scoring imputes 0.5).
 //!
 //! # Once per event and miner
@@ -128,7 +128,7 @@ impl Store {
 
     /// The last `count` events resolved at or before `as_of` in the scoring order (resolution
     /// instant, then id), oldest first, each with one prediction slot per entry of `miners` (indexed like it): the
-    /// input of [`crate::scoring::leaderboard`]. A slot is the run's clipped prediction, or
+    /// input of `scoring::leaderboard`. A slot is the run's clipped prediction, or
     /// `None` when the miner has no valid prediction on the event (no run, a failed run, not
     /// registered then); scoring imputes those.
     ///

@@ -4,7 +4,7 @@
 //! Owns what scoring produced: every miner's Brier score on each resolved event, and every
 //! weights computation (rank, mean Brier, weight per miner). It writes both in one transaction
 //! so that a crash never leaves scores without the weights computed from them. It computes
-//! nothing: the scores and standings come computed by [`crate::scoring`]. It must not touch
+//! nothing: the scores and standings come computed by `scoring`. It must not touch
 //! events, runs or miners.
 
 use chrono::{DateTime, Utc};

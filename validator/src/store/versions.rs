@@ -1,7 +1,7 @@
 //! Agent versions and their activation (`validator_agent_versions`).
 //!
 //! Owns the rows of uploaded versions and records their activation and deactivation. Which
-//! version is active when is decided by [`crate::activation`] from the versions' instants; this
+//! version is active when is decided by `activation` from the versions' instants; this
 //! file serves that module its input ([`Store::versions_for_activation`]) and records its
 //! answer ([`Store::record_activation`]). It must not touch runs, events or miners' rows.
 
@@ -141,7 +141,7 @@ impl Store {
     }
 
     /// Every version that can be, or has been, active, of every registered miner: the input
-    /// of [`crate::activation::active_version`]. Pending and refused versions are left out (they
+    /// of `activation::active_version`. Pending and refused versions are left out (they
     /// never activate), and so are deregistered miners' (their runs stop).
     ///
     /// # Errors
