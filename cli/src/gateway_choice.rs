@@ -9,9 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use ed25519_dalek::VerifyingKey;
 use sooth_protocol::{RunClaims, generate_key, mint, parse_signing_key_hex};
-use sooth_proxy::config::ProxyConfig;
-use sooth_proxy::launch::{api_keys, launch, launch_with_own_keys};
-use sooth_proxy::server::RunningGateway;
+use sooth_proxy::{ProxyConfig, RunningGateway, api_keys, launch, launch_with_own_keys};
 use sooth_runner::{Gateway, HttpGateway, ScriptedGateway};
 
 use crate::TestArgs;

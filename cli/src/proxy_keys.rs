@@ -4,9 +4,7 @@
 use std::io::{BufRead as _, IsTerminal as _};
 
 use anyhow::{Context, bail};
-use sooth_proxy::config::ProxyConfig;
-use sooth_proxy::launch::{link_key, unlink_key};
-use sooth_proxy::linked_keys::{ApiKey, DEFAULT_RELOAD_INTERVAL};
+use sooth_proxy::{ApiKey, DEFAULT_RELOAD_INTERVAL, ProxyConfig, link_key, unlink_key};
 
 use crate::{LinkKeyArgs, MinerServiceArgs, outln};
 

@@ -3,8 +3,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use sooth_proxy::config::ProxyConfig;
-use sooth_proxy::launch::{api_keys, launch};
+use sooth_proxy::{ProxyConfig, api_keys, launch};
 
 use crate::outln;
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use ed25519_dalek::SigningKey;
-use sooth_proxy::server::RunningGateway;
+use sooth_proxy::RunningGateway;
 use sooth_runner::{Gateway, HttpGateway, ScriptedGateway};
 use sooth_validator::ValidatorConfig;
 use sooth_validator::service;

@@ -12,11 +12,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use common::{Output, run, sooth};
-use sooth_fake_upstream::{Failure, FakeUpstream, FakeUpstreamConfig};
+use sooth_fake_upstream::{
+    Failure, FakeUpstream, FakeUpstreamConfig, GatewayConfigBuilder, ServiceBuilder,
+};
 use sooth_protocol::{RunClaims, generate_key, mint};
-use sooth_proxy::config::ProxyConfig;
-use sooth_proxy::launch::launch;
-use sooth_proxy::linked_keys::{ApiKey, LinkedKeys};
+use sooth_proxy::{ApiKey, LinkedKeys, ProxyConfig, launch};
 use sooth_runner::{AgentEvent, HttpGateway, RunSpec, Runner, RunnerConfig};
 
 const MODEL: &str = "deepseek-ai/DeepSeek-V3";
@@ -31,35 +31,17 @@ fn config(
     operator_day_cap: f64,
 ) -> std::path::PathBuf {
     let path = dir.join("gateway.toml");
-    let text = format!(
-        r#"
-data_dir = "{data}"
-validator_public_key = "{unused}"
-signing_key_file = "{key}"
-default_chat_service = "chutes"
-default_search_service = "desearch"
-
-[services.chutes]
-kind = "chat"
-base_url = "{base}"
-api_key_env = "{chat_key_env}"
-per_miner_day_cap_usd = {operator_day_cap}
-linked_per_miner_day_cap_usd = 5.0
-models = {{ "{MODEL}" = {{ input_per_million = 0.5, output_per_million = 2.0 }} }}
-
-[services.desearch]
-kind = "search"
-base_url = "{base}"
-api_key_env = "SOOTH_TEST_SEARCH_KEY"
-auth = "raw"
-price_per_call = 0.002
-per_miner_day_cap_usd = 5.0
-linked_per_miner_day_cap_usd = 5.0
-"#,
-        data = dir.join("data").display(),
-        key = dir.join("signing.key").display(),
-        unused = "00".repeat(32),
-    );
+    let text = GatewayConfigBuilder::new(dir.join("data"))
+        .signing_key_file(dir.join("signing.key"))
+        .default_services("chutes", "desearch")
+        .service(
+            ServiceBuilder::chat("chutes", base, chat_key_env, &[MODEL])
+                .day_caps(operator_day_cap, 5.0),
+        )
+        .service(
+            ServiceBuilder::search("desearch", base, "SOOTH_TEST_SEARCH_KEY").day_caps(5.0, 5.0),
+        )
+        .to_toml();
     std::fs::write(&path, text).expect("config");
     path
 }

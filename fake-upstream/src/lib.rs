@@ -117,12 +117,20 @@ pub struct FakeUpstream {
 
 impl FakeUpstream {
     /// Binds `127.0.0.1` on a free port and serves in a spawned task.
+    ///
+    /// # Errors
+    ///
+    /// When no port can be bound.
     pub async fn start(config: FakeUpstreamConfig) -> std::io::Result<Self> {
         Self::start_on(config, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await
     }
 
     /// Binds `addr` (port 0 for a free one) and serves in a spawned task; for
     /// demos that need a fixed port.
+    ///
+    /// # Errors
+    ///
+    /// When `addr` cannot be bound.
     pub async fn start_on(config: FakeUpstreamConfig, addr: SocketAddr) -> std::io::Result<Self> {
         let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()?

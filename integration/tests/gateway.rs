@@ -10,12 +10,10 @@ use sooth_fake_upstream::{
 };
 use sooth_protocol::{RequestSigner, verify_request};
 use sooth_protocol::{RunClaims, generate_key, mint};
-use sooth_proxy::cache::{CacheOptions, ResponseCache};
-use sooth_proxy::config::ProxyConfig;
-use sooth_proxy::launch::{link_key, unlink_key};
-use sooth_proxy::ledger::Ledger;
-use sooth_proxy::linked_keys::{ApiKey, LinkedKeys};
-use sooth_proxy::server::{GatewayState, RunningGateway};
+use sooth_proxy::{
+    ApiKey, CacheOptions, GatewayState, Ledger, LinkedKeys, ProxyConfig, ResponseCache,
+    RunningGateway, link_key, unlink_key,
+};
 use sooth_runner::{
     ChatMessage, ChatRequest, Gateway, GatewayAnswer, GatewayError, GatewayRequest,
     GatewayResponse, HttpGateway, RunContext, SearchRequest,
@@ -815,11 +813,11 @@ async fn a_stopped_gateway_has_written_its_ledger_and_a_restart_keeps_the_caps()
     assert!((charged - spent).abs() < 1e-5, "{charged} vs {spent}");
     // A cap decision after the restart sees the spend before it.
     let refused = ledger
-        .reserve(sooth_proxy::ledger::Reservation {
+        .reserve(sooth_proxy::Reservation {
             run_id: "restart".into(),
             miner: "miner-restart".into(),
             service: "chutes".into(),
-            day: sooth_proxy::ledger::utc_today(),
+            day: sooth_proxy::utc_today(),
             amount_usd: 1.0 - spent + 1e-4,
             run_cap_usd: 1.0,
             day_cap_usd: 10.0,
@@ -828,7 +826,7 @@ async fn a_stopped_gateway_has_written_its_ledger_and_a_restart_keeps_the_caps()
     assert!(
         matches!(
             refused,
-            Err(sooth_proxy::ledger::LedgerError::BudgetExceeded { .. })
+            Err(sooth_proxy::LedgerError::BudgetExceeded { .. })
         ),
         "{refused:?}"
     );
@@ -1045,7 +1043,7 @@ async fn made_up_service_names_do_not_grow_the_metrics() {
     assert!(!metrics.contains("made-up"), "{metrics}");
     let unknown: Vec<&str> = metrics
         .lines()
-        .filter(|line| line.contains(sooth_proxy::server::UNKNOWN_SERVICE_LABEL))
+        .filter(|line| line.contains(sooth_proxy::UNKNOWN_SERVICE_LABEL))
         .collect();
     assert_eq!(unknown.len(), 1, "{unknown:?}");
     assert!(
@@ -1306,7 +1304,7 @@ async fn a_stopped_gateway_has_written_its_cached_answers() {
         .expect("reopen");
     assert_eq!(
         cache
-            .live_entries(sooth_proxy::cache::unix_now_ms())
+            .live_entries(sooth_proxy::unix_now_ms())
             .await
             .expect("count"),
         5

@@ -15,11 +15,7 @@ use std::time::{Duration, Instant};
 use sooth_fake_upstream::{FakeUpstream, FakeUpstreamConfig, GatewayConfigBuilder, ServiceBuilder};
 use sooth_protocol::RequestSigner;
 use sooth_protocol::{RunClaims, encode_public_key, generate_key, mint};
-use sooth_proxy::cache::ResponseCache;
-use sooth_proxy::config::ProxyConfig;
-use sooth_proxy::ledger::Ledger;
-use sooth_proxy::linked_keys::LinkedKeys;
-use sooth_proxy::server::{GatewayState, RunningGateway};
+use sooth_proxy::{GatewayState, Ledger, LinkedKeys, ProxyConfig, ResponseCache, RunningGateway};
 
 const MODEL: &str = "fake-org/Fake-Model-8B";
 /// Paced rates, requests per second.

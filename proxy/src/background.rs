@@ -2,11 +2,12 @@
 //! index catch-up, the ledger's WAL checkpoints, the linked keys' reload):
 //! one periodic loop for all of them, and the guard that stops one.
 
-use std::fmt::Display;
 use std::future::Future;
 use std::time::Duration;
 
 use sqlx::SqlitePool;
+
+use crate::error_chain::Chain;
 
 /// Aborts a background maintenance task when dropped (its owner keeps it in an `Arc`, so the
 /// task stops when the last clone goes).
@@ -42,7 +43,7 @@ pub(crate) fn spawn_periodic<F, Fut, E>(
 where
     F: FnMut() -> Fut + Send + 'static,
     Fut: Future<Output = Result<(), E>> + Send,
-    E: Display,
+    E: std::error::Error + 'static,
 {
     let task = tokio::spawn(async move {
         let start = match first {
@@ -60,7 +61,7 @@ where
                 if pool.is_closed() {
                     break;
                 }
-                tracing::warn!(%error, "{failure}");
+                tracing::warn!(error = %Chain(&error), "{failure}");
             }
         }
     });

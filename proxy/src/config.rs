@@ -169,22 +169,10 @@ fn default_max_body() -> usize {
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file cannot be read.
-    #[error("cannot read gateway configuration {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The text does not parse or names an unknown key.
-    #[error("invalid gateway configuration {path}: {message}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
+    /// The file could not be read, its TOML did not parse, or it named an
+    /// unknown key.
+    #[error(transparent)]
+    File(#[from] sooth_config::ConfigFileError),
     /// A value is unusable.
     #[error("invalid gateway configuration: {0}")]
     Invalid(String),
@@ -209,25 +197,22 @@ impl ProxyConfig {
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] naming the problem.
+    /// [`ConfigError::File`] when the file cannot be read, does not parse or
+    /// names an unknown key, [`ConfigError::Invalid`] naming the first bad
+    /// value.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::from_toml(&text, &path.display().to_string())
+        let config: Self = sooth_config::read(path)?;
+        config.validate()?;
+        Ok(config)
     }
 
     /// Parse and check TOML text; `origin` names it in errors.
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] naming the problem.
+    /// As [`ProxyConfig::from_file`].
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: origin.to_owned(),
-            message: e.to_string(),
-        })?;
+        let config: Self = sooth_config::parse(text, origin)?;
         config.validate()?;
         Ok(config)
     }

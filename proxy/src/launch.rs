@@ -20,7 +20,8 @@ use crate::server::{GatewayState, RunningGateway, StartError};
 ///
 /// # Errors
 ///
-/// [`StartError::Key`] naming the first variable that is unset or empty.
+/// [`StartError::MissingApiKey`] naming the first variable that is unset or
+/// empty.
 pub fn api_keys(
     config: &ProxyConfig,
     lookup: impl Fn(&str) -> Option<String>,
@@ -30,10 +31,10 @@ pub fn api_keys(
         .iter()
         .map(|(name, service)| match lookup(&service.api_key_env) {
             Some(key) if !key.trim().is_empty() => Ok((name.clone(), key.trim().to_owned())),
-            _ => Err(StartError::Key(format!(
-                "service {name} needs its API key in the environment variable {}",
-                service.api_key_env
-            ))),
+            _ => Err(StartError::MissingApiKey {
+                service: name.clone(),
+                variable: service.api_key_env.clone(),
+            }),
         })
         .collect()
 }
@@ -95,14 +96,11 @@ async fn start(
 ) -> Result<RunningGateway, StartError> {
     let validator_key = match validator_key {
         Some(key) => key,
-        None => parse_public_key(&config.validator_public_key)
-            .map_err(|e| StartError::Key(format!("validator_public_key: {e}")))?,
+        None => parse_public_key(&config.validator_public_key).map_err(StartError::ValidatorKey)?,
     };
-    create_data_dir(&config).map_err(|e| {
-        StartError::Io(format!(
-            "cannot create data directory {}: {e}",
-            config.data_dir.display()
-        ))
+    create_data_dir(&config).map_err(|source| StartError::DataDir {
+        path: config.data_dir.clone(),
+        source,
     })?;
     let signer = RequestSigner::new(load_or_create_signing_key(&config.signing_key_file)?);
     let database = database_path(&config);
@@ -122,9 +120,12 @@ async fn start(
         Some(miner) => {
             let linked = LinkedKeys::in_memory().await?;
             for (service, key) in &api_keys {
-                let key = ApiKey::parse(key).map_err(|error| {
-                    StartError::Key(format!("the API key of service {service}: {error}"))
-                })?;
+                let variable = config
+                    .services
+                    .get(service)
+                    .map_or("", |service| service.api_key_env.as_str());
+                let key = ApiKey::parse(key)
+                    .map_err(|error| StartError::invalid_api_key(service, variable, error))?;
                 linked.link(miner, service, key).await?;
             }
             linked
@@ -135,7 +136,7 @@ async fn start(
         None => config
             .listen
             .parse()
-            .map_err(|e| StartError::Io(format!("listen address {:?}: {e}", config.listen)))?,
+            .map_err(|error| StartError::ListenAddress(config.listen.clone(), error))?,
     };
     let state = GatewayState::new(
         config,
@@ -157,10 +158,10 @@ pub enum LinkError {
     #[error("the gateway configuration has no service named {0:?}")]
     UnknownService(String),
     /// The data directory cannot be created.
-    #[error("cannot create data directory {path}: {source}")]
+    #[error("cannot create data directory {}", .path.display())]
     DataDir {
         /// The directory.
-        path: String,
+        path: PathBuf,
         /// Why.
         source: std::io::Error,
     },
@@ -175,7 +176,7 @@ async fn store_for(config: &ProxyConfig, service: &str) -> Result<LinkedKeys, Li
         return Err(LinkError::UnknownService(service.to_owned()));
     }
     create_data_dir(config).map_err(|source| LinkError::DataDir {
-        path: config.data_dir.display().to_string(),
+        path: config.data_dir.clone(),
         source,
     })?;
     Ok(LinkedKeys::open(&database_path(config), None).await?)

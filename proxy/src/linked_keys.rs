@@ -29,7 +29,9 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool};
 
-use sooth_migrations::{MIGRATOR, OpenError, file_options, open_in_memory, single_connection_pool};
+use sooth_migrations::{
+    DatabaseError, MIGRATOR, OpenError, file_options, open_in_memory, single_connection_pool,
+};
 
 use crate::background::{BackgroundTask, FirstRun, spawn_periodic};
 
@@ -92,11 +94,23 @@ pub enum LinkedKeyError {
     InvalidName(&'static str),
     /// The database failed. sqlx reports statements and database messages,
     /// never bound values, so no key appears here.
-    #[error("linked keys database error: {0}")]
-    Database(#[from] sqlx::Error),
+    #[error("the linked keys' database failed")]
+    Database(#[source] DatabaseError),
     /// The schema could not be brought up to date.
-    #[error("linked keys migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot bring the linked keys' schema up to date")]
+    Migrate(#[source] DatabaseError),
+}
+
+impl From<sqlx::Error> for LinkedKeyError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Database(error.into())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for LinkedKeyError {
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        Self::Migrate(error.into())
+    }
 }
 
 /// Service name, then miner hotkey, to key: a lookup borrows both names and

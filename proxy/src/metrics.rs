@@ -49,9 +49,6 @@ pub struct Metrics {
     pub spend_usd: Family<ServiceLabels, Counter<f64, AtomicU64>>,
     /// Requests refused for budget.
     pub budget_refusals: Family<RefusalLabels, Counter>,
-    /// Fetched answers the cache did not write to its file because its
-    /// write queue was full.
-    pub cache_writes_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -101,7 +98,8 @@ impl Metrics {
         registry.register(
             "cache_writes_dropped",
             "Cache writes dropped because the write queue was full",
-            cache_writes_dropped.clone(),
+            // The cache counts them; the registry reads its counter.
+            cache_writes_dropped,
         );
         Self {
             registry,
@@ -112,7 +110,6 @@ impl Metrics {
             cache_misses,
             spend_usd,
             budget_refusals,
-            cache_writes_dropped,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The gateway configuration through its public parser.
 
 use sooth_fake_upstream::{FakeUpstream, FakeUpstreamConfig};
-use sooth_proxy::config::{ConfigError, ProxyConfig};
+use sooth_proxy::{ConfigError, ProxyConfig};
 
 /// A configuration with one chat service named `chat` and one search
 /// service named `search`, plus `extra` appended (more services).

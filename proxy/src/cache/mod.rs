@@ -92,11 +92,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::metrics::counter::Counter;
-use sooth_migrations::{OpenError, file_options, open_in_memory, open_writer_and_readers};
+use sooth_migrations::{
+    DatabaseError, OpenError, file_options, open_in_memory, open_writer_and_readers,
+};
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 
 use crate::background::BackgroundTask;
+use crate::error_chain::Chain;
 
 /// Requests being fetched, collapsed by key.
 mod flight;
@@ -138,11 +141,14 @@ pub enum CacheError {
     Open(#[from] OpenError),
     /// The database failed (I/O, lock wait beyond `busy_timeout`, a corrupt
     /// row, ...).
-    #[error("cache database error: {0}")]
-    Database(#[from] sqlx::Error),
-    /// The schema could not be brought up to date.
-    #[error("cache migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the response cache's database failed")]
+    Database(#[source] DatabaseError),
+}
+
+impl From<sqlx::Error> for CacheError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Database(error.into())
+    }
 }
 
 /// An upstream answer as the cache stores it.
@@ -516,7 +522,7 @@ impl ResponseCache {
         match self.get_from_file(key, now_ms).await {
             Ok(hit) => hit,
             Err(error) => {
-                tracing::warn!(%error, key, "cache: lookup failed; treating as a miss");
+                tracing::warn!(error = %Chain(&error), key, "cache: lookup failed; treating as a miss");
                 None
             }
         }

@@ -66,7 +66,7 @@ pub(super) const LIVE_ENTRIES_SQL: &str =
 pub(super) fn response_from_row(row: &SqliteRow) -> Result<CachedResponse, CacheError> {
     let status: i64 = row.try_get("status")?;
     let status = u16::try_from(status).map_err(|_| {
-        CacheError::Database(sqlx::Error::Decode(
+        CacheError::from(sqlx::Error::Decode(
             format!("cached status {status} is not an HTTP status").into(),
         ))
     })?;

@@ -1,8 +1,9 @@
 //! What can go wrong in the ledger.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use sooth_migrations::OpenError;
+use sooth_migrations::{DatabaseError, OpenError};
 
 use super::{BudgetScope, ReservationId, ReservationState};
 
@@ -62,13 +63,28 @@ pub enum LedgerError {
     #[error("the ledger {} is in use by another gateway", .0.display())]
     InUse(PathBuf),
     /// The ledger cannot write its file (full or read-only disk, ...) and
-    /// refuses reservations until it can; or it was closed.
-    #[error("the ledger is unavailable: {0}")]
-    Unavailable(String),
+    /// refuses reservations until it can.
+    #[error("the ledger cannot write its file and refuses reservations until it can")]
+    Unavailable(#[source] Arc<DatabaseError>),
+    /// The ledger was closed.
+    #[error("the ledger is closed")]
+    Closed,
+    /// The lock file beside the ledger's file cannot be opened or locked.
+    #[error("cannot lock the ledger through {}", .path.display())]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The database failed (I/O, lock wait beyond `busy_timeout`, ...).
-    #[error("ledger database error: {0}")]
-    Database(#[from] sqlx::Error),
-    /// The schema could not be brought up to date.
-    #[error("ledger migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the spend ledger's database failed")]
+    Database(#[source] DatabaseError),
+}
+
+impl From<sqlx::Error> for LedgerError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Database(error.into())
+    }
 }

@@ -8,6 +8,9 @@ use std::time::Duration;
 use sqlx::sqlite::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
+use sooth_migrations::DatabaseError;
+
+use super::LedgerError;
 use super::books::{Closed, Open};
 
 /// One decision of the books, to be written.
@@ -23,7 +26,7 @@ pub(super) enum Command {
     Write(Write),
     /// Answered once everything sent before it is committed (or has failed
     /// to be, with the reason).
-    Flush(oneshot::Sender<Result<(), String>>),
+    Flush(oneshot::Sender<Result<(), Failed>>),
 }
 
 /// The most operations written in one transaction.
@@ -51,18 +54,58 @@ UPDATE gateway_reservations
    SET state = $2, charged_micros = $3, overrun_micros = $4, estimated = $5, closed_at_ms = $6
  WHERE id = $1 AND state = 'open'";
 
+/// Why the journal could not commit a batch; told to everyone who waits
+/// for it, so it is shared rather than owned.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(super) enum Failed {
+    /// The database refused the batch.
+    #[error(transparent)]
+    Database(Arc<DatabaseError>),
+    /// The file disagrees with the books (someone else wrote it): a
+    /// reservation the books hold open is not, or a trigger found a total
+    /// missing. Says what disagrees.
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+/// How the ledger's triggers begin the message of a write they refuse
+/// because the file's totals disagree with its reservations.
+const TRIGGER_INCONSISTENT: &str = "ledger inconsistent: ";
+
+impl From<sqlx::Error> for Failed {
+    fn from(error: sqlx::Error) -> Self {
+        let refused_by_trigger = error
+            .as_database_error()
+            .and_then(|refusal| refusal.message().strip_prefix(TRIGGER_INCONSISTENT))
+            .map(str::to_owned);
+        match refused_by_trigger {
+            Some(what) => Self::Inconsistent(what),
+            None => Self::Database(Arc::new(error.into())),
+        }
+    }
+}
+
+impl From<Failed> for LedgerError {
+    fn from(failed: Failed) -> Self {
+        match failed {
+            Failed::Database(error) => Self::Unavailable(error),
+            Failed::Inconsistent(what) => Self::Inconsistent(what),
+        }
+    }
+}
+
 /// The journal's failure, shared with the ledger: while a batch cannot be
 /// committed, the ledger refuses new reservations.
-pub(super) type Failure = Arc<Mutex<Option<String>>>;
+pub(super) type Failure = Arc<Mutex<Option<Failed>>>;
 
-pub(super) fn failure_of(failure: &Failure) -> Option<String> {
+pub(super) fn failure_of(failure: &Failure) -> Option<Failed> {
     failure
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone()
 }
 
-fn set_failure(failure: &Failure, value: Option<String>) {
+fn set_failure(failure: &Failure, value: Option<Failed>) {
     *failure.lock().unwrap_or_else(PoisonError::into_inner) = value;
 }
 
@@ -103,14 +146,13 @@ pub(super) fn spawn(pool: SqlitePool, failure: Failure) -> mpsc::UnboundedSender
                         break;
                     }
                     Err(error) => {
-                        let message = error.to_string();
-                        tracing::error!(error = %message, operations = writes.len(),
+                        tracing::error!(%error, operations = writes.len(),
                             "ledger: cannot write the journal; refusing reservations until it can");
-                        set_failure(&failure, Some(message.clone()));
+                        set_failure(&failure, Some(error.clone()));
                         // Whoever waits learns of the failure now; the batch
                         // is kept and tried again.
                         for done in flushes.drain(..) {
-                            let _ = done.send(Err(message.clone()));
+                            let _ = done.send(Err(error.clone()));
                         }
                         if pool.is_closed() {
                             return;
@@ -125,7 +167,7 @@ pub(super) fn spawn(pool: SqlitePool, failure: Failure) -> mpsc::UnboundedSender
     sender
 }
 
-async fn commit(pool: &SqlitePool, writes: &[Write]) -> Result<(), sqlx::Error> {
+async fn commit(pool: &SqlitePool, writes: &[Write]) -> Result<(), Failed> {
     if writes.is_empty() {
         return Ok(());
     }
@@ -157,13 +199,13 @@ async fn commit(pool: &SqlitePool, writes: &[Write]) -> Result<(), sqlx::Error> 
                 if done.rows_affected() != 1 {
                     // The file says this reservation is not open, the books
                     // say it was: someone else wrote the file.
-                    return Err(sqlx::Error::Protocol(format!(
-                        "ledger inconsistent: reservation {} is not open in the file",
+                    return Err(Failed::Inconsistent(format!(
+                        "reservation {} is not open in the file",
                         closed.id
                     )));
                 }
             }
         }
     }
-    tx.commit().await
+    Ok(tx.commit().await?)
 }

@@ -92,6 +92,7 @@ use sqlx::sqlite::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::background::BackgroundTask;
+use crate::error_chain::Chain;
 use books::{Books, Closed, Open, Refused, Scope, day_key};
 use day::check_day;
 pub use day::{utc_day, utc_today};
@@ -145,7 +146,7 @@ impl Ledger {
     /// file. Clones of this ledger stop working too.
     pub async fn close(&self) {
         if let Err(error) = self.flush().await {
-            tracing::error!(%error, "ledger: closing with writes that could not be made");
+            tracing::error!(error = %Chain(&error), "ledger: closing with writes that could not be made");
         }
         if let Some(checkpointer) = &self.inner.checkpointer {
             checkpointer.0.abort();
@@ -166,11 +167,11 @@ impl Ledger {
         self.inner
             .journal
             .send(Command::Flush(done))
-            .map_err(|_| LedgerError::Unavailable("the ledger is closed".into()))?;
+            .map_err(|_| LedgerError::Closed)?;
         match wait.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(reason)) => Err(unavailable(reason)),
-            Err(_) => Err(LedgerError::Unavailable("the ledger is closed".into())),
+            Ok(Err(failed)) => Err(failed.into()),
+            Err(_) => Err(LedgerError::Closed),
         }
     }
 
@@ -193,8 +194,8 @@ impl Ledger {
         check_key("miner", &req.miner)?;
         check_key("service", &req.service)?;
         check_day(&req.day)?;
-        if let Some(reason) = journal::failure_of(&self.inner.failure) {
-            return Err(unavailable(reason));
+        if let Some(failed) = journal::failure_of(&self.inner.failure) {
+            return Err(failed.into());
         }
         self.load_day(&req.miner, &req.day, &req.service).await?;
         let now = now_ms();
@@ -391,7 +392,7 @@ impl Ledger {
         self.inner
             .journal
             .send(Command::Write(write))
-            .map_err(|_| LedgerError::Unavailable("the ledger is closed".into()))
+            .map_err(|_| LedgerError::Closed)
     }
 
     /// Why reservation `id` could not be closed: it does not exist, or it
@@ -410,7 +411,7 @@ impl Ledger {
                 Ok(state) => LedgerError::AlreadyClosed { id, state },
                 Err(error) => error,
             },
-            Err(error) => LedgerError::Database(error),
+            Err(error) => LedgerError::from(error),
         }
     }
 }
@@ -429,17 +430,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn unavailable(reason: String) -> LedgerError {
-    if reason.contains("ledger inconsistent") {
-        LedgerError::Inconsistent(reason)
-    } else {
-        LedgerError::Unavailable(reason)
-    }
-}
-
 fn parse_state(s: &str) -> Result<ReservationState, LedgerError> {
     ReservationState::parse(s).ok_or_else(|| {
-        LedgerError::Database(sqlx::Error::Decode(
+        LedgerError::from(sqlx::Error::Decode(
             format!("unknown reservation state {s:?}").into(),
         ))
     })

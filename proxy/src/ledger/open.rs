@@ -52,8 +52,8 @@ impl Ledger {
     /// # Errors
     ///
     /// [`LedgerError::InUse`] when another ledger holds the file,
-    /// [`LedgerError::Database`] and [`LedgerError::Migrate`] when it cannot
-    /// be opened or migrated.
+    /// [`LedgerError::Open`] when it cannot be opened or migrated,
+    /// [`LedgerError::Database`] when the books cannot be read from it.
     pub async fn open_with(path: &Path, options: &LedgerOptions) -> Result<Self, LedgerError> {
         let file_lock = lock_file(path)?;
         let base = file_options(path, options.busy_timeout, options.durable);
@@ -84,8 +84,8 @@ impl Ledger {
     ///
     /// # Errors
     ///
-    /// [`LedgerError::Database`] or [`LedgerError::Migrate`] (SQLite could
-    /// not start).
+    /// [`LedgerError::Open`] or [`LedgerError::Database`] (SQLite could not
+    /// start).
     pub async fn in_memory() -> Result<Self, LedgerError> {
         let writer = open_in_memory(SqliteConnectOptions::new().foreign_keys(true)).await?;
         Self::start(writer.clone(), writer, false, None, None).await
@@ -165,17 +165,23 @@ fn lock_file(path: &Path) -> Result<std::fs::File, LedgerError> {
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&lock_path)
-        .map_err(|error| {
-            LedgerError::Unavailable(format!("cannot open {}: {error}", lock_path.display()))
-        })?;
+        .open(&lock_path);
+    let file = match file {
+        Ok(file) => file,
+        Err(source) => {
+            return Err(LedgerError::Lock {
+                path: lock_path,
+                source,
+            });
+        }
+    };
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(LedgerError::InUse(path.to_owned())),
-        Err(std::fs::TryLockError::Error(error)) => Err(LedgerError::Unavailable(format!(
-            "cannot lock {}: {error}",
-            lock_path.display()
-        ))),
+        Err(std::fs::TryLockError::Error(source)) => Err(LedgerError::Lock {
+            path: lock_path,
+            source,
+        }),
     }
 }
 

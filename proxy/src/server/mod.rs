@@ -26,6 +26,7 @@ mod search;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -40,7 +41,7 @@ use sooth_protocol::{GatewayError, RequestSigner, TokenVerifier};
 use crate::cache::ResponseCache;
 use crate::config::{ProxyConfig, ServiceConfig, ServiceKind, shown_name};
 use crate::ledger::{Ledger, LedgerError};
-use crate::linked_keys::{ApiKey, LinkedKeys};
+use crate::linked_keys::{ApiKey, LinkedKeyError, LinkedKeys};
 use crate::metrics::{Metrics, RequestLabels};
 use answer::{Answer, Refusal};
 
@@ -62,12 +63,41 @@ pub struct GatewayState {
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// A key is missing or malformed.
-    #[error("{0}")]
-    Key(String),
+    /// A configured service has no API key in its environment variable.
+    #[error("service {service} needs its API key in the environment variable {variable}")]
+    MissingApiKey {
+        /// The service.
+        service: String,
+        /// The environment variable its key is read from.
+        variable: String,
+    },
+    /// A service's API key is not one (the cause says why; it never holds
+    /// the key).
+    #[error("the API key of service {service} (from {variable}) is unusable")]
+    InvalidApiKey {
+        /// The service.
+        service: String,
+        /// The environment variable it was read from.
+        variable: String,
+        /// Why.
+        #[source]
+        source: LinkedKeyError,
+    },
+    /// The configured `validator_public_key` is not a public key.
+    #[error("the configured validator_public_key is unusable")]
+    ValidatorKey(#[source] sooth_protocol::TokenError),
     /// The outbound signing key cannot be read or created.
     #[error("the outbound signing key")]
     SigningKey(#[from] sooth_protocol::KeyFileError),
+    /// The data directory cannot be created.
+    #[error("cannot create data directory {}", .path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The ledger could not be opened.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
@@ -76,10 +106,28 @@ pub enum StartError {
     Cache(#[from] crate::cache::CacheError),
     /// The linked keys could not be opened or set.
     #[error(transparent)]
-    LinkedKeys(#[from] crate::linked_keys::LinkedKeyError),
-    /// The HTTP client or listener failed.
-    #[error("{0}")]
-    Io(String),
+    LinkedKeys(#[from] LinkedKeyError),
+    /// The configured `listen` is not a socket address.
+    #[error("the listen address {0:?} is not an IP address and port")]
+    ListenAddress(String, #[source] std::net::AddrParseError),
+    /// The HTTP client cannot be built.
+    #[error("cannot build the HTTP client")]
+    HttpClient(#[source] reqwest::Error),
+    /// The listener cannot be bound.
+    #[error("cannot listen on {0}")]
+    Listen(SocketAddr, #[source] std::io::Error),
+}
+
+impl StartError {
+    /// The [`StartError::InvalidApiKey`] of `service`, whose key the
+    /// configuration reads from `variable`.
+    pub(crate) fn invalid_api_key(service: &str, variable: &str, source: LinkedKeyError) -> Self {
+        Self::InvalidApiKey {
+            service: service.to_owned(),
+            variable: variable.to_owned(),
+            source,
+        }
+    }
 }
 
 impl GatewayState {
@@ -105,17 +153,14 @@ impl GatewayState {
             .services
             .iter()
             .map(|(name, service)| {
-                let key = api_keys.get(name).ok_or_else(|| {
-                    StartError::Key(format!(
-                        "no API key for service {name} (set {})",
-                        service.api_key_env
-                    ))
-                })?;
+                let key = api_keys
+                    .get(name)
+                    .ok_or_else(|| StartError::MissingApiKey {
+                        service: name.clone(),
+                        variable: service.api_key_env.clone(),
+                    })?;
                 let key = ApiKey::parse(key).map_err(|error| {
-                    StartError::Key(format!(
-                        "the API key of service {name} (from {}): {error}",
-                        service.api_key_env
-                    ))
+                    StartError::invalid_api_key(name, &service.api_key_env, error)
                 })?;
                 Ok((name.clone(), key))
             })
@@ -124,7 +169,7 @@ impl GatewayState {
             .pool_max_idle_per_host(1024)
             .tcp_nodelay(true)
             .build()
-            .map_err(|e| StartError::Io(e.to_string()))?;
+            .map_err(StartError::HttpClient)?;
         let metrics = Metrics::new(cache.dropped_writes_counter());
         Ok(Self {
             config,
@@ -137,11 +182,6 @@ impl GatewayState {
             linked,
             metrics,
         })
-    }
-
-    /// The metrics registry.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
     }
 
     /// Who pays for `miner`'s calls to `service_name`: the miner's own key
@@ -175,7 +215,7 @@ struct Payer<'a> {
 }
 
 /// The router of the gateway service.
-pub fn router(state: Arc<GatewayState>) -> Router {
+fn router(state: Arc<GatewayState>) -> Router {
     let limit = state.config.max_body_bytes;
     Router::new()
         .route("/health", get(|| async { "ok" }))
@@ -211,10 +251,10 @@ impl RunningGateway {
     pub async fn start(state: GatewayState, addr: SocketAddr) -> Result<Self, StartError> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|e| StartError::Io(format!("cannot listen on {addr}: {e}")))?;
+            .map_err(|error| StartError::Listen(addr, error))?;
         let addr = listener
             .local_addr()
-            .map_err(|e| StartError::Io(e.to_string()))?;
+            .map_err(|error| StartError::Listen(addr, error))?;
         let state = Arc::new(state);
         let app = router(state.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

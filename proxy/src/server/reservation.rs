@@ -7,6 +7,7 @@ use sooth_protocol::{GatewayError, RunClaims};
 use super::answer::Refusal;
 use super::{GatewayState, Payer};
 use crate::config::ServiceConfig;
+use crate::error_chain::Chain;
 use crate::ledger::{BudgetScope, LedgerError, Reservation, ReservationId, utc_today};
 use crate::metrics::{Metrics, RefusalLabels};
 
@@ -60,7 +61,7 @@ pub(super) async fn reserve(
             })
         }
         other => {
-            tracing::error!(error = %other, "ledger failure");
+            tracing::error!(error = %Chain(&other), "ledger failure");
             Refusal::Agent(GatewayError::Unavailable { message: "the gateway's ledger is unavailable".into() })
         }
     })
@@ -93,7 +94,7 @@ pub(super) async fn close(
             charged
         }
         Err(error) => {
-            tracing::error!(%error, "cannot close a reservation");
+            tracing::error!(error = %Chain(&error), "cannot close a reservation");
             0.0
         }
     }
