@@ -19,6 +19,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
 use crate::activation::midnight_at_or_before;
+use crate::causes::with_causes;
 use crate::clock::{Clock, ClockError, SimulatedClock};
 use crate::daemon::DaemonSettings;
 use crate::daemon::{Daemon, DaemonError};
@@ -285,18 +286,6 @@ fn refuse(replay: &mut Replay, error: DaemonError) -> Result<(), BacktestError> 
     tracing::warn!(error = &error as &dyn std::error::Error, "skipped");
     replay.refused.push(with_causes(&error));
     Ok(())
-}
-
-/// `error` and each of its causes, on one line.
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(next) = cause {
-        text.push_str(": ");
-        text.push_str(&next.to_string());
-        cause = next.source();
-    }
-    text
 }
 
 /// One agent's line of a backtest report.

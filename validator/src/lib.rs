@@ -39,6 +39,7 @@
 
 mod activation;
 pub mod api;
+mod causes;
 // Public only for the paths `sooth demo` imports; use the re-exports below.
 #[doc(hidden)]
 pub mod backtest;

@@ -15,6 +15,7 @@ use std::time::Duration;
 use sooth_runner::{Agent, Gateway, LoadError, RunOutcome, RunSpec, Runner, content_hash};
 use thiserror::Error;
 
+use crate::causes::with_causes;
 use crate::executor::{ExecutedRun, Execution, RunExecutor, RunJob, RunStatus};
 
 /// Mints the run token the gateway asks of each run.
@@ -36,6 +37,30 @@ pub enum AdmitError {
         path: PathBuf,
         /// Why.
         source: std::io::Error,
+    },
+}
+
+/// Why a version's saved component cannot run; the run is then a crash with this in its log.
+#[derive(Debug, Error)]
+enum ComponentError {
+    /// The version hash is not hex, so it names no file of ours.
+    #[error("version hash {0:?} names no component")]
+    NotAHash(String),
+    /// The file cannot be read.
+    #[error("component {} cannot be read", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The runner refuses the file.
+    #[error("component {} does not load", path.display())]
+    Load { path: PathBuf, source: LoadError },
+    /// The file holds another component.
+    #[error("component {} holds {found}, not {expected}", path.display())]
+    WrongHash {
+        path: PathBuf,
+        found: String,
+        expected: String,
     },
 }
 
@@ -115,29 +140,29 @@ impl SandboxExecutor {
     }
 
     /// The loaded agent of `hash`, loading its saved component the first time.
-    async fn agent(&self, hash: &str) -> Result<Agent, String> {
+    async fn agent(&self, hash: &str) -> Result<Agent, ComponentError> {
         if let Some(agent) = self.lock_loaded().get(hash) {
             return Ok(agent.clone());
         }
         // A hash is hex; anything else cannot name a file of ours.
         if hash.is_empty() || !hash.bytes().all(|byte| byte.is_ascii_hexdigit()) {
-            return Err(format!("version hash {hash:?} names no component"));
+            return Err(ComponentError::NotAHash(hash.to_owned()));
         }
         let path = self.component_path(hash);
-        let bytes = tokio::fs::read(&path)
-            .await
-            .map_err(|error| format!("component {} cannot be read: {error}", path.display()))?;
-        let agent = self
-            .runner
-            .load(&bytes)
-            .await
-            .map_err(|error| format!("component {} does not load: {error}", path.display()))?;
+        let bytes = match tokio::fs::read(&path).await {
+            Ok(bytes) => bytes,
+            Err(source) => return Err(ComponentError::Read { path, source }),
+        };
+        let agent = match self.runner.load(&bytes).await {
+            Ok(agent) => agent,
+            Err(source) => return Err(ComponentError::Load { path, source }),
+        };
         if agent.hash() != hash {
-            return Err(format!(
-                "component {} holds {}, not {hash}",
-                path.display(),
-                agent.hash()
-            ));
+            return Err(ComponentError::WrongHash {
+                path,
+                found: agent.hash().to_owned(),
+                expected: hash.to_owned(),
+            });
         }
         self.lock_loaded().insert(hash.to_owned(), agent.clone());
         Ok(agent)
@@ -146,7 +171,7 @@ impl SandboxExecutor {
     async fn run(self: Arc<Self>, job: RunJob) -> ExecutedRun {
         let agent = match self.agent(&job.version_hash).await {
             Ok(agent) => agent,
-            Err(reason) => return ExecutedRun::crash(reason),
+            Err(error) => return ExecutedRun::crash(with_causes(&error)),
         };
         let agent_event = job.event.event.to_agent_event();
         let limit = self.runner.config().timeout;
@@ -158,7 +183,9 @@ impl SandboxExecutor {
             .map(|tokens| tokens.token_for(&job, limit));
         let report = match self.runner.run(&agent, &agent_event, &spec).await {
             Ok(report) => report,
-            Err(error) => return ExecutedRun::crash(format!("the runner failed: {error}")),
+            Err(error) => {
+                return ExecutedRun::crash(format!("the runner failed: {}", with_causes(&error)));
+            }
         };
         let (status, prediction) = match &report.outcome {
             RunOutcome::Prediction { raw, .. } if raw.is_finite() => (RunStatus::Ok, Some(*raw)),
