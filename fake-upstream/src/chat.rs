@@ -1,12 +1,10 @@
 //! `POST /v1/chat/completions`: OpenAI-compatible chat completions with a
 //! deterministic answer and usage.
 
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -69,19 +67,8 @@ pub fn default_chat_answer(last_user_message: &str) -> String {
     format!("Probability: 0.{hundredths:02}")
 }
 
-pub(crate) async fn chat(
-    State(shared): State<Arc<Shared>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    shared.arrive(Route::Chat, &uri, &headers, &body).await;
-    let response = chat_answer(&shared, &headers, &body).await;
-    shared.count_ok(Route::Chat, &response);
-    response
-}
-
-async fn chat_answer(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Response {
+/// The answer to a request that passed the counting and recording.
+pub(crate) async fn answer(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Response {
     if !shared.authorized(Route::Chat, headers, &shared.config.api_key) {
         return unauthorized();
     }

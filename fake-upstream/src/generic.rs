@@ -1,30 +1,15 @@
 //! `POST /generic/{name}`: echoes its JSON body.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Uri};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::routes::{bad_request, unauthorized};
 use crate::shared::{Route, Shared};
 
-pub(crate) async fn generic(
-    State(shared): State<Arc<Shared>>,
-    Path(name): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    shared.arrive(Route::Generic, &uri, &headers, &body).await;
-    let response = generic_answer(&shared, &name, &headers, &body).await;
-    shared.count_ok(Route::Generic, &response);
-    response
-}
-
-async fn generic_answer(
+/// The answer to a request that passed the counting and recording.
+pub(crate) async fn answer(
     shared: &Shared,
     name: &str,
     headers: &HeaderMap,

@@ -1,11 +1,8 @@
 //! `POST /search`: Desearch-style web search over a corpus of pages per
 //! query, published at known instants.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Uri};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -66,19 +63,8 @@ fn window_bound(value: Option<&Value>) -> Result<Option<i64>, ()> {
     }
 }
 
-pub(crate) async fn search(
-    State(shared): State<Arc<Shared>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    shared.arrive(Route::Search, &uri, &headers, &body).await;
-    let response = search_answer(&shared, &headers, &body).await;
-    shared.count_ok(Route::Search, &response);
-    response
-}
-
-async fn search_answer(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Response {
+/// The answer to a request that passed the counting and recording.
+pub(crate) async fn answer(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Response {
     if !shared.authorized(Route::Search, headers, &shared.config.search_api_key) {
         return unauthorized();
     }

@@ -214,6 +214,33 @@ impl ResponseCache {
         let base = file_options(path, options.busy_timeout, false);
         let (writer, reader) =
             open_writer_and_readers(base, options.read_connections, |writer| writer).await?;
+        Self::start(writer, reader, options).await
+    }
+
+    /// An empty cache in memory (for tests and demos): one connection shared
+    /// by writes and lookups, no purge task; gone when the last clone is
+    /// dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`CacheError`] when the database cannot be created.
+    pub async fn in_memory() -> Result<Self, CacheError> {
+        let writer = open_in_memory(SqliteConnectOptions::new()).await?;
+        let options = CacheOptions {
+            purge_interval: None,
+            key_index_refresh: None,
+            ..CacheOptions::default()
+        };
+        Self::start(writer.clone(), writer, &options).await
+    }
+
+    /// The cache on its connections: loads the key index and starts the
+    /// background tasks `options` asks for.
+    async fn start(
+        writer: SqlitePool,
+        reader: SqlitePool,
+        options: &CacheOptions,
+    ) -> Result<Self, CacheError> {
         let index = Arc::new(KeyIndex::new(options.key_index_entries));
         index.catch_up(&reader).await?;
         let purger = options
@@ -234,35 +261,6 @@ impl ResponseCache {
             flights: Arc::default(),
             purger,
             index_refresher,
-            index,
-            front: memory_front(options.memory_bytes),
-            writes,
-        })
-    }
-
-    /// An empty cache in memory (for tests and demos): one connection shared
-    /// by writes and lookups, no purge task; gone when the last clone is
-    /// dropped.
-    ///
-    /// # Errors
-    ///
-    /// [`CacheError`] when the database cannot be created.
-    pub async fn in_memory() -> Result<Self, CacheError> {
-        let writer = open_in_memory(SqliteConnectOptions::new()).await?;
-        let options = CacheOptions::default();
-        let index = Arc::new(KeyIndex::new(options.key_index_entries));
-        let writes = WriteQueue::spawn(
-            writer.clone(),
-            index.clone(),
-            options.write_queue,
-            options.write_linger,
-        );
-        Ok(Self {
-            reader: writer.clone(),
-            writer,
-            flights: Arc::default(),
-            purger: None,
-            index_refresher: None,
             index,
             front: memory_front(options.memory_bytes),
             writes,

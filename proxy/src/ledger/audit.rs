@@ -48,7 +48,8 @@ impl Ledger {
     ///
     /// # Errors
     ///
-    /// [`LedgerError::Unavailable`], [`LedgerError::Database`].
+    /// [`LedgerError::Unavailable`] or [`LedgerError::Closed`] when the
+    /// decisions before it cannot be written first, [`LedgerError::Database`].
     pub async fn spent_usd(&self, run_id: &str, service: &str) -> Result<f64, LedgerError> {
         self.total(
             "SELECT charged_micros FROM gateway_run_totals WHERE run_id = $1 AND service = $2",
@@ -61,7 +62,8 @@ impl Ledger {
     ///
     /// # Errors
     ///
-    /// [`LedgerError::Unavailable`], [`LedgerError::Database`].
+    /// [`LedgerError::Unavailable`] or [`LedgerError::Closed`] when the
+    /// decisions before it cannot be written first, [`LedgerError::Database`].
     pub async fn reserved_usd(&self, run_id: &str, service: &str) -> Result<f64, LedgerError> {
         self.total(
             "SELECT reserved_micros FROM gateway_run_totals WHERE run_id = $1 AND service = $2",
@@ -75,7 +77,8 @@ impl Ledger {
     ///
     /// # Errors
     ///
-    /// [`LedgerError::Unavailable`], [`LedgerError::Database`].
+    /// [`LedgerError::Unavailable`] or [`LedgerError::Closed`] when the
+    /// decisions before it cannot be written first, [`LedgerError::Database`].
     pub async fn spent_by_miner_day(
         &self,
         miner: &str,
@@ -94,7 +97,8 @@ impl Ledger {
     ///
     /// # Errors
     ///
-    /// [`LedgerError::Unavailable`], [`LedgerError::Database`].
+    /// [`LedgerError::Unavailable`] or [`LedgerError::Closed`] when the
+    /// decisions before it cannot be written first, [`LedgerError::Database`].
     pub async fn reserved_by_miner_day(
         &self,
         miner: &str,
@@ -113,7 +117,8 @@ impl Ledger {
     ///
     /// # Errors
     ///
-    /// [`LedgerError::Unavailable`], [`LedgerError::Database`].
+    /// [`LedgerError::Unavailable`] or [`LedgerError::Closed`] when the
+    /// decisions before it cannot be written first, [`LedgerError::Database`].
     pub async fn charges_for_run(&self, run_id: &str) -> Result<Vec<Charge>, LedgerError> {
         self.flush().await?;
         let rows = sqlx::query(CHARGES_FOR_RUN_SQL)
@@ -130,7 +135,8 @@ impl Ledger {
     /// # Errors
     ///
     /// [`LedgerError::Inconsistent`] when they disagree,
-    /// [`LedgerError::Unavailable`], [`LedgerError::Database`].
+    /// [`LedgerError::Unavailable`] or [`LedgerError::Closed`] when the
+    /// decisions before it cannot be written first, [`LedgerError::Database`].
     pub async fn check_consistency(&self) -> Result<(), LedgerError> {
         self.flush().await?;
         let bad: i64 = sqlx::query_scalar(INCONSISTENT_TOTALS_SQL)

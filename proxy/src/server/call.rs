@@ -1,31 +1,16 @@
 //! The generic route, `POST /v1/call/{service}`: any JSON body, forwarded
 //! as is to the service's URL and priced per call; the answer must be JSON.
 
-use std::sync::Arc;
-
-use axum::body::Bytes;
-use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
 
 use super::answer::{Answer, Refusal, bad};
 use super::auth::authenticate;
 use super::priced::{PricedCall, priced_call};
-use super::{GatewayState, reply, service};
+use super::{GatewayState, service};
 use crate::config::ServiceKind;
 
-/// `POST /v1/call/{service}`.
-pub(super) async fn call(
-    State(state): State<Arc<GatewayState>>,
-    Path(service_name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let result = call_inner(&state, &service_name, &headers, &body).await;
-    reply(&state, &service_name, result)
-}
-
-async fn call_inner(
+/// Answers a request to `service_name` on this route.
+pub(super) async fn answer(
     state: &GatewayState,
     service_name: &str,
     headers: &HeaderMap,

@@ -3,12 +3,7 @@
 //! unavailable, the service's fallback models are tried in order under one
 //! reservation of the dearest one's worst case.
 
-use std::sync::Arc;
-
-use axum::body::Bytes;
-use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
 use sooth_protocol::{ChatRequest, ChatResponse, GatewayError};
 
 use super::answer::{Answer, Refusal, bad, failed, unreadable};
@@ -16,31 +11,9 @@ use super::auth::authenticate;
 use super::cached::cached;
 use super::forward::{ForwardError, deadline, forward};
 use super::reservation::{close, reserve};
-use super::{GatewayState, reply, service};
+use super::{GatewayState, service};
 use crate::config::{ModelPrice, ServiceKind};
 use crate::upstream::openai;
-
-/// `POST /v1/chat`: the default chat service.
-pub(super) async fn chat(
-    State(state): State<Arc<GatewayState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let service_name = state.config.default_chat_service.clone();
-    let result = chat_inner(&state, &service_name, &headers, &body).await;
-    reply(&state, &service_name, result)
-}
-
-/// `POST /v1/chat/{service}`.
-pub(super) async fn chat_on(
-    State(state): State<Arc<GatewayState>>,
-    Path(service_name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let result = chat_inner(&state, &service_name, &headers, &body).await;
-    reply(&state, &service_name, result)
-}
 
 fn chat_cost(price: &ModelPrice, input_tokens: u64, output_tokens: u64) -> f64 {
     (input_tokens as f64 * price.input_per_million
@@ -59,7 +32,8 @@ fn estimate_input_tokens(request: &ChatRequest) -> u64 {
         + 3
 }
 
-async fn chat_inner(
+/// Answers a request to `service_name` on this route.
+pub(super) async fn answer(
     state: &GatewayState,
     service_name: &str,
     headers: &HeaderMap,

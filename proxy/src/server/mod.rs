@@ -31,8 +31,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ed25519_dalek::VerifyingKey;
@@ -220,14 +221,81 @@ fn router(state: Arc<GatewayState>) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
-        .route("/v1/chat", post(chat::chat))
-        .route("/v1/chat/{service}", post(chat::chat_on))
-        .route("/v1/search", post(search::search))
-        .route("/v1/search/{service}", post(search::search_on))
-        .route("/v1/call/{service}", post(call::call))
+        .route(
+            "/v1/chat",
+            post(on_default(Route::Chat, |config| {
+                &config.default_chat_service
+            })),
+        )
+        .route("/v1/chat/{service}", post(on_named(Route::Chat)))
+        .route(
+            "/v1/search",
+            post(on_default(Route::Search, |config| {
+                &config.default_search_service
+            })),
+        )
+        .route("/v1/search/{service}", post(on_named(Route::Search)))
+        .route("/v1/call/{service}", post(on_named(Route::Call)))
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// The routes that forward to a service.
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    /// `/v1/chat`.
+    Chat,
+    /// `/v1/search`.
+    Search,
+    /// `/v1/call`.
+    Call,
+}
+
+/// The handler of `route` for the service named in the path.
+fn on_named(
+    route: Route,
+) -> impl Fn(State<Arc<GatewayState>>, Path<String>, HeaderMap, Bytes) -> BoxFuture<Response>
++ Clone
++ Send
++ 'static {
+    move |State(state), Path(service_name), headers, body| {
+        Box::pin(async move { serve(&state, route, service_name, &headers, &body).await })
+    }
+}
+
+/// The handler of `route` for the service `default_of` the configuration
+/// names (chat and search have a default service).
+fn on_default(
+    route: Route,
+    default_of: fn(&ProxyConfig) -> &String,
+) -> impl Fn(State<Arc<GatewayState>>, HeaderMap, Bytes) -> BoxFuture<Response> + Clone + Send + 'static
+{
+    move |State(state), headers, body| {
+        Box::pin(async move {
+            let service_name = default_of(&state.config).clone();
+            serve(&state, route, service_name, &headers, &body).await
+        })
+    }
+}
+
+/// A handler's future.
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// Answers a request to `service_name` on `route`, and counts it.
+async fn serve(
+    state: &GatewayState,
+    route: Route,
+    service_name: String,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let result = match route {
+        Route::Chat => chat::answer(state, &service_name, headers, body).await,
+        Route::Search => search::answer(state, &service_name, headers, body).await,
+        Route::Call => call::answer(state, &service_name, headers, body).await,
+    };
+    reply(state, &service_name, result)
 }
 
 /// A running gateway on a local port.

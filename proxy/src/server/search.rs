@@ -2,44 +2,18 @@
 //! `POST /v1/search/{service}`. A service that clamps to the run's as-of
 //! instant never shows the agent what was published after it.
 
-use std::sync::Arc;
-
-use axum::body::Bytes;
-use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
 use sooth_protocol::SearchRequest;
 
 use super::answer::{Answer, Refusal, bad};
 use super::auth::authenticate;
 use super::priced::{PricedCall, priced_call};
-use super::{GatewayState, reply, service};
+use super::{GatewayState, service};
 use crate::config::ServiceKind;
 use crate::upstream::desearch;
 
-/// `POST /v1/search`: the default search service.
-pub(super) async fn search(
-    State(state): State<Arc<GatewayState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let service_name = state.config.default_search_service.clone();
-    let result = search_inner(&state, &service_name, &headers, &body).await;
-    reply(&state, &service_name, result)
-}
-
-/// `POST /v1/search/{service}`.
-pub(super) async fn search_on(
-    State(state): State<Arc<GatewayState>>,
-    Path(service_name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let result = search_inner(&state, &service_name, &headers, &body).await;
-    reply(&state, &service_name, result)
-}
-
-async fn search_inner(
+/// Answers a request to `service_name` on this route.
+pub(super) async fn answer(
     state: &GatewayState,
     service_name: &str,
     headers: &HeaderMap,
