@@ -40,7 +40,7 @@ use crate::registration::{
     RegistrationDecision, RegistrationError, RegistrationRules, decide_registration,
 };
 use crate::scoring::{LeaderboardRow, SCORING_WINDOW, ScoringError, leaderboard_over};
-use crate::store::{EventRecord, NewRun, Resolution as Recorded, RunRecorded, Store, StoreError};
+use crate::store::{EventRecord, NewRun, ResolutionRecorded, RunRecorded, Store, StoreError};
 use crate::weights::WeightSetter;
 
 mod rescoring;
@@ -268,8 +268,8 @@ impl Daemon {
             .await?;
         self.lock_resolved().insert(resolution.event_id.clone());
         Ok(match recorded {
-            Recorded::Recorded => Ingested::New,
-            Recorded::AlreadyRecorded => Ingested::AlreadyKnown,
+            ResolutionRecorded::Recorded => Ingested::New,
+            ResolutionRecorded::AlreadyRecorded => Ingested::AlreadyKnown,
         })
     }
 

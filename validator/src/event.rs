@@ -204,9 +204,18 @@ impl Resolution {
                 found: self.event_id.clone(),
             });
         }
-        if self.resolved_at < event.created_at {
+        self.check_after(event.created_at)
+    }
+
+    /// Check that the resolution does not come before its event's creation at `created_at`.
+    ///
+    /// # Errors
+    ///
+    /// [`EventError::ResolvedBeforeCreation`].
+    pub fn check_after(&self, created_at: DateTime<Utc>) -> Result<(), EventError> {
+        if self.resolved_at < created_at {
             return Err(EventError::ResolvedBeforeCreation {
-                created_at: event.created_at,
+                created_at,
                 resolved_at: self.resolved_at,
             });
         }

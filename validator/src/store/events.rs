@@ -11,7 +11,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::{Store, StoreError, from_ms, from_optional_ms, outcome_from, to_ms, truncate_to_ms};
-use crate::event::{Event, Outcome};
+use crate::event::{Event, Outcome, Resolution};
 
 /// Whether an event has resolved (the `status` column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,7 +37,7 @@ pub struct EventRecord {
 
 /// What [`Store::resolve_event`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resolution {
+pub enum ResolutionRecorded {
     /// The event was open and is now resolved.
     Recorded,
     /// The event had already been resolved exactly so; nothing changed.
@@ -106,7 +106,7 @@ impl Store {
     /// Resolves event `event_id` to `outcome` (0 or 1) at `resolved_at`.
     ///
     /// A second resolution identical to the first (same outcome, same instant at millisecond
-    /// precision) is accepted and changes nothing ([`Resolution::AlreadyRecorded`]), so a
+    /// precision) is accepted and changes nothing ([`ResolutionRecorded::AlreadyRecorded`]), so a
     /// resolution source may be replayed after a restart.
     ///
     /// # Errors
@@ -120,7 +120,7 @@ impl Store {
         event_id: &str,
         outcome: u8,
         resolved_at: DateTime<Utc>,
-    ) -> Result<Resolution, StoreError> {
+    ) -> Result<ResolutionRecorded, StoreError> {
         let parsed = Outcome::try_from(outcome).map_err(|_| StoreError::InvalidOutcome {
             event_id: event_id.to_owned(),
             value: outcome,
@@ -142,7 +142,7 @@ impl Store {
         if let (Some(recorded_outcome), Some(recorded_at)) = (recorded_outcome, recorded_at) {
             let recorded_at = from_ms(recorded_at, "resolved_at_ms")?;
             if recorded_outcome == i64::from(outcome) && recorded_at == resolved_at {
-                return Ok(Resolution::AlreadyRecorded);
+                return Ok(ResolutionRecorded::AlreadyRecorded);
             }
             return Err(StoreError::ConflictingResolution {
                 event_id: event_id.to_owned(),
@@ -157,12 +157,17 @@ impl Store {
             });
         }
         let created_at = from_ms(row.try_get("created_at_ms")?, "created_at_ms")?;
-        if resolved_at < created_at {
-            return Err(StoreError::InvalidResolution {
+        let resolution = Resolution {
+            event_id: event_id.to_owned(),
+            outcome: parsed,
+            resolved_at,
+        };
+        resolution
+            .check_after(created_at)
+            .map_err(|problem| StoreError::InvalidResolution {
                 event_id: event_id.to_owned(),
-                problem: format!("resolved at {resolved_at}, before its creation at {created_at}"),
-            });
-        }
+                problem,
+            })?;
         sqlx::query(
             "UPDATE validator_events \
                 SET status = 'resolved', outcome = ?2, resolved_at_ms = ?3 \
@@ -174,7 +179,7 @@ impl Store {
         .execute(&mut *transaction)
         .await?;
         transaction.commit().await?;
-        Ok(Resolution::Recorded)
+        Ok(ResolutionRecorded::Recorded)
     }
 
     /// The event with `event_id`, if any.

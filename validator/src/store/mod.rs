@@ -58,7 +58,7 @@ use thiserror::Error;
 use crate::event::{EventError, Outcome};
 use crate::executor::RunError;
 
-pub use events::{EventRecord, EventStatus, MissingRun, Resolution};
+pub use events::{EventRecord, EventStatus, MissingRun, ResolutionRecorded};
 pub use miners::MinerRecord;
 pub use queries::MinerRun;
 pub use runs::{NewRun, RunRecord, RunRecorded};
@@ -116,12 +116,13 @@ pub enum StoreError {
         value: u8,
     },
     /// A resolution that cannot be right whatever came before (resolved before creation).
-    #[error("event {event_id:?}: invalid resolution: {problem}")]
+    #[error("event {event_id:?}: invalid resolution")]
     InvalidResolution {
         /// The event.
         event_id: String,
         /// What is wrong.
-        problem: String,
+        #[source]
+        problem: EventError,
     },
     /// The event was already resolved differently; the first resolution stands.
     #[error(

@@ -571,7 +571,7 @@ async fn resolution_errors_and_idempotence() {
 
     assert_eq!(
         store.resolve_event("e1", 1, t(80)).await.unwrap(),
-        Resolution::Recorded
+        ResolutionRecorded::Recorded
     );
     // The same again (even with sub-millisecond noise) is fine and changes nothing.
     assert_eq!(
@@ -579,7 +579,7 @@ async fn resolution_errors_and_idempotence() {
             .resolve_event("e1", 1, t(80) + TimeDelta::microseconds(300))
             .await
             .unwrap(),
-        Resolution::AlreadyRecorded
+        ResolutionRecorded::AlreadyRecorded
     );
     // A different outcome, or a different instant, is refused; the first stands.
     for (outcome, instant) in [(0, t(80)), (1, t(81))] {
