@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// Configuration of a [`FakeUpstream`].
+/// Configuration of a [`FakeUpstream`](crate::FakeUpstream).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FakeUpstreamConfig {
     /// Key the chat route expects as `Authorization: Bearer <api_key>`.

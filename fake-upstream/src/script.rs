@@ -20,7 +20,7 @@ pub const RETRY_AFTER_MS: &str = "retry-after-ms";
 /// content type.
 const GARBAGE_BODY: &str = "<html><body>502 Bad Gateway</body></html>{\"choices\":[";
 
-/// A scripted failure, consumed by one request (see [`FakeUpstream::fail_next`]).
+/// A scripted failure, consumed by one request (see [`FakeUpstream::fail_next`](crate::FakeUpstream::fail_next)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
     /// 503 Service Unavailable.

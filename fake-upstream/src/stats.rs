@@ -10,7 +10,7 @@ use axum::response::Response;
 
 use crate::shared::{Route, Shared, lock};
 
-/// How many received requests [`FakeUpstream::recorded`] keeps (the latest).
+/// How many received requests [`FakeUpstream::recorded`](crate::FakeUpstream::recorded) keeps (the latest).
 pub const RECORDED_CAPACITY: usize = 1_000;
 
 /// Prefix of the request headers that are recorded.

@@ -176,6 +176,15 @@ pub enum ConfigError {
     /// A value is unusable.
     #[error("invalid gateway configuration: {0}")]
     Invalid(String),
+    /// A service's name breaks the rule agents' service names follow.
+    #[error("invalid gateway configuration: service name {name}")]
+    ServiceName {
+        /// The name, quoted and cut short.
+        name: String,
+        /// The rule it breaks.
+        #[source]
+        source: sooth_protocol::ServiceNameError,
+    },
 }
 
 /// A service name as an error shows it: quoted, and cut short, since a name
@@ -198,8 +207,8 @@ impl ProxyConfig {
     /// # Errors
     ///
     /// [`ConfigError::File`] when the file cannot be read, does not parse or
-    /// names an unknown key, [`ConfigError::Invalid`] naming the first bad
-    /// value.
+    /// names an unknown key, [`ConfigError::ServiceName`] or
+    /// [`ConfigError::Invalid`] naming the first bad value.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let config: Self = sooth_config::read(path)?;
         config.validate()?;
@@ -221,7 +230,8 @@ impl ProxyConfig {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::Invalid`] naming the first bad value.
+    /// [`ConfigError::ServiceName`] or [`ConfigError::Invalid`] naming the
+    /// first bad value.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         for (name, wanted) in [
@@ -238,8 +248,11 @@ impl ProxyConfig {
             // The runner puts an agent's service name into the gateway's URL
             // and refuses names outside this rule: a configured name must
             // pass it too, or no agent could reach the service.
-            if let Err(error) = sooth_protocol::check_service_name(name) {
-                return invalid(format!("service name {}: {error}", shown_name(name)));
+            if let Err(source) = sooth_protocol::check_service_name(name) {
+                return Err(ConfigError::ServiceName {
+                    name: shown_name(name),
+                    source,
+                });
             }
             if !service.base_url.starts_with("http://") && !service.base_url.starts_with("https://")
             {

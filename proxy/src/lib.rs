@@ -65,5 +65,5 @@ pub use ledger::{
     BudgetScope, Charge, Ledger, LedgerError, LedgerOptions, MAX_USD, Reservation, ReservationId,
     ReservationState, utc_day, utc_today,
 };
-pub use linked_keys::{ApiKey, DEFAULT_RELOAD_INTERVAL, LinkedKeyError, LinkedKeys};
+pub use linked_keys::{ApiKey, DEFAULT_RELOAD_INTERVAL, LinkedKeyError, LinkedKeys, MAX_KEY_LEN};
 pub use server::{GatewayState, RunningGateway, STOP_GRACE, StartError, UNKNOWN_SERVICE_LABEL};

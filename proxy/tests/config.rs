@@ -46,9 +46,12 @@ linked_per_miner_day_cap_usd = 1.0
     )
 }
 
+/// The whole error line of an invalid configuration, its causes included.
 fn invalid_message(text: &str) -> String {
     match ProxyConfig::from_toml(text, "test") {
-        Err(ConfigError::Invalid(message)) => message,
+        Err(error @ (ConfigError::Invalid(_) | ConfigError::ServiceName { .. })) => {
+            format!("{:#}", anyhow::Error::new(error))
+        }
         other => panic!("expected an invalid configuration, got {other:?}"),
     }
 }

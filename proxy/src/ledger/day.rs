@@ -30,7 +30,7 @@ pub(super) fn check_day(day: &str) -> Result<(), LedgerError> {
     }
 }
 
-/// The UTC day of `t` as `YYYY-MM-DD`, the form [`Reservation::day`] takes.
+/// The UTC day of `t` as `YYYY-MM-DD`, the form [`Reservation::day`](super::Reservation::day) takes.
 /// Times before 1970 count as 1970-01-01.
 pub fn utc_day(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());

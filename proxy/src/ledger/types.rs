@@ -33,9 +33,9 @@ pub enum ReservationState {
     Open,
     /// Charged its actual cost (at most the reserved amount).
     Settled,
-    /// Dropped with no charge by [`Ledger::release`].
+    /// Dropped with no charge by [`Ledger::release`](super::Ledger::release).
     Released,
-    /// Dropped with no charge by [`Ledger::release_stale`].
+    /// Dropped with no charge by [`Ledger::release_stale`](super::Ledger::release_stale).
     Stale,
 }
 
@@ -98,7 +98,7 @@ pub struct Reservation {
     pub miner: String,
     /// The service called (a configured service name, e.g. `chutes`).
     pub service: String,
-    /// The UTC day the spend counts against, `YYYY-MM-DD` (see [`utc_day`]).
+    /// The UTC day the spend counts against, `YYYY-MM-DD` (see [`utc_day`](super::utc_day)).
     pub day: String,
     /// The worst-case cost, in USD (rounded up to whole micro-dollars).
     pub amount_usd: f64,
@@ -142,7 +142,7 @@ pub struct Charge {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerOptions {
     /// How long a writer waits for another process's write lock before
-    /// failing with [`LedgerError::Database`]. Default 5 s.
+    /// failing with [`LedgerError::Database`](super::LedgerError::Database). Default 5 s.
     pub busy_timeout: Duration,
     /// Wait for every operation's commit before it returns, with
     /// `synchronous = FULL` (an fsync per commit: survives power loss),
