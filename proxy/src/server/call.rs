@@ -1,23 +1,24 @@
 //! The generic route, `POST /v1/call/{service}`: any JSON body, forwarded
 //! as is to the service's URL and priced per call; the answer must be JSON.
 
-use axum::http::HeaderMap;
+use std::sync::Arc;
 
+use sooth_protocol::RunClaims;
+
+use super::GatewayState;
 use super::answer::{Answer, Refusal, bad};
-use super::auth::authenticate;
 use super::priced::{PricedCall, priced_call};
-use super::{GatewayState, service};
-use crate::config::ServiceKind;
+use crate::config::ServiceConfig;
 
-/// Answers a request to `service_name` on this route.
+/// Answers `claims`' request `body` to `service`, configured as
+/// `service_name`.
 pub(super) async fn answer(
     state: &GatewayState,
+    claims: Arc<RunClaims>,
     service_name: &str,
-    headers: &HeaderMap,
+    service: &ServiceConfig,
     body: &[u8],
 ) -> Result<Answer, Refusal> {
-    let claims = authenticate(state, headers)?;
-    let service = service(state, service_name, ServiceKind::Generic)?;
     let Ok(key_body) = serde_json::from_slice::<serde_json::Value>(body) else {
         return Err(bad("the body is not valid JSON"));
     };

@@ -3,16 +3,16 @@
 //! unavailable, the service's fallback models are tried in order under one
 //! reservation of the dearest one's worst case.
 
-use axum::http::HeaderMap;
-use sooth_protocol::{ChatRequest, ChatResponse, GatewayError};
+use std::sync::Arc;
 
+use sooth_protocol::{ChatRequest, ChatResponse, GatewayError, RunClaims};
+
+use super::GatewayState;
 use super::answer::{Answer, Refusal, bad, failed, unreadable};
-use super::auth::authenticate;
 use super::cached::cached;
 use super::forward::{ForwardError, deadline, forward};
 use super::reservation::{close, reserve};
-use super::{GatewayState, service};
-use crate::config::{ModelPrice, ServiceKind};
+use crate::config::{ModelPrice, ServiceConfig};
 use crate::upstream::openai;
 
 fn chat_cost(price: &ModelPrice, input_tokens: u64, output_tokens: u64) -> f64 {
@@ -32,15 +32,15 @@ fn estimate_input_tokens(request: &ChatRequest) -> u64 {
         + 3
 }
 
-/// Answers a request to `service_name` on this route.
+/// Answers `claims`' request `body` to `service`, configured as
+/// `service_name`.
 pub(super) async fn answer(
     state: &GatewayState,
+    claims: Arc<RunClaims>,
     service_name: &str,
-    headers: &HeaderMap,
+    service: &ServiceConfig,
     body: &[u8],
 ) -> Result<Answer, Refusal> {
-    let claims = authenticate(state, headers)?;
-    let service = service(state, service_name, ServiceKind::Chat)?;
     let request: ChatRequest =
         serde_json::from_slice(body).map_err(|e| bad(format!("malformed chat request: {e}")))?;
     if request.messages.is_empty() {

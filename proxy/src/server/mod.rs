@@ -252,6 +252,17 @@ enum Route {
     Call,
 }
 
+impl Route {
+    /// The kind of service the route forwards to.
+    fn kind(self) -> ServiceKind {
+        match self {
+            Self::Chat => ServiceKind::Chat,
+            Self::Search => ServiceKind::Search,
+            Self::Call => ServiceKind::Generic,
+        }
+    }
+}
+
 /// The handler of `route` for the service named in the path.
 fn on_named(
     route: Route,
@@ -282,7 +293,8 @@ fn on_default(
 /// A handler's future.
 type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
-/// Answers a request to `service_name` on `route`, and counts it.
+/// Answers a request to `service_name` on `route` once its run token and
+/// the service check out, and counts it.
 async fn serve(
     state: &GatewayState,
     route: Route,
@@ -290,11 +302,16 @@ async fn serve(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response {
-    let result = match route {
-        Route::Chat => chat::answer(state, &service_name, headers, body).await,
-        Route::Search => search::answer(state, &service_name, headers, body).await,
-        Route::Call => call::answer(state, &service_name, headers, body).await,
+    let result = async {
+        let claims = auth::authenticate(state, headers)?;
+        let service = service(state, &service_name, route.kind())?;
+        match route {
+            Route::Chat => chat::answer(state, claims, &service_name, service, body).await,
+            Route::Search => search::answer(state, claims, &service_name, service, body).await,
+            Route::Call => call::answer(state, claims, &service_name, service, body).await,
+        }
     };
+    let result = result.await;
     reply(state, &service_name, result)
 }
 

@@ -2,25 +2,25 @@
 //! `POST /v1/search/{service}`. A service that clamps to the run's as-of
 //! instant never shows the agent what was published after it.
 
-use axum::http::HeaderMap;
-use sooth_protocol::SearchRequest;
+use std::sync::Arc;
 
+use sooth_protocol::{RunClaims, SearchRequest};
+
+use super::GatewayState;
 use super::answer::{Answer, Refusal, bad};
-use super::auth::authenticate;
 use super::priced::{PricedCall, priced_call};
-use super::{GatewayState, service};
-use crate::config::ServiceKind;
+use crate::config::ServiceConfig;
 use crate::upstream::desearch;
 
-/// Answers a request to `service_name` on this route.
+/// Answers `claims`' request `body` to `service`, configured as
+/// `service_name`.
 pub(super) async fn answer(
     state: &GatewayState,
+    claims: Arc<RunClaims>,
     service_name: &str,
-    headers: &HeaderMap,
+    service: &ServiceConfig,
     body: &[u8],
 ) -> Result<Answer, Refusal> {
-    let claims = authenticate(state, headers)?;
-    let service = service(state, service_name, ServiceKind::Search)?;
     let mut request: SearchRequest =
         serde_json::from_slice(body).map_err(|e| bad(format!("malformed search request: {e}")))?;
     if request.query.trim().is_empty() {
