@@ -9,7 +9,7 @@ use anyhow::{Context, anyhow, bail};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use sooth_runner::{RunReport, RunSpec, RunnerConfig, RunnerError};
+use sooth_runner::{RunReport, RunSpec, RunnerConfig};
 
 use crate::events::{self, SAMPLE_EVENTS, SAMPLE_ORIGIN, TestEvent};
 use crate::gateway_choice::GatewayChoice;
@@ -57,7 +57,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         let agent = runner
             .load(&bytes)
             .await
-            .map_err(|error| anyhow!("cannot load agent {}: {error}", args.agent.display()))?;
+            .with_context(|| format!("cannot load agent {}", args.agent.display()))?;
         if !args.json {
             outln(format_args!(
                 "agent {} ({} bytes, sha256 {}) on {} events from {origin}",
@@ -104,9 +104,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow!("a run went missing"))?;
             let report = joined
                 .context("a run panicked")?
-                .map_err(|error: RunnerError| {
-                    anyhow!("cannot run event {}: {error}", event.event.id)
-                })?;
+                .with_context(|| format!("cannot run event {}", event.event.id))?;
             let row = Row::new(event, report);
             progress.suspend(|| {
                 if args.json {

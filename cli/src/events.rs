@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 
+use anyhow::Context as _;
 use sooth_runner::AgentEvent;
 use sooth_validator::sources::{Position, jsonl};
 
@@ -78,7 +79,7 @@ impl std::error::Error for EventsError {}
 /// When the file cannot be read, or as [`parse`].
 pub fn read_file(path: &Path) -> anyhow::Result<Vec<TestEvent>> {
     let text = std::fs::read_to_string(path)
-        .map_err(|error| anyhow::anyhow!("cannot read events file {}: {error}", path.display()))?;
+        .with_context(|| format!("cannot read events file {}", path.display()))?;
     Ok(parse(&text, &path.display().to_string())?)
 }
 

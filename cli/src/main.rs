@@ -355,16 +355,13 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
     })
 }
 
-/// `error` and its causes on one line, leaving out a cause whose text the line already holds
-/// (many errors print their source as part of their own message).
+/// `error` and each of its causes once, on one line. Every sooth error says only its own layer
+/// and leaves its cause to `source()`, so walking the chain repeats nothing.
 fn render(error: &anyhow::Error) -> String {
     let mut text = error.to_string();
     for cause in error.chain().skip(1) {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
+        text.push_str(": caused by ");
+        text.push_str(&cause.to_string());
     }
     text
 }
@@ -404,15 +401,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_error_line_names_each_cause_once() {
-        let io = std::io::Error::other("disk I/O error");
-        let repeated = anyhow::Error::new(io).context("database error: disk I/O error");
-        assert_eq!(render(&repeated), "database error: disk I/O error");
-        let distinct = anyhow::Error::new(std::io::Error::other("permission denied"))
-            .context("cannot read agent a.wasm");
+    fn an_error_line_names_each_layer_once_outermost_first() {
+        let error = anyhow::Error::new(std::io::Error::other("permission denied"))
+            .context("cannot read the configuration v.toml")
+            .context("cannot start the validator");
         assert_eq!(
-            render(&distinct),
-            "cannot read agent a.wasm: permission denied"
+            render(&error),
+            "cannot start the validator: caused by cannot read the configuration v.toml: caused by permission denied"
         );
     }
 
