@@ -196,7 +196,7 @@ pub struct DemoArgs {
 }
 
 /// The multi-threaded async runtime the commands run in.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     use anyhow::Context;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -339,7 +339,7 @@ fn init_logging(verbose: u8) {
 
 /// Write `text` and a newline on stdout; the error of a closed pipe ends
 /// the command quietly (see `main`).
-pub fn outln(text: impl std::fmt::Display) -> anyhow::Result<()> {
+pub(crate) fn outln(text: impl std::fmt::Display) -> anyhow::Result<()> {
     use std::io::Write;
     writeln!(std::io::stdout().lock(), "{text}")?;
     Ok(())
