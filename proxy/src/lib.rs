@@ -24,8 +24,9 @@
 //! * `linked_keys.rs`: miners' own upstream API keys;
 //! * `config.rs`: the gateway's configuration file;
 //! * `launch.rs`: starting a gateway from its configuration, linking keys;
-//! * `metrics.rs`, `retry.rs`, `background.rs`: Prometheus metrics, backoff
-//!   and Retry-After, the periodic maintenance tasks.
+//! * `metrics.rs`, `retry.rs`, `background.rs`, `error_chain.rs`:
+//!   Prometheus metrics, backoff and Retry-After, the periodic maintenance
+//!   tasks, errors with their causes on one log line.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
