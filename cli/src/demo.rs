@@ -15,10 +15,8 @@ use sooth_fake_upstream::{FakeUpstream, FakeUpstreamConfig};
 use sooth_protocol::generate_key;
 use sooth_proxy::{ProxyConfig, launch};
 use sooth_runner::HttpGateway;
-use sooth_validator::backtest::Simulation;
-use sooth_validator::daemon::DaemonSettings;
-use sooth_validator::run_tokens::SignedRunTokens;
 use sooth_validator::synthetic::{WorldSpec, generate};
+use sooth_validator::{DaemonSettings, SignedRunTokens, Simulation};
 
 use crate::agent_build::{build_python, build_rust};
 use crate::backtest::{DataDir, print_report, write_report};

@@ -31,8 +31,10 @@
 mod event;
 mod key_file;
 mod service_name;
-mod signing;
-mod token;
+// Public for their documentation: each module's page is the format's specification (for a
+// verifier in another language); the items are re-exported below.
+pub mod signing;
+pub mod token;
 mod wire;
 
 pub use event::{AgentEvent, EventError};

@@ -118,8 +118,9 @@ impl Simulation {
         })
     }
 
-    /// Verifies the component `bytes` and enters it as miner `hotkey` at the clock's instant
-    /// (see [`enter_agent`]); returns its hash.
+    /// Verifies the component `bytes` and enters it as miner `hotkey` at the clock's instant:
+    /// registered (unless a previous replay into the same store did it) with the component as
+    /// its verified version. Returns the component's hash.
     ///
     /// # Errors
     ///
@@ -138,11 +139,14 @@ impl Simulation {
         Ok(hash)
     }
 
-    /// Replays `events` and `resolutions` (see [`replay`]).
+    /// Replays `events` and `resolutions`, moving the simulated clock to each instant in turn:
+    /// at each, the events created then are ingested and run, then that instant's resolutions
+    /// are ingested and scored.
     ///
     /// # Errors
     ///
-    /// As [`replay`].
+    /// [`BacktestError`] when the store fails or the clock would go backwards; a refused event
+    /// or resolution is not an error (see [`Replay::refused`]).
     pub async fn replay(
         &self,
         events: Vec<Event>,
@@ -206,7 +210,11 @@ pub fn start_instant(events: &[Event]) -> Result<DateTime<Utc>, BacktestError> {
 /// # Errors
 ///
 /// [`BacktestError::Daemon`] when the registration or the version is refused.
-pub async fn enter_agent(daemon: &Daemon, hotkey: &str, hash: &str) -> Result<(), BacktestError> {
+pub(crate) async fn enter_agent(
+    daemon: &Daemon,
+    hotkey: &str,
+    hash: &str,
+) -> Result<(), BacktestError> {
     let registered = daemon
         .store()
         .miner(hotkey)
@@ -230,7 +238,7 @@ pub async fn enter_agent(daemon: &Daemon, hotkey: &str, hash: &str) -> Result<()
 ///
 /// [`BacktestError`] when the store fails or the clock would go backwards; a refused event or
 /// resolution is not an error (see [`Replay::refused`]).
-pub async fn replay(
+pub(crate) async fn replay(
     daemon: &Daemon,
     clock: &SimulatedClock,
     events: Vec<Event>,

@@ -39,20 +39,16 @@
 
 mod activation;
 pub mod api;
+mod backtest;
 mod causes;
-// Public only for the paths `sooth demo` imports; use the re-exports below.
-#[doc(hidden)]
-pub mod backtest;
 mod clock;
 mod config;
-#[doc(hidden)]
-pub mod daemon;
+mod daemon;
 mod event;
 mod executor;
 mod intake;
 mod registration;
-#[doc(hidden)]
-pub mod run_tokens;
+mod run_tokens;
 mod sandbox;
 mod scoring;
 pub mod service;
