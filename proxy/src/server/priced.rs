@@ -2,6 +2,8 @@
 //! per call, served from the cache or sent upstream under a reservation of
 //! its price.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 use sooth_protocol::RunClaims;
 
@@ -12,28 +14,36 @@ use super::forward::{ForwardError, deadline, forward};
 use super::reservation::{close, reserve};
 use crate::config::ServiceConfig;
 
-/// A call to a service priced per call, as the upstream gets it.
-pub(super) struct PricedCall<'a> {
+/// A call to a service priced per call.
+pub(super) struct PricedCall<F> {
     /// The route, as the cache key names it (`search`, `call`).
     pub(super) route: &'static str,
+    /// Makes the request the upstream gets: only on a miss, so that a
+    /// cache hit never builds it.
+    pub(super) upstream: F,
+}
+
+/// A call as the upstream gets it.
+pub(super) struct UpstreamRequest<'a> {
     /// Where the call goes.
-    pub(super) url: &'a str,
+    pub(super) url: Cow<'a, str>,
     /// What is sent.
-    pub(super) body: &'a [u8],
+    pub(super) body: Cow<'a, [u8]>,
 }
 
 /// One call to a service priced per call (search, generic): answered from
 /// the cache under the key made from `key_body`, or else: reserve its
-/// price, forward, and read the answer with `read`, which gives the body
+/// price, forward the request `call` makes, and read the answer with
+/// `read`, which gives the body
 /// for the runner and the cost the upstream reported (or `None`: the
 /// price is charged as an estimate). An answer `read` cannot make sense of
 /// is charged its price, estimated; a refused call is released.
-pub(super) async fn priced_call(
+pub(super) async fn priced_call<'a>(
     state: &GatewayState,
     claims: &RunClaims,
     service_name: &str,
     service: &ServiceConfig,
-    call: PricedCall<'_>,
+    call: PricedCall<impl FnOnce() -> UpstreamRequest<'a>>,
     key_body: impl FnOnce() -> Value,
     read: impl FnOnce(&[u8]) -> Option<(Vec<u8>, Option<f64>)>,
 ) -> Result<Answer, Refusal> {
@@ -44,7 +54,7 @@ pub(super) async fn priced_call(
         call.route,
         key_body,
         || async move {
-            let PricedCall { url, body, .. } = call;
+            let UpstreamRequest { url, body } = (call.upstream)();
             let payer = state.payer(service_name, &claims.miner);
             let reservation = reserve(
                 state,
@@ -59,8 +69,8 @@ pub(super) async fn priced_call(
                 state,
                 service_name,
                 service,
-                url,
-                body,
+                &url,
+                &body,
                 &payer,
                 deadline(claims, service),
             )

@@ -2,13 +2,14 @@
 //! `POST /v1/search/{service}`. A service that clamps to the run's as-of
 //! instant never shows the agent what was published after it.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use sooth_protocol::{RunClaims, SearchRequest};
 
 use super::GatewayState;
 use super::answer::{Answer, Refusal, bad};
-use super::priced::{PricedCall, priced_call};
+use super::priced::{PricedCall, UpstreamRequest, priced_call};
 use crate::config::ServiceConfig;
 use crate::upstream::desearch;
 
@@ -37,14 +38,6 @@ pub(super) async fn answer(
         upstream_instant(request.start_date, "start_date")?,
         upstream_instant(request.end_date, "end_date")?,
     );
-    let upstream_body =
-        serde_json::to_vec(&desearch::request(&request, &window)).unwrap_or_default();
-    let url = desearch::search_url(&service.base_url);
-    let call = PricedCall {
-        route: "search",
-        url: &url,
-        body: &upstream_body,
-    };
     // The key holds the clamped window: runs with different as-of instants
     // that asked the same share an answer only if their windows agree, and
     // that answer holds nothing after its window's end (below), so it
@@ -55,7 +48,15 @@ pub(super) async fn answer(
         &claims,
         service_name,
         service,
-        call,
+        PricedCall {
+            route: "search",
+            upstream: || UpstreamRequest {
+                url: Cow::Owned(desearch::search_url(&service.base_url)),
+                body: Cow::Owned(
+                    serde_json::to_vec(&desearch::request(&request, &window)).unwrap_or_default(),
+                ),
+            },
+        },
         key_body,
         |answer| desearch::read_answer(answer, visible_until),
     )
