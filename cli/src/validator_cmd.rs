@@ -33,7 +33,7 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
             config.data_dir.display(),
             config.api.listen
         ))?;
-        let result = service::run(config, runner, gateway, stop_signal()).await;
+        let result = service::run(config, runner, key, gateway, stop_signal()).await;
         if let Some(running) = in_process {
             // Requests in flight finish and the ledger's last decisions reach its file.
             running.stop().await;

@@ -114,13 +114,13 @@ pub fn validator_key(config: &ValidatorConfig) -> Result<SigningKey, ServiceErro
 async fn open(
     config: &ValidatorConfig,
     runner: Runner,
+    key: SigningKey,
     gateway: Arc<dyn Gateway>,
 ) -> Result<Parts, ServiceError> {
     let data_dir_error = |source| ServiceError::DataDir {
         path: config.data_dir.display().to_string(),
         source,
     };
-    let key = validator_key(config)?;
     let store = Store::open(&config.data_dir.join(STORE_FILE))
         .await
         .map_err(DaemonError::from)?;
@@ -163,7 +163,8 @@ pub async fn add_agent(
     bytes: &[u8],
 ) -> Result<AddedAgent, ServiceError> {
     // Adding a version runs no agent: no gateway is needed.
-    let parts = open(config, runner, Arc::new(ScriptedGateway::empty())).await?;
+    let key = validator_key(config)?;
+    let parts = open(config, runner, key, Arc::new(ScriptedGateway::empty())).await?;
     let hash = parts.executor.admit(bytes).await?;
     let registered = parts
         .store
@@ -183,8 +184,8 @@ pub async fn add_agent(
 
 /// Runs the live validator until `shutdown` completes: polls the sources every
 /// `sources.poll_secs`, steps the daemon after each poll and at each midnight, and serves the
-/// HTTP API. Agents reach outside services through `gateway`, which must trust the public half
-/// of [`validator_key`].
+/// HTTP API. Runs get tokens signed with `key` (the one [`validator_key`] gives), and reach
+/// outside services through `gateway`, which must trust its public half.
 ///
 /// # Errors
 ///
@@ -192,10 +193,11 @@ pub async fn add_agent(
 pub async fn run(
     config: ValidatorConfig,
     runner: Runner,
+    key: SigningKey,
     gateway: Arc<dyn Gateway>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServiceError> {
-    let parts = open(&config, runner, gateway).await?;
+    let parts = open(&config, runner, key, gateway).await?;
     let listener = tokio::net::TcpListener::bind(&config.api.listen)
         .await
         .map_err(|source| ServiceError::Api {
