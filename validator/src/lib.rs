@@ -47,6 +47,7 @@ mod daemon;
 mod event;
 mod executor;
 mod intake;
+pub mod integrity;
 mod registration;
 mod run_tokens;
 mod sandbox;
