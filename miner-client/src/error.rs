@@ -67,7 +67,8 @@ impl ClientError {
     }
 }
 
-/// The message, the instant it names if it does not say it already, and the code.
+/// The message, the instant the error names if the message does not say it already, and the
+/// code.
 fn api_text(
     message: &str,
     code: &str,
@@ -75,14 +76,22 @@ fn api_text(
     retry_at: Option<&str>,
 ) -> String {
     let mut text = message.to_owned();
-    if let Some(at) = next_allowed_at.filter(|at| !message.contains(at)) {
+    if let Some(at) = next_allowed_at.filter(|at| !says_instant(message, at)) {
         text.push_str(&format!("; the next upload is allowed at {at}"));
     }
-    if let Some(at) = retry_at.filter(|at| !message.contains(at)) {
+    if let Some(at) = retry_at.filter(|at| !says_instant(message, at)) {
         text.push_str(&format!("; try again after {at}"));
     }
     text.push_str(&format!(" ({code})"));
     text
+}
+
+/// Whether `message` holds the instant `at` (RFC 3339) as sent, or written as chrono writes
+/// an instant (`2026-03-04 10:00:00 UTC`).
+fn says_instant(message: &str, at: &str) -> bool {
+    message.contains(at)
+        || chrono::DateTime::parse_from_rfc3339(at)
+            .is_ok_and(|instant| message.contains(&instant.with_timezone(&chrono::Utc).to_string()))
 }
 
 #[cfg(test)]
@@ -116,6 +125,17 @@ mod tests {
             retry_at: None,
         };
         assert_eq!(said.to_string().matches(at).count(), 1);
+        let said_otherwise = ClientError::Api {
+            status: 429,
+            code: "upload_too_soon".into(),
+            message: "the next is allowed at 2026-03-04 10:00:00.250 UTC".into(),
+            next_allowed_at: Some("2026-03-04T10:00:00.250Z".into()),
+            retry_at: None,
+        };
+        assert_eq!(
+            said_otherwise.to_string(),
+            "the next is allowed at 2026-03-04 10:00:00.250 UTC (upload_too_soon)"
+        );
         let unsaid = ClientError::Api {
             status: 429,
             code: "upload_too_soon".into(),
