@@ -11,10 +11,13 @@ mod compile_worker;
 mod demo;
 mod events;
 mod gateway_choice;
+mod keys_cmd;
+mod miner_cmd;
 mod progress;
 mod proxy_keys;
 mod proxy_run;
 mod runner_setup;
+mod upload_cmd;
 mod validator_cmd;
 
 use std::path::PathBuf;
@@ -37,9 +40,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Write, build and test an agent.
+    /// Write, build, test and upload an agent.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Make and read hotkeys: a miner's identity, which signs its requests to validators.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// A miner's standing with a validator.
+    #[command(subcommand)]
+    Miner(MinerCommand),
     /// Run the gateway: the signing proxy agents reach LLM and search
     /// services through.
     #[command(subcommand)]
@@ -67,6 +76,88 @@ enum AgentCommand {
     Build(BuildArgs),
     /// Run an agent on events in the validator's sandbox and score it.
     Test(TestArgs),
+    /// Upload an agent's component to a validator, signed with your hotkey, after checking
+    /// locally that it is within the validator's size cap and loads in its sandbox.
+    Upload(UploadArgs),
+    /// The status of your agent versions at a validator: one version with its verdicts, or
+    /// all of them, one a line.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Write a new hotkey to a file (mode 0600; never over an existing file) and print its
+    /// public key.
+    Generate(KeysGenerateArgs),
+    /// Print the public key of a hotkey file.
+    Show {
+        /// The hotkey file.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
+}
+
+/// The signature schemes of hotkeys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SchemeArg {
+    /// Ed25519; the public key is 64 hex characters.
+    Ed25519,
+    /// Sr25519 (substrate, bittensor); the public key is an SS58 address.
+    Sr25519,
+}
+
+/// Arguments of `sooth keys generate`.
+#[derive(Debug, Args)]
+pub struct KeysGenerateArgs {
+    /// Where to write the new hotkey file.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// The signature scheme.
+    #[arg(long, value_enum, default_value_t = SchemeArg::Ed25519)]
+    pub scheme: SchemeArg,
+}
+
+#[derive(Debug, Subcommand)]
+enum MinerCommand {
+    /// Register your hotkey with a validator whose operator opened registration (a signed
+    /// request).
+    Register(ValidatorKeyArgs),
+}
+
+/// Which validator a miner's command speaks to, and the hotkey that signs it.
+#[derive(Debug, Args)]
+pub struct ValidatorKeyArgs {
+    /// The validator's base URL (its HTTP API, e.g. http://127.0.0.1:8710).
+    #[arg(long, value_name = "URL")]
+    pub validator: String,
+    /// Your hotkey file (`sooth keys generate` writes one).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+}
+
+/// Arguments of `sooth agent upload`.
+#[derive(Debug, Args)]
+pub struct UploadArgs {
+    /// The agent's component (`sooth agent build` makes one).
+    pub agent: PathBuf,
+    /// The validator and your hotkey.
+    #[command(flatten)]
+    pub target: ValidatorKeyArgs,
+    /// Where compiled components are cached for the local check [default:
+    /// $XDG_CACHE_HOME/sooth/compiled or ~/.cache/sooth/compiled].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Arguments of `sooth agent status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The version (the number `sooth agent upload` printed) [default: all your versions].
+    #[arg(value_name = "VERSION")]
+    pub version: Option<i64>,
+    /// The validator and your hotkey.
+    #[command(flatten)]
+    pub target: ValidatorKeyArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,6 +219,7 @@ enum ValidatorCommand {
     /// becomes active at the next 00:00 UTC.
     AddAgent(AddAgentArgs),
 }
+
 
 /// Arguments of `sooth validator add-agent`.
 #[derive(Debug, Args)]
@@ -376,6 +468,11 @@ fn main() -> ExitCode {
         Command::Agent(AgentCommand::New(args)) => agent_new::run(&args),
         Command::Agent(AgentCommand::Build(args)) => agent_build::run(&args),
         Command::Agent(AgentCommand::Test(args)) => agent_test::run(&args),
+        Command::Agent(AgentCommand::Upload(args)) => upload_cmd::upload(&args),
+        Command::Agent(AgentCommand::Status(args)) => upload_cmd::status(&args),
+        Command::Keys(KeysCommand::Generate(args)) => keys_cmd::generate(&args),
+        Command::Keys(KeysCommand::Show { key }) => keys_cmd::show(&key),
+        Command::Miner(MinerCommand::Register(args)) => miner_cmd::register(&args),
         Command::Proxy(ProxyCommand::Run { config }) => proxy_run::run(&config),
         Command::Proxy(ProxyCommand::LinkKey(args)) => proxy_keys::link(&args),
         Command::Proxy(ProxyCommand::UnlinkKey(args)) => proxy_keys::unlink(&args),
