@@ -70,11 +70,18 @@ fn load() -> Option<Vec<Question>> {
     )
 }
 
-/// An honest forecaster: the market moved toward the outcome by a question-dependent amount.
-fn forecast(q: &Question) -> f64 {
-    let logit = (q.market.clamp(1e-4, 1.0 - 1e-4) / (1.0 - q.market.clamp(1e-4, 1.0 - 1e-4))).ln();
+/// An honest forecaster: the market moved toward the outcome, plus noise of its own that
+/// depends on the question and the agent's seed.
+fn forecast_with(q: &Question, seed: u64) -> f64 {
+    let p = q.market.clamp(1e-4, 1.0 - 1e-4);
+    let logit = (p / (1.0 - p)).ln();
     let toward = if q.outcome { 0.75 } else { -0.75 };
-    1.0 / (1.0 + (-(logit + toward + 1.4 * (q.hash - 0.5))).exp())
+    let own = (q.hash * (seed as f64 + 1.0) * 7919.0).fract();
+    1.0 / (1.0 + (-(logit + toward + 1.4 * (own - 0.5))).exp())
+}
+
+fn forecast(q: &Question) -> f64 {
+    forecast_with(q, 0)
 }
 
 fn side(
@@ -105,6 +112,22 @@ fn the_same_behaviour_on_probe_and_live_events_passes() {
         println!("{name}: {}", verdict.detail);
         assert!(!verdict.flagged, "{name}: {verdict:?}");
     }
+}
+
+#[test]
+fn honest_forecasters_with_noise_of_their_own_pass() {
+    let Some(questions) = load() else { return };
+    let (probe, live) = (&questions[..200], &questions[200..301]);
+    let config = ConcordanceConfig::default();
+    let mut smallest = 1.0_f64;
+    for seed in 0..50 {
+        let predict = |q: &Question| Some(forecast_with(q, seed));
+        let verdict = check_concordance(&side(probe, predict), &side(live, predict), &config)
+            .expect("events on both sides");
+        assert!(!verdict.flagged, "seed {seed}: {verdict:?}");
+        smallest = smallest.min(verdict.p_value);
+    }
+    println!("50 honest forecasters: smallest combined p-value {smallest:.4}");
 }
 
 #[test]

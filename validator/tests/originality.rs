@@ -261,12 +261,30 @@ fn check(
     earlier: &[(String, Vec<Option<f64>>)],
     mode: OriginalityMode,
 ) -> OriginalityVerdict<String> {
+    check_with(set, candidate, earlier, mode, &set.outcomes)
+}
+
+fn check_with(
+    set: &EventSet,
+    candidate: &[Option<f64>],
+    earlier: &[(String, Vec<Option<f64>>)],
+    mode: OriginalityMode,
+    outcomes: &[Option<bool>],
+) -> OriginalityVerdict<String> {
     let config = OriginalityConfig {
         mode,
         ..OriginalityConfig::default()
     };
-    check_originality_resolved(candidate, earlier, &set.signals, &set.outcomes, &config)
+    check_originality_resolved(candidate, earlier, &set.signals, outcomes, &config)
         .expect("aligned input")
+}
+
+/// Which rule, and whether the outcomes are given to it.
+#[derive(Clone, Copy)]
+enum Rule {
+    Default,
+    DefaultWithoutOutcomes,
+    Raw,
 }
 
 /// Per agent, over every other agent as the earlier version and every replicate: how often
@@ -279,7 +297,12 @@ struct Row {
     largest: f64,
 }
 
-fn honest_pairs(set: &EventSet, mode: OriginalityMode) -> Vec<(&'static str, Row)> {
+fn honest_pairs(set: &EventSet, rule: Rule) -> Vec<(&'static str, Row)> {
+    let (mode, outcomes) = match rule {
+        Rule::Default => (OriginalityMode::BeyondPublic, set.outcomes.as_slice()),
+        Rule::DefaultWithoutOutcomes => (OriginalityMode::BeyondPublic, &[][..]),
+        Rule::Raw => (OriginalityMode::Raw, set.outcomes.as_slice()),
+    };
     let agents = honest_agents();
     let mut rows: Vec<(&'static str, Row)> = agents
         .iter()
@@ -298,7 +321,7 @@ fn honest_pairs(set: &EventSet, mode: OriginalityMode) -> Vec<(&'static str, Row
                 let earlier = vec![(agents[e].0.to_owned(), other.clone())];
                 let row = &mut rows[c].1;
                 row.pairs += 1;
-                match check(set, candidate, &earlier, mode) {
+                match check_with(set, candidate, &earlier, mode, outcomes) {
                     OriginalityVerdict::Copy { .. } => row.flagged += 1,
                     OriginalityVerdict::PublicSignalOnly { .. } => row.public_only += 1,
                     OriginalityVerdict::Original {
@@ -317,7 +340,7 @@ fn honest_pairs(set: &EventSet, mode: OriginalityMode) -> Vec<(&'static str, Row
 fn honest_agents_are_spared_by_the_default_rule() {
     let Some(sets) = sets() else { return };
     for set in &sets {
-        let rows = honest_pairs(set, OriginalityMode::BeyondPublic);
+        let rows = honest_pairs(set, Rule::Default);
         println!(
             "\nbeyond_public, {}: each honest agent as the candidate against each other one as \
              the earlier version, {REPLICATES} agent seeds",
@@ -444,12 +467,12 @@ fn noisy_copies_are_caught() {
 fn the_raw_rule_flags_honest_market_followers() {
     let Some(sets) = sets() else { return };
     for set in &sets {
-        let rows = honest_pairs(set, OriginalityMode::Raw);
+        let rows = honest_pairs(set, Rule::Raw);
         println!(
             "\nraw rule (SPEC), {}: each honest agent as the candidate against each other one",
             set.name
         );
-        println!("| honest agent | pairs | flagged | largest abs(r) |");
+        println!("| honest agent | pairs | flagged | largest abs(r) among the spared |");
         println!("|---|---|---|---|");
         for (name, row) in &rows {
             println!(
@@ -477,6 +500,58 @@ fn the_raw_rule_flags_honest_market_followers() {
             );
         }
     }
+}
+
+#[test]
+fn without_the_outcomes_good_forecasters_look_alike() {
+    let Some(sets) = sets() else { return };
+    let set = &sets[0];
+    let rows = honest_pairs(set, Rule::DefaultWithoutOutcomes);
+    println!(
+        "\nbeyond_public without the outcomes (check_originality), {}: two agents that both \
+         forecast well agree because both are right",
+        set.name
+    );
+    println!("| honest agent | pairs | flagged | largest z among the spared |");
+    println!("|---|---|---|---|");
+    for (name, row) in &rows {
+        println!(
+            "| {name} | {} | {} | {:.2} |",
+            row.pairs, row.flagged, row.largest
+        );
+    }
+    // The evidence that resolved events must be checked with their outcomes.
+    let flagged: usize = rows.iter().map(|(_, row)| row.flagged).sum();
+    assert!(
+        flagged > 0,
+        "no honest agent was flagged without the outcomes"
+    );
+}
+
+#[test]
+fn the_first_uploader_is_compared_with_no_one_before_it() {
+    let Some(sets) = sets() else { return };
+    let set = &sets[0];
+    let original: Vec<Option<f64>> = set.questions.iter().map(|q| Some(agent_a(q, 0))).collect();
+    let copy = noisy_copy(set, 0.01, 0);
+    // The caller lists only the versions uploaded earlier: A first, then its copier.
+    let verdict = check(set, &original, &[], OriginalityMode::BeyondPublic);
+    assert!(
+        matches!(
+            verdict,
+            OriginalityVerdict::Original {
+                strongest: None,
+                compared: 0
+            }
+        ),
+        "{verdict:?}"
+    );
+    let earlier = vec![("A private signal".to_owned(), original)];
+    let verdict = check(set, &copy, &earlier, OriginalityMode::BeyondPublic);
+    assert_eq!(
+        verdict.matched().map(String::as_str),
+        Some("A private signal")
+    );
 }
 
 #[test]

@@ -76,8 +76,10 @@ impl<Id> OriginalityVerdict<Id> {
 /// agent would have predicted, and counting it would let a copier dilute the agreement by
 /// failing on purpose. Predictions are clipped to [0.01, 0.99] as scoring clips them.
 ///
-/// Without outcomes, two agents that both forecast well agree partly because both are right;
-/// where the events have resolved (the probe set, a live window of resolved events), use
+/// Without outcomes, two agents that both forecast well agree partly because both are right:
+/// on the labelled set (`tests/originality.rs`) this flags honest agents with good private
+/// signals as copies of one another (50 of 560 such pairs on the probe set). Where the events
+/// have resolved (the probe set, a live window of resolved events), use
 /// [`check_originality_resolved`].
 ///
 /// # Errors
