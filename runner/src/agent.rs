@@ -120,8 +120,14 @@ pub fn content_hash(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Refuse what is plainly not a component before compiling anything.
-pub(crate) fn check_header(bytes: &[u8], limit: usize) -> Result<(), LoadError> {
+/// Refuses what is plainly not a component (too large, not WebAssembly, a core module), before
+/// compiling anything: what a server checks of an upload before it keeps the bytes.
+///
+/// # Errors
+///
+/// [`LoadError::TooLarge`], [`LoadError::NotWasm`], [`LoadError::CoreModule`], or
+/// [`LoadError::Invalid`] for unknown version bytes.
+pub fn check_component_header(bytes: &[u8], limit: usize) -> Result<(), LoadError> {
     if bytes.len() > limit {
         return Err(LoadError::TooLarge {
             size: bytes.len(),

@@ -45,7 +45,7 @@ mod scripted;
 mod truncate;
 mod usage;
 
-pub use agent::{Agent, LoadError, content_hash};
+pub use agent::{Agent, LoadError, check_component_header, content_hash};
 pub use compile::{CompileIsolation, compile_worker_main};
 pub use config::{ConfigError, RunnerConfig};
 pub use gateway::{Gateway, GatewayAnswer, RunContext};

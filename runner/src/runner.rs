@@ -9,7 +9,7 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 
-use crate::agent::{Agent, LoadError, check_header, content_hash};
+use crate::agent::{Agent, LoadError, check_component_header, content_hash};
 use crate::cache::CompileCache;
 use crate::clock::{EventWallClock, RunMonotonicClock, RunSeeds};
 use crate::compile::compile;
@@ -173,7 +173,7 @@ impl Runner {
     /// the contract, or not exporting the agent interface.
     pub async fn load(&self, bytes: &[u8]) -> Result<Agent, LoadError> {
         let inner = &self.inner;
-        check_header(bytes, inner.config.max_component_bytes)?;
+        check_component_header(bytes, inner.config.max_component_bytes)?;
         let hash = content_hash(bytes);
         let component = self.compiled(&hash, bytes).await?;
         if let Some(name) = first_forbidden(&inner.engine, &component) {

@@ -34,22 +34,35 @@ static BUILDING: Mutex<()> = Mutex::new(());
 /// When cargo cannot be run or the build fails: the tests cannot go on
 /// without their agents, and the panic says why.
 pub fn rust_agent(package: &str) -> PathBuf {
+    rust_agent_with(package, &[])
+}
+
+/// As [`rust_agent`], with cargo `features` on; the component is copied to a path of its own
+/// (`PACKAGE+FEATURES.wasm`), since builds with other features overwrite cargo's output.
+///
+/// # Panics
+///
+/// As [`rust_agent`].
+pub fn rust_agent_with(package: &str, features: &[&str]) -> PathBuf {
     let _guard = BUILDING
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(workspace_root())
-        .args([
-            "build",
-            "--quiet",
-            "--target",
-            "wasm32-wasip2",
-            "--profile",
-            "agent",
-            "-p",
-            package,
-        ])
+    let mut command = Command::new(cargo);
+    command.current_dir(workspace_root()).args([
+        "build",
+        "--quiet",
+        "--target",
+        "wasm32-wasip2",
+        "--profile",
+        "agent",
+        "-p",
+        package,
+    ]);
+    if !features.is_empty() {
+        command.args(["--features", &features.join(",")]);
+    }
+    let status = command
         .arg("--target-dir")
         .arg(target_dir())
         .status()
@@ -67,7 +80,25 @@ pub fn rust_agent(package: &str) -> PathBuf {
         "cargo built {package} but {} is missing",
         path.display()
     );
-    path
+    if features.is_empty() {
+        return path;
+    }
+    let copy = target_dir().join(format!("{package}+{}.wasm", features.join("+")));
+    std::fs::copy(&path, &copy).unwrap_or_else(|error| {
+        panic!(
+            "cannot copy {} to {}: {error}",
+            path.display(),
+            copy.display()
+        )
+    });
+    copy
+}
+
+/// The test agent with a private signal beside the market price, in the variant `features`
+/// name: none (the original), `independent` (another honest agent), `noise-1`, `noise-3` or
+/// `noise-5` (copies of the original with Gaussian noise of sigma 0.01, 0.03 or 0.05).
+pub fn signal_agent(features: &[&str]) -> PathBuf {
+    rust_agent_with("signal-agent", features)
 }
 
 /// The market-price baseline example agent.

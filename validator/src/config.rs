@@ -36,12 +36,19 @@
 //! # url = "http://127.0.0.1:8700"  # or use a running one (it must trust data_dir/validator.key)
 //! run_cap_usd = 0.05               # each run's cap per service
 //! ```
+//!
+//! The sections that open the validator to miners (`[uploads]`, `[registration]`,
+//! `[verification]`) are described in `uploads`.
+
+mod uploads;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sooth_runner::RunnerConfig;
 use thiserror::Error;
+
+pub use uploads::{RegistrationConfig, UploadsConfig, VerificationConfig};
 
 use crate::registration::DEFAULT_SLOTS;
 use crate::scoring::SCORING_WINDOW;
@@ -60,6 +67,15 @@ pub enum ConfigError {
         path: String,
         /// Which value, and why.
         message: &'static str,
+    },
+    /// `[verification.originality]` or `[verification.concordance]` holds a value out of
+    /// range.
+    #[error("invalid validator configuration {path}: the [verification] table")]
+    Integrity {
+        /// The file.
+        path: String,
+        /// What the check's own validation said.
+        source: crate::integrity::IntegrityError,
     },
     /// The `[runner]` table holds a value out of range.
     #[error("invalid validator configuration {path}: the [runner] table")]
@@ -98,6 +114,15 @@ pub struct ValidatorConfig {
     /// The gateway agents reach services through.
     #[serde(default)]
     pub gateway: GatewayConfig,
+    /// Miners' uploads.
+    #[serde(default)]
+    pub uploads: UploadsConfig,
+    /// Miners' own registration.
+    #[serde(default)]
+    pub registration: RegistrationConfig,
+    /// The verification of new versions.
+    #[serde(default)]
+    pub verification: VerificationConfig,
 }
 
 /// `[competition]`.
@@ -242,6 +267,7 @@ impl ValidatorConfig {
             .map(|dir| base.join(dir))
             .collect();
         config.gateway.config = config.gateway.config.map(|file| base.join(file));
+        config.verification.probe_file = config.verification.probe_file.map(|file| base.join(file));
         Ok(config)
     }
 
@@ -288,6 +314,21 @@ impl ValidatorConfig {
         if !(self.gateway.run_cap_usd.is_finite() && self.gateway.run_cap_usd >= 0.0) {
             return invalid("gateway.run_cap_usd must be a non-negative number");
         }
+        if let Some(problem) = self
+            .uploads
+            .problem()
+            .or_else(|| self.verification.problem())
+        {
+            return invalid(problem);
+        }
+        self.verification
+            .originality
+            .validate()
+            .and_then(|()| self.verification.concordance.validate())
+            .map_err(|source| ConfigError::Integrity {
+                path: origin.to_owned(),
+                source,
+            })?;
         self.runner
             .validate()
             .map_err(|source| ConfigError::Runner {
@@ -342,6 +383,16 @@ mod tests {
                 "data_dir = \"d\"\n[gateway]\nrun_cap_usd = -1.0\n",
                 "run_cap_usd",
             ),
+            ("data_dir = \"d\"\n[uploads]\nschemes = [\"rsa\"]\n", "rsa"),
+            (
+                "data_dir = \"d\"\n[uploads]\nschemes = []\n",
+                "uploads.schemes",
+            ),
+            (
+                "data_dir = \"d\"\n[verification]\nmax_attempts = 0\n",
+                "verification.max_attempts",
+            ),
+            ("data_dir = \"d\"\n[registration]\nopen = \"yes\"\n", "open"),
         ];
         for (text, named) in cases {
             let error = ValidatorConfig::from_toml(text, "t.toml").unwrap_err();

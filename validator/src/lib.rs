@@ -25,6 +25,11 @@
 //!   service or a backtest;
 //! - `clock`: the clock the daemon reads, real or simulated;
 //! - `weights`: where weights go once computed (a JSON file; a chain client later);
+//! - `components`: agents' components on disk, content-addressed;
+//! - `uploads`: the upload desk, the rules of a miner's signed request (signature,
+//!   registration, size, rate) before its upload is queued;
+//! - [`verification`]: the verification queue's workers (duplicate, compile and contract,
+//!   probe runs, originality) and the probe set;
 //! - `backtest`: replaying an event file through the daemon on a simulated clock;
 //! - `config` and `intake`: the live validator's configuration, and its sources with their
 //!   saved progress;
@@ -42,6 +47,7 @@ pub mod api;
 mod backtest;
 mod causes;
 mod clock;
+mod components;
 mod config;
 mod daemon;
 mod event;
@@ -58,6 +64,8 @@ pub mod store;
 pub mod synthetic;
 #[cfg(test)]
 mod test_support;
+mod uploads;
+pub mod verification;
 mod weights;
 
 pub use activation::AgentVersion;
@@ -66,9 +74,10 @@ pub use backtest::{
     start_instant,
 };
 pub use clock::{Clock, ClockError, SimulatedClock, Sleep, SystemClock};
+pub use components::{ComponentFileError, Components};
 pub use config::{
-    ApiConfig, CompetitionConfig, ConfigError, GatewayConfig, SchedulingConfig, SourcesConfig,
-    ValidatorConfig, WeightsConfig,
+    ApiConfig, CompetitionConfig, ConfigError, GatewayConfig, RegistrationConfig, SchedulingConfig,
+    SourcesConfig, UploadsConfig, ValidatorConfig, VerificationConfig, WeightsConfig,
 };
 pub use daemon::{Daemon, DaemonError, DaemonSettings, Ingested, StepReport};
 pub use event::{BINARY, DEFAULT_LIFETIME, Event, EventError, MAX_ID_BYTES, Outcome, Resolution};
@@ -83,6 +92,7 @@ pub use scoring::{
     LeaderboardRow, Miner, ResolvedEvent, SCORING_WINDOW, Score, ScoredEvent, ScoringError,
     assign_winner_take_all, leaderboard, leaderboard_over, scoring_window,
 };
+pub use uploads::{DeskError, DeskSettings, UploadAccepted, UploadDesk};
 pub use weights::{
     JsonFileWeights, MinerWeight, NoWeightSetter, WeightSetter, Weights, WeightsError,
 };

@@ -1,14 +1,12 @@
 //! The daemon's real executor: agents run in the wasmtime sandbox of `sooth-runner`.
 //!
-//! This module owns the agents' components on disk (content-addressed files in one directory,
-//! written once) and the loaded agents in memory, and turns a [`RunJob`] into a runner call: the
+//! This module owns the loaded agents in memory (their files are [`Components`]) and turns a [`RunJob`] into a runner call: the
 //! event as the agent sees it, the run's time limit, its gateway and its run token. It must not
 //! decide what runs (that is [`crate::daemon`]) nor change what the runner reports beyond
 //! mapping it to an [`ExecutedRun`].
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -16,6 +14,7 @@ use sooth_runner::{Agent, Gateway, LoadError, RunOutcome, RunSpec, Runner, conte
 use thiserror::Error;
 
 use crate::causes::with_causes;
+use crate::components::{ComponentFileError, Components};
 use crate::executor::{ExecutedRun, Execution, RunExecutor, RunJob, RunStatus};
 
 /// Mints the run token the gateway asks of each run.
@@ -30,44 +29,15 @@ pub enum AdmitError {
     /// The runner refused the bytes (not a component, too large, forbidden imports...).
     #[error("the agent does not load")]
     Load(#[from] LoadError),
-    /// The component could not be saved.
-    #[error("cannot save the component to {}", path.display())]
-    Save {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-}
-
-/// Why a version's saved component cannot run; the run is then a crash with this in its log.
-#[derive(Debug, Error)]
-enum ComponentError {
-    /// The version hash is not hex, so it names no file of ours.
-    #[error("version hash {0:?} names no component")]
-    NotAHash(String),
-    /// The file cannot be read.
-    #[error("component {} cannot be read", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    /// The runner refuses the file.
-    #[error("component {} does not load", path.display())]
-    Load { path: PathBuf, source: LoadError },
-    /// The file holds another component.
-    #[error("component {} holds {found}, not {expected}", path.display())]
-    WrongHash {
-        path: PathBuf,
-        found: String,
-        expected: String,
-    },
+    /// The component could not be saved or read back.
+    #[error(transparent)]
+    File(#[from] ComponentFileError),
 }
 
 /// Runs agents in the sandbox. Cheap to share behind an `Arc`.
 pub struct SandboxExecutor {
     runner: Runner,
-    components: PathBuf,
+    components: Components,
     loaded: Mutex<HashMap<String, Agent>>,
     gateway: Arc<dyn Gateway>,
     tokens: Option<Arc<dyn RunTokens>>,
@@ -95,11 +65,9 @@ impl SandboxExecutor {
         gateway: Arc<dyn Gateway>,
         tokens: Option<Arc<dyn RunTokens>>,
     ) -> std::io::Result<Self> {
-        let components = components.into();
-        std::fs::create_dir_all(&components)?;
         Ok(Self {
             runner,
-            components,
+            components: Components::open(components)?,
             loaded: Mutex::new(HashMap::new()),
             gateway,
             tokens,
@@ -115,24 +83,38 @@ impl SandboxExecutor {
     pub async fn admit(&self, bytes: &[u8]) -> Result<String, AdmitError> {
         // Bytes already loaded are already verified.
         let known = content_hash(bytes);
-        if self.lock_loaded().contains_key(&known) && self.component_path(&known).exists() {
+        if self.lock_loaded().contains_key(&known) && self.components.path(&known)?.exists() {
             return Ok(known);
         }
         let agent = self.runner.load(bytes).await?;
-        let hash = agent.hash().to_owned();
-        let path = self.component_path(&hash);
-        if !path.exists() {
-            write_atomically(&path, bytes).map_err(|source| AdmitError::Save {
-                path: path.clone(),
-                source,
-            })?;
-        }
+        let hash = self.components.save(bytes)?;
         self.lock_loaded().insert(hash.clone(), agent);
         Ok(hash)
     }
 
-    fn component_path(&self, hash: &str) -> PathBuf {
-        self.components.join(format!("{hash}.wasm"))
+    /// Drops the loaded agent of `hash` from memory (a version that will not run: rejected at
+    /// verification), so that the compiled code of refused uploads does not pile up.
+    pub fn unload(&self, hash: &str) {
+        self.lock_loaded().remove(hash);
+    }
+
+    /// The directory the components are kept in.
+    #[must_use]
+    pub fn components(&self) -> &Components {
+        &self.components
+    }
+
+    /// Loads the kept component `hash` (compiled in the runner's compile process, under its
+    /// time and memory limits, and checked against the contract), so that its runs need not
+    /// load it again.
+    ///
+    /// # Errors
+    ///
+    /// [`AdmitError::File`] when the file is missing or damaged, [`AdmitError::Load`] saying
+    /// what is wrong with the component.
+    pub async fn load_kept(&self, hash: &str) -> Result<(), AdmitError> {
+        self.agent(hash).await?;
+        Ok(())
     }
 
     fn lock_loaded(&self) -> std::sync::MutexGuard<'_, HashMap<String, Agent>> {
@@ -140,30 +122,12 @@ impl SandboxExecutor {
     }
 
     /// The loaded agent of `hash`, loading its saved component the first time.
-    async fn agent(&self, hash: &str) -> Result<Agent, ComponentError> {
+    async fn agent(&self, hash: &str) -> Result<Agent, AdmitError> {
         if let Some(agent) = self.lock_loaded().get(hash) {
             return Ok(agent.clone());
         }
-        // A hash is hex; anything else cannot name a file of ours.
-        if hash.is_empty() || !hash.bytes().all(|byte| byte.is_ascii_hexdigit()) {
-            return Err(ComponentError::NotAHash(hash.to_owned()));
-        }
-        let path = self.component_path(hash);
-        let bytes = match tokio::fs::read(&path).await {
-            Ok(bytes) => bytes,
-            Err(source) => return Err(ComponentError::Read { path, source }),
-        };
-        let agent = match self.runner.load(&bytes).await {
-            Ok(agent) => agent,
-            Err(source) => return Err(ComponentError::Load { path, source }),
-        };
-        if agent.hash() != hash {
-            return Err(ComponentError::WrongHash {
-                path,
-                found: agent.hash().to_owned(),
-                expected: hash.to_owned(),
-            });
-        }
+        let bytes = self.components.read(hash).await?;
+        let agent = self.runner.load(&bytes).await?;
         self.lock_loaded().insert(hash.to_owned(), agent.clone());
         Ok(agent)
     }
@@ -219,15 +183,4 @@ impl RunExecutor for SandboxExecutor {
     fn execute(self: Arc<Self>, job: RunJob) -> Execution {
         Box::pin(self.run(job))
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory, so that the file
-/// is either absent or complete.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let directory = path.parent().unwrap_or_else(|| Path::new("."));
-    let mut file = tempfile::NamedTempFile::new_in(directory)?;
-    file.write_all(bytes)?;
-    file.as_file().sync_all()?;
-    file.persist(path).map_err(|error| error.error)?;
-    Ok(())
 }

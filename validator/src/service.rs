@@ -1,8 +1,10 @@
-//! The live validator: `sooth validator run` and `sooth validator add-agent`.
+//! The live validator: `sooth validator run`, `sooth validator add-agent` and `sooth validator
+//! add-miner`.
 //!
 //! This module owns the wiring of a live daemon from its [`ValidatorConfig`]: the store and
-//! components in the data directory, the validator's key (created on first start), the weights
-//! file, the read-only HTTP API, and the loop that polls the sources and steps the daemon on the
+//! components in the data directory, the validator's key (created on first start; its public
+//! half is the validator's hotkey, which miners sign for), the weights file, the HTTP API with
+//! the upload desk, the verification queue's worker, and the loop that polls the sources and steps the daemon on the
 //! real clock: at every poll and at every midnight (activation). The gateway its agents call is
 //! the caller's (the command line starts one in-process or points at a running one), so that
 //! the validator never links the gateway. It must not hold rules of its own.
@@ -13,7 +15,7 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 use ed25519_dalek::SigningKey;
-use sooth_protocol::{KeyFileError, load_or_create_signing_key};
+use sooth_protocol::{Hotkey, HotkeyError, HotkeyScheme, KeyFileError, load_or_create_signing_key};
 use sooth_runner::{Gateway, Runner, ScriptedGateway};
 use thiserror::Error;
 
@@ -27,7 +29,12 @@ use crate::registration::{RegistrationDecision, RegistrationRules};
 use crate::run_tokens::SignedRunTokens;
 use crate::sandbox::{AdmitError, RunTokens, SandboxExecutor};
 use crate::sources::Batch;
-use crate::store::Store;
+use crate::store::{Store, UploadRecord, UploadedBy};
+use crate::uploads::{DeskError, DeskSettings, UploadDesk};
+use crate::verification::{
+    LiveCheckSettings, ProbeSet, ProbeSetError, VerificationSettings, Verified, Verifier,
+    check_active_versions,
+};
 use crate::weights::JsonFileWeights;
 
 /// The file of the validator's run-token key in the data directory.
@@ -67,22 +74,60 @@ pub enum ServiceError {
     /// A step of the daemon panicked (a bug); the validator stops rather than go on half-way.
     #[error("a step of the daemon failed")]
     Step(#[source] tokio::task::JoinError),
+    /// The probe set cannot be loaded.
+    #[error("the verification's probe set")]
+    ProbeSet(#[from] ProbeSetError),
+    /// An upload or a registration was refused.
+    #[error(transparent)]
+    Desk(#[from] DeskError),
+    /// A hotkey given by the operator is not one.
+    #[error("{hotkey:?} is not a hotkey")]
+    Hotkey {
+        /// What was given.
+        hotkey: String,
+        /// Why it is not one.
+        source: HotkeyError,
+    },
+    /// The store failed while verifying an added agent.
+    #[error("the verification queue")]
+    Queue(#[source] crate::store::StoreError),
 }
 
 /// What [`add_agent`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AddedAgent {
     /// The version's hash.
     pub hash: String,
     /// The registration made for the miner, if it was not registered yet.
     pub registration: Option<RegistrationDecision>,
+    /// The version as it stands after verification (or while a running validator verifies
+    /// it).
+    pub version: UploadRecord,
 }
 
 /// The parts of a live validator, opened from its configuration.
 struct Parts {
     daemon: Arc<Daemon>,
-    executor: Arc<SandboxExecutor>,
     store: Store,
+    verifier: Arc<Verifier>,
+    desk: Arc<UploadDesk>,
+}
+
+/// The validator's hotkey (the public half of its key): what miners sign their requests for.
+#[must_use]
+pub fn validator_hotkey(key: &SigningKey) -> Hotkey {
+    Hotkey::from_public_bytes(HotkeyScheme::Ed25519, key.verifying_key().to_bytes())
+        .expect("an ed25519 verifying key is a valid ed25519 hotkey")
+}
+
+fn verification_settings(config: &ValidatorConfig) -> VerificationSettings {
+    VerificationSettings {
+        max_attempts: config.verification.max_attempts,
+        lease: TimeDelta::seconds(i64::try_from(config.verification.lease_secs).unwrap_or(120)),
+        max_probe_failures: config.verification.max_probe_failures,
+        concurrency: config.scheduling.max_concurrent_runs,
+        originality: config.verification.originality.clone(),
+    }
 }
 
 fn settings(config: &ValidatorConfig) -> DaemonSettings {
@@ -124,6 +169,7 @@ async fn open(
     let store = Store::open(&config.data_dir.join(STORE_FILE))
         .await
         .map_err(DaemonError::from)?;
+    let hotkey = validator_hotkey(&key);
     let tokens: Option<Arc<dyn RunTokens>> = Some(Arc::new(SignedRunTokens::new(
         key,
         BTreeMap::from([("*".to_owned(), config.gateway.run_cap_usd)]),
@@ -132,40 +178,70 @@ async fn open(
         SandboxExecutor::new(runner, config.data_dir.join("agents"), gateway, tokens)
             .map_err(data_dir_error)?,
     );
-    let daemon = Daemon::new(
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+    let daemon = Arc::new(Daemon::new(
         store.clone(),
-        Arc::new(SystemClock::new()),
+        Arc::clone(&clock),
         executor.clone(),
         Arc::new(JsonFileWeights::new(
             config.data_dir.join(&config.weights.file),
         )),
         settings(config),
-    )?;
+    )?);
+    let probe = match &config.verification.probe_file {
+        Some(path) => ProbeSet::load(path, config.verification.probe_events)?,
+        None => ProbeSet::default(),
+    };
+    let verifier = Arc::new(Verifier::new(
+        store.clone(),
+        Arc::clone(&executor),
+        clock,
+        probe,
+        verification_settings(config),
+    ));
+    let desk = Arc::new(UploadDesk::new(
+        &hotkey,
+        config.uploads.schemes.clone(),
+        std::time::Duration::from_secs(config.uploads.signature_window_secs),
+        executor.components().clone(),
+        Arc::clone(&daemon),
+        Some(Arc::clone(&verifier)),
+        DeskSettings {
+            max_bytes: config.uploads.max_bytes,
+            min_interval: TimeDelta::hours(i64::from(config.uploads.min_interval_hours)),
+            open_registration: config.registration.open,
+            registrations_per_hour: config.registration.max_per_hour,
+        },
+    ));
     Ok(Parts {
-        daemon: Arc::new(daemon),
-        executor,
+        daemon,
         store,
+        verifier,
+        desk,
     })
 }
 
-/// Adds a verified version of `hotkey`'s agent from the component `bytes`, now, registering the
-/// miner first if it is not registered. It becomes active at the next midnight. Works while the
-/// daemon runs (the store is shared safely).
+/// Adds a version of `hotkey`'s agent from the component `bytes`, now, registering the miner
+/// first if it is not registered, through the verification queue as a miner's upload goes
+/// (without the upload rate): this process verifies what is queued, this version included,
+/// unless a running validator holds it. A verified version becomes active at the next
+/// midnight. Works while the daemon runs (the store is shared safely). Probe runs reach
+/// outside services through `gateway`, with tokens signed by `key`.
 ///
 /// # Errors
 ///
-/// [`ServiceError::Agent`] when the component does not load, [`ServiceError::Daemon`] when the
-/// registration or the version is refused, or the store fails.
+/// [`ServiceError::Desk`] when the bytes are not a component or the miner already has them,
+/// [`ServiceError::Daemon`] when the registration is refused or the store fails,
+/// [`ServiceError::Queue`] when the queue cannot be worked.
 pub async fn add_agent(
     config: &ValidatorConfig,
     runner: Runner,
+    key: SigningKey,
+    gateway: Arc<dyn Gateway>,
     hotkey: &str,
     bytes: &[u8],
 ) -> Result<AddedAgent, ServiceError> {
-    // Adding a version runs no agent: no gateway is needed.
-    let key = validator_key(config)?;
-    let parts = open(config, runner, key, Arc::new(ScriptedGateway::empty())).await?;
-    let hash = parts.executor.admit(bytes).await?;
+    let parts = open(config, runner, key, gateway).await?;
     let registered = parts
         .store
         .miner(hotkey)
@@ -177,9 +253,66 @@ pub async fn add_agent(
     } else {
         Some(parts.daemon.register_miner(hotkey).await?)
     };
-    parts.daemon.add_verified_version(hotkey, &hash).await?;
+    let accepted = parts
+        .desk
+        .accept_upload(hotkey, bytes, UploadedBy::Operator)
+        .await?;
+    let version = loop {
+        let record = parts
+            .store
+            .upload(accepted.version)
+            .await
+            .map_err(ServiceError::Queue)?
+            .ok_or_else(|| {
+                ServiceError::Queue(crate::store::StoreError::Corrupt(format!(
+                    "version {} vanished from the queue",
+                    accepted.version
+                )))
+            })?;
+        let waiting = record.status == crate::store::VersionStatus::Pending;
+        if !waiting {
+            break record;
+        }
+        match parts
+            .verifier
+            .verify_next()
+            .await
+            .map_err(ServiceError::Queue)?
+        {
+            Some(Verified::Decided { .. } | Verified::AttemptFailed { .. }) => {}
+            // Held by a running validator (or nothing left to claim): it decides.
+            Some(Verified::LeaseLost { .. }) | None => break record,
+        }
+    };
     parts.store.close().await;
-    Ok(AddedAgent { hash, registration })
+    Ok(AddedAgent {
+        hash: accepted.hash,
+        registration,
+        version,
+    })
+}
+
+/// Registers the miner `hotkey` (an ed25519 public key in hex, or an sr25519 SS58 address) now,
+/// under the slot and immunity rules.
+///
+/// # Errors
+///
+/// [`ServiceError::Hotkey`] for text that is not a hotkey, [`ServiceError::Daemon`] when the
+/// registration is refused or the store fails.
+pub async fn add_miner(
+    config: &ValidatorConfig,
+    runner: Runner,
+    hotkey: &str,
+) -> Result<RegistrationDecision, ServiceError> {
+    let hotkey = Hotkey::parse(hotkey).map_err(|source| ServiceError::Hotkey {
+        hotkey: hotkey.to_owned(),
+        source,
+    })?;
+    let key = validator_key(config)?;
+    let parts = open(config, runner, key, Arc::new(ScriptedGateway::empty())).await?;
+    let decision = parts.daemon.register_miner(&hotkey.to_string()).await;
+    parts.store.close().await;
+    Ok(decision?)
 }
 
 /// Runs the live validator until `shutdown` completes: polls the sources every
@@ -205,9 +338,22 @@ pub async fn run(
             source,
         })?;
     tracing::info!(listen = %config.api.listen, "HTTP API listening");
-    let api = tokio::spawn(serve_api(listener, parts.store.clone()));
+    let api = tokio::spawn(serve_api(
+        listener,
+        Arc::clone(&parts.desk),
+        config.uploads.max_in_flight,
+    ));
+    // A restart finishes what was queued: the worker claims whatever waits, and items held
+    // by the process that stopped are claimed again when their leases end.
+    let verifying = tokio::spawn(Arc::clone(&parts.verifier).work(std::future::pending()));
 
     let mut intake = Intake::open(&config.sources, &parts.store).await?;
+    let live_check = LiveCheckSettings {
+        window: config.competition.scoring_window,
+        originality: config.verification.originality.clone(),
+        concordance: config.verification.concordance.clone(),
+    };
+    let mut live_checked_on = None;
     let daemon = Arc::clone(&parts.daemon);
     // Publish the weights as they stand, so a restarted validator sets them at once.
     daemon.request_scoring();
@@ -237,6 +383,11 @@ pub async fn run(
             let daemon = Arc::clone(&daemon);
             stepping = Some(tokio::spawn(async move { daemon.step().await }));
         }
+        let today = clock.now().date_naive();
+        if live_checked_on != Some(today) {
+            live_checked_on = Some(today);
+            check_live(&parts, &live_check, clock.now()).await;
+        }
         let now = clock.now();
         let next_poll = now + poll;
         let wake = next_midnight_after(now).map_or(next_poll, |midnight| midnight.min(next_poll));
@@ -250,9 +401,34 @@ pub async fn run(
         step.abort();
     }
     api.abort();
+    verifying.abort();
     parts.store.close().await;
     tracing::info!("validator stopped");
     result
+}
+
+/// The daily integrity check of active versions on their live events; a change in who may
+/// earn weight is scored at once.
+async fn check_live(
+    parts: &Parts,
+    settings: &LiveCheckSettings,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    match check_active_versions(&parts.store, parts.verifier.probe(), settings, now).await {
+        Ok(report) => {
+            tracing::info!(
+                versions = report.versions,
+                verdicts = report.verdicts,
+                failed = report.failed.len(),
+                "live integrity check done"
+            );
+            parts.daemon.request_scoring();
+        }
+        Err(error) => tracing::warn!(
+            error = &error as &dyn std::error::Error,
+            "live integrity check failed; it runs again tomorrow"
+        ),
+    }
 }
 
 fn log_step(report: &StepReport) {
@@ -288,8 +464,9 @@ async fn ingest(daemon: &Daemon, batch: Batch) {
     }
 }
 
-async fn serve_api(listener: tokio::net::TcpListener, store: Store) {
-    if let Err(error) = axum::serve(listener, crate::api::router(store)).await {
+async fn serve_api(listener: tokio::net::TcpListener, desk: Arc<UploadDesk>, max_in_flight: usize) {
+    let router = crate::api::router_with_uploads(desk, max_in_flight);
+    if let Err(error) = axum::serve(listener, router).await {
         tracing::error!(
             error = &error as &dyn std::error::Error,
             "the HTTP API stopped"

@@ -194,7 +194,8 @@ fn ids(list: &Value, field: &str) -> Vec<String> {
 async fn bad_request(app: &Router, uri: &str) -> String {
     let (status, body) = get(app, uri).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
-    body["error"].as_str().unwrap().to_owned()
+    assert_eq!(body["code"], "bad_query", "{uri}: {body}");
+    body["message"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -310,7 +311,10 @@ async fn one_event_by_id() {
     assert_eq!(body["status"], "open");
     let (status, body) = get(&app, "/v1/events/nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(body, json!({"error": r#"no event with id "nope""#}));
+    assert_eq!(
+        body,
+        json!({"code": "not_found", "message": r#"no event with id "nope""#})
+    );
     // Not UTF-8 once percent-decoded.
     let message = bad_request(&app, "/v1/events/%FF").await;
     assert!(message.contains("Invalid UTF-8"), "{message}");
@@ -357,7 +361,10 @@ async fn runs_of_an_event() {
     assert_eq!((status, none), (StatusCode::OK, json!([])));
     let (status, body) = get(&app, "/v1/events/nope/runs").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(body, json!({"error": r#"no event with id "nope""#}));
+    assert_eq!(
+        body,
+        json!({"code": "not_found", "message": r#"no event with id "nope""#})
+    );
 }
 
 #[tokio::test]
@@ -399,7 +406,10 @@ async fn a_miner_with_versions_and_standing() {
     assert_eq!(bob["standing"]["weight"], 0.0);
     let (status, body) = get(&app, "/v1/miners/nobody").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(body, json!({"error": r#"no miner with hotkey "nobody""#}));
+    assert_eq!(
+        body,
+        json!({"code": "not_found", "message": r#"no miner with hotkey "nobody""#})
+    );
 }
 
 #[tokio::test]
@@ -471,7 +481,10 @@ async fn a_miners_runs_paginate_and_refuse_bad_queries() {
 
     let (status, body) = get(&app, "/v1/miners/nobody/runs").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(body, json!({"error": r#"no miner with hotkey "nobody""#}));
+    assert_eq!(
+        body,
+        json!({"code": "not_found", "message": r#"no miner with hotkey "nobody""#})
+    );
     let message = bad_request(&app, "/v1/miners/alice/runs?limit=0").await;
     assert_eq!(
         message,
@@ -498,10 +511,14 @@ async fn leaderboard_and_weights_of_the_latest_computation() {
         json!({
             "computed_at": rfc3339(t(32)),
             "rows": [
+                // Both events resolved on 2 March: alice's mean that day beat 0.25, bob's
+                // did not.
                 {"rank": 1, "uid": 0, "hotkey": "alice", "mean_brier": 0.15625,
-                 "events_counted": 2, "imputed_count": 0, "weight": 1.0},
+                 "events_counted": 2, "imputed_count": 0, "weight": 1.0,
+                 "consistency": 1.0, "days_scored": 1},
                 {"rank": 2, "uid": 1, "hotkey": "bob", "mean_brier": 0.40625,
-                 "events_counted": 2, "imputed_count": 1, "weight": 0.0},
+                 "events_counted": 2, "imputed_count": 1, "weight": 0.0,
+                 "consistency": 0.0, "days_scored": 1},
             ],
         })
     );
@@ -565,12 +582,15 @@ async fn unknown_paths_and_other_methods_answer_json_errors() {
     let app = router(Store::in_memory().await.unwrap());
     let (status, body) = get(&app, "/v1/nothing").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(body, json!({"error": "no endpoint at /v1/nothing"}));
+    assert_eq!(
+        body,
+        json!({"code": "not_found", "message": "no endpoint at /v1/nothing"})
+    );
     let (status, body) = request(&app, Method::POST, "/v1/events").await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(
         body,
-        json!({"error": "POST is not allowed on /v1/events; the API is read-only (GET)"})
+        json!({"code": "method_not_allowed", "message": "POST is not allowed on /v1/events"})
     );
 }
 
@@ -583,6 +603,9 @@ async fn a_closed_store_answers_500_with_a_generic_message() {
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(
         body,
-        json!({"error": "internal error: the validator database could not be read"})
+        json!({
+            "code": "internal",
+            "message": "internal error: the validator database could not be read"
+        })
     );
 }

@@ -108,7 +108,9 @@ pub(super) async fn miner_runs(
 pub(super) async fn leaderboard(
     State(store): State<Store>,
 ) -> Result<Json<LeaderboardView>, ApiError> {
-    Ok(Json(store.latest_weights().await?.into()))
+    let rows = store.latest_weights().await?;
+    let consistency = store.consistency().await?;
+    Ok(Json(LeaderboardView::new(rows, &consistency)))
 }
 
 pub(super) async fn weights(State(store): State<Store>) -> Result<Json<WeightsView>, ApiError> {
@@ -120,10 +122,7 @@ pub(super) async fn no_route(uri: Uri) -> ApiError {
 }
 
 pub(super) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
-    ApiError::MethodNotAllowed(format!(
-        "{method} is not allowed on {}; the API is read-only (GET)",
-        uri.path()
-    ))
+    ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
 }
 
 fn parse_status(word: &str) -> Result<EventStatus, ApiError> {

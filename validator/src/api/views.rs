@@ -11,14 +11,24 @@ use serde_json::Value;
 
 use crate::event::{Event, Outcome};
 use crate::store::{
-    EventRecord, EventStatus, MinerRecord, MinerRun, RunRecord, VersionRecord, WeightRow,
+    Consistency, EventRecord, EventStatus, MinerRecord, MinerRun, RunRecord, VersionRecord,
+    WeightRow,
 };
 
-/// The body of every error: `{"error": "..."}`.
+/// The body of every error: `{"code": "...", "message": "..."}`, with `next_allowed_at` for
+/// an upload refused by the rate and `retry_at` for a registration refused by its hourly bound.
 #[derive(Debug, Clone, Serialize)]
 pub struct ErrorView {
+    /// What went wrong, as a stable snake_case word for programs.
+    pub code: &'static str,
     /// What went wrong, for a human.
-    pub error: String,
+    pub message: String,
+    /// When the next upload is allowed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_allowed_at: Option<DateTime<Utc>>,
+    /// When to try again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<DateTime<Utc>>,
 }
 
 /// `GET /health`.
@@ -172,7 +182,7 @@ impl MinerView {
 pub struct VersionView {
     /// Its hash.
     pub hash: String,
-    /// `pending`, `verified`, `active`, `inactive` or `refused`.
+    /// `pending`, `verified`, `active`, `inactive` or `rejected`.
     pub status: &'static str,
     /// When it was uploaded.
     pub uploaded_at: DateTime<Utc>,
@@ -190,7 +200,7 @@ impl From<VersionRecord> for VersionView {
     fn from(record: VersionRecord) -> Self {
         Self {
             hash: record.version.hash,
-            status: record.status.as_str(),
+            status: super::upload_views::status_word(record.status, None),
             uploaded_at: record.version.uploaded_at,
             verified_at: record.version.verified_at,
             activated_at: record.activated_at,
@@ -239,11 +249,22 @@ pub struct LeaderboardView {
     pub rows: Vec<LeaderboardRowView>,
 }
 
-impl From<Vec<WeightRow>> for LeaderboardView {
-    fn from(rows: Vec<WeightRow>) -> Self {
+impl LeaderboardView {
+    /// The leaderboard of `rows`, each with its miner's consistency from `consistency`.
+    #[must_use]
+    pub fn new(
+        rows: Vec<WeightRow>,
+        consistency: &std::collections::HashMap<String, Consistency>,
+    ) -> Self {
         Self {
             computed_at: rows.first().map(|row| row.computed_at),
-            rows: rows.into_iter().map(LeaderboardRowView::from).collect(),
+            rows: rows
+                .into_iter()
+                .map(|row| {
+                    let days = consistency.get(&row.hotkey).copied().unwrap_or_default();
+                    LeaderboardRowView::new(row, days)
+                })
+                .collect(),
         }
     }
 }
@@ -265,10 +286,17 @@ pub struct LeaderboardRowView {
     pub imputed_count: usize,
     /// Weight.
     pub weight: f64,
+    /// The share of its days of resolution on which its mean Brier beat 0.25; `null` before
+    /// any.
+    pub consistency: Option<f64>,
+    /// Days of resolution it was scored on.
+    pub days_scored: u32,
 }
 
-impl From<WeightRow> for LeaderboardRowView {
-    fn from(row: WeightRow) -> Self {
+impl LeaderboardRowView {
+    /// The line of `row`, with the miner's `consistency`.
+    #[must_use]
+    pub fn new(row: WeightRow, consistency: Consistency) -> Self {
         Self {
             rank: row.rank,
             uid: row.uid,
@@ -277,6 +305,8 @@ impl From<WeightRow> for LeaderboardRowView {
             events_counted: row.events_counted,
             imputed_count: row.imputed_count,
             weight: row.weight,
+            consistency: consistency.share(),
+            days_scored: consistency.days,
         }
     }
 }

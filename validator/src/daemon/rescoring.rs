@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 
 use super::{Daemon, DaemonError, StepState};
-use crate::scoring::{LeaderboardRow, Miner, ResolvedEvent, ScoredEvent, leaderboard_over};
+use crate::scoring::{
+    LeaderboardRow, Miner, ResolvedEvent, ScoredEvent, assign_winner_take_all, leaderboard_over,
+};
 use crate::weights::Weights;
 
 /// The last 101 resolved events with the predictions of `miners`.
@@ -78,7 +80,14 @@ impl Daemon {
             state.window = Some(window);
             return Ok((None, later));
         }
-        let rows = leaderboard_over(&window.miners, &window.events, self.settings.scoring_window)?;
+        let mut rows =
+            leaderboard_over(&window.miners, &window.events, self.settings.scoring_window)?;
+        // A miner whose active version was found copying or discordant on live events earns
+        // nothing until a new version activates; the weight goes to the next in rank.
+        let unpaid = self.store.hotkeys_without_weight().await?;
+        if !unpaid.is_empty() {
+            assign_winner_take_all(&mut rows, |miner| !unpaid.contains(&miner.hotkey));
+        }
         let newly_scored: Vec<ScoredEvent> = window
             .events
             .iter()

@@ -1,7 +1,8 @@
 //! The validator's storage: sqlx on SQLite.
 //!
 //! This module owns the validator's tables (`validator_*`, schema in
-//! `migrations/sqlite/0005_validator.sql` and `0006_validator_sources.sql`): miners, agent versions, events, runs, scores and the
+//! `migrations/sqlite/0005_validator.sql`, `0006_validator_sources.sql` and
+//! `0007_validator_uploads.sql`): miners, agent versions, events, runs, scores and the
 //! weights history. It must not touch the gateway's tables (`gateway_*`) that live in the same
 //! file, nor decide any rule: which version is active, what a score is and who wins are
 //! `activation` and `scoring`; the store records their answers and serves
@@ -32,7 +33,9 @@
 //! ([`StoreOptions::durable`] makes every commit survive power loss too).
 //!
 //! The operations are split by table family: [`miners`] (registration), [`versions`] (agent
-//! versions and activation), [`events`] (events and resolution), [`runs`] (runs and loading
+//! versions and activation), [`uploads`] (uploads entering the verification queue, and what
+//! the upload API reads), [`verification`] (the queue's claims, leases and verdicts, and probe
+//! runs), [`events`] (events and resolution), [`runs`] (runs and loading
 //! resolved events for scoring) and [`scores`] (scores and weights history); `queries` holds
 //! the read-only pages the HTTP API serves ([`Store::events_page`], [`Store::miner_runs`]), and
 //! `sources` where each event source has read up to ([`Store::source_state`]).
@@ -43,6 +46,8 @@ mod queries;
 pub mod runs;
 pub mod scores;
 mod sources;
+pub mod uploads;
+pub mod verification;
 pub mod versions;
 
 use std::path::{Path, PathBuf};
@@ -62,7 +67,14 @@ pub use events::{EventRecord, EventStatus, MissingRun, ResolutionRecorded};
 pub use miners::MinerRecord;
 pub use queries::MinerRun;
 pub use runs::{NewRun, RunRecord, RunRecorded};
-pub use scores::{EventScore, WeightRow};
+pub use scores::{Consistency, EventScore, WeightRow};
+pub use uploads::{
+    IntegrityCheck, NewUpload, QueueState, UploadRecord, UploadedBy, VerdictRecord, VerdictScope,
+};
+pub use verification::{
+    ActiveVersion, AttemptFailed, EarlierProbe, LiveRun, NewVerdict, ProbeRun, Verification,
+    VerificationClaim,
+};
 pub use versions::{VersionRecord, VersionStatus};
 
 /// Why a store operation failed. Nothing was written when one is returned.
@@ -198,6 +210,19 @@ pub enum StoreError {
         hotkey: String,
         /// The repeated hash.
         hash: String,
+    },
+    /// A miner's upload came before its upload rate allows another.
+    #[error(
+        "miner {hotkey:?} uploaded at {last_upload_at}; its next upload is allowed at \
+         {next_allowed_at}"
+    )]
+    UploadTooSoon {
+        /// The miner.
+        hotkey: String,
+        /// Its last upload.
+        last_upload_at: DateTime<Utc>,
+        /// When the next one is allowed.
+        next_allowed_at: DateTime<Utc>,
     },
     /// A version was refused before anything was written.
     #[error("agent version {hash:?} of miner {hotkey:?} is invalid: {problem}")]

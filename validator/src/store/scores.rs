@@ -259,3 +259,55 @@ fn count_to_i64(count: usize) -> Result<i64, StoreError> {
 fn count_from_i64(value: i64) -> Result<usize, StoreError> {
     usize::try_from(value).map_err(|_| StoreError::Corrupt(format!("count {value} is negative")))
 }
+
+/// How often a miner's day beat always saying 0.5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Consistency {
+    /// Days on which some of its scored events resolved.
+    pub days: u32,
+    /// Of which days its mean Brier was below 0.25.
+    pub days_beating_half: u32,
+}
+
+impl Consistency {
+    /// The share of its days that beat 0.25; `None` before any.
+    #[must_use]
+    pub fn share(&self) -> Option<f64> {
+        (self.days > 0).then(|| f64::from(self.days_beating_half) / f64::from(self.days))
+    }
+}
+
+impl Store {
+    /// Every scored miner's consistency (SPEC: "the share of days on which the miner's mean
+    /// Brier beat 0.25"), days being UTC days of resolution, from the daily sums the store
+    /// keeps as scores are written.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Database`].
+    pub async fn consistency(
+        &self,
+    ) -> Result<std::collections::HashMap<String, Consistency>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.hotkey, count(*) AS days, \
+                    sum(CASE WHEN d.brier_sum < 0.25 * d.events THEN 1 ELSE 0 END) AS beating \
+               FROM validator_daily_scores d JOIN validator_miners m USING (miner_no) \
+              GROUP BY m.hotkey",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let days: i64 = row.try_get("days")?;
+                let beating: i64 = row.try_get("beating")?;
+                Ok((
+                    row.try_get("hotkey")?,
+                    Consistency {
+                        days: u32::try_from(days).unwrap_or(u32::MAX),
+                        days_beating_half: u32::try_from(beating).unwrap_or(u32::MAX),
+                    },
+                ))
+            })
+            .collect()
+    }
+}

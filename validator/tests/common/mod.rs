@@ -8,3 +8,6 @@ pub fn at(text: &str) -> DateTime<Utc> {
         .unwrap_or_else(|error| panic!("{text}: {error}"))
         .with_timezone(&Utc)
 }
+
+#[allow(dead_code)]
+pub mod desk;

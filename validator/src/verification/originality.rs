@@ -1,0 +1,118 @@
+//! The originality check at verification: the new version's probe predictions against those of
+//! other miners' earlier versions, aligned by probe event.
+
+use crate::integrity::{
+    IntegrityError, OriginalityConfig, OriginalityVerdict, PublicSignals, check_originality,
+};
+use crate::store::{EarlierProbe, IntegrityCheck, NewVerdict, ProbeRun, VerdictScope};
+
+use super::probe_set::ProbeSet;
+
+/// The originality verdict of the version whose probe runs are `runs`.
+///
+/// # Errors
+///
+/// [`IntegrityError`] for a configuration the check refuses.
+pub(super) fn check(
+    probe: &ProbeSet,
+    runs: &[ProbeRun],
+    earlier: &[EarlierProbe],
+    config: &OriginalityConfig,
+) -> Result<NewVerdict, IntegrityError> {
+    let by_event: std::collections::HashMap<&str, Option<f64>> = runs
+        .iter()
+        .map(|run| {
+            let scored = run
+                .prediction
+                .filter(|value| value.is_finite())
+                .map(|value| crate::scoring::scored_prediction(Some(value)).value);
+            (run.event_id.as_str(), scored)
+        })
+        .collect();
+    let ids: Vec<&str> = probe
+        .events()
+        .iter()
+        .map(|record| record.event.id.as_str())
+        .collect();
+    let candidate: Vec<Option<f64>> = ids
+        .iter()
+        .map(|id| by_event.get(id).copied().flatten())
+        .collect();
+    let others: Vec<(i64, Vec<Option<f64>>)> = earlier
+        .iter()
+        .map(|version| {
+            let aligned = ids
+                .iter()
+                .map(|id| version.predictions.get(*id).copied().flatten())
+                .collect();
+            (version.version, aligned)
+        })
+        .collect();
+    let signals = PublicSignals {
+        market: probe.market_probabilities(),
+        benchmarks: Vec::new(),
+    };
+    let verdict = check_originality(&candidate, &others, &signals, config)?;
+    let hotkey_of = |version: i64| {
+        earlier
+            .iter()
+            .find(|earlier| earlier.version == version)
+            .map_or("?", |earlier| earlier.hotkey.as_str())
+    };
+    Ok(match verdict {
+        OriginalityVerdict::Copy {
+            matched,
+            statistic,
+            detail,
+            ..
+        } => NewVerdict {
+            check: IntegrityCheck::Originality,
+            scope: VerdictScope::Probe,
+            passed: false,
+            matched_version: Some(matched),
+            statistic: Some(statistic),
+            detail: format!(
+                "not original: a copy of version {matched} of miner {}, uploaded earlier ({detail})",
+                hotkey_of(matched)
+            ),
+        },
+        other => NewVerdict {
+            check: IntegrityCheck::Originality,
+            scope: VerdictScope::Probe,
+            passed: true,
+            matched_version: None,
+            statistic: None,
+            detail: describe(&other, others.len()),
+        },
+    })
+}
+
+/// A passing verdict in words.
+pub(super) fn describe(verdict: &OriginalityVerdict<i64>, earlier: usize) -> String {
+    match verdict {
+        OriginalityVerdict::Original {
+            strongest: Some((version, statistic)),
+            compared,
+        } => format!(
+            "original: compared with {compared} of {earlier} earlier versions of other miners; \
+             the closest, version {version}, at {statistic:.2}"
+        ),
+        OriginalityVerdict::Original { compared, .. } => format!(
+            "original: compared with {compared} of {earlier} earlier versions of other miners"
+        ),
+        OriginalityVerdict::PublicSignalOnly {
+            residual_rms,
+            tolerance,
+        } => format!(
+            "public-signal only: its predictions depart from the public signals by \
+             {residual_rms:.4} (root mean square), under {tolerance}; compared with no one"
+        ),
+        OriginalityVerdict::TooFewPredictions {
+            predictions,
+            required,
+        } => format!(
+            "not judged: {predictions} of its runs gave a prediction, {required} are needed"
+        ),
+        OriginalityVerdict::Copy { detail, .. } => detail.clone(),
+    }
+}
