@@ -505,6 +505,8 @@ pub struct LiveRun {
     pub event: crate::event::Event,
     /// The scored (clipped) prediction; `None` where the run failed.
     pub prediction: Option<f64>,
+    /// The event's outcome, once resolved.
+    pub outcome: Option<crate::event::Outcome>,
 }
 
 impl Store {
@@ -541,7 +543,7 @@ impl Store {
     pub async fn live_runs(&self, version: i64, limit: usize) -> Result<Vec<LiveRun>, StoreError> {
         let rows = sqlx::query(
             "SELECT e.id, e.kind, e.title, e.description, e.metadata, e.created_at_ms, \
-                    e.cutoff_ms, r.clipped_prediction \
+                    e.cutoff_ms, e.outcome, r.clipped_prediction \
                FROM validator_runs r JOIN validator_events e USING (event_no) \
               WHERE r.version_no = ?1 \
               ORDER BY e.created_at_ms DESC, e.id DESC LIMIT ?2",
@@ -558,9 +560,12 @@ impl Store {
                         what: "an event's metadata".to_owned(),
                         source,
                     })?;
+                let id: String = row.try_get("id")?;
+                let outcome = super::outcome_from(row.try_get("outcome")?, &id)?;
                 Ok(LiveRun {
+                    outcome,
                     event: crate::event::Event {
-                        id: row.try_get("id")?,
+                        id,
                         kind: row.try_get("kind")?,
                         title: row.try_get("title")?,
                         description: row.try_get("description")?,

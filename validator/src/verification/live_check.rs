@@ -9,9 +9,10 @@ use chrono::{DateTime, Utc};
 
 use super::probe_set::{ProbeSet, market_probability};
 use crate::event::Event;
+use crate::event::Outcome;
 use crate::integrity::{
     ConcordanceConfig, EventFeatures, OriginalityConfig, OriginalityVerdict, PublicSignals,
-    check_concordance, check_originality,
+    check_concordance, check_originality_resolved,
 };
 use crate::store::{IntegrityCheck, LiveRun, NewVerdict, Store, StoreError, VerdictScope};
 
@@ -111,10 +112,15 @@ pub async fn check_active_versions(
                 .collect(),
             benchmarks: Vec::new(),
         };
-        let verdict = match check_originality(
+        let outcomes: Vec<Option<bool>> = own
+            .iter()
+            .map(|run| run.outcome.map(|outcome| outcome == Outcome::Yes))
+            .collect();
+        let verdict = match check_originality_resolved(
             &candidate_predictions,
             &earlier,
             &signals,
+            &outcomes,
             &settings.originality,
         ) {
             Ok(verdict) => verdict,

@@ -1,8 +1,10 @@
 //! The originality check at verification: the new version's probe predictions against those of
 //! other miners' earlier versions, aligned by probe event.
 
+use crate::event::Outcome;
 use crate::integrity::{
-    IntegrityError, OriginalityConfig, OriginalityVerdict, PublicSignals, check_originality,
+    IntegrityError, OriginalityConfig, OriginalityVerdict, PublicSignals,
+    check_originality_resolved,
 };
 use crate::store::{EarlierProbe, IntegrityCheck, NewVerdict, ProbeRun, VerdictScope};
 
@@ -52,7 +54,13 @@ pub(super) fn check(
         market: probe.market_probabilities(),
         benchmarks: Vec::new(),
     };
-    let verdict = check_originality(&candidate, &others, &signals, config)?;
+    // Probe events have resolved: agreeing because both are right is not copying.
+    let outcomes: Vec<Option<bool>> = probe
+        .events()
+        .iter()
+        .map(|record| record.outcome.map(|outcome| outcome == Outcome::Yes))
+        .collect();
+    let verdict = check_originality_resolved(&candidate, &others, &signals, &outcomes, config)?;
     let hotkey_of = |version: i64| {
         earlier
             .iter()
