@@ -53,7 +53,7 @@ enum Command {
     /// services through.
     #[command(subcommand)]
     Proxy(ProxyCommand),
-    /// Run the validator daemon, or add agents to it.
+    /// Run the validator daemon, or add miners and agents to it.
     #[command(subcommand)]
     Validator(ValidatorCommand),
     /// Replay an event file through the validator on a simulated clock: agents registered at
@@ -215,11 +215,24 @@ enum ValidatorCommand {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Add a verified version of a miner's agent (registering the miner if needed); it
-    /// becomes active at the next 00:00 UTC.
+    /// Add a version of a miner's agent (registering the miner if needed) through the
+    /// verification queue; once verified it becomes active at the next 00:00 UTC.
     AddAgent(AddAgentArgs),
+    /// Register a miner by its hotkey (an ed25519 public key in hex, or an sr25519 SS58
+    /// address), under the slot and immunity rules.
+    AddMiner(AddMinerArgs),
 }
 
+/// Arguments of `sooth validator add-miner`.
+#[derive(Debug, Args)]
+pub struct AddMinerArgs {
+    /// The validator configuration (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The miner's hotkey.
+    #[arg(long, value_name = "PUBLIC_KEY")]
+    pub hotkey: String,
+}
 
 /// Arguments of `sooth validator add-agent`.
 #[derive(Debug, Args)]
@@ -478,6 +491,7 @@ fn main() -> ExitCode {
         Command::Proxy(ProxyCommand::UnlinkKey(args)) => proxy_keys::unlink(&args),
         Command::Validator(ValidatorCommand::Run { config }) => validator_cmd::run(&config),
         Command::Validator(ValidatorCommand::AddAgent(args)) => validator_cmd::add_agent(&args),
+        Command::Validator(ValidatorCommand::AddMiner(args)) => validator_cmd::add_miner(&args),
         Command::Backtest(args) => backtest::run(&args),
         Command::Demo(args) => demo::run(&args),
     };

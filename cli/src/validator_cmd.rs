@@ -1,5 +1,6 @@
-//! `sooth validator run` and `sooth validator add-agent`.
+//! `sooth validator run`, `sooth validator add-agent` and `sooth validator add-miner`.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -7,13 +8,14 @@ use anyhow::Context;
 use ed25519_dalek::SigningKey;
 use sooth_proxy::RunningGateway;
 use sooth_runner::{Gateway, HttpGateway, ScriptedGateway};
-use sooth_validator::ValidatorConfig;
+use sooth_validator::api::upload_views::status_word;
 use sooth_validator::service;
+use sooth_validator::{RegistrationDecision, ValidatorConfig};
 
 use crate::gateway_choice::start_in_process;
 
 use crate::runner_setup::{default_cache_dir, make_runner_with};
-use crate::{AddAgentArgs, outln};
+use crate::{AddAgentArgs, AddMinerArgs, outln};
 
 fn runner(config: &ValidatorConfig) -> anyhow::Result<sooth_runner::Runner> {
     let cache = config.runner.cache_dir.clone().or_else(default_cache_dir);
@@ -27,7 +29,7 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
     runtime.block_on(async {
         let runner = runner(&config)?;
         let key = service::validator_key(&config)?;
-        let (gateway, in_process) = validator_gateway(&config, &key).await?;
+        let (gateway, in_process) = validator_gateway(&config, &key, None).await?;
         outln(format_args!(
             "validator running: data in {}, API on http://{}",
             config.data_dir.display(),
@@ -44,13 +46,17 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
 }
 
 /// The gateway the validator's agents call: one started in-process from a gateway
-/// configuration (trusting the validator's key), a running one at a URL, or none.
+/// configuration (trusting the validator's key; on `addr`, or the configured address), a
+/// running one at a URL, or none.
 async fn validator_gateway(
     config: &ValidatorConfig,
     key: &SigningKey,
+    addr: Option<SocketAddr>,
 ) -> anyhow::Result<(Arc<dyn Gateway>, Option<RunningGateway>)> {
     if let Some(file) = &config.gateway.config {
-        let running = start_in_process(file, key.verifying_key(), None, None).await?;
+        let running = start_in_process(file, key.verifying_key(), addr, None)
+            .await
+            .context("cannot start the in-process gateway")?;
         tracing::info!(url = %running.base_url(), "gateway started in-process");
         let client = HttpGateway::new(running.base_url())?;
         return Ok((Arc::new(client), Some(running)));
@@ -88,7 +94,8 @@ async fn stop_signal() {
     }
 }
 
-/// Add a verified agent version for a miner, registering the miner if needed.
+/// Add a version of a miner's agent, registering the miner if needed, through the
+/// verification queue; a rejected version is an error giving the reason.
 pub fn add_agent(args: &AddAgentArgs) -> anyhow::Result<()> {
     let config = ValidatorConfig::from_file(&args.config)?;
     let bytes = std::fs::read(&args.agent)
@@ -96,22 +103,63 @@ pub fn add_agent(args: &AddAgentArgs) -> anyhow::Result<()> {
     let runtime = crate::runtime()?;
     let added = runtime.block_on(async {
         let runner = runner(&config)?;
-        anyhow::Ok(service::add_agent(&config, runner, &args.hotkey, &bytes).await?)
+        let key = service::validator_key(&config)?;
+        // Probe runs call the gateway as the daemon's runs do; an in-process one listens on a
+        // port of its own, beside the daemon's gateway if the daemon runs.
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let (gateway, in_process) = validator_gateway(&config, &key, Some(loopback)).await?;
+        let added = service::add_agent(&config, runner, key, gateway, &args.hotkey, &bytes).await;
+        if let Some(running) = in_process {
+            running.stop().await;
+        }
+        anyhow::Ok(added?)
     })?;
     if let Some(registration) = &added.registration {
-        outln(format_args!(
-            "registered {} as uid {}",
-            registration.registered.hotkey, registration.registered.uid
-        ))?;
-        if let Some(leaving) = &registration.deregistered {
-            outln(format_args!(
-                "deregistered {} (uid {}) to make room",
-                leaving.hotkey, leaving.uid
-            ))?;
-        }
+        print_registration(registration)?;
     }
+    let record = &added.version;
+    let status = status_word(record.status, record.queue);
     outln(format_args!(
-        "added version {} of {}; it becomes active at the next 00:00 UTC",
-        added.hash, args.hotkey
-    ))
+        "added version {} ({}) of {}: {status}",
+        record.version, added.hash, args.hotkey
+    ))?;
+    match status {
+        "rejected" => anyhow::bail!(
+            "version {} of {} was rejected: {}",
+            record.version,
+            args.hotkey,
+            record.reason.as_deref().unwrap_or("no reason recorded")
+        ),
+        "verified" => outln("it becomes active at the next 00:00 UTC"),
+        "pending" | "verifying" => outln(
+            "the running validator verifies it; once verified it becomes active at the next 00:00 UTC",
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Register a miner by its hotkey.
+pub fn add_miner(args: &AddMinerArgs) -> anyhow::Result<()> {
+    let config = ValidatorConfig::from_file(&args.config)?;
+    let runtime = crate::runtime()?;
+    let decision = runtime.block_on(async {
+        let runner = runner(&config)?;
+        anyhow::Ok(service::add_miner(&config, runner, &args.hotkey).await?)
+    })?;
+    print_registration(&decision)
+}
+
+/// `registered HOTKEY as uid N`, and the miner deregistered to make room if there is one.
+fn print_registration(decision: &RegistrationDecision) -> anyhow::Result<()> {
+    outln(format_args!(
+        "registered {} as uid {}",
+        decision.registered.hotkey, decision.registered.uid
+    ))?;
+    if let Some(leaving) = &decision.deregistered {
+        outln(format_args!(
+            "deregistered {} (uid {}) to make room",
+            leaving.hotkey, leaving.uid
+        ))?;
+    }
+    Ok(())
 }

@@ -87,11 +87,14 @@ fn the_live_validator_ingests_scores_publishes_weights_and_serves_its_api() {
     let config = write_config(dir.path(), port, &upstream);
     let keys = upstream.gateway_api_keys();
 
+    // Its probe runs would call the in-process gateway, which needs the upstream keys.
     let added = run(sooth()
         .args(["validator", "add-agent", "--config"])
         .arg(&config)
         .args(["--hotkey", "miner-a"])
-        .arg(sooth_test_agents::always_half()))
+        .arg(sooth_test_agents::always_half())
+        .env(CHAT_KEY_ENV, &keys["chat"])
+        .env(SEARCH_KEY_ENV, &keys["search"]))
     .ok();
     assert!(
         added.stdout.contains("registered miner-a as uid 0"),
@@ -103,8 +106,10 @@ fn the_live_validator_ingests_scores_publishes_weights_and_serves_its_api() {
         .args(["validator", "add-agent", "--config"])
         .arg(&config)
         .args(["--hotkey", "miner-b"])
-        .arg(dir.path().join("validator.toml")))
-    .fails_with("does not load");
+        .arg(dir.path().join("validator.toml"))
+        .env(CHAT_KEY_ENV, &keys["chat"])
+        .env(SEARCH_KEY_ENV, &keys["search"]))
+    .fails_with("is not a WebAssembly component");
 
     let mut child = sooth()
         .current_dir(dir.path())
