@@ -110,7 +110,11 @@ async fn the_postgres_twins_apply_and_match_the_sqlite_schema_and_rules() {
               VALUES ('e', 'binary', 'T', '', 0, 10);
          INSERT INTO validator_runs (event_no, miner_no, version_no, status, prediction,
                                      clipped_prediction, duration_ms, finished_at_ms)
-              VALUES (1, 1, 1, 'ok', 1.7, 0.99, 3, 5);",
+              VALUES (1, 1, 1, 'ok', 1.7, 0.99, 3, 5);
+         INSERT INTO validator_miner_keys (miner_no, service, nonce, ciphertext, linked_at_ms,
+                                           version_no)
+              VALUES (1, 'chat', decode(repeat('00', 24), 'hex'),
+                      decode(repeat('00', 40), 'hex'), 0, 1);",
     )
     .execute(&pool)
     .await
@@ -142,6 +146,16 @@ async fn the_postgres_twins_apply_and_match_the_sqlite_schema_and_rules() {
             "INSERT INTO validator_source_state (source, state, updated_at_ms) \
              VALUES ('s', 'not json', 0)",
             "a source state that is not JSON",
+        ),
+        (
+            "INSERT INTO validator_miner_keys (miner_no, service, nonce, ciphertext, \
+             linked_at_ms) VALUES (1, 'search', decode(repeat('00', 12), 'hex'), \
+             decode(repeat('00', 40), 'hex'), 0)",
+            "a sealed key whose nonce is not 24 bytes",
+        ),
+        (
+            "UPDATE validator_miner_keys SET dropped_at_ms = 1",
+            "a dropped key that keeps its sealed bytes",
         ),
     ] {
         assert!(

@@ -1,6 +1,8 @@
 //! Key files: a signing key kept as its 32-byte seed in hex, one line, made
 //! on first use with owner-only permissions. The validator keeps its
-//! run-token key this way, the gateway its outbound signing key.
+//! run-token key this way, the gateway its outbound signing key; a secret
+//! key of 32 random bytes (the validator's key for miners' linked service
+//! keys) is kept in the same form.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -46,6 +48,24 @@ pub enum KeyFileError {
 /// [`KeyFileError`] when the file cannot be read, holds no key, or cannot be
 /// created.
 pub fn load_or_create_signing_key(path: &Path) -> Result<SigningKey, KeyFileError> {
+    load_or_create(path, "signing key")
+}
+
+/// The 32-byte secret key in `path` (an encryption key, say), or 32 new
+/// random bytes written there (mode 0600, never over an existing file) when
+/// there is none. The file's form is a signing key file's: 64 hex digits on
+/// one line.
+///
+/// # Errors
+///
+/// [`KeyFileError`] when the file cannot be read, holds no key, or cannot be
+/// created.
+pub fn load_or_create_secret_key(path: &Path) -> Result<[u8; 32], KeyFileError> {
+    // A signing key's seed is 32 bytes from the operating system's random source.
+    Ok(load_or_create(path, "secret key")?.to_bytes())
+}
+
+fn load_or_create(path: &Path, what: &str) -> Result<SigningKey, KeyFileError> {
     match std::fs::read_to_string(path) {
         Ok(text) => parse_signing_key_hex(&text).map_err(|source| KeyFileError::Parse {
             path: path.to_owned(),
@@ -66,7 +86,7 @@ pub fn load_or_create_signing_key(path: &Path) -> Result<SigningKey, KeyFileErro
                     path: path.to_owned(),
                     source,
                 })?;
-            tracing::info!(path = %path.display(), "created a new signing key");
+            tracing::info!(path = %path.display(), "created a new {what}");
             Ok(key)
         }
         Err(source) => Err(KeyFileError::Read {
@@ -78,7 +98,7 @@ pub fn load_or_create_signing_key(path: &Path) -> Result<SigningKey, KeyFileErro
 
 #[cfg(test)]
 mod tests {
-    use super::{KeyFileError, load_or_create_signing_key};
+    use super::{KeyFileError, load_or_create_secret_key, load_or_create_signing_key};
 
     #[test]
     fn a_key_is_created_once_then_read_back() {
@@ -107,5 +127,25 @@ mod tests {
         assert!(matches!(error, KeyFileError::Parse { .. }), "{error:?}");
         assert!(error.to_string().contains("holds no key"));
         assert!(!error.to_string().contains("not a key"));
+    }
+
+    #[test]
+    fn a_secret_key_is_created_once_then_read_back() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("secret.key");
+        let created = load_or_create_secret_key(&path).expect("created");
+        assert_eq!(load_or_create_secret_key(&path).expect("read"), created);
+        assert_ne!(created, [0_u8; 32]);
+        let other = load_or_create_secret_key(&dir.path().join("other.key")).expect("created");
+        assert_ne!(other, created, "each file has a key of its own");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path)
+                .expect("metadata")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
     }
 }

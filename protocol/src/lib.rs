@@ -2,9 +2,9 @@
 //!
 //! This crate owns the wire between them and nothing else: the bodies of
 //! gateway requests, answers and errors and the headers beside them, the
-//! event as an agent sees it, the rule for service names, run tokens (the
-//! claims, `mint` and `verify`), the outbound request signature with its
-//! verifier, and key files. Miners speak to validators through two more
+//! event as an agent sees it, the rules for service names and for upstream
+//! API keys, run tokens (the claims, `mint` and `verify`), the outbound
+//! request signature with its verifier, and key files. Miners speak to validators through two more
 //! rooms: [`hotkey`], a miner's identity (ed25519 or sr25519 hotkeys, their
 //! text forms with [`ss58`] addresses, secret keys and
 //! [hotkey files](hotkey_file)), and [`epistula`], the Epistula v2 headers
@@ -33,6 +33,7 @@
 //! assert_eq!(verified, claims);
 //! ```
 
+mod api_key;
 mod event;
 mod key_file;
 mod replay_guard;
@@ -47,6 +48,7 @@ pub mod signing;
 pub mod ss58;
 pub mod token;
 
+pub use api_key::{ApiKeyError, MAX_API_KEY_LEN, check_api_key};
 pub use epistula::{
     EPISTULA_UUIDS_REMEMBERED, EPISTULA_VERSION, EpistulaError, EpistulaHeaders, EpistulaVerifier,
     HEADER_EPISTULA_SIGNATURE, HEADER_EPISTULA_SIGNED_BY, HEADER_EPISTULA_SIGNED_FOR,
@@ -60,7 +62,7 @@ pub use hotkey::{
 pub use hotkey_file::{
     HOTKEY_FILE_MAGIC, HotkeyFileError, read_hotkey_file, write_hotkey_file, write_new_hotkey_file,
 };
-pub use key_file::{KeyFileError, load_or_create_signing_key};
+pub use key_file::{KeyFileError, load_or_create_secret_key, load_or_create_signing_key};
 pub use service_name::{MAX_SERVICE_NAME_LEN, ServiceNameError, check_service_name};
 pub use signing::{
     HEADER_MINER, HEADER_NONCE, HEADER_SIGNATURE, HEADER_SIGNER, HEADER_TIMESTAMP, RequestSigner,

@@ -39,8 +39,9 @@ use crate::background::{BackgroundTask, FirstRun, spawn_periodic};
 /// made by other processes.
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 
-/// The longest API key accepted, in bytes.
-pub const MAX_KEY_LEN: usize = 4096;
+/// The longest API key accepted, in bytes (the protocol's rule, which a
+/// validator taking a miner's key holds it to as well).
+pub const MAX_KEY_LEN: usize = sooth_protocol::MAX_API_KEY_LEN;
 
 /// The longest miner hotkey or service name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 128;
@@ -58,12 +59,10 @@ impl ApiKey {
     ///
     /// [`LinkedKeyError::InvalidKey`] when what remains is empty, longer
     /// than [`MAX_KEY_LEN`], or has a character that is not visible ASCII
-    /// (such a key could not be sent in an HTTP header).
+    /// (such a key could not be sent in an HTTP header):
+    /// `sooth_protocol::check_api_key`'s rule.
     pub fn parse(text: &str) -> Result<Self, LinkedKeyError> {
-        let key = text.trim();
-        if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(LinkedKeyError::InvalidKey);
-        }
+        let key = sooth_protocol::check_api_key(text).map_err(|_| LinkedKeyError::InvalidKey)?;
         Ok(Self(key.into()))
     }
 

@@ -38,7 +38,7 @@
 //! ```
 //!
 //! The sections that open the validator to miners (`[uploads]`, `[registration]`,
-//! `[verification]`) are described in `uploads`.
+//! `[linked_keys]`, `[verification]`) are described in `uploads`.
 
 mod uploads;
 
@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 use sooth_runner::RunnerConfig;
 use thiserror::Error;
 
-pub use uploads::{RegistrationConfig, UploadsConfig, VerificationConfig};
+pub use uploads::{LinkedKeysConfig, RegistrationConfig, UploadsConfig, VerificationConfig};
 
 use crate::registration::DEFAULT_SLOTS;
 use crate::scoring::SCORING_WINDOW;
@@ -120,6 +120,9 @@ pub struct ValidatorConfig {
     /// Miners' own registration.
     #[serde(default)]
     pub registration: RegistrationConfig,
+    /// Miners' own service keys.
+    #[serde(default)]
+    pub linked_keys: LinkedKeysConfig,
     /// The verification of new versions.
     #[serde(default)]
     pub verification: VerificationConfig,
@@ -293,6 +296,9 @@ impl ValidatorConfig {
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir must not be empty");
         }
+        if self.linked_keys.key_file.as_os_str().is_empty() {
+            return invalid("linked_keys.key_file must not be empty");
+        }
         if self.competition.slots == 0 {
             return invalid("competition.slots must be at least 1");
         }
@@ -353,6 +359,10 @@ mod tests {
         assert_eq!(config.runner.memory_limit_bytes, 512 << 20);
         assert_eq!(config.weights.file, PathBuf::from("weights.json"));
         assert_eq!(config.gateway.config, None);
+        assert_eq!(
+            config.linked_keys.key_file,
+            PathBuf::from("linked-keys.key")
+        );
     }
 
     #[test]
@@ -393,6 +403,14 @@ mod tests {
                 "verification.max_attempts",
             ),
             ("data_dir = \"d\"\n[registration]\nopen = \"yes\"\n", "open"),
+            (
+                "data_dir = \"d\"\n[linked_keys]\nkey_file = \"\"\n",
+                "linked_keys.key_file",
+            ),
+            (
+                "data_dir = \"d\"\n[linked_keys]\nkeyfile = \"k\"\n",
+                "keyfile",
+            ),
         ];
         for (text, named) in cases {
             let error = ValidatorConfig::from_toml(text, "t.toml").unwrap_err();

@@ -28,6 +28,8 @@
 //! - `components`: agents' components on disk, content-addressed;
 //! - `uploads`: the upload desk, the rules of a miner's signed request (signature,
 //!   registration, size, rate) before its upload is queued;
+//! - [`linked_keys`]: miners' own service keys, sealed at rest and handed to the gateway
+//!   through a sink the caller provides (the gateway's cap is higher for them);
 //! - [`verification`]: the verification queue's workers (duplicate, compile and contract,
 //!   probe runs, originality) and the probe set;
 //! - `backtest`: replaying an event file through the daemon on a simulated clock;
@@ -54,6 +56,7 @@ mod event;
 mod executor;
 mod intake;
 pub mod integrity;
+pub mod linked_keys;
 mod registration;
 mod run_tokens;
 mod sandbox;
@@ -76,8 +79,9 @@ pub use backtest::{
 pub use clock::{Clock, ClockError, SimulatedClock, Sleep, SystemClock};
 pub use components::{ComponentFileError, Components};
 pub use config::{
-    ApiConfig, CompetitionConfig, ConfigError, GatewayConfig, RegistrationConfig, SchedulingConfig,
-    SourcesConfig, UploadsConfig, ValidatorConfig, VerificationConfig, WeightsConfig,
+    ApiConfig, CompetitionConfig, ConfigError, GatewayConfig, LinkedKeysConfig, RegistrationConfig,
+    SchedulingConfig, SourcesConfig, UploadsConfig, ValidatorConfig, VerificationConfig,
+    WeightsConfig,
 };
 pub use daemon::{Daemon, DaemonError, DaemonSettings, Ingested, StepReport};
 pub use event::{BINARY, DEFAULT_LIFETIME, Event, EventError, MAX_ID_BYTES, Outcome, Resolution};

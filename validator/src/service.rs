@@ -4,10 +4,13 @@
 //! This module owns the wiring of a live daemon from its [`ValidatorConfig`]: the store and
 //! components in the data directory, the validator's key (created on first start; its public
 //! half is the validator's hotkey, which miners sign for), the weights file, the HTTP API with
-//! the upload desk, the verification queue's worker, and the loop that polls the sources and steps the daemon on the
-//! real clock: at every poll and at every midnight (activation). The gateway its agents call is
-//! the caller's (the command line starts one in-process or points at a running one), so that
-//! the validator never links the gateway. It must not hold rules of its own.
+//! the upload desk, the verification queue's worker, miners' linked keys (sealed with the key
+//! file of `[linked_keys]`, handed to the gateway at start and as they are linked, taken back
+//! after activations dropped them), and the loop that polls the sources and steps the daemon
+//! on the real clock: at every poll and at every midnight (activation). The gateway its agents
+//! call, and the sink that hands it miners' keys, are the caller's (the command line starts
+//! one in-process or points at a running one), so that the validator never links the gateway.
+//! It must not hold rules of its own.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -25,6 +28,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::ValidatorConfig;
 use crate::daemon::{Daemon, DaemonError, DaemonSettings, StepReport};
 use crate::intake::{Intake, IntakeError};
+use crate::linked_keys::{KeySealer, LinkedKeySink, MinerKeys};
 use crate::registration::{RegistrationDecision, RegistrationRules};
 use crate::run_tokens::SignedRunTokens;
 use crate::sandbox::{AdmitError, RunTokens, SandboxExecutor};
@@ -57,6 +61,9 @@ pub enum ServiceError {
     /// The validator's run-token key cannot be read or created.
     #[error("the validator's run-token key")]
     Key(#[from] KeyFileError),
+    /// The key file that seals miners' linked keys cannot be read or created.
+    #[error("the key file of miners' linked keys ([linked_keys] key_file)")]
+    LinkedKeysKey(#[source] KeyFileError),
     /// A source is misconfigured, or its progress unreadable.
     #[error(transparent)]
     Sources(#[from] IntakeError),
@@ -111,6 +118,7 @@ struct Parts {
     store: Store,
     verifier: Arc<Verifier>,
     desk: Arc<UploadDesk>,
+    miner_keys: Option<Arc<MinerKeys>>,
 }
 
 /// The validator's hotkey (the public half of its key): what miners sign their requests for.
@@ -161,11 +169,13 @@ async fn open(
     runner: Runner,
     key: SigningKey,
     gateway: Arc<dyn Gateway>,
+    linked_keys: Option<Arc<dyn LinkedKeySink>>,
 ) -> Result<Parts, ServiceError> {
     let data_dir_error = |source| ServiceError::DataDir {
         path: config.data_dir.display().to_string(),
         source,
     };
+    std::fs::create_dir_all(&config.data_dir).map_err(data_dir_error)?;
     let store = Store::open(&config.data_dir.join(STORE_FILE))
         .await
         .map_err(DaemonError::from)?;
@@ -199,7 +209,16 @@ async fn open(
         probe,
         verification_settings(config),
     ));
-    let desk = Arc::new(UploadDesk::new(
+    let miner_keys = match linked_keys {
+        Some(sink) => {
+            let sealer =
+                KeySealer::load_or_create(&config.data_dir.join(&config.linked_keys.key_file))
+                    .map_err(ServiceError::LinkedKeysKey)?;
+            Some(Arc::new(MinerKeys::new(store.clone(), sealer, sink)))
+        }
+        None => None,
+    };
+    let desk = UploadDesk::new(
         &hotkey,
         config.uploads.schemes.clone(),
         std::time::Duration::from_secs(config.uploads.signature_window_secs),
@@ -212,12 +231,17 @@ async fn open(
             open_registration: config.registration.open,
             registrations_per_hour: config.registration.max_per_hour,
         },
-    ));
+    );
+    let desk = Arc::new(match &miner_keys {
+        Some(keys) => desk.with_miner_keys(Arc::clone(keys)),
+        None => desk,
+    });
     Ok(Parts {
         daemon,
         store,
         verifier,
         desk,
+        miner_keys,
     })
 }
 
@@ -230,7 +254,8 @@ async fn open(
 ///
 /// # Errors
 ///
-/// [`ServiceError::Desk`] when the bytes are not a component or the miner already has them,
+/// [`ServiceError::Hotkey`] for a hotkey that is not one, [`ServiceError::Desk`] when the
+/// bytes are not a component or the miner already has them,
 /// [`ServiceError::Daemon`] when the registration is refused or the store fails,
 /// [`ServiceError::Queue`] when the queue cannot be worked.
 pub async fn add_agent(
@@ -241,7 +266,7 @@ pub async fn add_agent(
     hotkey: &str,
     bytes: &[u8],
 ) -> Result<AddedAgent, ServiceError> {
-    let parts = open(config, runner, key, gateway).await?;
+    let parts = open(config, runner, key, gateway, None).await?;
     let registered = parts
         .store
         .miner(hotkey)
@@ -309,20 +334,25 @@ pub async fn add_miner(
         source,
     })?;
     let key = validator_key(config)?;
-    let parts = open(config, runner, key, Arc::new(ScriptedGateway::empty())).await?;
+    let parts = open(
+        config,
+        runner,
+        key,
+        Arc::new(ScriptedGateway::empty()),
+        None,
+    )
+    .await?;
     let decision = parts.daemon.register_miner(&hotkey.to_string()).await;
     parts.store.close().await;
     Ok(decision?)
 }
 
-/// Runs the live validator until `shutdown` completes: polls the sources every
-/// `sources.poll_secs`, steps the daemon after each poll and at each midnight, and serves the
-/// HTTP API. Runs get tokens signed with `key` (the one [`validator_key`] gives), and reach
-/// outside services through `gateway`, which must trust its public half.
+/// Runs the live validator until `shutdown` completes, as [`run_with_linked_keys`] without a
+/// sink for miners' keys: their linking is refused (`linked_keys_closed`).
 ///
 /// # Errors
 ///
-/// [`ServiceError`] when something cannot be opened at the start, or the store fails later.
+/// As [`run_with_linked_keys`].
 pub async fn run(
     config: ValidatorConfig,
     runner: Runner,
@@ -330,7 +360,31 @@ pub async fn run(
     gateway: Arc<dyn Gateway>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServiceError> {
-    let parts = open(&config, runner, key, gateway).await?;
+    run_with_linked_keys(config, runner, key, gateway, None, shutdown).await
+}
+
+/// Runs the live validator until `shutdown` completes: polls the sources every
+/// `sources.poll_secs`, steps the daemon after each poll and at each midnight, and serves the
+/// HTTP API. Runs get tokens signed with `key` (the one [`validator_key`] gives), and reach
+/// outside services through `gateway`, which must trust its public half. Miners' linked keys
+/// are handed to `linked_keys` (every kept key at the start, each as it is linked) and taken
+/// back from it after the activation of a newer version dropped them; without a sink, miners
+/// cannot link keys.
+///
+/// # Errors
+///
+/// [`ServiceError`] when something cannot be opened at the start (the key file of
+/// `[linked_keys]` among them), or the store fails later.
+pub async fn run_with_linked_keys(
+    config: ValidatorConfig,
+    runner: Runner,
+    key: SigningKey,
+    gateway: Arc<dyn Gateway>,
+    linked_keys: Option<Arc<dyn LinkedKeySink>>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServiceError> {
+    let parts = open(&config, runner, key, gateway, linked_keys).await?;
+    sync_linked_keys(parts.miner_keys.as_deref()).await;
     let listener = tokio::net::TcpListener::bind(&config.api.listen)
         .await
         .map_err(|source| ServiceError::Api {
@@ -383,6 +437,7 @@ pub async fn run(
             let daemon = Arc::clone(&daemon);
             stepping = Some(tokio::spawn(async move { daemon.step().await }));
         }
+        release_dropped_keys(parts.miner_keys.as_deref()).await;
         let today = clock.now().date_naive();
         if live_checked_on != Some(today) {
             live_checked_on = Some(today);
@@ -428,6 +483,46 @@ async fn check_live(
             error = &error as &dyn std::error::Error,
             "live integrity check failed; it runs again tomorrow"
         ),
+    }
+}
+
+/// Hands every kept key to the gateway as the validator starts (and takes back those dropped
+/// while it was stopped); what fails is logged, and linking goes on.
+async fn sync_linked_keys(keys: Option<&MinerKeys>) {
+    let Some(keys) = keys else {
+        tracing::warn!(
+            "miners' own service keys cannot be handed to this validator's gateway: \
+             POST /v1/services/{{service}}/key answers linked_keys_closed (an operator links \
+             keys on the gateway's machine with `sooth proxy link-key`)"
+        );
+        return;
+    };
+    match keys.sync().await {
+        Ok(report) => tracing::info!(
+            handed = report.handed,
+            refused = report.refused,
+            unopened = report.unopened,
+            released = report.released,
+            "miners' linked keys handed to the gateway"
+        ),
+        Err(error) => tracing::warn!(
+            error = &error as &dyn std::error::Error,
+            "miners' linked keys could not all be handed to the gateway; kept keys go over as \
+             miners link them again, dropped ones are taken back at the next poll"
+        ),
+    }
+}
+
+/// Takes back from the gateway the keys activations dropped (a new version activated); what
+/// is left is tried again at the next poll.
+async fn release_dropped_keys(keys: Option<&MinerKeys>) {
+    if let Some(keys) = keys
+        && let Err(error) = keys.release_dropped().await
+    {
+        tracing::warn!(
+            error = &error as &dyn std::error::Error,
+            "dropped linked keys could not be taken back from the gateway yet; trying at the next poll"
+        );
     }
 }
 

@@ -1,10 +1,11 @@
 //! The upload desk: what the validator does with a miner's signed request once its HTTP layer
 //! has read it: check who signed it, keep an upload's bytes and queue them for verification,
-//! register a miner that asks to be.
+//! register a miner that asks to be, take a miner's own service key.
 //!
 //! This module owns the rules of accepting a request (signature, registration, size, rate,
 //! what the bytes must look like) and their stable error codes. It must not speak HTTP (that
-//! is [`crate::api`]) nor verify versions (that is [`crate::verification`], which it wakes).
+//! is [`crate::api`]), verify versions (that is [`crate::verification`], which it wakes) nor
+//! keep keys (that is [`crate::linked_keys`], which it calls).
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -16,6 +17,7 @@ use thiserror::Error;
 
 use crate::components::{ComponentFileError, Components};
 use crate::daemon::{Daemon, DaemonError};
+use crate::linked_keys::{KeyLinked, MinerKeyError, MinerKeys};
 use crate::registration::{RegistrationDecision, RegistrationError};
 use crate::store::{NewUpload, Store, StoreError, UploadedBy};
 use crate::verification::Verifier;
@@ -86,6 +88,20 @@ pub enum DeskError {
     /// The daemon failed while registering (its store, above all).
     #[error("the registration could not be recorded")]
     Daemon(#[source] DaemonError),
+    /// A request's body (other than an upload's) is larger than its cap.
+    #[error("the request's body is larger than the {limit} bytes allowed")]
+    BodyTooLarge {
+        /// The cap.
+        limit: u64,
+    },
+    /// This validator cannot hand miners' keys to its gateway.
+    #[error(
+        "this validator cannot hand miners' keys to its gateway (it runs apart); ask its operator"
+    )]
+    LinkedKeysClosed,
+    /// The key was refused, or could not be kept or handed.
+    #[error(transparent)]
+    LinkedKey(MinerKeyError),
 }
 
 impl DeskError {
@@ -93,14 +109,16 @@ impl DeskError {
     /// (`missing_header`, `stale_request`, `replayed_request`, ...), `unknown_hotkey`,
     /// `deregistered`, `too_large`, `upload_too_soon`, `not_a_component`, `already_uploaded`,
     /// `registration_closed`, `registration_rate_limited`, `already_registered`,
-    /// `registration_refused`, `internal`.
+    /// `registration_refused`, `linked_keys_closed`, the linked key's codes
+    /// (`invalid_service`, `unknown_service`, `invalid_api_key`, `gateway_unavailable`),
+    /// `internal`.
     #[must_use]
     pub fn code(&self) -> &'static str {
         match self {
             Self::Signature(error) => error.code(),
             Self::UnknownHotkey { .. } => "unknown_hotkey",
             Self::Deregistered { .. } => "deregistered",
-            Self::TooLarge { .. } => "too_large",
+            Self::TooLarge { .. } | Self::BodyTooLarge { .. } => "too_large",
             Self::TooSoon { .. } => "upload_too_soon",
             Self::NotAComponent(_) => "not_a_component",
             Self::AlreadyUploaded => "already_uploaded",
@@ -108,6 +126,8 @@ impl DeskError {
             Self::RegistrationRateLimited { .. } => "registration_rate_limited",
             Self::Registration(RegistrationError::AlreadyRegistered { .. }) => "already_registered",
             Self::Registration(_) => "registration_refused",
+            Self::LinkedKeysClosed => "linked_keys_closed",
+            Self::LinkedKey(error) => error.code(),
             Self::Save(_) | Self::Store(_) | Self::Daemon(_) => "internal",
         }
     }
@@ -144,6 +164,7 @@ pub struct UploadDesk {
     signatures: EpistulaVerifier,
     settings: DeskSettings,
     recent_registrations: Mutex<Vec<DateTime<Utc>>>,
+    miner_keys: Option<Arc<MinerKeys>>,
 }
 
 impl std::fmt::Debug for UploadDesk {
@@ -177,7 +198,22 @@ impl UploadDesk {
             signatures: EpistulaVerifier::new(validator.to_string(), schemes, window),
             settings,
             recent_registrations: Mutex::new(Vec::new()),
+            miner_keys: None,
         }
+    }
+
+    /// The desk taking miners' own service keys into `keys` (without, it refuses them with
+    /// [`DeskError::LinkedKeysClosed`]).
+    #[must_use]
+    pub fn with_miner_keys(mut self, keys: Arc<MinerKeys>) -> Self {
+        self.miner_keys = Some(keys);
+        self
+    }
+
+    /// Whether the desk takes miners' own service keys.
+    #[must_use]
+    pub fn takes_linked_keys(&self) -> bool {
+        self.miner_keys.is_some()
     }
 
     /// The settings.
@@ -271,6 +307,22 @@ impl UploadDesk {
         }
     }
 
+    /// Checks that `bytes` are within the size cap and look like a WebAssembly component (what
+    /// can be told without compiling them).
+    ///
+    /// # Errors
+    ///
+    /// [`DeskError::TooLarge`], [`DeskError::NotAComponent`].
+    pub fn check_bytes(&self, bytes: &[u8]) -> Result<(), DeskError> {
+        let limit = usize::try_from(self.settings.max_bytes).unwrap_or(usize::MAX);
+        check_component_header(bytes, limit).map_err(|error| match error {
+            LoadError::TooLarge { .. } => DeskError::TooLarge {
+                limit: self.settings.max_bytes,
+            },
+            other => DeskError::NotAComponent(other),
+        })
+    }
+
     /// Accepts `bytes` as a new version of `hotkey`'s agent: checks the size and that they are
     /// a component, keeps them, queues them for verification (checking the upload rate in the
     /// same transaction).
@@ -284,13 +336,7 @@ impl UploadDesk {
         bytes: &[u8],
         uploaded_by: UploadedBy,
     ) -> Result<UploadAccepted, DeskError> {
-        let limit = usize::try_from(self.settings.max_bytes).unwrap_or(usize::MAX);
-        check_component_header(bytes, limit).map_err(|error| match error {
-            LoadError::TooLarge { .. } => DeskError::TooLarge {
-                limit: self.settings.max_bytes,
-            },
-            other => DeskError::NotAComponent(other),
-        })?;
+        self.check_bytes(bytes)?;
         self.registered(hotkey).await?;
         let now = self.now();
         let hash = self.components.save(bytes).map_err(DeskError::Save)?;
@@ -338,6 +384,44 @@ impl UploadDesk {
                 })
             }
         }
+    }
+
+    /// Links `api_key`, as the miner `hotkey` sent it, for its calls to `service`: the miner
+    /// must be registered; the key is kept sealed and handed to the gateway, until a newer
+    /// version of the miner's agent activates.
+    ///
+    /// # Errors
+    ///
+    /// [`DeskError::LinkedKeysClosed`], [`DeskError::UnknownHotkey`],
+    /// [`DeskError::Deregistered`], [`DeskError::LinkedKey`] (a bad service name or key, a
+    /// service the gateway lacks, the gateway not taking it), [`DeskError::Store`].
+    pub async fn link_key(
+        &self,
+        hotkey: &str,
+        service: &str,
+        api_key: &str,
+    ) -> Result<KeyLinked, DeskError> {
+        let keys = self
+            .miner_keys
+            .as_ref()
+            .ok_or(DeskError::LinkedKeysClosed)?;
+        self.registered(hotkey).await?;
+        keys.link(hotkey, service, api_key, self.now())
+            .await
+            .map_err(|error| match error {
+                MinerKeyError::Store(StoreError::UnknownMiner { hotkey }) => {
+                    DeskError::UnknownHotkey { hotkey }
+                }
+                MinerKeyError::Store(StoreError::NotRegistered {
+                    hotkey,
+                    deregistered_at,
+                }) => DeskError::Deregistered {
+                    hotkey,
+                    deregistered_at,
+                },
+                MinerKeyError::Store(other) => DeskError::Store(other),
+                other => DeskError::LinkedKey(other),
+            })
     }
 
     /// Registers `hotkey` at its own request, where registration is open and the hourly

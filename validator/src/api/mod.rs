@@ -1,6 +1,6 @@
 //! The daemon's HTTP API: events, runs, miners, the leaderboard and the weights, as JSON, and
-//! the miners' signed uploads and registration (the endpoints are documented in
-//! `validator/API.md`).
+//! the miners' signed uploads, registration and linked service keys (the endpoints are
+//! documented in `validator/API.md`).
 //!
 //! Owns the routes, their query parameters and the shape of their answers ([`views`],
 //! [`upload_views`]). The read endpoints only read the [`Store`]; the miners' requests go to
@@ -11,14 +11,16 @@
 //! Every answer is JSON, errors included: `{"code": "...", "message": "..."}`, the code a
 //! stable word (see [`ApiError`]), with status 400 for a bad query (unknown parameter, bad
 //! value) or a malformed request, 401 for a signature refused, 403 for a hotkey that may not
-//! do this, 404 for an unknown event, miner, version or path, 405 for a method the route does
-//! not take, 409 for a conflict (already uploaded, already registered), 413 for an upload over
-//! the cap, 422 for bytes that are not a component, 429 for a rate exceeded, and 500 with a
-//! generic message when the store fails (the error is logged, not sent).
+//! do this, 404 for an unknown event, miner, version, service or path, 405 for a method the
+//! route does not take, 409 for a conflict (already uploaded, already registered), 413 for a
+//! body over its cap, 422 for bytes that are not a component, 429 for a rate exceeded, 503 when
+//! the gateway did not take a linked key, and 500 with a generic message when the store fails
+//! (the error is logged, not sent). No answer ever holds a miner's linked key.
 //!
 //! Lists are keyset-paginated: `limit` (default [`DEFAULT_LIMIT`], at most [`MAX_LIMIT`]) and
 //! `before`, the event id of the last item of the previous page.
 
+mod key_routes;
 mod routes;
 mod upload_routes;
 pub mod upload_views;
@@ -37,9 +39,11 @@ use sooth_protocol::EpistulaError;
 use thiserror::Error;
 use tokio::sync::Semaphore;
 
+use crate::linked_keys::MinerKeyError;
 use crate::store::{Store, StoreError};
 use crate::uploads::{DeskError, UploadDesk};
 
+pub use key_routes::KEY_BODY_BYTES;
 pub use upload_routes::BODY_TIMEOUT;
 
 /// Items in a page when the query gives no `limit`.
@@ -90,6 +94,7 @@ fn build(state: ApiState) -> Router {
         .route("/v1/agents", post(upload_routes::upload))
         .route("/v1/agents/{version}", get(upload_routes::version))
         .route("/v1/miners", post(upload_routes::register))
+        .route("/v1/services/{service}/key", post(key_routes::link_key))
         .route(
             "/v1/miners/{hotkey}/agents",
             get(upload_routes::miner_versions),
@@ -175,6 +180,13 @@ impl IntoResponse for ApiError {
                         "internal",
                         "internal error: the request could not be recorded".to_owned(),
                     )
+                } else if let DeskError::LinkedKey(MinerKeyError::Gateway(_)) = &error {
+                    // The gateway's errors name its files: logged, not sent.
+                    tracing::warn!(
+                        error = &error as &dyn std::error::Error,
+                        "validator API: the gateway did not take a miner's key"
+                    );
+                    (status, error.code(), error.to_string())
                 } else {
                     (status, error.code(), crate::causes::with_causes(&error))
                 }
@@ -213,8 +225,19 @@ fn desk_status(error: &DeskError) -> StatusCode {
         },
         DeskError::UnknownHotkey { .. }
         | DeskError::Deregistered { .. }
-        | DeskError::RegistrationClosed => StatusCode::FORBIDDEN,
-        DeskError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        | DeskError::RegistrationClosed
+        | DeskError::LinkedKeysClosed => StatusCode::FORBIDDEN,
+        DeskError::TooLarge { .. } | DeskError::BodyTooLarge { .. } => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
+        DeskError::LinkedKey(linked) => match linked {
+            MinerKeyError::InvalidService(_) | MinerKeyError::InvalidKey(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            MinerKeyError::UnknownService { .. } => StatusCode::NOT_FOUND,
+            MinerKeyError::Gateway(_) => StatusCode::SERVICE_UNAVAILABLE,
+            MinerKeyError::Seal(_) | MinerKeyError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        },
         DeskError::TooSoon { .. } | DeskError::RegistrationRateLimited { .. } => {
             StatusCode::TOO_MANY_REQUESTS
         }

@@ -25,7 +25,7 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(120);
 /// The largest body a registration request may have.
 const REGISTRATION_BODY_BYTES: usize = 4096;
 
-fn desk_of(state: &ApiState) -> Result<&Arc<UploadDesk>, ApiError> {
+pub(super) fn desk_of(state: &ApiState) -> Result<&Arc<UploadDesk>, ApiError> {
     state
         .desk
         .as_ref()
@@ -33,7 +33,7 @@ fn desk_of(state: &ApiState) -> Result<&Arc<UploadDesk>, ApiError> {
 }
 
 /// A header's value by (lower-case) name, as the signature checks ask for it.
-fn header_lookup(headers: &HeaderMap) -> impl Fn(&str) -> Option<String> + '_ {
+pub(super) fn header_lookup(headers: &HeaderMap) -> impl Fn(&str) -> Option<String> + '_ {
     |name| {
         headers
             .get(name)
@@ -50,6 +50,7 @@ pub(super) async fn identity(State(state): State<ApiState>) -> Json<IdentityView
             max_upload_bytes: desk.settings().max_bytes,
             upload_interval_hours: desk.settings().min_interval.num_hours(),
             registration_open: desk.settings().open_registration,
+            linked_keys: desk.takes_linked_keys(),
         },
         None => IdentityView {
             hotkey: String::new(),
@@ -57,6 +58,7 @@ pub(super) async fn identity(State(state): State<ApiState>) -> Json<IdentityView
             max_upload_bytes: 0,
             upload_interval_hours: 0,
             registration_open: false,
+            linked_keys: false,
         },
     })
 }

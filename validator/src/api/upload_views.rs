@@ -1,4 +1,4 @@
-//! What the upload endpoints answer.
+//! What the miners' endpoints answer (uploads, registration, linked keys).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -130,6 +130,18 @@ pub struct IdentityView {
     pub upload_interval_hours: i64,
     /// Whether miners may register themselves.
     pub registration_open: bool,
+    /// Whether miners may link their own service keys (`POST /v1/services/{service}/key`).
+    pub linked_keys: bool,
+}
+
+/// `200` to `POST /v1/services/{service}/key`: the key was kept and handed to the gateway
+/// (never the key itself).
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyLinkedView {
+    /// The service.
+    pub service: String,
+    /// When it was linked.
+    pub linked_at: DateTime<Utc>,
 }
 
 /// `200` to `POST /v1/miners`.

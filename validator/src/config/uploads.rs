@@ -1,5 +1,5 @@
 //! The sections of the validator's configuration that open it to miners: `[uploads]`,
-//! `[registration]` and `[verification]`.
+//! `[registration]`, `[linked_keys]` and `[verification]`.
 //!
 //! ```toml
 //! [uploads]
@@ -12,6 +12,10 @@
 //! [registration]
 //! open = false                     # miners may register themselves (a signed request)
 //! max_per_hour = 10                # self-registrations accepted per hour, all miners together
+//!
+//! [linked_keys]                    # miners' own service keys (with an in-process gateway)
+//! key_file = "linked-keys.key"     # seals them at rest; relative to data_dir, made on first
+//!                                  # use (mode 0600); keep it out of the database's backups
 //!
 //! [verification]
 //! probe_file = "probe.jsonl"       # public past events with outcomes (none: no probe runs)
@@ -75,6 +79,26 @@ impl Default for RegistrationConfig {
         Self {
             open: false,
             max_per_hour: 10,
+        }
+    }
+}
+
+/// `[linked_keys]`: miners' own service keys, linked through the API
+/// (`POST /v1/services/{service}/key`) and handed to the gateway started in-process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinkedKeysConfig {
+    /// The key file that seals miners' keys in the database (XChaCha20-Poly1305), relative to
+    /// the data directory (an absolute path puts it elsewhere: keep it apart from the
+    /// database's backups). Made on first use; losing it loses the keys, which miners then
+    /// link again.
+    pub key_file: PathBuf,
+}
+
+impl Default for LinkedKeysConfig {
+    fn default() -> Self {
+        Self {
+            key_file: PathBuf::from("linked-keys.key"),
         }
     }
 }

@@ -1,9 +1,9 @@
 //! The validator's storage: sqlx on SQLite.
 //!
 //! This module owns the validator's tables (`validator_*`, schema in
-//! `migrations/sqlite/0005_validator.sql`, `0006_validator_sources.sql` and
-//! `0007_validator_uploads.sql`): miners, agent versions, events, runs, scores and the
-//! weights history. It must not touch the gateway's tables (`gateway_*`) that live in the same
+//! `migrations/sqlite/0005_validator.sql`, `0006_validator_sources.sql`,
+//! `0007_validator_uploads.sql` and `0008_validator_linked_keys.sql`): miners, agent versions,
+//! events, runs, scores, the weights history and miners' sealed service keys. It must not touch the gateway's tables (`gateway_*`) that live in the same
 //! file, nor decide any rule: which version is active, what a score is and who wins are
 //! `activation` and `scoring`; the store records their answers and serves
 //! their inputs.
@@ -36,11 +36,13 @@
 //! versions and activation), [`uploads`] (uploads entering the verification queue, and what
 //! the upload API reads), [`verification`] (the queue's claims, leases and verdicts, and probe
 //! runs), [`events`] (events and resolution), [`runs`] (runs and loading
-//! resolved events for scoring) and [`scores`] (scores and weights history); `queries` holds
+//! resolved events for scoring), [`scores`] (scores and weights history) and [`miner_keys`]
+//! (miners' linked service keys, sealed by the caller); `queries` holds
 //! the read-only pages the HTTP API serves ([`Store::events_page`], [`Store::miner_runs`]), and
 //! `sources` where each event source has read up to ([`Store::source_state`]).
 
 pub mod events;
+pub mod miner_keys;
 pub mod miners;
 mod queries;
 pub mod runs;
@@ -64,6 +66,7 @@ use crate::event::{EventError, Outcome};
 use crate::executor::RunError;
 
 pub use events::{EventRecord, EventStatus, MissingRun, ResolutionRecorded};
+pub use miner_keys::{DroppedKey, NewSealedKey, SealedKey};
 pub use miners::MinerRecord;
 pub use queries::MinerRun;
 pub use runs::{NewRun, RunRecord, RunRecorded};

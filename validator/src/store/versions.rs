@@ -3,12 +3,15 @@
 //! Owns the rows of uploaded versions and records their activation and deactivation. Which
 //! version is active when is decided by `activation` from the versions' instants; this
 //! file serves that module its input ([`Store::versions_for_activation`]) and records its
-//! answer ([`Store::record_activation`]). It must not touch runs, events or miners' rows.
+//! answer ([`Store::record_activation`]), which also drops the keys the miner linked before
+//! the activated version (through `miner_keys`, in the same transaction). It must not touch
+//! runs, events or miners' rows.
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
+use super::miner_keys::drop_keys_linked_before;
 use super::miners::miner_no;
 use super::{Store, StoreError, from_ms, from_optional_ms, to_ms};
 use crate::activation::AgentVersion;
@@ -202,7 +205,9 @@ impl Store {
 
     /// Records that `hash` became `hotkey`'s active version at `midnight`, in one transaction:
     /// the previously active version (if another) becomes inactive at `midnight`, and verified
-    /// versions uploaded before `hash` that never activated become inactive as superseded.
+    /// versions uploaded before `hash` that never activated become inactive as superseded, and
+    /// the service keys the miner linked before it uploaded `hash` are dropped (a new upload
+    /// requires linking again; see [`Store::dropped_keys`]).
     /// Returns `false` (and writes nothing) if `hash` is already the active version, so a
     /// restarted daemon may record the same midnight again.
     ///
@@ -275,6 +280,7 @@ impl Store {
         .bind(to_ms(midnight))
         .execute(&mut *transaction)
         .await?;
+        drop_keys_linked_before(&mut transaction, miner, version, midnight).await?;
         transaction.commit().await?;
         Ok(true)
     }

@@ -1,6 +1,7 @@
 //! A validator's desk, queue and daemon in one process on a simulated clock, with requests
-//! signed as miners sign them.
+//! signed as miners sign them; miners' linked keys handed to a sink of the test's choosing.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use chrono::TimeDelta;
 use serde_json::Value;
 use sooth_protocol::{Hotkey, HotkeyScheme, SecretHotkey, sign_epistula};
 use sooth_runner::{CompileIsolation, Runner, RunnerConfig, ScriptedGateway};
+use sooth_validator::linked_keys::{KeySealer, LinkedKeySink, MinerKeys};
 use sooth_validator::store::{EventRecord, EventStatus, Store};
 use sooth_validator::verification::{ProbeSet, VerificationSettings, Verified, Verifier};
 use sooth_validator::{
@@ -23,6 +25,12 @@ use super::at;
 
 pub const MAX_BYTES: u64 = 4 << 20;
 
+/// The key file sealing miners' linked keys, in the harness's data directory.
+pub const LINKED_KEYS_KEY_FILE: &str = "linked-keys.key";
+
+/// The store's file in the harness's data directory, when it has one.
+pub const STORE_FILE: &str = "validator.sqlite";
+
 pub struct Harness {
     pub router: Router,
     pub verifier: Arc<Verifier>,
@@ -30,7 +38,9 @@ pub struct Harness {
     pub store: Store,
     pub clock: Arc<SimulatedClock>,
     pub validator: Hotkey,
-    _dir: tempfile::TempDir,
+    /// Miners' linked keys, with [`Options::linked_keys`].
+    pub miner_keys: Option<Arc<MinerKeys>>,
+    dir: tempfile::TempDir,
 }
 
 pub struct Options {
@@ -39,6 +49,11 @@ pub struct Options {
     pub max_probe_failures: usize,
     pub timeout: Duration,
     pub registrations_per_hour: u32,
+    /// Take miners' linked keys, handing them to this sink (sealed with
+    /// [`LINKED_KEYS_KEY_FILE`]); without one, linking is refused.
+    pub linked_keys: Option<Arc<dyn LinkedKeySink>>,
+    /// Keep the store in [`STORE_FILE`] rather than in memory.
+    pub store_on_disk: bool,
 }
 
 impl Default for Options {
@@ -49,13 +64,19 @@ impl Default for Options {
             max_probe_failures: 20,
             timeout: Duration::from_secs(5),
             registrations_per_hour: 100,
+            linked_keys: None,
+            store_on_disk: false,
         }
     }
 }
 
 pub async fn harness(options: Options) -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::in_memory().await.unwrap();
+    let store = if options.store_on_disk {
+        Store::open(&dir.path().join(STORE_FILE)).await.unwrap()
+    } else {
+        Store::in_memory().await.unwrap()
+    };
     let clock = Arc::new(SimulatedClock::new(at("2026-03-02T10:00:00Z")));
     let runner = Runner::new(RunnerConfig {
         timeout: options.timeout,
@@ -95,7 +116,11 @@ pub async fn harness(options: Options) -> Harness {
         },
     ));
     let validator = SecretHotkey::generate(HotkeyScheme::Ed25519).public();
-    let desk = Arc::new(UploadDesk::new(
+    let miner_keys = options.linked_keys.map(|sink| {
+        let sealer = KeySealer::load_or_create(&dir.path().join(LINKED_KEYS_KEY_FILE)).unwrap();
+        Arc::new(MinerKeys::new(store.clone(), sealer, sink))
+    });
+    let desk = UploadDesk::new(
         &validator,
         vec![HotkeyScheme::Ed25519, HotkeyScheme::Sr25519],
         Duration::from_secs(8),
@@ -108,7 +133,11 @@ pub async fn harness(options: Options) -> Harness {
             open_registration: options.open_registration,
             registrations_per_hour: options.registrations_per_hour,
         },
-    ));
+    );
+    let desk = Arc::new(match &miner_keys {
+        Some(keys) => desk.with_miner_keys(keys.clone()),
+        None => desk,
+    });
     Harness {
         router: sooth_validator::api::router_with_uploads(desk, 2),
         verifier,
@@ -116,11 +145,17 @@ pub async fn harness(options: Options) -> Harness {
         store,
         clock,
         validator,
-        _dir: dir,
+        miner_keys,
+        dir,
     }
 }
 
 impl Harness {
+    /// The data directory: the components, the key file, the store when on disk.
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     pub fn now_ms(&self) -> u64 {
         u64::try_from(self.clock.now().timestamp_millis()).unwrap()
     }
@@ -170,6 +205,18 @@ impl Harness {
 
     pub async fn upload(&self, miner: &SecretHotkey, bytes: Vec<u8>) -> (StatusCode, Value) {
         self.send(self.signed(miner, "/v1/agents", bytes)).await
+    }
+
+    /// A signed link of `api_key` for `service` (a path segment as it stands) by `miner`.
+    pub async fn link_key(
+        &self,
+        miner: &SecretHotkey,
+        service: &str,
+        api_key: &str,
+    ) -> (StatusCode, Value) {
+        let body = serde_json::to_vec(&serde_json::json!({ "api_key": api_key })).unwrap();
+        self.send(self.signed(miner, &format!("/v1/services/{service}/key"), body))
+            .await
     }
 
     /// Verifies everything queued; returns what each pass did.
