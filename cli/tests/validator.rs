@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use common::{run, sooth};
 use serde_json::Value;
 use sooth_fake_upstream::{CHAT_KEY_ENV, FakeUpstream, FakeUpstreamConfig, SEARCH_KEY_ENV};
+use sooth_protocol::{HotkeyScheme, SecretHotkey};
 
 /// A free loopback port.
 fn free_port() -> u16 {
@@ -86,18 +87,24 @@ fn the_live_validator_ingests_scores_publishes_weights_and_serves_its_api() {
         .unwrap();
     let config = write_config(dir.path(), port, &upstream);
     let keys = upstream.gateway_api_keys();
+    let miner_a = SecretHotkey::from_seed(HotkeyScheme::Ed25519, &[0xa; 32])
+        .public()
+        .to_string();
+    let miner_b = SecretHotkey::from_seed(HotkeyScheme::Ed25519, &[0xb; 32])
+        .public()
+        .to_string();
 
     // Its probe runs would call the in-process gateway, which needs the upstream keys.
     let added = run(sooth()
         .args(["validator", "add-agent", "--config"])
         .arg(&config)
-        .args(["--hotkey", "miner-a"])
+        .args(["--hotkey", &miner_a])
         .arg(sooth_test_agents::always_half())
         .env(CHAT_KEY_ENV, &keys["chat"])
         .env(SEARCH_KEY_ENV, &keys["search"]))
     .ok();
     assert!(
-        added.stdout.contains("registered miner-a as uid 0"),
+        added.stdout.contains(&format!("registered {miner_a} as uid 0")),
         "{}",
         added.stdout
     );
@@ -105,7 +112,7 @@ fn the_live_validator_ingests_scores_publishes_weights_and_serves_its_api() {
     run(sooth()
         .args(["validator", "add-agent", "--config"])
         .arg(&config)
-        .args(["--hotkey", "miner-b"])
+        .args(["--hotkey", &miner_b])
         .arg(dir.path().join("validator.toml"))
         .env(CHAT_KEY_ENV, &keys["chat"])
         .env(SEARCH_KEY_ENV, &keys["search"]))
@@ -157,16 +164,18 @@ fn the_live_validator_ingests_scores_publishes_weights_and_serves_its_api() {
     let weights_file = dir.path().join("data").join("weights.json");
     wait_for("weights are written", &mut child, || weights_file.exists());
     let weights: Value = serde_json::from_slice(&std::fs::read(&weights_file).unwrap()).unwrap();
-    assert_eq!(weights["weights"][0]["hotkey"], "miner-a");
+    assert_eq!(weights["weights"][0]["hotkey"], miner_a.as_str());
     assert_eq!(weights["weights"][0]["weight"], 1.0);
 
     // Its version activates at the next midnight: this event was imputed 0.5.
     let board = get(&format!("{base}/v1/leaderboard")).unwrap();
-    assert_eq!(board["rows"][0]["hotkey"], "miner-a");
+    assert_eq!(board["rows"][0]["hotkey"], miner_a.as_str());
     assert_eq!(board["rows"][0]["mean_brier"], 0.25);
     assert_eq!(board["rows"][0]["imputed_count"], 1);
     let event = get(&format!("{base}/v1/events/live-1")).unwrap();
     assert_eq!(event["outcome"], 1);
+    // The refused agent left no miner registered for it.
+    assert_eq!(board["rows"].as_array().unwrap().len(), 1, "{board}");
     // A service manager stops it with SIGTERM: it finishes cleanly.
     let signalled = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
