@@ -266,7 +266,17 @@ pub async fn add_agent(
     hotkey: &str,
     bytes: &[u8],
 ) -> Result<AddedAgent, ServiceError> {
+    let hotkey = Hotkey::parse(hotkey)
+        .map_err(|source| ServiceError::Hotkey {
+            hotkey: hotkey.to_owned(),
+            source,
+        })?
+        .to_string();
+    let hotkey = hotkey.as_str();
     let parts = open(config, runner, key, gateway, None).await?;
+    // The bytes are looked at before anyone is registered for them: a refused agent leaves no
+    // miner behind (nor a miner deregistered to make room for it).
+    parts.desk.check_bytes(bytes)?;
     let registered = parts
         .store
         .miner(hotkey)
