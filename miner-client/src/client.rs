@@ -6,11 +6,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::{Method, Response, Url};
 use serde::de::DeserializeOwned;
-use sooth_protocol::{Hotkey, SecretHotkey, sign_epistula};
+use sooth_protocol::{Hotkey, SecretHotkey, check_api_key, check_service_name, sign_epistula};
 
 use crate::answer::read_answer;
 use crate::error::ClientError;
-use crate::views::{AgentVersion, Identity, Registered, UploadAccepted};
+use crate::views::{AgentVersion, Identity, KeyLinked, Registered, UploadAccepted};
 
 /// How long connecting to the validator may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -126,6 +126,43 @@ impl MinerClient {
             bytes,
             Some("application/wasm"),
             UPLOAD_TIMEOUT,
+        )
+        .await
+    }
+
+    /// Links the miner's own upstream `api_key` for the validator's gateway service `service`
+    /// (`POST /v1/services/{service}/key`, signed, JSON `{"api_key": ...}`): the validator keeps
+    /// it sealed and hands it to its gateway, which then pays the miner's calls to that service
+    /// with it, under the higher cap, until a newer version of the miner's agent activates
+    /// (then link again). The key is sent once, in the body, and never returned.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::InvalidService`] or [`ClientError::InvalidApiKey`] when the name or the
+    /// key breaks the rules, [`ClientError::NoLinkedKeys`] when the validator's identity says
+    /// it takes no keys (nothing is sent); otherwise as [`identity`](Self::identity), the
+    /// validator's refusals (`unknown_hotkey`, `unknown_service`, `gateway_unavailable`...)
+    /// being [`ClientError::Api`].
+    pub async fn link_service_key(
+        &self,
+        service: &str,
+        api_key: &str,
+    ) -> Result<KeyLinked, ClientError> {
+        check_service_name(service).map_err(ClientError::InvalidService)?;
+        let key = check_api_key(api_key).map_err(ClientError::InvalidApiKey)?;
+        if !self.known_identity().await?.linked_keys {
+            return Err(ClientError::NoLinkedKeys);
+        }
+        let body = serde_json::json!({ "api_key": key })
+            .to_string()
+            .into_bytes();
+        let url = self.route(&["v1", "services", service, "key"]);
+        self.signed(
+            Method::POST,
+            url,
+            body,
+            Some("application/json"),
+            REQUEST_TIMEOUT,
         )
         .await
     }

@@ -46,6 +46,16 @@ pub enum ClientError {
     /// The validator takes no uploads (its identity says so).
     #[error("this validator takes no uploads")]
     NoUploads,
+    /// The validator cannot take miners' service keys (its identity says so); nothing was
+    /// sent.
+    #[error("this validator takes no linked keys (its gateway runs apart; ask its operator)")]
+    NoLinkedKeys,
+    /// The service name breaks the protocol's rule; nothing was sent.
+    #[error("not a service name")]
+    InvalidService(#[source] sooth_protocol::ServiceNameError),
+    /// The API key breaks the gateway's rule (the error never repeats it); nothing was sent.
+    #[error("not an API key")]
+    InvalidApiKey(#[source] sooth_protocol::ApiKeyError),
     /// The upload is over the validator's cap; it was not sent.
     #[error("the agent is {size} bytes, over the validator's cap of {limit} bytes")]
     TooLarge {

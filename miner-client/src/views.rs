@@ -20,6 +20,9 @@ pub struct Identity {
     pub upload_interval_hours: i64,
     /// Whether miners may register themselves.
     pub registration_open: bool,
+    /// Whether miners may link their own service keys (absent from validators that cannot).
+    #[serde(default)]
+    pub linked_keys: bool,
 }
 
 impl Identity {
@@ -55,6 +58,16 @@ pub struct Registered {
     pub registered_at: DateTime<Utc>,
     /// The miner deregistered to free the slot, if one was.
     pub deregistered: Option<String>,
+}
+
+/// `POST /v1/services/{service}/key`: the miner's key was kept and handed to the validator's
+/// gateway (the answer never holds the key).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct KeyLinked {
+    /// The service.
+    pub service: String,
+    /// When it was linked. A newer version of the miner's agent activating drops it.
+    pub linked_at: DateTime<Utc>,
 }
 
 /// `POST /v1/agents`: the upload was taken and queued for verification.
