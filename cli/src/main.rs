@@ -12,11 +12,13 @@ mod demo;
 mod events;
 mod gateway_choice;
 mod keys_cmd;
+mod linked_key_sink;
 mod miner_cmd;
 mod progress;
 mod proxy_keys;
 mod proxy_run;
 mod runner_setup;
+mod services_cmd;
 mod upload_cmd;
 mod validator_cmd;
 
@@ -49,6 +51,10 @@ enum Command {
     /// A miner's standing with a validator.
     #[command(subcommand)]
     Miner(MinerCommand),
+    /// Your own API keys for a validator's gateway services: the gateway pays your agent's
+    /// calls to the service with your key, under a higher cap.
+    #[command(subcommand)]
+    Services(ServicesCommand),
     /// Run the gateway: the signing proxy agents reach LLM and search
     /// services through.
     #[command(subcommand)]
@@ -122,6 +128,29 @@ enum MinerCommand {
     /// Register your hotkey with a validator whose operator opened registration (a signed
     /// request).
     Register(ValidatorKeyArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ServicesCommand {
+    /// Link your own upstream API key for one of the validator's gateway services (a signed
+    /// request). The key is read from an environment variable, never from the command line
+    /// (which other users can see in `ps`), and never printed. A new upload requires linking
+    /// again: the key is dropped when a newer version of your agent activates.
+    Link(ServiceLinkArgs),
+}
+
+/// Arguments of `sooth services link`.
+#[derive(Debug, Args)]
+pub struct ServiceLinkArgs {
+    /// The gateway service the key is for (e.g. `chat`), as the validator's gateway names it.
+    #[arg(value_name = "SERVICE")]
+    pub service: String,
+    /// The environment variable holding your API key.
+    #[arg(long, value_name = "VAR")]
+    pub api_key_env: String,
+    /// The validator and your hotkey.
+    #[command(flatten)]
+    pub target: ValidatorKeyArgs,
 }
 
 /// Which validator a miner's command speaks to, and the hotkey that signs it.
@@ -486,6 +515,7 @@ fn main() -> ExitCode {
         Command::Keys(KeysCommand::Generate(args)) => keys_cmd::generate(&args),
         Command::Keys(KeysCommand::Show { key }) => keys_cmd::show(&key),
         Command::Miner(MinerCommand::Register(args)) => miner_cmd::register(&args),
+        Command::Services(ServicesCommand::Link(args)) => services_cmd::link(&args),
         Command::Proxy(ProxyCommand::Run { config }) => proxy_run::run(&config),
         Command::Proxy(ProxyCommand::LinkKey(args)) => proxy_keys::link(&args),
         Command::Proxy(ProxyCommand::UnlinkKey(args)) => proxy_keys::unlink(&args),

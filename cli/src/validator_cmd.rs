@@ -13,6 +13,7 @@ use sooth_validator::service;
 use sooth_validator::{RegistrationDecision, ValidatorConfig};
 
 use crate::gateway_choice::start_in_process;
+use crate::linked_key_sink;
 
 use crate::runner_setup::{default_cache_dir, make_runner_with};
 use crate::{AddAgentArgs, AddMinerArgs, outln};
@@ -35,7 +36,10 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
             config.data_dir.display(),
             config.api.listen
         ))?;
-        let result = service::run(config, runner, key, gateway, stop_signal()).await;
+        let linked_keys = linked_key_sink::for_validator(&config)?;
+        let result =
+            service::run_with_linked_keys(config, runner, key, gateway, linked_keys, stop_signal())
+                .await;
         if let Some(running) = in_process {
             // Requests in flight finish and the ledger's last decisions reach its file.
             running.stop().await;
