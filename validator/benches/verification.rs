@@ -217,6 +217,29 @@ async fn run(agent: Vec<u8>) -> Result<(), Box<dyn std::error::Error>> {
         accepted.as_secs_f64() * 1e3,
     );
 
+    // The daemon's scoring (the leaderboard over the last 101 resolved events of every
+    // registered miner), timed idle and while the queue works through 50 uploads.
+    for index in 0..101 {
+        let created = now - TimeDelta::days(5) + TimeDelta::minutes(index);
+        store
+            .insert_event(&Event::new(format!("live-{index}"), "a live question", created))
+            .await?;
+        store
+            .resolve_event(&format!("live-{index}"), u8::from(index % 3 == 0), created + TimeDelta::hours(1))
+            .await?;
+    }
+    let scoring = |daemon: Arc<Daemon>| async move {
+        let mut times = Vec::new();
+        for _ in 0..20 {
+            let started = Instant::now();
+            daemon.standings(now).await.unwrap();
+            times.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    };
+    let idle = scoring(Arc::clone(&daemon)).await;
+
     // Fifty miners upload different components at once; the worker verifies them all.
     let miners: Vec<SecretHotkey> = (0..CONCURRENT_UPLOADS)
         .map(|_| SecretHotkey::generate(HotkeyScheme::Ed25519))
@@ -241,6 +264,7 @@ async fn run(agent: Vec<u8>) -> Result<(), Box<dyn std::error::Error>> {
         .filter(|status| **status == StatusCode::ACCEPTED)
         .count();
     let uploaded = started.elapsed();
+    let busy = tokio::spawn(scoring(Arc::clone(&daemon)));
     let mut verdicts = 0;
     while let Some(pass) = verifier.verify_next().await? {
         if matches!(pass, Verified::Decided { .. }) {
@@ -248,6 +272,7 @@ async fn run(agent: Vec<u8>) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let all = started.elapsed();
+    let busy = busy.await?;
     println!(
         "{CONCURRENT_UPLOADS} concurrent uploads: {accepted} accepted in {:.0} ms; {verdicts} \
          verdicts after {:.1} s ({:.0} ms each); backlog left {}",
@@ -255,6 +280,11 @@ async fn run(agent: Vec<u8>) -> Result<(), Box<dyn std::error::Error>> {
         all.as_secs_f64(),
         all.as_secs_f64() * 1e3 / verdicts.max(1) as f64,
         store.verification_backlog().await?,
+    );
+    println!(
+        "daemon scoring ({} miners x 101 events), median of 20: {idle:.1} ms idle, {busy:.1} ms \
+         while the queue verifies the uploads",
+        store.registered_miners().await?.len()
     );
     Ok(())
 }
