@@ -517,8 +517,8 @@ async fn sync_linked_keys(keys: Option<&MinerKeys>) {
         ),
         Err(error) => tracing::warn!(
             error = &error as &dyn std::error::Error,
-            "miners' linked keys could not all be handed to the gateway; kept keys go over as \
-             miners link them again, dropped ones are taken back at the next poll"
+            "miners' linked keys could not be read to hand them to the gateway; they go over as \
+             miners link them again, or at the next start"
         ),
     }
 }

@@ -41,6 +41,7 @@ enum Told {
 struct RecordingSink {
     told: Mutex<Vec<Told>>,
     refuse: AtomicBool,
+    refuse_unlink: AtomicBool,
 }
 
 impl RecordingSink {
@@ -49,7 +50,10 @@ impl RecordingSink {
     }
 
     fn answer(&self, told: Told) -> Result<(), SinkError> {
-        if self.refuse.load(Ordering::SeqCst) {
+        let unlinking = matches!(told, Told::Unlink { .. });
+        if self.refuse.load(Ordering::SeqCst)
+            || (unlinking && self.refuse_unlink.load(Ordering::SeqCst))
+        {
             return Err(SinkError::new(std::io::Error::other(
                 "database /srv/gateway/gateway.sqlite is locked",
             )));
@@ -455,6 +459,17 @@ async fn a_new_version_activating_drops_the_keys_linked_before_it_uploaded() {
         h.store.sealed_key(&hotkey, "chat").await.unwrap().is_none(),
         "a dropped key is not handed again"
     );
+    // A gateway that does not forget it yet: a start still hands every kept key over.
+    sink.refuse_unlink.store(true, Ordering::SeqCst);
+    assert!(keys.release_dropped().await.is_err());
+    let report = keys.sync().await.unwrap();
+    assert_eq!((report.handed, report.released), (2, 0), "{report:?}");
+    assert_eq!(
+        h.store.dropped_keys().await.unwrap().len(),
+        1,
+        "kept to retry"
+    );
+    sink.refuse_unlink.store(false, Ordering::SeqCst);
     let before = sink.told().len();
     assert_eq!(keys.release_dropped().await.unwrap(), 1);
     assert_eq!(sink.told()[before..], [unlink(&miner, "chat")]);

@@ -199,19 +199,25 @@ impl MinerKeys {
     }
 
     /// Brings the gateway in line with the store, as the validator starts: dropped keys are
-    /// taken back, then every kept key is opened and handed over. A key that does not open or
-    /// that the gateway refuses is logged (miner and service, never the key) and skipped.
+    /// taken back (what the gateway does not take is logged and left for
+    /// [`release_dropped`](Self::release_dropped)), then every kept key is opened and handed
+    /// over. A key that does not open or that the gateway refuses is logged (miner and service,
+    /// never the key) and skipped.
     ///
     /// # Errors
     ///
-    /// [`MinerKeyError::Store`] when the store cannot be read, [`MinerKeyError::Gateway`] when
-    /// a dropped key cannot be taken back.
+    /// [`MinerKeyError::Store`] when the store cannot be read.
     pub async fn sync(&self) -> Result<SyncReport, MinerKeyError> {
         let _handing = self.handing.lock().await;
-        let mut report = SyncReport {
-            released: self.release_dropped_locked().await?,
-            ..SyncReport::default()
-        };
+        let mut report = SyncReport::default();
+        match self.release_dropped_locked().await {
+            Ok(released) => report.released = released,
+            Err(MinerKeyError::Gateway(error)) => tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "the gateway did not forget a dropped linked key; trying again later"
+            ),
+            Err(other) => return Err(other),
+        }
         let kept = self
             .store
             .sealed_keys()
