@@ -271,6 +271,12 @@ impl ValidatorConfig {
             .collect();
         config.gateway.config = config.gateway.config.map(|file| base.join(file));
         config.verification.probe_file = config.verification.probe_file.map(|file| base.join(file));
+        config.verification.benchmark_agents = config
+            .verification
+            .benchmark_agents
+            .iter()
+            .map(|file| base.join(file))
+            .collect();
         Ok(config)
     }
 

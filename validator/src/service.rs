@@ -84,6 +84,14 @@ pub enum ServiceError {
     /// The probe set cannot be loaded.
     #[error("the verification's probe set")]
     ProbeSet(#[from] ProbeSetError),
+    /// A benchmark agent's component cannot be read.
+    #[error("cannot read the benchmark agent {path}")]
+    Benchmark {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// An upload or a registration was refused.
     #[error(transparent)]
     Desk(#[from] DeskError),
@@ -202,13 +210,28 @@ async fn open(
         Some(path) => ProbeSet::load(path, config.verification.probe_events)?,
         None => ProbeSet::default(),
     };
-    let verifier = Arc::new(Verifier::new(
-        store.clone(),
-        Arc::clone(&executor),
-        clock,
-        probe,
-        verification_settings(config),
-    ));
+    let mut benchmarks = Vec::with_capacity(config.verification.benchmark_agents.len());
+    for path in &config.verification.benchmark_agents {
+        let bytes = std::fs::read(path).map_err(|source| ServiceError::Benchmark {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let name = path.file_stem().map_or_else(
+            || path.display().to_string(),
+            |stem| stem.to_string_lossy().into_owned(),
+        );
+        benchmarks.push((name, bytes));
+    }
+    let verifier = Arc::new(
+        Verifier::new(
+            store.clone(),
+            Arc::clone(&executor),
+            clock,
+            probe,
+            verification_settings(config),
+        )
+        .with_benchmarks(benchmarks),
+    );
     let miner_keys = match linked_keys {
         Some(sink) => {
             let sealer =

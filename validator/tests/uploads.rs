@@ -534,3 +534,58 @@ async fn a_verifier_that_dies_mid_verification_loses_the_item_and_it_gets_one_ve
     assert_eq!(duplicates, 1, "{record}");
     assert!(h.verify_all().await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_an_agent_shares_with_a_benchmark_agent_is_a_public_signal_not_a_copy() {
+    let Some(probe) = shared_probe_set(200) else {
+        return;
+    };
+    let signal = std::fs::read(sooth_test_agents::signal_agent(&[])).unwrap();
+    let noisy = std::fs::read(sooth_test_agents::signal_agent(&["noise-1"])).unwrap();
+    let mut rebuilt = noisy.clone();
+    rebuilt.extend_from_slice(&custom_section("rebuilt"));
+    // The signal agent is a benchmark here: everyone sees its predictions.
+    let h = harness(Options {
+        probe,
+        benchmarks: vec![("signal".to_owned(), signal)],
+        ..Options::default()
+    })
+    .await;
+    let first = SecretHotkey::generate(HotkeyScheme::Ed25519);
+    let second = SecretHotkey::generate(HotkeyScheme::Ed25519);
+    h.register(&first).await;
+    h.register(&second).await;
+    // Two miners both follow the benchmark with noise of their own: neither copies the other.
+    let (_, one) = h.upload(&first, noisy).await;
+    h.clock.advance_by(TimeDelta::seconds(1)).unwrap();
+    let (_, two) = h
+        .upload(
+            &second,
+            std::fs::read(sooth_test_agents::signal_agent(&["noise-3"])).unwrap(),
+        )
+        .await;
+    h.verify_all().await;
+    for accepted in [&one, &two] {
+        let (_, record) = h.get(&format!("/v1/agents/{}", accepted["version"])).await;
+        assert_eq!(record["status"], "verified", "{record}");
+    }
+    // Without the benchmark the same second upload is a copy of the first.
+    let plain = harness(Options {
+        probe: shared_probe_set(200).unwrap(),
+        ..Options::default()
+    })
+    .await;
+    plain.register(&first).await;
+    plain.register(&second).await;
+    plain
+        .upload(
+            &first,
+            std::fs::read(sooth_test_agents::signal_agent(&["noise-1"])).unwrap(),
+        )
+        .await;
+    plain.clock.advance_by(TimeDelta::seconds(1)).unwrap();
+    let (_, copy) = plain.upload(&second, rebuilt).await;
+    plain.verify_all().await;
+    let (_, record) = plain.get(&format!("/v1/agents/{}", copy["version"])).await;
+    assert_eq!(record["status"], "rejected", "{record}");
+}

@@ -23,6 +23,7 @@
 //! max_attempts = 3                 # attempts at verifying a version before it is rejected
 //! lease_secs = 120                 # a worker's hold on an item, renewed while it works
 //! max_probe_failures = 20          # failed probe runs that reject a version
+//! benchmark_agents = []            # components whose probe predictions are public signals
 //!
 //! [verification.originality]       # see `sooth_validator::integrity`
 //! [verification.concordance]
@@ -120,6 +121,10 @@ pub struct VerificationConfig {
     /// Failed probe runs (timeouts, traps, invalid outputs...) that reject a version; the
     /// probe runs stop there.
     pub max_probe_failures: usize,
+    /// Benchmark agents' components (relative to the configuration's directory): their
+    /// predictions on the probe set are public signals to the originality check, so that what
+    /// agents share with them (the market's price, an LLM's answer) is not taken for copying.
+    pub benchmark_agents: Vec<PathBuf>,
     /// The originality check.
     pub originality: OriginalityConfig,
     /// The concordance check (daily, on live events).
@@ -134,6 +139,7 @@ impl Default for VerificationConfig {
             max_attempts: 3,
             lease_secs: 120,
             max_probe_failures: 20,
+            benchmark_agents: Vec::new(),
             originality: OriginalityConfig::default(),
             concordance: ConcordanceConfig::default(),
         }

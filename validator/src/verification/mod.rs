@@ -107,6 +107,8 @@ enum AttemptError {
     Component(#[source] AdmitError),
     #[error("the originality check refused its input")]
     Originality(#[from] crate::integrity::IntegrityError),
+    #[error("benchmark agent {name} does not load")]
+    Benchmark { name: String, source: AdmitError },
 }
 
 /// Verifies queued versions. Cheap to share behind an `Arc`.
@@ -117,6 +119,10 @@ pub struct Verifier {
     probe: ProbeSet,
     settings: VerificationSettings,
     queued: Notify,
+    /// The benchmark agents' components, run on the probe set the first time they are needed.
+    benchmarks: Vec<(String, Vec<u8>)>,
+    /// Their probe predictions, aligned with the probe events: public signals.
+    benchmark_predictions: tokio::sync::OnceCell<Vec<Vec<Option<f64>>>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -147,7 +153,55 @@ impl Verifier {
             probe,
             settings,
             queued: Notify::new(),
+            benchmarks: Vec::new(),
+            benchmark_predictions: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The same verifier with benchmark agents (`(name, component bytes)`): their predictions
+    /// on the probe set are public signals, so that what an agent shares with them (the
+    /// market's price, an LLM's answer) is not taken for a copy of another miner.
+    #[must_use]
+    pub fn with_benchmarks(mut self, benchmarks: Vec<(String, Vec<u8>)>) -> Self {
+        self.benchmarks = benchmarks;
+        self
+    }
+
+    /// The benchmark agents' probe predictions, run once.
+    async fn benchmark_predictions(&self) -> Result<&[Vec<Option<f64>>], AttemptError> {
+        let predictions = self
+            .benchmark_predictions
+            .get_or_try_init(|| async {
+                let mut all = Vec::with_capacity(self.benchmarks.len());
+                for (name, bytes) in &self.benchmarks {
+                    let hash = self.executor.admit(bytes).await.map_err(|source| {
+                        AttemptError::Benchmark {
+                            name: name.clone(),
+                            source,
+                        }
+                    })?;
+                    let claim = VerificationClaim {
+                        version: 0,
+                        attempt: 0,
+                        hotkey: format!("benchmark:{name}"),
+                        hash,
+                        uploaded_at: self.clock.now(),
+                    };
+                    let outcome = probe_runs::run_probe_set(
+                        &self.executor,
+                        &self.probe,
+                        &claim,
+                        0,
+                        self.settings.concurrency,
+                        usize::MAX,
+                    )
+                    .await;
+                    all.push(originality::aligned(&self.probe, &outcome.runs));
+                }
+                Ok::<_, AttemptError>(all)
+            })
+            .await?;
+        Ok(predictions)
     }
 
     /// The probe set.
@@ -366,10 +420,12 @@ impl Verifier {
             ));
         }
         let earlier = self.store.earlier_probe_predictions(claim).await?;
+        let benchmarks = self.benchmark_predictions().await?;
         let verdict = originality::check(
             &self.probe,
             &probe.runs,
             &earlier,
+            benchmarks,
             &self.settings.originality,
         )?;
         let verification = if verdict.passed {

@@ -19,27 +19,15 @@ pub(super) fn check(
     probe: &ProbeSet,
     runs: &[ProbeRun],
     earlier: &[EarlierProbe],
+    benchmarks: &[Vec<Option<f64>>],
     config: &OriginalityConfig,
 ) -> Result<NewVerdict, IntegrityError> {
-    let by_event: std::collections::HashMap<&str, Option<f64>> = runs
-        .iter()
-        .map(|run| {
-            let scored = run
-                .prediction
-                .filter(|value| value.is_finite())
-                .map(|value| crate::scoring::scored_prediction(Some(value)).value);
-            (run.event_id.as_str(), scored)
-        })
-        .collect();
     let ids: Vec<&str> = probe
         .events()
         .iter()
         .map(|record| record.event.id.as_str())
         .collect();
-    let candidate: Vec<Option<f64>> = ids
-        .iter()
-        .map(|id| by_event.get(id).copied().flatten())
-        .collect();
+    let candidate = aligned(probe, runs);
     let others: Vec<(i64, Vec<Option<f64>>)> = earlier
         .iter()
         .map(|version| {
@@ -52,7 +40,7 @@ pub(super) fn check(
         .collect();
     let signals = PublicSignals {
         market: probe.market_probabilities(),
-        benchmarks: Vec::new(),
+        benchmarks: benchmarks.to_vec(),
     };
     // Probe events have resolved: agreeing because both are right is not copying.
     let outcomes: Vec<Option<bool>> = probe
@@ -93,6 +81,26 @@ pub(super) fn check(
             detail: describe(&other, others.len()),
         },
     })
+}
+
+/// The scored predictions of `runs` in the probe set's order; `None` for a failed or missing
+/// run.
+pub(super) fn aligned(probe: &ProbeSet, runs: &[ProbeRun]) -> Vec<Option<f64>> {
+    let by_event: std::collections::HashMap<&str, Option<f64>> = runs
+        .iter()
+        .map(|run| {
+            let scored = run
+                .prediction
+                .filter(|value| value.is_finite())
+                .map(|value| crate::scoring::scored_prediction(Some(value)).value);
+            (run.event_id.as_str(), scored)
+        })
+        .collect();
+    probe
+        .events()
+        .iter()
+        .map(|record| by_event.get(record.event.id.as_str()).copied().flatten())
+        .collect()
 }
 
 /// A passing verdict in words.

@@ -35,7 +35,10 @@ pub(super) async fn run_probe_set(
         .iter()
         .map(|record| {
             let job = RunJob {
-                run_id: format!("probe/{}/{}", claim.version, record.event.id),
+                run_id: format!(
+                    "probe/{}/{}/{}",
+                    claim.version, claim.hotkey, record.event.id
+                ),
                 event: record.clone(),
                 hotkey: claim.hotkey.clone(),
                 uid,

@@ -54,6 +54,8 @@ pub struct Options {
     pub linked_keys: Option<Arc<dyn LinkedKeySink>>,
     /// Keep the store in [`STORE_FILE`] rather than in memory.
     pub store_on_disk: bool,
+    /// Benchmark agents whose probe predictions are public signals.
+    pub benchmarks: Vec<(String, Vec<u8>)>,
 }
 
 impl Default for Options {
@@ -66,6 +68,7 @@ impl Default for Options {
             registrations_per_hour: 100,
             linked_keys: None,
             store_on_disk: false,
+            benchmarks: Vec::new(),
         }
     }
 }
@@ -104,17 +107,20 @@ pub async fn harness(options: Options) -> Harness {
         )
         .unwrap(),
     );
-    let verifier = Arc::new(Verifier::new(
-        store.clone(),
-        executor.clone(),
-        clock.clone(),
-        options.probe,
-        VerificationSettings {
-            max_probe_failures: options.max_probe_failures,
-            concurrency: 2,
-            ..VerificationSettings::default()
-        },
-    ));
+    let verifier = Arc::new(
+        Verifier::new(
+            store.clone(),
+            executor.clone(),
+            clock.clone(),
+            options.probe,
+            VerificationSettings {
+                max_probe_failures: options.max_probe_failures,
+                concurrency: 2,
+                ..VerificationSettings::default()
+            },
+        )
+        .with_benchmarks(options.benchmarks),
+    );
     let validator = SecretHotkey::generate(HotkeyScheme::Ed25519).public();
     let miner_keys = options.linked_keys.map(|sink| {
         let sealer = KeySealer::load_or_create(&dir.path().join(LINKED_KEYS_KEY_FILE)).unwrap();
