@@ -104,7 +104,9 @@ fn the_live_validator_ingests_scores_publishes_weights_and_serves_its_api() {
         .env(SEARCH_KEY_ENV, &keys["search"]))
     .ok();
     assert!(
-        added.stdout.contains(&format!("registered {miner_a} as uid 0")),
+        added
+            .stdout
+            .contains(&format!("registered {miner_a} as uid 0")),
         "{}",
         added.stdout
     );

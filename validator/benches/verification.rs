@@ -222,10 +222,18 @@ async fn run(agent: Vec<u8>) -> Result<(), Box<dyn std::error::Error>> {
     for index in 0..101 {
         let created = now - TimeDelta::days(5) + TimeDelta::minutes(index);
         store
-            .insert_event(&Event::new(format!("live-{index}"), "a live question", created))
+            .insert_event(&Event::new(
+                format!("live-{index}"),
+                "a live question",
+                created,
+            ))
             .await?;
         store
-            .resolve_event(&format!("live-{index}"), u8::from(index % 3 == 0), created + TimeDelta::hours(1))
+            .resolve_event(
+                &format!("live-{index}"),
+                u8::from(index % 3 == 0),
+                created + TimeDelta::hours(1),
+            )
             .await?;
     }
     let scoring = |daemon: Arc<Daemon>| async move {
