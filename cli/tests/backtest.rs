@@ -335,13 +335,13 @@ fn a_full_disk_stops_the_backtest_with_a_clear_error_and_nothing_half_written() 
     let whole = tempfile::tempdir().unwrap();
     let uninterrupted = run(sooth().args(backtest_args(&events, whole.path()))).ok();
 
-    // Files may not grow past 300 KiB: the database fills up part-way through the replay.
+    // Files may not grow past 600 KiB: the database fills up part-way through the replay.
     // (SIGXFSZ is ignored so that a write past the limit fails instead of killing the process.)
     let full = tempfile::tempdir().unwrap();
     let mut limited = std::process::Command::new("bash");
     limited
         .arg("-c")
-        .arg("ulimit -f 300; trap '' XFSZ; exec \"$@\"")
+        .arg("ulimit -f 600; trap '' XFSZ; exec \"$@\"")
         .arg("bash")
         .arg(env!("CARGO_BIN_EXE_sooth"))
         .args(backtest_args(&events, full.path()));
