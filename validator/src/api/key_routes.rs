@@ -9,10 +9,11 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use serde::Deserialize;
 
-use super::upload_routes::{BODY_TIMEOUT, desk_of, header_lookup};
+use super::signed_body::{BodyRules, read_signed};
+use super::upload_routes::desk_of;
 use super::upload_views::KeyLinkedView;
 use super::{ApiError, ApiState};
 use crate::uploads::DeskError;
@@ -37,36 +38,13 @@ pub(super) async fn link_key(
     let Path(service) = service.map_err(|rejection| ApiError::BadQuery(rejection.body_text()))?;
     let limit = KEY_BODY_BYTES as u64;
     let too_large = || ApiError::Desk(DeskError::BodyTooLarge { limit });
-    if headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|text| text.parse::<u64>().ok())
-        .is_some_and(|length| length > limit)
-    {
-        return Err(too_large());
-    }
-    desk.precheck(header_lookup(&headers), true).await?;
-    let _permit = state
-        .bodies
-        .acquire()
-        .await
-        .map_err(|_| ApiError::Unavailable("the validator is shutting down".to_owned()))?;
-    let bytes = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, KEY_BODY_BYTES))
-        .await
-    {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => return Err(too_large()),
-        Err(_) => {
-            return Err(ApiError::BadRequest {
-                code: "body_timeout",
-                message: format!(
-                    "the request did not arrive within {} s",
-                    BODY_TIMEOUT.as_secs()
-                ),
-            });
-        }
+    let rules = BodyRules {
+        limit,
+        too_large: &too_large,
+        registered_signer: true,
+        what: "the request",
     };
-    let signed = desk.verify(header_lookup(&headers), &bytes)?;
+    let (bytes, signed) = read_signed(&state, desk, &headers, body, &rules).await?;
     // serde's message may quote the body, which may be the key: it is not passed on.
     let parsed: LinkKeyBody = serde_json::from_slice(&bytes).map_err(|_| ApiError::BadRequest {
         code: "bad_request",

@@ -22,6 +22,7 @@
 
 mod key_routes;
 mod routes;
+mod signed_body;
 mod upload_routes;
 pub mod upload_views;
 pub mod views;
@@ -44,7 +45,7 @@ use crate::store::{Store, StoreError};
 use crate::uploads::{DeskError, UploadDesk};
 
 pub use key_routes::KEY_BODY_BYTES;
-pub use upload_routes::BODY_TIMEOUT;
+pub use signed_body::BODY_TIMEOUT;
 
 /// Items in a page when the query gives no `limit`.
 pub const DEFAULT_LIMIT: usize = 100;
