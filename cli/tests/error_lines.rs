@@ -59,7 +59,10 @@ fn a_file_that_is_no_component_says_so_once() {
     let output = run(sooth()
         .args(["validator", "add-agent", "--config"])
         .arg(&config)
-        .args(["--hotkey", "miner-a"])
+        .args([
+            "--hotkey",
+            "d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d",
+        ])
         .arg(&bogus));
     assert!(!output.success);
     let layers = layers(&output.stderr);

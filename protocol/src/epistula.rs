@@ -398,7 +398,7 @@ impl EpistulaVerifier {
         let timestamp_ms = parse_timestamp(&timestamp_text)?;
         check_uuid(&uuid)?;
         let hotkey = Hotkey::parse(&signed_by)
-            .map_err(|error| malformed(HEADER_EPISTULA_SIGNED_BY, error.to_string()))?;
+            .map_err(|error| malformed(HEADER_EPISTULA_SIGNED_BY, error.with_cause()))?;
         check_signed_for(&signed_for)?;
         let signature_bytes = parse_signature(&signature)?;
 

@@ -90,7 +90,7 @@ pub enum HotkeyError {
         len: usize,
     },
     /// The text is not 64 hex characters, and not an SS58 address.
-    #[error("the hotkey is neither 64 hex characters (ed25519) nor an SS58 address (sr25519): {0}")]
+    #[error("the hotkey is neither 64 hex characters (ed25519) nor an SS58 address (sr25519)")]
     Ss58(#[from] Ss58Error),
     /// The bytes are not a usable public key of the scheme.
     #[error("the hotkey is not a valid {scheme} public key: {reason}")]
@@ -229,6 +229,18 @@ impl Hotkey {
                 key.verify_simple(SR25519_SIGNING_CONTEXT, message, &signature)
                     .map_err(|_| HotkeySignatureError)
             }
+        }
+    }
+}
+
+impl HotkeyError {
+    /// The error with its cause, in one line (for a message that carries no source of its
+    /// own, such as a header's problem).
+    #[must_use]
+    pub fn with_cause(&self) -> String {
+        match std::error::Error::source(self) {
+            Some(cause) => format!("{self}: {cause}"),
+            None => self.to_string(),
         }
     }
 }
@@ -457,7 +469,7 @@ mod tests {
         );
         let message = Hotkey::parse(&format!("{}Z", &ALICE[..47]))
             .expect_err("refused")
-            .to_string();
+            .with_cause();
         assert!(message.contains("checksum"), "{message}");
     }
 

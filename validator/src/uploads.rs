@@ -257,7 +257,7 @@ impl UploadDesk {
             })?;
         let hotkey = Hotkey::parse(&signed_by).map_err(|error| EpistulaError::Malformed {
             header: sooth_protocol::HEADER_EPISTULA_SIGNED_BY,
-            problem: error.to_string(),
+            problem: error.with_cause(),
         })?;
         if let Some(timestamp) = headers(sooth_protocol::HEADER_EPISTULA_TIMESTAMP)
             .and_then(|text| text.parse::<i64>().ok())
