@@ -312,3 +312,32 @@ fn the_operators_copy_of_another_miners_agent_is_rejected_as_a_duplicate() {
         copied.stdout
     );
 }
+
+#[test]
+fn a_compile_bomb_is_rejected_at_verification_by_the_compile_caps() {
+    use sooth_test_agents::crafted::{NESTED_BLOCKS_DEPTH, nested_blocks};
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), false);
+    // Seven MiB of nested blocks: gigabytes to compile without the compile process's caps.
+    let bomb = dir.path().join("bomb.wasm");
+    std::fs::write(&bomb, nested_blocks(NESTED_BLOCKS_DEPTH)).unwrap();
+    let (_, hotkey) = generate_key(dir.path(), "miner.key");
+    let started = Instant::now();
+    let refused = run(sooth()
+        .args(["validator", "add-agent", "--config"])
+        .arg(&config)
+        .args(["--hotkey", &hotkey])
+        .arg(&bomb))
+    .fails_with("was rejected");
+    assert!(
+        refused.stderr.contains("does not load")
+            && refused.stderr.contains("compilation needed more than"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "refused after {:?}",
+        started.elapsed()
+    );
+}

@@ -27,8 +27,7 @@ use std::time::{Duration, Instant};
 
 use sooth_runner::{CompileIsolation, LoadError, Runner, RunnerConfig};
 
-#[path = "../tests/crafted/mod.rs"]
-mod crafted;
+use sooth_test_agents::crafted;
 
 const MIB: u64 = 1 << 20;
 /// Bisection stops when the bracket is this narrow.

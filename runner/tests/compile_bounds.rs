@@ -9,12 +9,12 @@
 #![allow(clippy::unwrap_used)] // a test that expects an error unwraps it
 
 mod common;
-mod crafted;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sooth_runner::{CompileIsolation, ConfigError, LoadError, Runner, RunnerConfig};
+use sooth_test_agents::crafted;
 
 fn worker() -> PathBuf {
     env!("CARGO_BIN_EXE_sooth-compile-worker").into()

@@ -1,11 +1,14 @@
 //! Builds agents to WebAssembly components for the test suites and the
 //! benchmarks: the Rust example agents, the hostile test agent, and the
-//! Python example agent (through componentize-py).
+//! Python example agent (through componentize-py); and generates the crafted
+//! components that make a compiler spend ([`crafted`]).
 //!
 //! This crate owns only building; it must not hold test logic. Builds go to
 //! `target/test-agents` (a separate target directory, so that a build from
 //! inside `cargo test` never waits on the outer cargo's lock) and are
 //! incremental: cargo and a content hash decide what is rebuilt.
+
+pub mod crafted;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

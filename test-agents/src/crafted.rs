@@ -1,8 +1,8 @@
 //! Components crafted to make the compiler spend, generated rather than
 //! stored: each wraps one core module in a component with nothing else, so
 //! the runner compiles the module and only then finds no agent in it.
-//! Shared by the `compile_bounds` tests and the `compile` benchmark.
-#![allow(dead_code)]
+//! Shared by the runner's `compile_bounds` tests and `compile` benchmark, and
+//! the uploads' tests (a compile bomb sent to a validator).
 
 /// Nesting of [`nested_blocks`] that makes its function about 7 MiB of code,
 /// just under wasmparser's limit on one function body (7,654,321 bytes).
@@ -65,7 +65,7 @@ fn section(out: &mut Vec<u8>, id: u8, payload: &[u8]) {
 fn leb128(mut value: usize) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let byte = (value & 0x7f) as u8;
+        let byte = u8::try_from(value & 0x7f).unwrap_or(0);
         value >>= 7;
         if value == 0 {
             out.push(byte);
