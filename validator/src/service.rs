@@ -31,7 +31,7 @@ use crate::intake::{Intake, IntakeError};
 use crate::linked_keys::{KeySealer, LinkedKeySink, MinerKeys};
 use crate::registration::{RegistrationDecision, RegistrationRules};
 use crate::run_tokens::SignedRunTokens;
-use crate::sandbox::{AdmitError, RunTokens, SandboxExecutor};
+use crate::sandbox::{RunTokens, SandboxExecutor};
 use crate::sources::Batch;
 use crate::store::{Store, UploadRecord, UploadedBy};
 use crate::uploads::{DeskError, DeskSettings, UploadDesk};
@@ -75,9 +75,6 @@ pub enum ServiceError {
         /// Why.
         source: std::io::Error,
     },
-    /// An agent was refused.
-    #[error(transparent)]
-    Agent(#[from] AdmitError),
     /// A step of the daemon panicked (a bug); the validator stops rather than go on half-way.
     #[error("a step of the daemon failed")]
     Step(#[source] tokio::task::JoinError),
