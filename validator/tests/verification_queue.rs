@@ -11,8 +11,8 @@ use common::at;
 use sooth_validator::Miner;
 use sooth_validator::RunStatus;
 use sooth_validator::store::{
-    AttemptFailed, IntegrityCheck, NewUpload, NewVerdict, ProbeRun, QueueState, Store, StoreError,
-    UploadedBy, VerdictScope, Verification, VersionStatus,
+    AttemptFailed, IntegrityCheck, MAX_VERDICTS_SHOWN, NewUpload, NewVerdict, ProbeRun, QueueState,
+    Store, StoreError, UploadedBy, VerdictScope, Verification, VersionStatus,
 };
 
 const HASH_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -337,5 +337,38 @@ async fn an_item_whose_worker_died_on_every_attempt_is_rejected_not_claimed_fore
             .contains("stopped during every attempt"),
         "{:?}",
         record.reason
+    );
+}
+
+#[tokio::test]
+async fn a_version_is_shown_with_its_newest_verdicts_only() {
+    let store = store_with(&["alice"]).await;
+    let version = store
+        .enqueue_upload(&upload("alice", HASH_A, "2026-03-02T10:00:00Z"))
+        .await
+        .unwrap();
+    // A year of daily live checks.
+    let mut day = at("2026-03-03T00:00:00Z");
+    for index in 0..MAX_VERDICTS_SHOWN + 10 {
+        let verdict = NewVerdict {
+            check: IntegrityCheck::Originality,
+            scope: VerdictScope::Live,
+            passed: true,
+            matched_version: None,
+            statistic: None,
+            detail: format!("day {index}"),
+        };
+        store
+            .record_live_verdicts(&[(version, verdict)], day)
+            .await
+            .unwrap();
+        day += TimeDelta::days(1);
+    }
+    let record = store.upload(version).await.unwrap().unwrap();
+    assert_eq!(record.verdicts.len(), MAX_VERDICTS_SHOWN);
+    assert_eq!(record.verdicts[0].detail, "day 10");
+    assert_eq!(
+        record.verdicts.last().unwrap().detail,
+        format!("day {}", MAX_VERDICTS_SHOWN + 9)
     );
 }

@@ -72,7 +72,8 @@ pub use queries::MinerRun;
 pub use runs::{NewRun, RunRecord, RunRecorded};
 pub use scores::{Consistency, EventScore, WeightRow};
 pub use uploads::{
-    IntegrityCheck, NewUpload, QueueState, UploadRecord, UploadedBy, VerdictRecord, VerdictScope,
+    IntegrityCheck, MAX_VERDICTS_SHOWN, NewUpload, QueueState, UploadRecord, UploadedBy,
+    VerdictRecord, VerdictScope,
 };
 pub use verification::{
     ActiveVersion, AttemptFailed, EarlierProbe, LiveRun, NewVerdict, ProbeRun, Verification,

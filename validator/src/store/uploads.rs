@@ -206,6 +206,9 @@ pub struct UploadRecord {
     pub verdicts: Vec<VerdictRecord>,
 }
 
+/// The most verdicts a version is shown with: the newest.
+pub const MAX_VERDICTS_SHOWN: usize = 60;
+
 const UPLOAD_COLUMNS: &str = "v.version_no, m.hotkey, v.hash, v.size_bytes, v.uploaded_by, \
      v.uploaded_at_ms, v.verified_at_ms, v.activated_at_ms, v.deactivated_at_ms, v.status, \
      v.reason, v.matched_version_no, q.state AS queue_state, coalesce(q.attempts, 0) AS attempts";
@@ -356,19 +359,23 @@ impl Store {
         Ok(records)
     }
 
-    /// The integrity verdicts of `version`, oldest first.
+    /// The newest [`MAX_VERDICTS_SHOWN`] integrity verdicts of `version`, oldest first.
     ///
     /// # Errors
     ///
     /// [`StoreError::Database`], [`StoreError::Corrupt`].
     pub async fn verdicts_of(&self, version: i64) -> Result<Vec<VerdictRecord>, StoreError> {
+        // The daily check adds verdicts for as long as a version is active: only the newest
+        // are served.
         let rows = sqlx::query(
-            "SELECT check_name, scope, passed, matched_version_no, statistic, detail, \
-                    decided_at_ms \
-               FROM validator_integrity_verdicts WHERE version_no = ?1 \
+            "SELECT * FROM (SELECT verdict_no, check_name, scope, passed, matched_version_no, \
+                                   statistic, detail, decided_at_ms \
+                              FROM validator_integrity_verdicts WHERE version_no = ?1 \
+                             ORDER BY decided_at_ms DESC, verdict_no DESC LIMIT ?2) \
               ORDER BY decided_at_ms, verdict_no",
         )
         .bind(version)
+        .bind(i64::try_from(MAX_VERDICTS_SHOWN).unwrap_or(i64::MAX))
         .fetch_all(&self.reader)
         .await?;
         rows.iter()
