@@ -61,6 +61,11 @@ async fn a_live_only_copier_loses_its_weight_and_a_probe_dodger_is_flagged_by_co
     // Active from the next midnight; a day of live events, each resolved an hour later.
     h.clock.advance_to(at("2026-03-03T00:00:01Z")).unwrap();
     h.daemon.step().await.unwrap();
+    for version in &versions {
+        let (_, record) = h.get(&format!("/v1/agents/{version}")).await;
+        assert_eq!(record["status"], "active", "{record}");
+        assert_eq!(record["activated_at"], "2026-03-03T00:00:00Z", "{record}");
+    }
     let start = at("2026-03-03T01:00:00Z");
     let mut resolutions = Vec::new();
     for (index, record) in source.events()[200..].iter().enumerate() {
