@@ -7,6 +7,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use sooth_runner::ScriptedGateway;
 use sooth_validator::sources::{Batch, jsonl};
+use sooth_validator::store::Verification;
+use sooth_validator::verification::ProbeSet;
 use sooth_validator::{BacktestReport, DaemonSettings, Simulation, start_instant};
 
 use crate::progress::replay_bar;
@@ -15,7 +17,25 @@ use crate::{BacktestArgs, outln};
 
 /// Run the backtest `args` describes.
 pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
-    let batch = read_events(&args.events)?;
+    let mut batch = read_events(&args.events)?;
+    let probe = args
+        .probe_events
+        .map(|count| ProbeSet::split_from(&mut batch, count as usize));
+    if let Some(probe) = &probe {
+        if probe.is_empty() {
+            bail!(
+                "{} has no resolved events for the probe set",
+                args.events.display()
+            );
+        }
+        if batch.events.is_empty() {
+            bail!(
+                "{} holds no events beyond the {} of the probe set",
+                args.events.display(),
+                probe.events().len()
+            );
+        }
+    }
     let agents = agent_names(&args.agents)?;
     let data_dir = DataDir::given_or_temporary(args.data_dir.as_deref())?;
     let data_dir = data_dir.path();
@@ -38,7 +58,21 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
         for (hotkey, path) in &agents {
             let bytes = std::fs::read(path)
                 .with_context(|| format!("cannot read agent {}", path.display()))?;
-            simulation.enter(hotkey, &bytes).await?;
+            match &probe {
+                None => {
+                    simulation.enter(hotkey, &bytes).await?;
+                }
+                Some(probe) => match simulation.enter_checked(hotkey, &bytes, probe).await? {
+                    Verification::Verified => {
+                        outln(format_args!("agent {hotkey}: verified"))?;
+                    }
+                    Verification::Rejected { reason, .. } => {
+                        outln(format_args!(
+                            "agent {hotkey}: rejected, it does not run: {reason}"
+                        ))?;
+                    }
+                },
+            }
         }
         let bar = replay_bar();
         let replay = simulation

@@ -304,6 +304,11 @@ pub struct BacktestArgs {
     #[arg(long, value_name = "N", default_value_t = default_concurrency(),
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub concurrency: u16,
+    /// Verify the agents as a validator does before they enter, with the first N resolved
+    /// events of the file as the probe set (they are not replayed): duplicate, compile, probe
+    /// runs, originality against the agents listed before. A rejected agent does not run.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub probe_events: Option<u32>,
 }
 
 /// Arguments of `sooth demo`.

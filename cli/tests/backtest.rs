@@ -366,3 +366,62 @@ fn a_full_disk_stops_the_backtest_with_a_clear_error_and_nothing_half_written() 
     );
     assert_eq!(recorded(full.path(), &ids), recorded(whole.path(), &ids));
 }
+
+#[test]
+fn a_backtest_with_a_probe_set_verifies_its_agents_and_a_copy_does_not_run() {
+    let Some(events) = forecastbench() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let signal = sooth_test_agents::signal_agent(&[]);
+    // The same agent with other bytes: a custom section named "copy" appended.
+    let mut copy = std::fs::read(&signal).unwrap();
+    copy.extend_from_slice(&[0, 5, 4, b'c', b'o', b'p', b'y']);
+    let copy_path = dir.path().join("copy.wasm");
+    std::fs::write(&copy_path, copy).unwrap();
+    let output = run(sooth()
+        .arg("backtest")
+        .arg("--events")
+        .arg(&events)
+        .args(["--probe-events", "200", "--agents"])
+        .arg(&signal)
+        .arg(&copy_path)
+        .arg(sooth_test_agents::market_baseline()))
+    .ok();
+    assert!(
+        output.stdout.contains("agent signal_agent: verified"),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        output.stdout.contains("agent market_baseline: verified"),
+        "{}",
+        output.stdout
+    );
+    let rejected = output
+        .stdout
+        .lines()
+        .find(|line| line.starts_with("agent copy: rejected"))
+        .unwrap_or_else(|| panic!("{}", output.stdout));
+    assert!(
+        rejected.contains("not original") && rejected.contains("signal_agent"),
+        "{rejected}"
+    );
+    // The 360 events after the probe set were replayed. The copy stays registered, as a live
+    // validator keeps a miner whose upload it rejected, but never ran: every event imputed.
+    let board: Vec<Vec<&str>> = output
+        .stdout
+        .lines()
+        .skip_while(|line| !line.starts_with("rank"))
+        .skip(1)
+        .take_while(|line| !line.trim().is_empty())
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert_eq!(board.len(), 3, "{}", output.stdout);
+    for row in &board {
+        // rank, miner, uid, brier-101, events, imputed, brier-all, events, imputed, weight
+        assert_eq!(row[7], "360", "{row:?}");
+        let imputed = if row[1] == "copy" { "360" } else { "0" };
+        assert_eq!(row[8], imputed, "{row:?}");
+    }
+}

@@ -26,7 +26,8 @@ use crate::daemon::{Daemon, DaemonError};
 use crate::event::{Event, Resolution};
 use crate::sandbox::{AdmitError, RunTokens, SandboxExecutor};
 use crate::scoring::score_totals;
-use crate::store::{Store, StoreError};
+use crate::store::{NewUpload, Store, StoreError, UploadedBy, Verification, VersionStatus};
+use crate::verification::{ProbeSet, VerificationSettings, Verifier};
 use crate::weights::NoWeightSetter;
 
 /// Why a backtest stopped.
@@ -48,6 +49,14 @@ pub enum BacktestError {
         hotkey: String,
         /// Why.
         source: AdmitError,
+    },
+    /// The verification queue could not be worked (the store failed).
+    #[error("cannot verify agent {hotkey}")]
+    Queue {
+        /// The name it was entered under.
+        hotkey: String,
+        /// Why.
+        source: StoreError,
     },
     /// The data directory cannot be used.
     #[error("cannot use the data directory {path}")]
@@ -137,6 +146,90 @@ impl Simulation {
             })?;
         enter_agent(&self.daemon, hotkey, &hash).await?;
         Ok(hash)
+    }
+
+    /// Enters the component `bytes` as miner `hotkey` through the verification queue, as a live
+    /// validator verifies an upload: the duplicate check, compiling, runs on `probe`, and the
+    /// originality check against the agents entered before it. A verified version activates
+    /// at the next midnight as [`enter`](Self::enter)'s does; a rejected one is not entered.
+    /// Entering the same bytes again (a resumed backtest) gives the verdict on record.
+    ///
+    /// # Errors
+    ///
+    /// [`BacktestError::Agent`] when the bytes cannot be kept, [`BacktestError::Daemon`] when
+    /// the registration is refused, [`BacktestError::Queue`] when the store fails.
+    pub async fn enter_checked(
+        &self,
+        hotkey: &str,
+        bytes: &[u8],
+        probe: &ProbeSet,
+    ) -> Result<Verification, BacktestError> {
+        let hash = sooth_runner::content_hash(bytes);
+        let queue = |source| BacktestError::Queue {
+            hotkey: hotkey.to_owned(),
+            source,
+        };
+        let store = self.daemon.store();
+        let on_record = |versions: Vec<crate::store::UploadRecord>| {
+            versions
+                .into_iter()
+                .find(|version| version.hash == hash && version.status != VersionStatus::Pending)
+                .map(|version| match version.status {
+                    VersionStatus::Refused => Verification::Rejected {
+                        reason: version.reason.unwrap_or_default(),
+                        matched_version: version.matched_version,
+                    },
+                    _ => Verification::Verified,
+                })
+        };
+        let registered = store
+            .miner(hotkey)
+            .await
+            .map_err(DaemonError::from)?
+            .is_some_and(|miner| miner.deregistered_at.is_none());
+        if registered && let Some(known) = on_record(store.uploads_of(hotkey).await.map_err(queue)?)
+        {
+            return Ok(known);
+        }
+        if !registered {
+            self.daemon.register_miner(hotkey).await?;
+        }
+        self.executor
+            .components()
+            .save(bytes)
+            .map_err(|source| BacktestError::Agent {
+                hotkey: hotkey.to_owned(),
+                source: AdmitError::File(source),
+            })?;
+        let upload = NewUpload {
+            hotkey: hotkey.to_owned(),
+            hash: hash.clone(),
+            size_bytes: bytes.len() as u64,
+            uploaded_by: UploadedBy::Operator,
+            at: self.clock.now(),
+            min_interval: TimeDelta::zero(),
+        };
+        match store.enqueue_upload(&upload).await {
+            Ok(_) | Err(StoreError::DuplicateVersion { .. }) => {}
+            Err(error) => return Err(queue(error)),
+        }
+        let verifier = Verifier::new(
+            store.clone(),
+            Arc::clone(&self.executor),
+            Arc::new(self.clock.clone()),
+            probe.clone(),
+            VerificationSettings {
+                concurrency: self.daemon.settings().max_concurrent_runs,
+                ..VerificationSettings::default()
+            },
+        );
+        while verifier.verify_next().await.map_err(queue)?.is_some() {}
+        let verdict = on_record(store.uploads_of(hotkey).await.map_err(queue)?);
+        verdict.ok_or_else(|| {
+            queue(StoreError::Corrupt(format!(
+                "the version {hash} of {hotkey} was left without a verdict"
+            )))
+        })
     }
 
     /// Replays `events` and `resolutions`, moving the simulated clock to each instant in turn:

@@ -206,6 +206,12 @@ impl Daemon {
         &self.store
     }
 
+    /// The daemon's settings.
+    #[must_use]
+    pub fn settings(&self) -> &DaemonSettings {
+        &self.settings
+    }
+
     /// The daemon's clock.
     #[must_use]
     pub fn clock(&self) -> &Arc<dyn Clock> {

@@ -82,6 +82,39 @@ impl ProbeSet {
         Ok(Self { events })
     }
 
+    /// Takes the first `count` events of `batch` that have a resolution in it (file order) out
+    /// of it, with their resolutions, as a probe set: a backtest checks its agents on the
+    /// start of its own file and replays the rest.
+    #[must_use]
+    pub fn split_from(batch: &mut crate::sources::Batch, count: usize) -> Self {
+        let resolutions: std::collections::HashMap<String, crate::event::Resolution> = batch
+            .resolutions
+            .iter()
+            .map(|resolution| (resolution.event_id.clone(), resolution.clone()))
+            .collect();
+        let mut taken = std::collections::HashSet::new();
+        let mut events = Vec::new();
+        for event in &batch.events {
+            if events.len() == count {
+                break;
+            }
+            if let Some(resolution) = resolutions.get(&event.id) {
+                taken.insert(event.id.clone());
+                events.push(EventRecord {
+                    event: event.clone(),
+                    status: EventStatus::Resolved,
+                    outcome: Some(resolution.outcome),
+                    resolved_at: Some(resolution.resolved_at),
+                });
+            }
+        }
+        batch.events.retain(|event| !taken.contains(&event.id));
+        batch
+            .resolutions
+            .retain(|resolution| !taken.contains(&resolution.event_id));
+        Self { events }
+    }
+
     /// A probe set of `events` (a backtest's first events, tests).
     #[must_use]
     pub fn from_events(events: Vec<EventRecord>) -> Self {
