@@ -7,141 +7,42 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::live_validator::{LiveValidator, generate_key, last_word};
 use common::{Output, run, scratch_root, sooth};
 
-/// A free loopback port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A validator taking uploads every 72 hours, with miners' own registration `open` or not.
+fn start(open: bool) -> LiveValidator {
+    LiveValidator::start(&config_text(open), &[])
 }
 
-/// The last word of the last line of `text`.
-fn last_word(text: &str) -> &str {
-    text.lines()
-        .last()
-        .and_then(|line| line.split_whitespace().last())
-        .unwrap_or("")
+/// `sooth agent upload AGENT` signed with `key`, with the tests' compile cache.
+fn upload(validator: &LiveValidator, agent: &Path, key: &Path) -> Output {
+    let mut command = validator.miner(&["agent", "upload"], key);
+    command
+        .arg(agent)
+        .arg("--cache-dir")
+        .arg(scratch_root().join("compile-cache"));
+    run(&mut command)
 }
 
-/// A live validator in a temporary directory, stopped when dropped.
-struct Validator {
-    dir: tempfile::TempDir,
-    child: Child,
-    url: String,
-    config: PathBuf,
+/// A validator configuration (no gateway, no probe set: versions are verified without probe
+/// runs).
+fn config_text(open: bool) -> String {
+    format!(
+        "data_dir = \"data\"\n\n[sources]\njsonl_dirs = [\"events\"]\npoll_secs = 1\n\n\
+         [uploads]\nmin_interval_hours = 72\n\n[registration]\nopen = {open}\n"
+    )
 }
 
-impl Validator {
-    /// A validator taking uploads every 72 hours, with miners' own registration `open` or not.
-    fn start(open: bool) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = write_config(dir.path(), open);
-        let port = free_port();
-        let toml = std::fs::read_to_string(&config).unwrap();
-        std::fs::write(
-            &config,
-            format!("{toml}\n[api]\nlisten = \"127.0.0.1:{port}\"\n"),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.path().join("validator.log")).unwrap();
-        let child = sooth()
-            .current_dir(dir.path())
-            .args(["validator", "run", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut validator = Self {
-            dir,
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            config,
-        };
-        validator.wait_until("the API listens", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        validator
-    }
-
-    /// Waits (up to a minute) until `check` holds, as long as the validator runs.
-    fn wait_until(&mut self, what: &str, mut check: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !check() {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "the validator exited ({status}) before {what}:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("validator.log")).unwrap_or_default()
-    }
-
-    /// `sooth ARGS... --validator URL --key KEY`.
-    fn miner(&self, args: &[&str], key: &Path) -> Command {
-        let mut command = sooth();
-        command
-            .args(args)
-            .args(["--validator", &self.url, "--key"])
-            .arg(key);
-        command
-    }
-
-    /// `sooth agent upload AGENT` signed with `key`, with the tests' compile cache.
-    fn upload(&self, agent: &Path, key: &Path) -> Output {
-        let mut command = self.miner(&["agent", "upload"], key);
-        command
-            .arg(agent)
-            .arg("--cache-dir")
-            .arg(scratch_root().join("compile-cache"));
-        run(&mut command)
-    }
-}
-
-impl Drop for Validator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A validator configuration in `dir` (no gateway, no probe set: versions are verified
-/// without probe runs); the caller adds `[api]`.
+/// The configuration of [`config_text`] written in `dir`, with its `events` directory.
 fn write_config(dir: &Path, open: bool) -> PathBuf {
     std::fs::create_dir_all(dir.join("events")).unwrap();
     let config = dir.join("validator.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = \"data\"\n\n[sources]\njsonl_dirs = [\"events\"]\npoll_secs = 1\n\n\
-             [uploads]\nmin_interval_hours = 72\n\n[registration]\nopen = {open}\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, config_text(open)).unwrap();
     config
-}
-
-/// `sooth keys generate --out DIR/NAME`: the file and the public key printed.
-fn generate_key(dir: &Path, name: &str) -> (PathBuf, String) {
-    let path = dir.join(name);
-    let output = run(sooth().args(["keys", "generate", "--out"]).arg(&path)).ok();
-    (path, last_word(&output.stdout).to_owned())
 }
 
 #[test]
@@ -175,7 +76,7 @@ fn keys_generate_writes_a_private_file_once_and_prints_the_public_key() {
 
 #[test]
 fn a_miner_registers_uploads_and_sees_its_version_verified_then_waits_its_turn() {
-    let mut validator = Validator::start(true);
+    let mut validator = start(true);
     let keys = tempfile::tempdir().unwrap();
     let (key, hotkey) = generate_key(keys.path(), "miner.key");
 
@@ -186,9 +87,7 @@ fn a_miner_registers_uploads_and_sees_its_version_verified_then_waits_its_turn()
     );
     run(&mut validator.miner(&["miner", "register"], &key)).fails_with("already_registered");
 
-    let uploaded = validator
-        .upload(&sooth_test_agents::always_half(), &key)
-        .ok();
+    let uploaded = upload(&validator, &sooth_test_agents::always_half(), &key).ok();
     let last = uploaded.stdout.lines().last().unwrap().to_owned();
     let version: i64 = last
         .strip_prefix("version ")
@@ -217,8 +116,7 @@ fn a_miner_registers_uploads_and_sees_its_version_verified_then_waits_its_turn()
     assert_eq!(all.stdout.trim(), format!("version {version}: verified"));
 
     // Another build within the 72 hours: refused, saying when the next is allowed.
-    let refused = validator
-        .upload(&sooth_test_agents::market_baseline(), &key)
+    let refused = upload(&validator, &sooth_test_agents::market_baseline(), &key)
         .fails_with("upload_too_soon");
     assert!(refused.stderr.contains("allowed at"), "{}", refused.stderr);
 }
@@ -234,7 +132,7 @@ fn validator_status(key: &Path, version: &str, url: &str) -> Command {
 
 #[test]
 fn where_registration_is_the_operators_a_miner_uploads_once_added() {
-    let validator = Validator::start(false);
+    let validator = start(false);
     let keys = tempfile::tempdir().unwrap();
     let (key, hotkey) = generate_key(keys.path(), "miner.key");
 
@@ -244,7 +142,7 @@ fn where_registration_is_the_operators_a_miner_uploads_once_added() {
     // refused this unregistered key first).
     let bogus = keys.path().join("bogus.wasm");
     std::fs::write(&bogus, "not a component").unwrap();
-    let refused = validator.upload(&bogus, &key).fails_with("agent ").stderr;
+    let refused = upload(&validator, &bogus, &key).fails_with("agent ").stderr;
     assert!(
         refused.contains("was not uploaded")
             && refused.contains("does not load in the validator's sandbox"),
@@ -253,7 +151,7 @@ fn where_registration_is_the_operators_a_miner_uploads_once_added() {
     assert!(!refused.contains("unknown_hotkey"), "{refused}");
 
     let agent = sooth_test_agents::always_half();
-    validator.upload(&agent, &key).fails_with("unknown_hotkey");
+    upload(&validator, &agent, &key).fails_with("unknown_hotkey");
 
     run(sooth()
         .args(["validator", "add-miner", "--config"])
@@ -267,7 +165,7 @@ fn where_registration_is_the_operators_a_miner_uploads_once_added() {
     .ok();
     assert_eq!(added.stdout.trim(), format!("registered {hotkey} as uid 0"));
 
-    let uploaded = validator.upload(&agent, &key).ok();
+    let uploaded = upload(&validator, &agent, &key).ok();
     assert!(
         uploaded.stdout.trim_end().ends_with(": pending"),
         "{}",

@@ -8,123 +8,43 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use common::{Output, run, sooth};
+use common::live_validator::{LiveValidator, free_port, generate_key};
+use common::{Output, run};
 use sooth_fake_upstream::{GatewayConfigBuilder, ServiceBuilder};
 use sooth_proxy::{ApiKey, LinkedKeys, ProxyConfig, unlink_key};
 
 const SECRET: &str = "sk-cli-linked-0b7e-never-printed";
 
-/// A free loopback port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A live validator with open registration and the `[gateway]` table given, with the fake
+/// upstream's operator keys in its environment.
+struct Validator(LiveValidator);
+
+impl std::ops::Deref for Validator {
+    type Target = LiveValidator;
+    fn deref(&self) -> &LiveValidator {
+        &self.0
+    }
 }
 
-/// A live validator in a temporary directory, stopped when dropped.
-struct Validator {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    url: String,
-    config: PathBuf,
-    port: u16,
+impl std::ops::DerefMut for Validator {
+    fn deref_mut(&mut self) -> &mut LiveValidator {
+        &mut self.0
+    }
 }
 
 impl Validator {
-    /// A validator with open registration and the `[gateway]` table given.
     fn start(gateway: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("events")).unwrap();
-        let port = free_port();
-        let config = dir.path().join("validator.toml");
-        std::fs::write(
-            &config,
-            format!(
+        Self(LiveValidator::start(
+            &format!(
                 "data_dir = \"data\"\n\n[sources]\njsonl_dirs = [\"events\"]\npoll_secs = 1\n\n\
-                 [registration]\nopen = true\n\n[api]\nlisten = \"127.0.0.1:{port}\"\n\n\
-                 [gateway]\n{gateway}\n"
+                 [registration]\nopen = true\n\n[gateway]\n{gateway}"
             ),
-        )
-        .unwrap();
-        let mut validator = Self {
-            dir,
-            child: None,
-            url: format!("http://127.0.0.1:{port}"),
-            config,
-            port,
-        };
-        validator.restart();
-        validator
-    }
-
-    /// Starts the validator (again), its log appended to `validator.log`.
-    fn restart(&mut self) {
-        self.stop();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("validator.log"))
-            .unwrap();
-        let child = sooth()
-            .current_dir(self.dir.path())
-            .args(["-vv", "validator", "run", "--config"])
-            .arg(&self.config)
-            .env("SOOTH_TEST_CHAT_KEY", "sk-operator-chat")
-            .env("SOOTH_TEST_SEARCH_KEY", "sk-operator-search")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let port = self.port;
-        self.wait_until("the API listens", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Waits (up to a minute) until `check` holds, as long as the validator runs.
-    fn wait_until(&mut self, what: &str, mut check: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !check() {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "the validator exited ({status}) before {what}:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("validator.log")).unwrap_or_default()
-    }
-
-    /// `sooth ARGS... --validator URL --key KEY`.
-    fn miner(&self, args: &[&str], key: &Path) -> Command {
-        let mut command = sooth();
-        command
-            .args(args)
-            .args(["--validator", &self.url, "--key"])
-            .arg(key);
-        command
+            &[
+                ("SOOTH_TEST_CHAT_KEY", "sk-operator-chat"),
+                ("SOOTH_TEST_SEARCH_KEY", "sk-operator-search"),
+            ],
+        ))
     }
 
     /// `sooth services link SERVICE --api-key-env SOOTH_TEST_MINER_KEY` with the variable
@@ -153,12 +73,6 @@ impl Validator {
             }
         }
         bytes
-    }
-}
-
-impl Drop for Validator {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -198,20 +112,6 @@ fn gateway_key(gateway_dir: &Path, service: &str, miner: &str) -> Option<String>
         keys.lookup(service, miner)
             .map(|key: ApiKey| key.expose().to_owned())
     })
-}
-
-/// `sooth keys generate --out DIR/NAME`: the file and the public key printed.
-fn generate_key(dir: &Path, name: &str) -> (PathBuf, String) {
-    let path = dir.join(name);
-    let output = run(sooth().args(["keys", "generate", "--out"]).arg(&path)).ok();
-    let hotkey = output
-        .stdout
-        .lines()
-        .last()
-        .and_then(|line| line.split_whitespace().last())
-        .unwrap()
-        .to_owned();
-    (path, hotkey)
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {

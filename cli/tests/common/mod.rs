@@ -128,3 +128,4 @@ service = "chat"
 cost_usd = 0.001
 content = "Probability: 0.72"
 "#;
+pub mod live_validator;
