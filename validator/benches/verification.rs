@@ -1,7 +1,7 @@
 //! From upload to verdict: a Rust agent uploaded through the HTTP API (signed, checked, kept,
-//! queued) and verified by the queue's worker (duplicate check, compile in the child process,
-//! 200 probe runs in the sandbox, originality against 255 earlier versions of other miners),
-//! on SQLite in a temporary directory with the default settings. Then 50 uploads of different
+//! queued) and verified by the queue's worker (duplicate check; compile, in-process, the
+//! runner's default for an embedder, where `sooth` compiles in a child process; 200 probe runs
+//! in the sandbox; originality against 255 earlier versions of other miners), on SQLite in a temporary directory with the default settings. Then 50 uploads of different
 //! components at once, all verified: every one gets a verdict, none is lost.
 //!
 //! Run with `cargo bench -p sooth-validator --bench verification`. Target: <= 2 s from upload
