@@ -57,6 +57,7 @@ mod executor;
 mod intake;
 pub mod integrity;
 pub mod linked_keys;
+pub mod meta;
 mod registration;
 mod run_tokens;
 mod sandbox;
