@@ -79,7 +79,8 @@ impl SandboxExecutor {
     ///
     /// # Errors
     ///
-    /// [`AdmitError::Load`] saying what is wrong with the bytes, [`AdmitError::Save`].
+    /// [`AdmitError::Load`] saying what is wrong with the bytes, [`AdmitError::File`] when
+    /// they cannot be kept.
     pub async fn admit(&self, bytes: &[u8]) -> Result<String, AdmitError> {
         // Bytes already loaded are already verified.
         let known = content_hash(bytes);
