@@ -408,6 +408,10 @@ mod tests {
                 "data_dir = \"d\"\n[verification]\nmax_attempts = 0\n",
                 "verification.max_attempts",
             ),
+            (
+                "data_dir = \"d\"\n[verification]\nlive_window = 5\n",
+                "verification.live_window",
+            ),
             ("data_dir = \"d\"\n[registration]\nopen = \"yes\"\n", "open"),
             (
                 "data_dir = \"d\"\n[linked_keys]\nkey_file = \"\"\n",

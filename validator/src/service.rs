@@ -150,7 +150,7 @@ fn settings(config: &ValidatorConfig) -> DaemonSettings {
             slots: config.competition.slots,
             immunity: TimeDelta::days(i64::from(config.competition.immunity_days)),
         },
-        scoring_window: config.competition.scoring_window,
+        scoring_window: config.verification.live_window,
     }
 }
 
@@ -433,7 +433,7 @@ pub async fn run_with_linked_keys(
 
     let mut intake = Intake::open(&config.sources, &parts.store).await?;
     let live_check = LiveCheckSettings {
-        window: config.competition.scoring_window,
+        window: config.verification.live_window,
         originality: config.verification.originality.clone(),
         concordance: config.verification.concordance.clone(),
     };
