@@ -515,10 +515,10 @@ async fn leaderboard_and_weights_of_the_latest_computation() {
                 // did not.
                 {"rank": 1, "uid": 0, "hotkey": "alice", "mean_brier": 0.15625,
                  "events_counted": 2, "imputed_count": 0, "weight": 1.0,
-                 "consistency": 1.0, "days_scored": 1},
+                 "consistency": 1.0, "days_scored": 1, "integrity_flags": []},
                 {"rank": 2, "uid": 1, "hotkey": "bob", "mean_brier": 0.40625,
                  "events_counted": 2, "imputed_count": 1, "weight": 0.0,
-                 "consistency": 0.0, "days_scored": 1},
+                 "consistency": 0.0, "days_scored": 1, "integrity_flags": []},
             ],
         })
     );

@@ -148,4 +148,18 @@ async fn a_live_only_copier_loses_its_weight_and_a_probe_dodger_is_flagged_by_co
     assert_eq!(weight_of(&after, &copier).1, 0.0);
     assert_eq!(weight_of(&after, &dodger).1, 0.0);
     assert_eq!(weight_of(&after, &original).1, 1.0);
+    // The leaderboard shows why.
+    let (_, board) = h.get("/v1/leaderboard").await;
+    let flags_of = |miner: &SecretHotkey| {
+        board["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["hotkey"] == miner.public().to_string())
+            .unwrap()["integrity_flags"]
+            .clone()
+    };
+    assert_eq!(flags_of(&copier), serde_json::json!(["originality"]));
+    assert_eq!(flags_of(&dodger), serde_json::json!(["concordance"]));
+    assert_eq!(flags_of(&original), serde_json::json!([]));
 }

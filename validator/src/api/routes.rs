@@ -110,7 +110,8 @@ pub(super) async fn leaderboard(
 ) -> Result<Json<LeaderboardView>, ApiError> {
     let rows = store.latest_weights().await?;
     let consistency = store.consistency().await?;
-    Ok(Json(LeaderboardView::new(rows, &consistency)))
+    let flags = store.failed_live_checks().await?;
+    Ok(Json(LeaderboardView::new(rows, &consistency, &flags)))
 }
 
 pub(super) async fn weights(State(store): State<Store>) -> Result<Json<WeightsView>, ApiError> {

@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use crate::event::{Event, Outcome};
 use crate::store::{
-    Consistency, EventRecord, EventStatus, MinerRecord, MinerRun, RunRecord, VersionRecord,
-    WeightRow,
+    Consistency, EventRecord, EventStatus, IntegrityCheck, MinerRecord, MinerRun, RunRecord,
+    VersionRecord, WeightRow,
 };
 
 /// The body of every error: `{"code": "...", "message": "..."}`, with `next_allowed_at` for
@@ -250,11 +250,13 @@ pub struct LeaderboardView {
 }
 
 impl LeaderboardView {
-    /// The leaderboard of `rows`, each with its miner's consistency from `consistency`.
+    /// The leaderboard of `rows`, each with its miner's consistency from `consistency` and its
+    /// failed live checks from `flags`.
     #[must_use]
     pub fn new(
         rows: Vec<WeightRow>,
         consistency: &std::collections::HashMap<String, Consistency>,
+        flags: &std::collections::HashMap<String, Vec<IntegrityCheck>>,
     ) -> Self {
         Self {
             computed_at: rows.first().map(|row| row.computed_at),
@@ -262,7 +264,8 @@ impl LeaderboardView {
                 .into_iter()
                 .map(|row| {
                     let days = consistency.get(&row.hotkey).copied().unwrap_or_default();
-                    LeaderboardRowView::new(row, days)
+                    let failed = flags.get(&row.hotkey).map_or(&[][..], Vec::as_slice);
+                    LeaderboardRowView::new(row, days, failed)
                 })
                 .collect(),
         }
@@ -291,12 +294,16 @@ pub struct LeaderboardRowView {
     pub consistency: Option<f64>,
     /// Days of resolution it was scored on.
     pub days_scored: u32,
+    /// The integrity checks its active version failed on its live events (`originality`,
+    /// `concordance`): it earns no weight until a new version activates. Empty for most.
+    pub integrity_flags: Vec<&'static str>,
 }
 
 impl LeaderboardRowView {
-    /// The line of `row`, with the miner's `consistency`.
+    /// The line of `row`, with the miner's `consistency` and the checks its active version
+    /// failed on live events.
     #[must_use]
-    pub fn new(row: WeightRow, consistency: Consistency) -> Self {
+    pub fn new(row: WeightRow, consistency: Consistency, flags: &[IntegrityCheck]) -> Self {
         Self {
             rank: row.rank,
             uid: row.uid,
@@ -307,6 +314,7 @@ impl LeaderboardRowView {
             weight: row.weight,
             consistency: consistency.share(),
             days_scored: consistency.days,
+            integrity_flags: flags.iter().map(|check| check.as_str()).collect(),
         }
     }
 }

@@ -588,8 +588,20 @@ impl Store {
     pub async fn hotkeys_without_weight(
         &self,
     ) -> Result<std::collections::HashSet<String>, StoreError> {
-        let hotkeys: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT m.hotkey FROM validator_agent_versions v \
+        Ok(self.failed_live_checks().await?.into_keys().collect())
+    }
+
+    /// For each hotkey whose active version's newest live verdict of some check failed, those
+    /// checks (in check order): what the leaderboard shows beside the miner.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Database`], [`StoreError::Corrupt`].
+    pub async fn failed_live_checks(
+        &self,
+    ) -> Result<std::collections::HashMap<String, Vec<IntegrityCheck>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT m.hotkey, d.check_name FROM validator_agent_versions v \
                JOIN validator_miners m USING (miner_no) \
                JOIN validator_integrity_verdicts d ON d.version_no = v.version_no \
               WHERE v.status = 'active' AND d.scope = 'live' AND NOT d.passed \
@@ -597,10 +609,22 @@ impl Store {
                                       FROM validator_integrity_verdicts newest \
                                      WHERE newest.version_no = d.version_no \
                                        AND newest.scope = 'live' \
-                                       AND newest.check_name = d.check_name)",
+                                       AND newest.check_name = d.check_name) \
+              ORDER BY m.hotkey, d.check_name",
         )
         .fetch_all(&self.reader)
         .await?;
-        Ok(hotkeys.into_iter().collect())
+        let mut failed: std::collections::HashMap<String, Vec<IntegrityCheck>> =
+            std::collections::HashMap::new();
+        for row in &rows {
+            let check: String = row.try_get("check_name")?;
+            let check = IntegrityCheck::parse(&check)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown check {check:?}")))?;
+            failed
+                .entry(row.try_get("hotkey")?)
+                .or_default()
+                .push(check);
+        }
+        Ok(failed)
     }
 }
