@@ -382,6 +382,60 @@ impl EpistulaVerifier {
         body: &[u8],
         now_ms: u64,
     ) -> Result<VerifiedEpistula, EpistulaError> {
+        let checked = self.check_headers(&headers, now_ms)?;
+        let message = epistula_message(
+            body,
+            &checked.uuid,
+            &checked.timestamp_text,
+            &checked.signed_for,
+        );
+        checked
+            .hotkey
+            .verify(message.as_bytes(), &checked.signature)
+            .map_err(|_| EpistulaError::BadSignature)?;
+
+        match self.replays.record(
+            &checked.hotkey,
+            &checked.uuid,
+            checked.timestamp_ms,
+            now_ms,
+            self.window_ms,
+        ) {
+            Recorded::New => Ok(VerifiedEpistula {
+                hotkey: checked.hotkey,
+                uuid: checked.uuid,
+                timestamp_ms: checked.timestamp_ms,
+            }),
+            Recorded::Seen => Err(EpistulaError::Replayed),
+            Recorded::Full => Err(EpistulaError::Busy),
+            Recorded::Stale { age_ms } => Err(EpistulaError::Stale {
+                age_ms,
+                window_ms: self.window_ms,
+            }),
+        }
+    }
+
+    /// Everything [`verify`](Self::verify) checks before the body: the headers' presence and
+    /// form, the timestamp's window, the validator signed for and the scheme. A server calls
+    /// it before reading a large body, so that a request that cannot pass costs no read.
+    /// Returns the signer's hotkey.
+    ///
+    /// # Errors
+    ///
+    /// As [`verify`](Self::verify), up to [`SchemeNotAccepted`](EpistulaError::SchemeNotAccepted).
+    pub fn precheck(
+        &self,
+        headers: impl Fn(&str) -> Option<String>,
+        now_ms: u64,
+    ) -> Result<Hotkey, EpistulaError> {
+        Ok(self.check_headers(&headers, now_ms)?.hotkey)
+    }
+
+    fn check_headers(
+        &self,
+        headers: &impl Fn(&str) -> Option<String>,
+        now_ms: u64,
+    ) -> Result<CheckedHeaders, EpistulaError> {
         let get = |header: &'static str| headers(header).ok_or(EpistulaError::Missing { header });
         let version = get(HEADER_EPISTULA_VERSION)?;
         if version != EPISTULA_VERSION {
@@ -400,7 +454,7 @@ impl EpistulaVerifier {
         let hotkey = Hotkey::parse(&signed_by)
             .map_err(|error| malformed(HEADER_EPISTULA_SIGNED_BY, error.with_cause()))?;
         check_signed_for(&signed_for)?;
-        let signature_bytes = parse_signature(&signature)?;
+        let signature = parse_signature(&signature)?;
 
         self.check_window(timestamp_ms, now_ms)?;
         if signed_for != self.expected_signed_for {
@@ -414,27 +468,14 @@ impl EpistulaVerifier {
                 scheme: hotkey.scheme(),
             });
         }
-        let message = epistula_message(body, &uuid, &timestamp_text, &signed_for);
-        hotkey
-            .verify(message.as_bytes(), &signature_bytes)
-            .map_err(|_| EpistulaError::BadSignature)?;
-
-        match self
-            .replays
-            .record(&hotkey, &uuid, timestamp_ms, now_ms, self.window_ms)
-        {
-            Recorded::New => Ok(VerifiedEpistula {
-                hotkey,
-                uuid,
-                timestamp_ms,
-            }),
-            Recorded::Seen => Err(EpistulaError::Replayed),
-            Recorded::Full => Err(EpistulaError::Busy),
-            Recorded::Stale { age_ms } => Err(EpistulaError::Stale {
-                age_ms,
-                window_ms: self.window_ms,
-            }),
-        }
+        Ok(CheckedHeaders {
+            hotkey,
+            uuid,
+            timestamp_text,
+            timestamp_ms,
+            signed_for,
+            signature,
+        })
     }
 
     fn check_window(&self, timestamp_ms: u64, now_ms: u64) -> Result<(), EpistulaError> {
@@ -455,6 +496,16 @@ impl EpistulaVerifier {
         }
         Ok(())
     }
+}
+
+/// A request's headers once checked, before its signature.
+struct CheckedHeaders {
+    hotkey: Hotkey,
+    uuid: String,
+    timestamp_text: String,
+    timestamp_ms: u64,
+    signed_for: String,
+    signature: [u8; 64],
 }
 
 fn parse_timestamp(text: &str) -> Result<u64, EpistulaError> {

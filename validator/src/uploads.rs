@@ -238,9 +238,10 @@ impl UploadDesk {
         self.daemon.clock().now()
     }
 
-    /// Checks, before the body is read, that the request's claimed signer may send one: its
-    /// hotkey parses and is registered (for an upload) and its timestamp is within the window.
-    /// The signature itself is checked with the body ([`verify`](Self::verify)).
+    /// Checks, before the body is read, all that can be checked without it: the signature
+    /// headers (their form, the timestamp's window, the validator signed for, the scheme; the
+    /// protocol's [`EpistulaVerifier::precheck`]) and, for an upload, that the signer is
+    /// registered. The signature itself is checked with the body ([`verify`](Self::verify)).
     ///
     /// # Errors
     ///
@@ -251,27 +252,8 @@ impl UploadDesk {
         headers: impl Fn(&str) -> Option<String>,
         must_be_registered: bool,
     ) -> Result<(), DeskError> {
-        let signed_by =
-            headers(sooth_protocol::HEADER_EPISTULA_SIGNED_BY).ok_or(EpistulaError::Missing {
-                header: sooth_protocol::HEADER_EPISTULA_SIGNED_BY,
-            })?;
-        let hotkey = Hotkey::parse(&signed_by).map_err(|error| EpistulaError::Malformed {
-            header: sooth_protocol::HEADER_EPISTULA_SIGNED_BY,
-            problem: error.with_cause(),
-        })?;
-        if let Some(timestamp) = headers(sooth_protocol::HEADER_EPISTULA_TIMESTAMP)
-            .and_then(|text| text.parse::<i64>().ok())
-        {
-            let window = i64::try_from(self.signatures.window_ms()).unwrap_or(i64::MAX);
-            let now = self.now().timestamp_millis();
-            if timestamp < now.saturating_sub(window) {
-                return Err(EpistulaError::Stale {
-                    age_ms: u64::try_from(now - timestamp).unwrap_or(u64::MAX),
-                    window_ms: self.signatures.window_ms(),
-                }
-                .into());
-            }
-        }
+        let now = u64::try_from(self.now().timestamp_millis()).unwrap_or(0);
+        let hotkey = self.signatures.precheck(headers, now)?;
         if must_be_registered {
             self.registered(&hotkey.to_string()).await?;
         }
