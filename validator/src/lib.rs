@@ -56,6 +56,7 @@ mod event;
 mod executor;
 mod intake;
 pub mod integrity;
+mod linalg;
 pub mod linked_keys;
 pub mod meta;
 mod registration;

@@ -2,6 +2,8 @@
 //! applied twice, dropping columns that add nothing): the residual of a vector is what its
 //! projection on the basis leaves.
 
+use crate::linalg::{cholesky_solve, dot};
+
 /// Orthonormal columns spanning a design matrix's column space.
 #[derive(Debug, Clone)]
 pub(crate) struct OrthoBasis {
@@ -92,7 +94,9 @@ impl OrthoBasis {
                 a[r][c] = f64::from(u8::from(r == c)) - dot(&qm[r], &qm[c]);
             }
         }
-        let Some(s) = cholesky_solve(a, h) else {
+        // A pivot below this means the rows dropped carried a direction no other row has.
+        const PIVOT: f64 = 1e-9;
+        let Some(s) = cholesky_solve(a, h, |d, _| d >= PIVOT) else {
             return false;
         };
         let mut c = g;
@@ -112,49 +116,6 @@ impl OrthoBasis {
         }
         true
     }
-}
-
-/// Solves `a x = b` for a symmetric positive definite `a` by Cholesky; `None` when `a` is
-/// not safely positive definite.
-fn cholesky_solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
-    /// A pivot below this means the rows dropped carried a direction no other row has.
-    const PIVOT: f64 = 1e-9;
-    let n = b.len();
-    for j in 0..n {
-        let d = a[j][j] - dot(&a[j][..j], &a[j][..j]);
-        if d.is_nan() || d < PIVOT {
-            return None;
-        }
-        let d = d.sqrt();
-        a[j][j] = d;
-        for i in j + 1..n {
-            let x = (a[i][j] - dot(&a[i][..j], &a[j][..j])) / d;
-            a[i][j] = x;
-        }
-    }
-    for i in 0..n {
-        let x = (b[i] - dot(&a[i][..i], &b[..i])) / a[i][i];
-        b[i] = x;
-    }
-    for i in (0..n).rev() {
-        let later: f64 = (i + 1..n).map(|k| a[k][i] * b[k]).sum();
-        b[i] = (b[i] - later) / a[i][i];
-    }
-    Some(b)
-}
-
-/// The dot product, with four running sums so that the loop pipelines and vectorizes.
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let mut sums = [0.0; 4];
-    let (a4, b4) = (a.chunks_exact(4), b.chunks_exact(4));
-    let (ra, rb) = (a4.remainder(), b4.remainder());
-    for (x, y) in a4.zip(b4) {
-        for j in 0..4 {
-            sums[j] += x[j] * y[j];
-        }
-    }
-    let tail: f64 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
-    (sums[0] + sums[1]) + (sums[2] + sums[3]) + tail
 }
 
 fn norm(v: &[f64]) -> f64 {

@@ -2,6 +2,7 @@
 //! columns of standardized values, well conditioned enough for it).
 
 use super::MetaError;
+use crate::linalg::{cholesky_solve, dot};
 
 /// A pivot of the Cholesky factor below this share of its diagonal entry means the columns
 /// are linearly dependent (up to rounding).
@@ -36,40 +37,10 @@ pub(crate) fn least_squares(columns: &[Vec<f64>], y: &[f64]) -> Result<Vec<f64>,
         }
     }
     let rhs: Vec<f64> = columns.iter().map(|c| dot(c, y)).collect();
-    cholesky_solve(a, rhs).ok_or(MetaError::Singular)
-}
-
-/// Solves `a x = b` for a symmetric positive definite `a` by Cholesky (`a = L L'`); `None`
-/// when `a` is not (safely) positive definite.
-pub(crate) fn cholesky_solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
-    let n = b.len();
-    for j in 0..n {
-        let diagonal = a[j][j];
-        let d = diagonal - dot(&a[j][..j], &a[j][..j]);
-        if !d.is_finite() || d <= DEPENDENT * diagonal.abs() || d <= 0.0 {
-            return None;
-        }
-        let d = d.sqrt();
-        a[j][j] = d;
-        for i in j + 1..n {
-            let x = (a[i][j] - dot(&a[i][..j], &a[j][..j])) / d;
-            a[i][j] = x;
-        }
-    }
-    // L z = b, then L' x = z.
-    for i in 0..n {
-        b[i] = (b[i] - dot(&a[i][..i], &b[..i])) / a[i][i];
-    }
-    for i in (0..n).rev() {
-        let later: f64 = (i + 1..n).map(|k| a[k][i] * b[k]).sum();
-        b[i] = (b[i] - later) / a[i][i];
-    }
-    Some(b)
-}
-
-/// The dot product of two slices of equal length.
-pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    cholesky_solve(a, rhs, |d, diagonal| {
+        d.is_finite() && d > DEPENDENT * diagonal.abs() && d > 0.0
+    })
+    .ok_or(MetaError::Singular)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use super::MetaError;
 use super::gauss::rank_gauss;
-use super::lstsq::dot;
+use crate::linalg::dot;
 
 /// One era's meta-model and outcomes, transformed once (`m = Phi^-1(rank(meta))`, `t =
 /// outcome - mean(outcome)`) so that many miners' predictions can be scored against them.
