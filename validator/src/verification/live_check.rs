@@ -11,8 +11,8 @@ use super::probe_set::{ProbeSet, market_probability};
 use crate::event::Event;
 use crate::event::Outcome;
 use crate::integrity::{
-    ConcordanceConfig, EventFeatures, OriginalityConfig, OriginalityVerdict, PublicSignals,
-    check_concordance, check_originality_resolved,
+    ConcordanceConfig, EventFeatures, OriginalityConfig, PublicSignals, check_concordance,
+    check_originality_resolved,
 };
 use crate::store::{IntegrityCheck, LiveRun, NewVerdict, Store, StoreError, VerdictScope};
 
@@ -133,37 +133,20 @@ pub async fn check_active_versions(
                 continue;
             }
         };
-        let originality = match verdict {
-            OriginalityVerdict::Copy {
-                matched,
-                statistic,
-                detail,
-                ..
-            } => NewVerdict {
-                check: IntegrityCheck::Originality,
-                scope: VerdictScope::Live,
-                passed: false,
-                matched_version: Some(matched),
-                statistic: Some(statistic),
-                detail: format!(
-                    "not original on its last {} live events: a copy of version {matched}, \
-                     uploaded earlier ({detail})",
-                    own.len()
-                ),
-            },
-            other => NewVerdict {
-                check: IntegrityCheck::Originality,
-                scope: VerdictScope::Live,
-                passed: true,
-                matched_version: None,
-                statistic: None,
-                detail: format!(
-                    "on its last {} live events: {}",
-                    own.len(),
-                    super::originality::describe(&other, earlier.len())
-                ),
-            },
+        let hotkey_of = |version: i64| {
+            active
+                .iter()
+                .find(|active| active.version == version)
+                .map_or_else(|| "?".to_owned(), |active| active.hotkey.clone())
         };
+        let over = format!("on its last {} live events", own.len());
+        let originality = super::originality::to_verdict(
+            verdict,
+            VerdictScope::Live,
+            earlier.len(),
+            hotkey_of,
+            Some(&over),
+        );
         if !originality.passed {
             report
                 .failed

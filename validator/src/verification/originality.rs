@@ -54,8 +54,27 @@ pub(super) fn check(
             .iter()
             .find(|earlier| earlier.version == version)
             .map_or("?", |earlier| earlier.hotkey.as_str())
+            .to_owned()
     };
-    Ok(match verdict {
+    Ok(to_verdict(
+        verdict,
+        VerdictScope::Probe,
+        others.len(),
+        hotkey_of,
+        None,
+    ))
+}
+
+/// The verdict to record from the check's answer, compared with `earlier` versions (whose
+/// miners `hotkey_of` names) `over` the events it says (`None`: the probe set).
+pub(super) fn to_verdict(
+    verdict: OriginalityVerdict<i64>,
+    scope: VerdictScope,
+    earlier: usize,
+    hotkey_of: impl Fn(i64) -> String,
+    over: Option<&str>,
+) -> NewVerdict {
+    match verdict {
         OriginalityVerdict::Copy {
             matched,
             statistic,
@@ -63,24 +82,29 @@ pub(super) fn check(
             ..
         } => NewVerdict {
             check: IntegrityCheck::Originality,
-            scope: VerdictScope::Probe,
+            scope,
             passed: false,
             matched_version: Some(matched),
             statistic: Some(statistic),
             detail: format!(
-                "not original: a copy of version {matched} of miner {}, uploaded earlier ({detail})",
+                "not original{}: a copy of version {matched} of miner {}, uploaded earlier \
+                 ({detail})",
+                over.map(|over| format!(" {over}")).unwrap_or_default(),
                 hotkey_of(matched)
             ),
         },
         other => NewVerdict {
             check: IntegrityCheck::Originality,
-            scope: VerdictScope::Probe,
+            scope,
             passed: true,
             matched_version: None,
             statistic: None,
-            detail: describe(&other, others.len()),
+            detail: match over {
+                Some(over) => format!("{over}: {}", describe(&other, earlier)),
+                None => describe(&other, earlier),
+            },
         },
-    })
+    }
 }
 
 /// The scored predictions of `runs` in the probe set's order; `None` for a failed or missing
