@@ -73,6 +73,17 @@ pub async fn check_active_versions(
             store.live_runs(version.version, settings.window).await?,
         );
     }
+    // Each version's predictions by event, built once: every later version is compared with it.
+    let by_event: HashMap<i64, HashMap<&str, Option<f64>>> = runs
+        .iter()
+        .map(|(version, runs)| {
+            let predictions = runs
+                .iter()
+                .map(|run| (run.event.id.as_str(), run.prediction))
+                .collect();
+            (*version, predictions)
+        })
+        .collect();
     let mut verdicts: Vec<(i64, NewVerdict)> = Vec::new();
     let mut report = LiveCheckReport {
         versions: active.len(),
@@ -90,11 +101,7 @@ pub async fn check_active_versions(
             .iter()
             .filter(|other| other.hotkey != candidate.hotkey)
             .filter_map(|other| {
-                let theirs: HashMap<&str, Option<f64>> = runs
-                    .get(&other.version)?
-                    .iter()
-                    .map(|run| (run.event.id.as_str(), run.prediction))
-                    .collect();
+                let theirs = by_event.get(&other.version)?;
                 let aligned: Vec<Option<f64>> = own
                     .iter()
                     .map(|run| theirs.get(run.event.id.as_str()).copied().flatten())
