@@ -59,6 +59,7 @@ pub mod integrity;
 mod linalg;
 pub mod linked_keys;
 pub mod meta;
+pub mod pages;
 mod registration;
 mod run_tokens;
 mod sandbox;
@@ -67,6 +68,7 @@ pub mod service;
 pub mod sources;
 pub mod store;
 pub mod synthetic;
+pub mod tables;
 #[cfg(test)]
 mod test_support;
 mod uploads;

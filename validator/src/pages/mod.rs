@@ -1,0 +1,1 @@
+//! The leaderboard's web pages: server-rendered HTML with inline SVG charts.
