@@ -108,10 +108,7 @@ pub(super) async fn miner_runs(
 pub(super) async fn leaderboard(
     State(store): State<Store>,
 ) -> Result<Json<LeaderboardView>, ApiError> {
-    let rows = store.latest_weights().await?;
-    let consistency = store.consistency().await?;
-    let flags = store.failed_live_checks().await?;
-    Ok(Json(LeaderboardView::new(rows, &consistency, &flags)))
+    Ok(Json(LeaderboardView::load(&store).await?))
 }
 
 pub(super) async fn weights(State(store): State<Store>) -> Result<Json<WeightsView>, ApiError> {

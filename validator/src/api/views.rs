@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::event::{Event, Outcome};
 use crate::store::{
-    Consistency, EventRecord, EventStatus, IntegrityCheck, MinerRecord, MinerRun, RunRecord,
+    Consistency, Store, StoreError, EventRecord, EventStatus, IntegrityCheck, MinerRecord, MinerRun, RunRecord,
     VersionRecord, WeightRow,
 };
 
@@ -247,9 +247,25 @@ pub struct LeaderboardView {
     pub computed_at: Option<DateTime<Utc>>,
     /// One line per miner scored, best rank first.
     pub rows: Vec<LeaderboardRowView>,
+    /// The benchmark agents and the meta-model's pools, scored like miners over the same
+    /// window and never weighted.
+    pub references: Vec<ReferenceRowView>,
 }
 
 impl LeaderboardView {
+    /// The leaderboard as the store has it now: the latest weights computation with each
+    /// miner's consistency, integrity flags and contribution, and the reference entries.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when a read fails.
+    pub async fn load(store: &Store) -> Result<Self, StoreError> {
+        let rows = store.latest_weights().await?;
+        let consistency = store.consistency().await?;
+        let flags = store.failed_live_checks().await?;
+        Ok(Self::new(rows, &consistency, &flags))
+    }
+
     /// The leaderboard of `rows`, each with its miner's consistency from `consistency` and its
     /// failed live checks from `flags`.
     #[must_use]
@@ -268,8 +284,34 @@ impl LeaderboardView {
                     LeaderboardRowView::new(row, days, failed)
                 })
                 .collect(),
+            references: Vec::new(),
         }
     }
+}
+
+/// What a reference entry of the leaderboard is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReferenceKind {
+    /// A benchmark agent, run on every event like a miner's.
+    Benchmark,
+    /// One of the meta-model's pools of the miners' forecasts.
+    MetaModel,
+}
+
+/// A reference line of the leaderboard: a benchmark agent or a meta-model pool.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReferenceRowView {
+    /// Its name (`market-baseline`, `meta:linear`...).
+    pub name: String,
+    /// Benchmark or meta-model.
+    pub kind: ReferenceKind,
+    /// Mean Brier score over the same window as the miners'; `null` before any event resolved.
+    pub mean_brier: Option<f64>,
+    /// Events in the window.
+    pub events_counted: usize,
+    /// Of which scored with the imputed 0.5.
+    pub imputed_count: usize,
 }
 
 /// A line of the leaderboard.
@@ -297,6 +339,9 @@ pub struct LeaderboardRowView {
     /// The integrity checks its active version failed on its live events (`originality`,
     /// `concordance`): it earns no weight until a new version activates. Empty for most.
     pub integrity_flags: Vec<&'static str>,
+    /// Its contribution to the meta-model (MMC), the mean over the days of resolution in the
+    /// window; `null` before any.
+    pub mmc: Option<f64>,
 }
 
 impl LeaderboardRowView {
@@ -315,6 +360,7 @@ impl LeaderboardRowView {
             consistency: consistency.share(),
             days_scored: consistency.days,
             integrity_flags: flags.iter().map(|check| check.as_str()).collect(),
+            mmc: None,
         }
     }
 }
