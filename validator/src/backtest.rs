@@ -148,6 +148,27 @@ impl Simulation {
         Ok(hash)
     }
 
+    /// Loads the component `bytes` and records it as benchmark agent `name`: from the clock's
+    /// instant it runs on every event under a reserved entry that holds no slot and is never
+    /// weighted, scored beside the miners. Returns the component's hash.
+    ///
+    /// # Errors
+    ///
+    /// [`BacktestError::Agent`] when the component does not load,
+    /// [`BacktestError::Daemon`] when the name is refused or the store fails.
+    pub async fn add_benchmark(&self, name: &str, bytes: &[u8]) -> Result<String, BacktestError> {
+        let hash = self
+            .executor
+            .admit(bytes)
+            .await
+            .map_err(|source| BacktestError::Agent {
+                hotkey: format!("benchmark:{name}"),
+                source,
+            })?;
+        self.daemon.set_benchmark(name, &hash).await?;
+        Ok(hash)
+    }
+
     /// Enters the component `bytes` as miner `hotkey` through the verification queue, as a live
     /// validator verifies an upload: the duplicate check, compiling, runs on `probe`, and the
     /// originality check against the agents entered before it. A verified version activates

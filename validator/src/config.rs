@@ -126,6 +126,44 @@ pub struct ValidatorConfig {
     /// The verification of new versions.
     #[serde(default)]
     pub verification: VerificationConfig,
+    /// The benchmark agents.
+    #[serde(default)]
+    pub benchmarks: BenchmarksConfig,
+}
+
+/// `[benchmarks]`: the reference agents (SPEC: the example agents).
+///
+/// ```toml
+/// [benchmarks]
+/// agents = ["market-baseline.wasm"]  # components, relative to this file
+/// ```
+///
+/// Each runs on every event under a reserved entry named after its file (`market-baseline`),
+/// which holds no slot and is never weighted, and is scored and shown beside the miners; its
+/// predictions on the probe set are public signals to the originality check, so that what
+/// agents share with it (the market's price, an LLM's answer) is not taken for copying.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BenchmarksConfig {
+    /// The benchmark agents' components.
+    pub agents: Vec<PathBuf>,
+}
+
+impl BenchmarksConfig {
+    /// Each agent's entry name: its file's stem.
+    #[must_use]
+    pub fn named(&self) -> Vec<(String, &Path)> {
+        self.agents
+            .iter()
+            .map(|path| {
+                let name = path.file_stem().map_or_else(
+                    || path.display().to_string(),
+                    |stem| stem.to_string_lossy().into_owned(),
+                );
+                (name, path.as_path())
+            })
+            .collect()
+    }
 }
 
 /// `[competition]`.
@@ -271,9 +309,9 @@ impl ValidatorConfig {
             .collect();
         config.gateway.config = config.gateway.config.map(|file| base.join(file));
         config.verification.probe_file = config.verification.probe_file.map(|file| base.join(file));
-        config.verification.benchmark_agents = config
-            .verification
-            .benchmark_agents
+        config.benchmarks.agents = config
+            .benchmarks
+            .agents
             .iter()
             .map(|file| base.join(file))
             .collect();

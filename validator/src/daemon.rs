@@ -11,6 +11,10 @@
 //!    created by now, [`Store::missing_runs`], by the version active at the event's creation,
 //!    `activation::active_version`) goes to the [`RunExecutor`], at most
 //!    `max_concurrent_runs` at a time, and each outcome is recorded as it finishes;
+//!    The benchmark agents' runs owed (reference entries, [`Store::missing_benchmark_runs`])
+//!    go to the same executor beside them, and once every owed run is recorded, the
+//!    meta-model's pools ([`Pool`]) of each event created by now are recorded
+//!    ([`Store::events_to_pool`]), weighted equally and by the current weights;
 //! 3. **scoring**: if resolutions arrived since the last step, the Brier scores of the newly
 //!    resolved events and the leaderboard over the last 101 events resolved by now are recorded
 //!    in one transaction, then published through the [`WeightSetter`].
@@ -35,12 +39,15 @@ use tokio::sync::Mutex;
 use crate::activation::{AgentVersion, activation_timeline, active_version, midnight_at_or_before};
 use crate::clock::Clock;
 use crate::event::{Event, Resolution};
-use crate::executor::{RunExecutor, RunJob};
+use crate::executor::{ExecutedRun, RunExecutor, RunJob, RunStatus};
+use crate::meta::Pool;
 use crate::registration::{
     RegistrationDecision, RegistrationError, RegistrationRules, decide_registration,
 };
 use crate::scoring::{LeaderboardRow, SCORING_WINDOW, ScoringError, leaderboard_over};
-use crate::store::{EventRecord, NewRun, ResolutionRecorded, RunRecorded, Store, StoreError};
+use crate::store::{
+    EventRecord, NewReferenceForecast, NewRun, ResolutionRecorded, RunRecorded, Store, StoreError,
+};
 use crate::weights::WeightSetter;
 
 mod rescoring;
@@ -114,6 +121,10 @@ pub struct StepReport {
     pub runs: usize,
     /// Of which ended without a valid prediction.
     pub failed_runs: usize,
+    /// Benchmark agents' runs executed and recorded (not counted in `runs`).
+    pub benchmark_runs: usize,
+    /// Events whose meta-model pools were recorded.
+    pub pooled_events: usize,
     /// The leaderboard computed at this step, if resolutions arrived since the previous one.
     pub leaderboard: Option<Vec<LeaderboardRow>>,
 }
@@ -128,6 +139,8 @@ struct StepState {
     /// The scoring window as of the last scoring, kept so that a scoring loads only the newly
     /// resolved events instead of all 101.
     window: Option<ScoringWindow>,
+    /// Whether the meta-model's entries are known to be in the store.
+    pools_recorded: bool,
 }
 
 /// The validator daemon. See the module docs.
@@ -326,6 +339,20 @@ impl Daemon {
         Ok(())
     }
 
+    /// Records benchmark agent `name` with its component `hash` (already admitted by the
+    /// executor): it runs on every event created from now on that is still open, under a
+    /// reserved entry that holds no slot and is never weighted.
+    ///
+    /// # Errors
+    ///
+    /// [`DaemonError::Store`]: a refused name (empty, over-long, the meta-model's prefix), a
+    /// failed write.
+    pub async fn set_benchmark(&self, name: &str, hash: &str) -> Result<(), DaemonError> {
+        self.store.set_benchmark(name, hash).await?;
+        self.note_change();
+        Ok(())
+    }
+
     /// The leaderboard at `at`: every registered miner over the last 101 events resolved by
     /// then.
     ///
@@ -378,9 +405,11 @@ impl Daemon {
             .is_some_and(|&first| first <= now);
         let changes = self.changes.load(Ordering::SeqCst);
         if came_due || changes != state.runs_done_at_change {
-            let (runs, failed) = self.run_owed(now).await?;
-            report.runs = runs;
-            report.failed_runs = failed;
+            let owed = self.run_owed(now).await?;
+            report.runs = owed.runs;
+            report.failed_runs = owed.failed;
+            report.benchmark_runs = owed.benchmark_runs;
+            report.pooled_events = self.pool_events(now, &mut state).await?;
             // Only once every owed run is recorded: a failed pass is tried again.
             state.runs_done_at_change = changes;
             self.lock_future_creations()
@@ -447,12 +476,13 @@ impl Daemon {
         Ok(changed)
     }
 
-    /// Executes every run owed at `now`, recording outcomes as they finish; returns (runs,
-    /// failed runs).
-    async fn run_owed(&self, now: DateTime<Utc>) -> Result<(usize, usize), DaemonError> {
+    /// Executes every run owed at `now`, the miners' and the benchmark agents', recording
+    /// outcomes as they finish.
+    async fn run_owed(&self, now: DateTime<Utc>) -> Result<OwedRuns, DaemonError> {
         let missing = self.store.missing_runs(now).await?;
-        if missing.is_empty() {
-            return Ok((0, 0));
+        let benchmarks = self.store.missing_benchmark_runs(now).await?;
+        if missing.is_empty() && benchmarks.is_empty() {
+            return Ok(OwedRuns::default());
         }
         let versions = self.store.versions_for_activation().await?;
         let events: HashMap<String, EventRecord> = self
@@ -463,50 +493,169 @@ impl Daemon {
             .map(|record| (record.event.id.clone(), record))
             .collect();
         // A miner without a version active at the event's creation has nothing to run on it.
-        let jobs: Vec<RunJob> = missing
-            .into_iter()
-            .filter_map(|run| {
-                let version = active_version(&versions, &run.hotkey, run.created_at)?;
-                let event = events.get(&run.event_id)?.clone();
-                Some(RunJob {
-                    run_id: RunJob::run_id_for(&run.event_id, &run.hotkey),
+        let miner_jobs = missing.into_iter().filter_map(|run| {
+            let version = active_version(&versions, &run.hotkey, run.created_at)?;
+            let event = events.get(&run.event_id)?.clone();
+            Some(Owed::Miner(RunJob {
+                run_id: RunJob::run_id_for(&run.event_id, &run.hotkey),
+                event,
+                version_hash: version.hash.clone(),
+                hotkey: run.hotkey,
+                uid: run.uid,
+            }))
+        });
+        let benchmark_jobs = benchmarks.into_iter().filter_map(|run| {
+            let event = events.get(&run.event_id)?.clone();
+            // The gateway meters a benchmark under this reserved name, which no hotkey can be
+            // (a hotkey is hex or SS58).
+            let hotkey = format!("benchmark:{}", run.name);
+            Some(Owed::Benchmark {
+                entry: run.name,
+                job: RunJob {
+                    run_id: RunJob::run_id_for(&run.event_id, &hotkey),
                     event,
-                    version_hash: version.hash.clone(),
-                    hotkey: run.hotkey,
-                    uid: run.uid,
-                })
+                    version_hash: run.component_hash,
+                    hotkey,
+                    // Benchmarks hold no slot; the sandbox and the gateway never read a uid.
+                    uid: 0,
+                },
             })
-            .collect();
+        });
+        let jobs: Vec<Owed> = miner_jobs.chain(benchmark_jobs).collect();
         let executor = &self.executor;
         let mut finished = futures::stream::iter(jobs)
-            .map(|job| {
-                let execution = Arc::clone(executor).execute(job.clone());
-                async move { (job, execution.await) }
+            .map(|owed| {
+                let execution = Arc::clone(executor).execute(owed.job().clone());
+                async move { (owed, execution.await) }
             })
             .buffer_unordered(self.settings.max_concurrent_runs)
             .ready_chunks(RECORD_BATCH);
-        let (mut runs, mut failed) = (0, 0);
+        let mut done = OwedRuns::default();
         while let Some(chunk) = finished.next().await {
             let finished_at = self.clock.now();
-            let records: Vec<NewRun> = chunk
-                .into_iter()
-                .map(|(job, executed)| NewRun {
-                    event_id: job.event.event.id,
-                    hotkey: job.hotkey,
-                    version_hash: job.version_hash,
-                    executed,
-                    finished_at,
-                })
-                .collect();
-            let outcomes = self.store.record_runs(&records).await?;
-            for (record, outcome) in records.iter().zip(outcomes) {
-                if outcome == RunRecorded::Inserted {
-                    runs += 1;
-                    failed += usize::from(record.executed.prediction.is_none());
+            let mut records: Vec<NewRun> = Vec::with_capacity(chunk.len());
+            let mut forecasts: Vec<NewReferenceForecast> = Vec::new();
+            for (owed, executed) in chunk {
+                match owed {
+                    Owed::Miner(job) => records.push(NewRun {
+                        event_id: job.event.event.id,
+                        hotkey: job.hotkey,
+                        version_hash: job.version_hash,
+                        executed,
+                        finished_at,
+                    }),
+                    Owed::Benchmark { entry, job } => forecasts.push(NewReferenceForecast {
+                        event_id: job.event.event.id,
+                        entry,
+                        executed: Some(executed),
+                        finished_at,
+                    }),
                 }
             }
+            if !records.is_empty() {
+                let outcomes = self.store.record_runs(&records).await?;
+                for (record, outcome) in records.iter().zip(outcomes) {
+                    if outcome == RunRecorded::Inserted {
+                        done.runs += 1;
+                        done.failed += usize::from(record.executed.prediction.is_none());
+                    }
+                }
+            }
+            if !forecasts.is_empty() {
+                let outcomes = self.store.record_reference_forecasts(&forecasts).await?;
+                done.benchmark_runs += outcomes
+                    .iter()
+                    .filter(|&&outcome| outcome == RunRecorded::Inserted)
+                    .count();
+            }
         }
-        Ok((runs, failed))
+        Ok(done)
+    }
+
+    /// Records the meta-model's pools of every event created by `now` that has none yet; runs
+    /// only after every owed run was recorded, so an event's pools are over all of its runs.
+    /// Returns how many events were pooled.
+    async fn pool_events(
+        &self,
+        now: DateTime<Utc>,
+        state: &mut StepState,
+    ) -> Result<usize, DaemonError> {
+        if !state.pools_recorded {
+            let names = Pool::ALL.map(Pool::name);
+            self.store.ensure_meta_entries(&names).await?;
+            state.pools_recorded = true;
+        }
+        let inputs = self.store.events_to_pool(now, Pool::ALL[0].name()).await?;
+        if inputs.is_empty() {
+            return Ok(0);
+        }
+        let weights: HashMap<String, f64> = self
+            .store
+            .latest_weights()
+            .await?
+            .into_iter()
+            .map(|row| (row.hotkey, row.weight))
+            .collect();
+        let mut forecasts = Vec::with_capacity(inputs.len() * Pool::ALL.len());
+        for input in &inputs {
+            let weighted: Vec<(f64, f64)> = input
+                .forecasts
+                .iter()
+                .map(|(hotkey, value)| (*value, weights.get(hotkey).copied().unwrap_or(0.0)))
+                .collect();
+            for pool in Pool::ALL {
+                let pooled = pool.of(&weighted).map_err(|error| {
+                    StoreError::Corrupt(format!(
+                        "the forecasts on event {:?} cannot be pooled: {error}",
+                        input.event_id
+                    ))
+                })?;
+                forecasts.push(NewReferenceForecast {
+                    event_id: input.event_id.clone(),
+                    entry: pool.name().to_owned(),
+                    executed: pooled.map(pooled_forecast),
+                    finished_at: now,
+                });
+            }
+        }
+        for batch in forecasts.chunks(RECORD_BATCH * Pool::ALL.len()) {
+            self.store.record_reference_forecasts(batch).await?;
+        }
+        Ok(inputs.len())
+    }
+}
+
+/// A run owed: a miner's, or a benchmark agent's.
+enum Owed {
+    Miner(RunJob),
+    Benchmark { entry: String, job: RunJob },
+}
+
+impl Owed {
+    fn job(&self) -> &RunJob {
+        match self {
+            Self::Miner(job) | Self::Benchmark { job, .. } => job,
+        }
+    }
+}
+
+/// What [`Daemon::run_owed`] executed and recorded.
+#[derive(Debug, Default)]
+struct OwedRuns {
+    runs: usize,
+    failed: usize,
+    benchmark_runs: usize,
+}
+
+/// A pool's forecast, recorded as a run of no duration that answered `probability`.
+fn pooled_forecast(probability: f64) -> ExecutedRun {
+    ExecutedRun {
+        status: RunStatus::Ok,
+        prediction: Some(probability),
+        duration_ms: 0,
+        logs: String::new(),
+        gateway_usage: serde_json::Value::Object(serde_json::Map::new()),
+        cost_usd: 0.0,
     }
 }
 

@@ -83,9 +83,9 @@ pub use backtest::{
 pub use clock::{Clock, ClockError, SimulatedClock, Sleep, SystemClock};
 pub use components::{ComponentFileError, Components};
 pub use config::{
-    ApiConfig, CompetitionConfig, ConfigError, GatewayConfig, LinkedKeysConfig, RegistrationConfig,
-    SchedulingConfig, SourcesConfig, UploadsConfig, ValidatorConfig, VerificationConfig,
-    WeightsConfig,
+    ApiConfig, BenchmarksConfig, CompetitionConfig, ConfigError, GatewayConfig, LinkedKeysConfig,
+    RegistrationConfig, SchedulingConfig, SourcesConfig, UploadsConfig, ValidatorConfig,
+    VerificationConfig, WeightsConfig,
 };
 pub use daemon::{Daemon, DaemonError, DaemonSettings, Ingested, StepReport};
 pub use event::{BINARY, DEFAULT_LIFETIME, Event, EventError, MAX_ID_BYTES, Outcome, Resolution};

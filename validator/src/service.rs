@@ -89,6 +89,14 @@ pub enum ServiceError {
         /// Why.
         source: std::io::Error,
     },
+    /// A benchmark agent's component does not load in the sandbox.
+    #[error("the benchmark agent {name} does not load")]
+    BenchmarkLoad {
+        /// Its entry name.
+        name: String,
+        /// Why.
+        source: crate::sandbox::AdmitError,
+    },
     /// An upload or a registration was refused.
     #[error(transparent)]
     Desk(#[from] DeskError),
@@ -207,16 +215,20 @@ async fn open(
         Some(path) => ProbeSet::load(path, config.verification.probe_events)?,
         None => ProbeSet::default(),
     };
-    let mut benchmarks = Vec::with_capacity(config.verification.benchmark_agents.len());
-    for path in &config.verification.benchmark_agents {
+    let mut benchmarks = Vec::with_capacity(config.benchmarks.agents.len());
+    for (name, path) in config.benchmarks.named() {
         let bytes = std::fs::read(path).map_err(|source| ServiceError::Benchmark {
             path: path.display().to_string(),
             source,
         })?;
-        let name = path.file_stem().map_or_else(
-            || path.display().to_string(),
-            |stem| stem.to_string_lossy().into_owned(),
-        );
+        let hash = executor
+            .admit(&bytes)
+            .await
+            .map_err(|source| ServiceError::BenchmarkLoad {
+                name: name.clone(),
+                source,
+            })?;
+        daemon.set_benchmark(&name, &hash).await?;
         benchmarks.push((name, bytes));
     }
     let verifier = Arc::new(

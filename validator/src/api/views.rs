@@ -5,14 +5,19 @@
 //! are), outcomes the numbers 0 and 1, statuses the lower-case words the store keeps. A field
 //! without a value is `null`, never left out.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::event::{Event, Outcome};
+use crate::meta::{Pool, contributions};
+use crate::scoring::{Miner, score_totals};
+pub use crate::store::ReferenceKind;
 use crate::store::{
-    Consistency, Store, StoreError, EventRecord, EventStatus, IntegrityCheck, MinerRecord, MinerRun, RunRecord,
-    VersionRecord, WeightRow,
+    Consistency, EventRecord, EventStatus, IntegrityCheck, MinerRecord, MinerRun, RunRecord, Store,
+    StoreError, VersionRecord, WeightRow,
 };
 
 /// The body of every error: `{"code": "...", "message": "..."}`, with `next_allowed_at` for
@@ -263,7 +268,67 @@ impl LeaderboardView {
         let rows = store.latest_weights().await?;
         let consistency = store.consistency().await?;
         let flags = store.failed_live_checks().await?;
-        Ok(Self::new(rows, &consistency, &flags))
+        let mut view = Self::new(rows, &consistency, &flags);
+        let Some(at) = view.computed_at else {
+            return Ok(view);
+        };
+        // The window the miners were scored over: as many events as the longest row counted.
+        let count = view
+            .rows
+            .iter()
+            .map(|row| row.events_counted)
+            .max()
+            .unwrap_or(0);
+        if count == 0 {
+            return Ok(view);
+        }
+        let references = store.reference_window(count, at).await?;
+        let totals = score_totals(references.entries.len(), &references.events);
+        let events = references.events.len();
+        view.references = references
+            .entries
+            .iter()
+            .zip(&totals)
+            .map(|(entry, total)| ReferenceRowView {
+                name: entry.name.clone(),
+                kind: entry.kind,
+                mean_brier: (events > 0).then(|| total.brier_sum / events as f64),
+                events_counted: events,
+                imputed_count: total.imputed,
+            })
+            .collect();
+        let Some(pool) = references
+            .entries
+            .iter()
+            .position(|entry| entry.name == Pool::CONTRIBUTION.name())
+        else {
+            return Ok(view);
+        };
+        let meta: HashMap<&str, Option<f64>> = references
+            .events
+            .iter()
+            .map(|event| (event.id.as_str(), event.predictions[pool]))
+            .collect();
+        let miners: Vec<Miner> = view
+            .rows
+            .iter()
+            .map(|row| Miner {
+                uid: row.uid,
+                hotkey: row.hotkey.clone(),
+                registered_at: at,
+            })
+            .collect();
+        let window = store.last_resolved_events(&miners, count, at).await?;
+        let pooled: Vec<Option<f64>> = window
+            .iter()
+            .map(|event| meta.get(event.id.as_str()).copied().flatten())
+            .collect();
+        let mmc = contributions(miners.len(), &window, &pooled)
+            .map_err(|error| StoreError::Corrupt(format!("contributions: {error}")))?;
+        for (row, mmc) in view.rows.iter_mut().zip(mmc) {
+            row.mmc = mmc;
+        }
+        Ok(view)
     }
 
     /// The leaderboard of `rows`, each with its miner's consistency from `consistency` and its
@@ -287,16 +352,6 @@ impl LeaderboardView {
             references: Vec::new(),
         }
     }
-}
-
-/// What a reference entry of the leaderboard is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReferenceKind {
-    /// A benchmark agent, run on every event like a miner's.
-    Benchmark,
-    /// One of the meta-model's pools of the miners' forecasts.
-    MetaModel,
 }
 
 /// A reference line of the leaderboard: a benchmark agent or a meta-model pool.

@@ -24,7 +24,6 @@
 //! lease_secs = 120                 # a worker's hold on an item, renewed while it works
 //! max_probe_failures = 20          # failed probe runs that reject a version
 //! live_window = 101                # the daily check's last live events per active version
-//! benchmark_agents = []            # components whose probe predictions are public signals
 //!
 //! [verification.originality]       # see `sooth_validator::integrity`
 //! [verification.concordance]
@@ -126,10 +125,6 @@ pub struct VerificationConfig {
     /// with little noise are caught more surely over more events: on the shared questions a
     /// copy with noise 0.03 in 89.5 % of draws over 101 events, in all over 200.
     pub live_window: usize,
-    /// Benchmark agents' components (relative to the configuration's directory): their
-    /// predictions on the probe set are public signals to the originality check, so that what
-    /// agents share with them (the market's price, an LLM's answer) is not taken for copying.
-    pub benchmark_agents: Vec<PathBuf>,
     /// The originality check.
     pub originality: OriginalityConfig,
     /// The concordance check (daily, on live events).
@@ -145,7 +140,6 @@ impl Default for VerificationConfig {
             lease_secs: 120,
             max_probe_failures: 20,
             live_window: 101,
-            benchmark_agents: Vec::new(),
             originality: OriginalityConfig::default(),
             concordance: ConcordanceConfig::default(),
         }

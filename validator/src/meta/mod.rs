@@ -11,17 +11,24 @@
 //! - `ensemble`: the weighted rank-gauss ensemble of several models, optionally neutralized
 //!   against chosen columns ([`ensemble_era`], [`ensemble_by_era`], [`neutralize`]);
 //! - `mmc`: a prediction's contribution beyond the meta-model ([`mmc_era`], [`mmc`],
-//!   [`MetaEra`]).
+//!   [`MetaEra`]);
+//! - `pools`: the meta-model, per event a pool of the miners' forecasts ([`Pool`]);
+//! - `contribution`: each miner's MMC over a scoring window, its eras the days of
+//!   resolution ([`contributions`]).
 
+mod contribution;
 mod ensemble;
 mod gauss;
 mod lstsq;
 mod mmc;
+mod pools;
 mod rank;
 
+pub use contribution::contributions;
 pub use ensemble::{ensemble_by_era, ensemble_era, neutralize};
 pub use gauss::{gaussianize, rank_gauss};
 pub use mmc::{MetaEra, MmcEra, mmc, mmc_era};
+pub use pools::Pool;
 pub use rank::rank_average;
 
 /// Why a statistic could not be computed from its input.

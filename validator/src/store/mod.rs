@@ -45,6 +45,7 @@ pub mod events;
 pub mod miner_keys;
 pub mod miners;
 mod queries;
+pub mod references;
 pub mod runs;
 pub mod scores;
 mod sources;
@@ -69,6 +70,10 @@ pub use events::{EventRecord, EventStatus, MissingRun, ResolutionRecorded};
 pub use miner_keys::{DroppedKey, NewSealedKey, SealedKey};
 pub use miners::MinerRecord;
 pub use queries::MinerRun;
+pub use references::{
+    META_PREFIX, MissingBenchmarkRun, NewReferenceForecast, PoolInput, ReferenceEntry,
+    ReferenceForecast, ReferenceKind, ReferenceWindow,
+};
 pub use runs::{NewRun, RunRecord, RunRecorded};
 pub use scores::{Consistency, EventScore, WeightRow};
 pub use uploads::{
@@ -162,6 +167,14 @@ pub enum StoreError {
     InvalidMiner {
         /// The hotkey as given.
         hotkey: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A reference entry (benchmark or pool) was refused, or none has this name.
+    #[error("reference entry {name:?}: {problem}")]
+    InvalidReference {
+        /// The name as given.
+        name: String,
         /// What is wrong.
         problem: String,
     },

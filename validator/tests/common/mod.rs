@@ -11,3 +11,6 @@ pub fn at(text: &str) -> DateTime<Utc> {
 
 #[allow(dead_code)]
 pub mod desk;
+
+#[allow(dead_code)]
+pub mod scripted;

@@ -1,0 +1,46 @@
+-- Reference entries (sqlite): the benchmark agents and the meta-model's
+-- pools. Owned by `validator/src/store/references.rs`.
+--
+-- A reference entry forecasts every event like a miner and is scored like
+-- one, but it is not a miner: it holds no slot (no uid), is never weighted
+-- and never deregistered, so it lives apart from validator_miners and
+-- nothing that ranks, registers or weights miners can see it.
+-- The PostgreSQL twin is migrations/postgres/0009_validator_references.sql.
+
+--   'benchmark'   an example agent run on every event in the sandbox;
+--                 component_hash is its component, content-addressed beside
+--                 the database like miners' versions (the newest configured);
+--   'meta_model'  a pool of the miners' forecasts, computed once an event's
+--                 runs are complete; it has no component.
+CREATE TABLE validator_reference_entries (
+    entry_no       INTEGER PRIMARY KEY,
+    name           TEXT NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 64),
+    kind           TEXT NOT NULL CHECK (kind IN ('benchmark', 'meta_model')),
+    component_hash TEXT,
+    CHECK ((kind = 'benchmark') = (component_hash IS NOT NULL))
+);
+
+-- One forecast per (event, entry), ever, like validator_runs. Statuses are
+-- the runs' words plus 'no_forecasts', a pool over no miner's forecast (no
+-- miner ran, or none with weight); only 'ok' carries a prediction, and every
+-- other status is scored with the imputed 0.5. A pool's duration is 0 and
+-- its logs empty.
+CREATE TABLE validator_reference_forecasts (
+    event_no           INTEGER NOT NULL REFERENCES validator_events (event_no),
+    entry_no           INTEGER NOT NULL REFERENCES validator_reference_entries (entry_no),
+    status             TEXT    NOT NULL CHECK (status IN ('ok', 'timeout', 'trap',
+                               'invalid_output', 'memory_exceeded', 'instantiation_failure',
+                               'crash', 'no_forecasts')),
+    prediction         REAL,
+    clipped_prediction REAL CHECK (clipped_prediction BETWEEN 0.01 AND 0.99),
+    duration_ms        BIGINT  NOT NULL CHECK (duration_ms >= 0),
+    logs               TEXT    NOT NULL DEFAULT '',
+    cost_usd           REAL NOT NULL DEFAULT 0 CHECK (cost_usd >= 0),
+    finished_at_ms     BIGINT  NOT NULL,
+    PRIMARY KEY (event_no, entry_no),
+    CHECK ((status = 'ok') = (prediction IS NOT NULL AND clipped_prediction IS NOT NULL))
+);
+
+-- A reference's history (its rolling score, its downloads) reads by entry.
+CREATE INDEX validator_reference_forecasts_by_entry
+    ON validator_reference_forecasts (entry_no, event_no);
