@@ -9,6 +9,7 @@ mod agent_test;
 mod backtest;
 mod compile_worker;
 mod demo;
+mod ensemble_cmd;
 mod events;
 mod gateway_choice;
 mod keys_cmd;
@@ -69,6 +70,9 @@ enum Command {
     /// example agents, runs them through the in-process gateway against a fake upstream on a
     /// simulated clock, and prints the leaderboard and weights.
     Demo(DemoArgs),
+    /// The benchmark models' rank-gauss ensemble of a table of predictions (CSV or Parquet),
+    /// era by era, optionally neutralized; writes the table with the ensemble column added.
+    Ensemble(ensemble_cmd::EnsembleArgs),
     /// Plumbing used by sooth itself.
     #[command(subcommand, hide = true)]
     Internal(InternalCommand),
@@ -529,6 +533,7 @@ fn main() -> ExitCode {
         Command::Validator(ValidatorCommand::AddMiner(args)) => validator_cmd::add_miner(&args),
         Command::Backtest(args) => backtest::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Ensemble(args) => ensemble_cmd::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

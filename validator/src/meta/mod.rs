@@ -23,6 +23,7 @@ mod lstsq;
 mod mmc;
 mod pools;
 mod rank;
+mod table_ensemble;
 
 pub use contribution::contributions;
 pub use ensemble::{ensemble_by_era, ensemble_era, neutralize};
@@ -30,6 +31,7 @@ pub use gauss::{gaussianize, rank_gauss};
 pub use mmc::{MetaEra, MmcEra, mmc, mmc_era};
 pub use pools::Pool;
 pub use rank::rank_average;
+pub use table_ensemble::{TableEnsemble, TableEnsembleError, ensemble_table};
 
 /// Why a statistic could not be computed from its input.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
