@@ -107,6 +107,8 @@ fn build(state: ApiState) -> Router {
         .route("/v1/miners/{hotkey}/runs", get(routes::miner_runs))
         .route("/v1/leaderboard", get(routes::leaderboard))
         .route("/v1/weights", get(routes::weights))
+        // The leaderboard's HTML pages (`/`, `/miners/{hotkey}`, `/events/{id}`, `/operator`).
+        .merge(crate::pages::routes())
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::method_not_allowed)
         // Upload bodies are bounded by the desk's own cap, read by the handler.
