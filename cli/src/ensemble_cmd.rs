@@ -26,7 +26,7 @@ pub struct EnsembleArgs {
         long,
         value_name = "W1,W2",
         value_delimiter = ',',
-        allow_negative_numbers = true
+        allow_hyphen_values = true
     )]
     pub weights: Vec<f64>,
     /// Columns to neutralize the ensemble against (their least-squares fit is subtracted per

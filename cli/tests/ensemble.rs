@@ -229,6 +229,20 @@ fn pyarrow_parquet_in_gives_what_csv_in_gives() {
 }
 
 #[test]
+fn negative_weights_are_accepted() {
+    // Ranks of negated values are mirrored, and the inverse normal CDF is odd: the ensemble
+    // of weights -1,-2 is the negation of that of 1,2.
+    let (dir, input) = input_dir();
+    let out = dir.path().join("out.csv");
+    ensemble(&input, &out, &["--models", "a,b", "--weights", "-1,-2"]).ok();
+    let negated: Vec<Option<f64>> = PLAIN.iter().map(|v| v.map(|x| -x)).collect();
+    assert_close(
+        &Table::read(&out).unwrap().numbers("ensemble").unwrap(),
+        &negated,
+    );
+}
+
+#[test]
 fn a_numeric_era_column_under_another_name() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("input.csv");
