@@ -44,3 +44,6 @@ CREATE TABLE validator_reference_forecasts (
 -- A reference's history (its rolling score, its downloads) reads by entry.
 CREATE INDEX validator_reference_forecasts_by_entry
     ON validator_reference_forecasts (entry_no, event_no);
+
+-- The downloads read a day's events by creation, open or resolved.
+CREATE INDEX validator_events_created ON validator_events (created_at_ms);

@@ -30,6 +30,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -41,6 +42,7 @@ use crate::clock::Clock;
 use crate::event::{Event, Resolution};
 use crate::executor::{ExecutedRun, RunExecutor, RunJob, RunStatus};
 use crate::meta::Pool;
+use crate::metrics::ValidatorMetrics;
 use crate::registration::{
     RegistrationDecision, RegistrationError, RegistrationRules, decide_registration,
 };
@@ -162,6 +164,8 @@ pub struct Daemon {
     weight_setter: Arc<dyn WeightSetter>,
     settings: DaemonSettings,
     state: Mutex<StepState>,
+    /// Where runs, scorings and weights are counted.
+    metrics: Option<Arc<ValidatorMetrics>>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -210,7 +214,15 @@ impl Daemon {
             weight_setter,
             settings,
             state: Mutex::new(StepState::default()),
+            metrics: None,
         })
+    }
+
+    /// The same daemon, counting its runs, scorings and weights in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<ValidatorMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The store the daemon writes.
@@ -418,8 +430,14 @@ impl Daemon {
         let pending = std::mem::take(&mut *self.lock_resolved());
         let requested = self.scoring_requested.swap(false, Ordering::SeqCst);
         if requested || !pending.is_empty() {
+            let began = std::time::Instant::now();
             match self.score(now, &mut state, &pending, requested).await {
                 Ok((leaderboard, later)) => {
+                    if let (Some(metrics), Some(_)) = (&self.metrics, &leaderboard) {
+                        // A leaderboard is returned only once its weights were published.
+                        metrics.observe_scoring(began.elapsed());
+                        metrics.observe_weights_set(now);
+                    }
                     report.leaderboard = leaderboard;
                     self.lock_resolved().extend(later);
                 }
@@ -482,6 +500,9 @@ impl Daemon {
         let missing = self.store.missing_runs(now).await?;
         let benchmarks = self.store.missing_benchmark_runs(now).await?;
         if missing.is_empty() && benchmarks.is_empty() {
+            if let Some(metrics) = &self.metrics {
+                metrics.set_runs_owed(0);
+            }
             return Ok(OwedRuns::default());
         }
         let versions = self.store.versions_for_activation().await?;
@@ -522,6 +543,14 @@ impl Daemon {
             })
         });
         let jobs: Vec<Owed> = miner_jobs.chain(benchmark_jobs).collect();
+        if let Some(metrics) = &self.metrics {
+            // Miners' runs only: the metrics count benchmark runs nowhere.
+            let owed = jobs
+                .iter()
+                .filter(|owed| matches!(owed, Owed::Miner(_)))
+                .count();
+            metrics.set_runs_owed(owed);
+        }
         let executor = &self.executor;
         let mut finished = futures::stream::iter(jobs)
             .map(|owed| {
@@ -556,6 +585,10 @@ impl Daemon {
                 let outcomes = self.store.record_runs(&records).await?;
                 for (record, outcome) in records.iter().zip(outcomes) {
                     if outcome == RunRecorded::Inserted {
+                        if let Some(metrics) = &self.metrics {
+                            let duration = Duration::from_millis(record.executed.duration_ms);
+                            metrics.observe_run(record.executed.status, duration);
+                        }
                         done.runs += 1;
                         done.failed += usize::from(record.executed.prediction.is_none());
                     }
@@ -586,7 +619,7 @@ impl Daemon {
             state.pools_recorded = true;
         }
         let inputs = self.store.events_to_pool(now, Pool::ALL[0].name()).await?;
-        if inputs.is_empty() {
+        if inputs.events.is_empty() {
             return Ok(0);
         }
         let weights: HashMap<String, f64> = self
@@ -596,12 +629,20 @@ impl Daemon {
             .into_iter()
             .map(|row| (row.hotkey, row.weight))
             .collect();
-        let mut forecasts = Vec::with_capacity(inputs.len() * Pool::ALL.len());
-        for input in &inputs {
+        let miner_weights: Vec<f64> = inputs
+            .hotkeys
+            .iter()
+            .map(|hotkey| weights.get(hotkey).copied().unwrap_or(0.0))
+            .collect();
+        let mut forecasts = Vec::with_capacity(inputs.events.len() * Pool::ALL.len());
+        for input in &inputs.events {
             let weighted: Vec<(f64, f64)> = input
                 .forecasts
                 .iter()
-                .map(|(hotkey, value)| (*value, weights.get(hotkey).copied().unwrap_or(0.0)))
+                .map(|&(miner, value)| {
+                    let weight = miner_weights.get(miner as usize).copied().unwrap_or(0.0);
+                    (value, weight)
+                })
                 .collect();
             for pool in Pool::ALL {
                 let pooled = pool.of(&weighted).map_err(|error| {
@@ -621,7 +662,7 @@ impl Daemon {
         for batch in forecasts.chunks(RECORD_BATCH * Pool::ALL.len()) {
             self.store.record_reference_forecasts(batch).await?;
         }
-        Ok(inputs.len())
+        Ok(inputs.events.len())
     }
 }
 

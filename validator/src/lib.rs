@@ -40,7 +40,15 @@
 //!   directories, an HTTP feed with a cursor, prediction-market listings);
 //! - [`store`]: the daemon's storage (sqlx on SQLite): miners, agent versions, events, runs,
 //!   scores and weights history;
-//! - [`api`]: the daemon's read-only HTTP API (events, runs, miners, leaderboard, weights);
+//! - [`api`]: the daemon's HTTP API (events, runs, miners, leaderboard, weights, downloads,
+//!   miners' signed requests);
+//! - [`pages`]: the leaderboard's web pages (server-rendered HTML, inline SVG charts), served
+//!   beside the API or written as a static site;
+//! - [`metrics`]: the validator's Prometheus metrics (`/metrics`);
+//! - [`meta`]: the benchmark models' statistics: the rank-gauss ensemble, the meta-model's
+//!   pools and contribution (MMC);
+//! - [`tables`]: tables of named columns read from and written to CSV and Parquet (downloads,
+//!   `sooth ensemble`);
 //! - [`synthetic`]: a seeded synthetic world (hidden truths, noisy market prices) for the
 //!   demo and benchmarks.
 
@@ -59,6 +67,7 @@ pub mod integrity;
 mod linalg;
 pub mod linked_keys;
 pub mod meta;
+pub mod metrics;
 pub mod pages;
 mod registration;
 mod run_tokens;

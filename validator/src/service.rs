@@ -29,6 +29,7 @@ use crate::config::ValidatorConfig;
 use crate::daemon::{Daemon, DaemonError, DaemonSettings, StepReport};
 use crate::intake::{Intake, IntakeError};
 use crate::linked_keys::{KeySealer, LinkedKeySink, MinerKeys};
+use crate::metrics::ValidatorMetrics;
 use crate::registration::{RegistrationDecision, RegistrationRules};
 use crate::run_tokens::SignedRunTokens;
 use crate::sandbox::{RunTokens, SandboxExecutor};
@@ -132,6 +133,7 @@ struct Parts {
     verifier: Arc<Verifier>,
     desk: Arc<UploadDesk>,
     miner_keys: Option<Arc<MinerKeys>>,
+    metrics: Arc<ValidatorMetrics>,
 }
 
 /// The validator's hotkey (the public half of its key): what miners sign their requests for.
@@ -202,15 +204,19 @@ async fn open(
             .map_err(data_dir_error)?,
     );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
-    let daemon = Arc::new(Daemon::new(
-        store.clone(),
-        Arc::clone(&clock),
-        executor.clone(),
-        Arc::new(JsonFileWeights::new(
-            config.data_dir.join(&config.weights.file),
-        )),
-        settings(config),
-    )?);
+    let metrics = Arc::new(ValidatorMetrics::new());
+    let daemon = Arc::new(
+        Daemon::new(
+            store.clone(),
+            Arc::clone(&clock),
+            executor.clone(),
+            Arc::new(JsonFileWeights::new(
+                config.data_dir.join(&config.weights.file),
+            )),
+            settings(config),
+        )?
+        .with_metrics(Arc::clone(&metrics)),
+    );
     let probe = match &config.verification.probe_file {
         Some(path) => ProbeSet::load(path, config.verification.probe_events)?,
         None => ProbeSet::default(),
@@ -239,7 +245,8 @@ async fn open(
             probe,
             verification_settings(config),
         )
-        .with_benchmarks(benchmarks),
+        .with_benchmarks(benchmarks)
+        .with_metrics(Arc::clone(&metrics)),
     );
     let miner_keys = match linked_keys {
         Some(sink) => {
@@ -274,6 +281,7 @@ async fn open(
         verifier,
         desk,
         miner_keys,
+        metrics,
     })
 }
 
@@ -438,6 +446,7 @@ pub async fn run_with_linked_keys(
         listener,
         Arc::clone(&parts.desk),
         config.uploads.max_in_flight,
+        Arc::clone(&parts.metrics),
     ));
     // A restart finishes what was queued: the worker claims whatever waits, and items held
     // by the process that stopped are claimed again when their leases end.
@@ -601,8 +610,15 @@ async fn ingest(daemon: &Daemon, batch: Batch) {
     }
 }
 
-async fn serve_api(listener: tokio::net::TcpListener, desk: Arc<UploadDesk>, max_in_flight: usize) {
-    let router = crate::api::router_with_uploads(desk, max_in_flight);
+async fn serve_api(
+    listener: tokio::net::TcpListener,
+    desk: Arc<UploadDesk>,
+    max_in_flight: usize,
+    metrics: Arc<ValidatorMetrics>,
+) {
+    let store = desk.store().clone();
+    let router = crate::api::router_with_uploads(desk, max_in_flight)
+        .merge(crate::metrics::router(store, metrics));
     if let Err(error) = axum::serve(listener, router).await {
         tracing::error!(
             error = &error as &dyn std::error::Error,

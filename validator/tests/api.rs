@@ -515,11 +515,15 @@ async fn leaderboard_and_weights_of_the_latest_computation() {
                 // did not.
                 {"rank": 1, "uid": 0, "hotkey": "alice", "mean_brier": 0.15625,
                  "events_counted": 2, "imputed_count": 0, "weight": 1.0,
-                 "consistency": 1.0, "days_scored": 1, "integrity_flags": []},
+                 "consistency": 1.0, "days_scored": 1, "integrity_flags": [],
+                 "mmc": null},
                 {"rank": 2, "uid": 1, "hotkey": "bob", "mean_brier": 0.40625,
                  "events_counted": 2, "imputed_count": 1, "weight": 0.0,
-                 "consistency": 0.0, "days_scored": 1, "integrity_flags": []},
+                 "consistency": 0.0, "days_scored": 1, "integrity_flags": [],
+                 "mmc": null},
             ],
+            // No reference entry: the store was filled without a daemon.
+            "references": [],
         })
     );
     let (status, body) = get(&app, "/v1/weights").await;
@@ -569,7 +573,10 @@ async fn leaderboard_and_weights_are_empty_before_any_computation() {
     let app = router(filled_store().await);
     assert_eq!(
         get(&app, "/v1/leaderboard").await,
-        (StatusCode::OK, json!({"computed_at": null, "rows": []}))
+        (
+            StatusCode::OK,
+            json!({"computed_at": null, "rows": [], "references": []})
+        )
     );
     assert_eq!(
         get(&app, "/v1/weights").await,

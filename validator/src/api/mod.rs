@@ -20,6 +20,7 @@
 //! Lists are keyset-paginated: `limit` (default [`DEFAULT_LIMIT`], at most [`MAX_LIMIT`]) and
 //! `before`, the event id of the last item of the previous page.
 
+mod download_routes;
 mod key_routes;
 mod routes;
 mod signed_body;
@@ -107,6 +108,8 @@ fn build(state: ApiState) -> Router {
         .route("/v1/miners/{hotkey}/runs", get(routes::miner_runs))
         .route("/v1/leaderboard", get(routes::leaderboard))
         .route("/v1/weights", get(routes::weights))
+        .route("/v1/downloads", get(download_routes::index))
+        .route("/v1/downloads/{day}/{file}", get(download_routes::file))
         // The leaderboard's HTML pages (`/`, `/miners/{hotkey}`, `/events/{id}`, `/operator`).
         .merge(crate::pages::routes())
         .fallback(routes::no_route)
@@ -147,6 +150,9 @@ pub enum ApiError {
     /// The store failed: 500, `internal`, with a generic message (the error itself is logged).
     #[error("store error")]
     Store(#[from] StoreError),
+    /// A download could not be written (a bug: tables of the store's values always can be).
+    #[error("download error")]
+    Download(#[from] crate::tables::TableError),
 }
 
 impl IntoResponse for ApiError {
@@ -193,6 +199,17 @@ impl IntoResponse for ApiError {
                 } else {
                     (status, error.code(), crate::causes::with_causes(&error))
                 }
+            }
+            Self::Download(error) => {
+                tracing::error!(
+                    error = &error as &dyn std::error::Error,
+                    "validator API: writing a download failed"
+                );
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error: the download could not be written".to_owned(),
+                )
             }
             Self::Store(error) => {
                 tracing::error!(

@@ -41,7 +41,9 @@
 //! the read-only pages the HTTP API serves ([`Store::events_page`], [`Store::miner_runs`]), and
 //! `sources` where each event source has read up to ([`Store::source_state`]).
 
+pub mod downloads;
 pub mod events;
+pub mod metrics_queries;
 pub mod miner_keys;
 pub mod miners;
 mod queries;
@@ -66,12 +68,13 @@ use thiserror::Error;
 use crate::event::{EventError, Outcome};
 use crate::executor::RunError;
 
+pub use downloads::{DayForecastRow, DayForecasts, ResolvedRow};
 pub use events::{EventRecord, EventStatus, MissingRun, ResolutionRecorded};
 pub use miner_keys::{DroppedKey, NewSealedKey, SealedKey};
 pub use miners::MinerRecord;
 pub use queries::MinerRun;
 pub use references::{
-    META_PREFIX, MissingBenchmarkRun, NewReferenceForecast, PoolInput, ReferenceEntry,
+    META_PREFIX, MissingBenchmarkRun, NewReferenceForecast, PoolInput, PoolInputs, ReferenceEntry,
     ReferenceForecast, ReferenceKind, ReferenceWindow,
 };
 pub use runs::{NewRun, RunRecord, RunRecorded};

@@ -92,13 +92,23 @@ pub struct MissingBenchmarkRun {
     pub component_hash: String,
 }
 
-/// An event whose pools are not recorded yet, with the miners' valid forecasts on it.
+/// The events whose pools are not recorded yet, with the miners' valid forecasts on each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolInputs {
+    /// Every miner's hotkey; a forecast names its miner by index in this list.
+    pub hotkeys: Vec<String>,
+    /// The events, oldest first.
+    pub events: Vec<PoolInput>,
+}
+
+/// An event of [`PoolInputs`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolInput {
     /// The event.
     pub event_id: String,
-    /// Each miner with a valid run on it: (hotkey, clipped prediction).
-    pub forecasts: Vec<(String, f64)>,
+    /// Each miner with a valid run on it: (index in [`PoolInputs::hotkeys`], clipped
+    /// prediction).
+    pub forecasts: Vec<(u32, f64)>,
 }
 
 /// A reference entry's forecast on an event, as stored.
@@ -332,42 +342,64 @@ impl Store {
         &self,
         as_of: DateTime<Utc>,
         first_pool: &str,
-    ) -> Result<Vec<PoolInput>, StoreError> {
+    ) -> Result<PoolInputs, StoreError> {
         let mut connection = self.reader.begin().await?;
+        let miners = sqlx::query("SELECT miner_no, hotkey FROM validator_miners ORDER BY miner_no")
+            .fetch_all(&mut *connection)
+            .await?;
+        let mut hotkeys = Vec::with_capacity(miners.len());
+        let mut miner_index: HashMap<i64, u32> = HashMap::with_capacity(miners.len());
+        for row in &miners {
+            let index = u32::try_from(hotkeys.len())
+                .map_err(|_| StoreError::Corrupt("too many miners".to_owned()))?;
+            miner_index.insert(row.try_get("miner_no")?, index);
+            hotkeys.push(row.try_get("hotkey")?);
+        }
+        // One row per event, its valid forecasts packed as "miner value,miner value,..." (as
+        // `last_resolved_events` reads them): decoding 100 rows of text is many times faster
+        // than 25,600 rows through sqlx. `%!.17g` reads back as the very same f64.
         let rows = sqlx::query(
-            "SELECT e.event_no, e.id, m.hotkey, r.clipped_prediction \
+            "SELECT e.id, \
+                    (SELECT group_concat(r.miner_no || ' ' || printf('%!.17g', r.clipped_prediction)) \
+                       FROM validator_runs r \
+                      WHERE r.event_no = e.event_no AND r.clipped_prediction IS NOT NULL) \
                FROM validator_events e \
-               LEFT JOIN validator_runs r \
-                      ON r.event_no = e.event_no AND r.clipped_prediction IS NOT NULL \
-               LEFT JOIN validator_miners m ON m.miner_no = r.miner_no \
               WHERE e.created_at_ms <= ?1 \
                 AND NOT EXISTS (SELECT 1 FROM validator_reference_forecasts f \
                                   JOIN validator_reference_entries p USING (entry_no) \
                                  WHERE f.event_no = e.event_no AND p.name = ?2) \
-              ORDER BY e.created_at_ms, e.id, m.hotkey",
+              ORDER BY e.created_at_ms, e.id",
         )
         .bind(to_ms(as_of))
         .bind(first_pool)
         .fetch_all(&mut *connection)
         .await?;
-        let mut inputs: Vec<PoolInput> = Vec::new();
-        let mut last_event = None;
+        let mut events = Vec::with_capacity(rows.len());
         for row in &rows {
-            let event_no: i64 = row.try_get("event_no")?;
-            if last_event != Some(event_no) {
-                last_event = Some(event_no);
-                inputs.push(PoolInput {
-                    event_id: row.try_get("id")?,
-                    forecasts: Vec::new(),
-                });
+            let packed: Option<&str> = row.try_get(1)?;
+            let mut forecasts = Vec::new();
+            for pair in packed
+                .unwrap_or_default()
+                .split(',')
+                .filter(|pair| !pair.is_empty())
+            {
+                let (miner, value) = pair
+                    .split_once(' ')
+                    .and_then(|(miner, value)| {
+                        Some((miner.parse::<i64>().ok()?, value.parse::<f64>().ok()?))
+                    })
+                    .ok_or_else(|| StoreError::Corrupt(format!("packed forecast {pair:?}")))?;
+                let miner = *miner_index.get(&miner).ok_or_else(|| {
+                    StoreError::Corrupt(format!("a run of unknown miner {miner}"))
+                })?;
+                forecasts.push((miner, value));
             }
-            let hotkey: Option<String> = row.try_get("hotkey")?;
-            let value: Option<f64> = row.try_get("clipped_prediction")?;
-            if let (Some(hotkey), Some(value), Some(input)) = (hotkey, value, inputs.last_mut()) {
-                input.forecasts.push((hotkey, value));
-            }
+            events.push(PoolInput {
+                event_id: row.try_get(0)?,
+                forecasts,
+            });
         }
-        Ok(inputs)
+        Ok(PoolInputs { hotkeys, events })
     }
 
     /// The reference entries' forecasts on the last `count` events resolved at or before

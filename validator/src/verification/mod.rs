@@ -35,6 +35,7 @@ use tokio::sync::Notify;
 use crate::causes::with_causes;
 use crate::clock::Clock;
 use crate::integrity::OriginalityConfig;
+use crate::metrics::ValidatorMetrics;
 use crate::sandbox::{AdmitError, SandboxExecutor};
 use crate::store::{
     AttemptFailed, IntegrityCheck, NewVerdict, ProbeRun, Store, StoreError, VerdictScope,
@@ -123,6 +124,8 @@ pub struct Verifier {
     benchmarks: Vec<(String, Vec<u8>)>,
     /// Their probe predictions, aligned with the probe events: public signals.
     benchmark_predictions: tokio::sync::OnceCell<Vec<Vec<Option<f64>>>>,
+    /// Where each attempt's outcome is counted.
+    metrics: Option<Arc<ValidatorMetrics>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -155,7 +158,15 @@ impl Verifier {
             queued: Notify::new(),
             benchmarks: Vec::new(),
             benchmark_predictions: tokio::sync::OnceCell::new(),
+            metrics: None,
         }
+    }
+
+    /// The same verifier, counting each attempt's outcome in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<ValidatorMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The same verifier with benchmark agents (`(name, component bytes)`): their predictions
@@ -227,7 +238,12 @@ impl Verifier {
             let pass = async {
                 loop {
                     match self.verify_next().await {
-                        Ok(Some(done)) => log_pass(&done),
+                        Ok(Some(done)) => {
+                            if let Some(metrics) = &self.metrics {
+                                metrics.observe_verification((&done).into());
+                            }
+                            log_pass(&done);
+                        }
                         Ok(None) => break,
                         Err(error) => {
                             tracing::warn!(
