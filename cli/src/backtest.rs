@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use sooth_runner::ScriptedGateway;
 use sooth_validator::sources::{Batch, jsonl};
-use sooth_validator::store::Verification;
+use sooth_validator::store::{Store, Verification};
 use sooth_validator::verification::ProbeSet;
 use sooth_validator::{BacktestReport, DaemonSettings, Simulation, start_instant};
 
@@ -55,6 +55,12 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
             },
         )
         .await?;
+        for (name, path) in agent_names(&args.benchmarks)? {
+            let bytes = std::fs::read(&path)
+                .with_context(|| format!("cannot read benchmark agent {}", path.display()))?;
+            simulation.add_benchmark(&name, &bytes).await?;
+            outln(format_args!("benchmark {name}: {}", path.display()))?;
+        }
         for (hotkey, path) in &agents {
             let bytes = std::fs::read(path)
                 .with_context(|| format!("cannot read agent {}", path.display()))?;
@@ -86,12 +92,28 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
         for refused in &replay.refused {
             eprintln!("warning: skipped: {refused}");
         }
-        anyhow::Ok(simulation.report().await?)
+        let report = simulation.report().await?;
+        if let Some(out) = &args.out {
+            write_site(simulation.daemon.store(), out).await?;
+        }
+        anyhow::Ok(report)
     })?;
     print_report(&report)?;
     if let Some(out) = &args.out {
         write_report(&report, out)?;
     }
+    Ok(())
+}
+
+/// Writes the leaderboard's web pages in `out/site`.
+pub async fn write_site(store: &Store, out: &Path) -> anyhow::Result<()> {
+    let site = out.join("site");
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create output directory {}", out.display()))?;
+    sooth_validator::pages::write_static_site(store, &site)
+        .await
+        .with_context(|| format!("cannot write the pages in {}", site.display()))?;
+    outln(format_args!("wrote {}", site.join("index.html").display()))?;
     Ok(())
 }
 

@@ -19,7 +19,7 @@ use sooth_validator::synthetic::{WorldSpec, generate};
 use sooth_validator::{DaemonSettings, SignedRunTokens, Simulation};
 
 use crate::agent_build::{build_python, build_rust};
-use crate::backtest::{DataDir, print_report, write_report};
+use crate::backtest::{DataDir, print_report, write_report, write_site};
 use crate::progress::replay_bar;
 use crate::runner_setup::{default_cache_dir, make_runner};
 use crate::{DemoArgs, outln};
@@ -106,8 +106,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             let bytes = std::fs::read(path)
                 .with_context(|| format!("cannot read agent {}", path.display()))?;
             let hash = simulation.enter(name, &bytes).await?;
+            // The example agents are the benchmarks too (SPEC): the same agent, run under a
+            // reserved entry that holds no slot, is what every miner compares itself to.
+            simulation.add_benchmark(name, &bytes).await?;
             outln(format_args!(
-                "miner {name}: agent {}",
+                "miner {name} and benchmark {name}: agent {}",
                 &hash[..12.min(hash.len())]
             ))?;
         }
@@ -135,11 +138,16 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             upstream.stats().chat_requests
         ))?;
         print_report(&report)?;
-        if let Some(out) = &args.out {
-            write_report(&report, out)?;
-        }
         gateway.stop().await;
         upstream.shutdown().await;
+        let store = simulation.daemon.store();
+        match &args.out {
+            Some(out) => {
+                write_report(&report, out)?;
+                write_site(store, out).await?;
+            }
+            None => serve(store.clone(), args.listen).await?,
+        }
         anyhow::Ok(())
     })
 }
@@ -178,4 +186,26 @@ fn build_examples(out: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
         Err(error) => eprintln!("skipping the Python example agent: {error:#}"),
     }
     Ok(built)
+}
+
+/// Serves the leaderboard's pages and the JSON API over `store` on `listen` until Ctrl-C.
+async fn serve(
+    store: sooth_validator::store::Store,
+    listen: std::net::SocketAddr,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (give another with --listen)"))?;
+    let address = listener.local_addr()?;
+    outln(format_args!(
+        "leaderboard: http://{address}/ (the JSON API under /v1/; Ctrl-C to stop)"
+    ))?;
+    axum::serve(listener, sooth_validator::api::router(store))
+        .with_graceful_shutdown(async {
+            // Failing to install the handler leaves only the process's own end.
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("the leaderboard server stopped")?;
+    Ok(())
 }

@@ -297,7 +297,12 @@ pub struct BacktestArgs {
     /// The agents' components; each runs as a miner named after its file.
     #[arg(long, value_name = "WASM", num_args = 1.., required = true)]
     pub agents: Vec<PathBuf>,
-    /// Also write the leaderboard as leaderboard.json and leaderboard.csv here.
+    /// Benchmark agents' components: each runs on every event under a reserved entry named
+    /// after its file, scored beside the miners and never weighted.
+    #[arg(long = "benchmark", value_name = "WASM")]
+    pub benchmarks: Vec<PathBuf>,
+    /// Also write the leaderboard as leaderboard.json and leaderboard.csv here, and its web
+    /// pages in site/ (open site/index.html).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Keep the validator's database and components here [default: a temporary directory].
@@ -333,9 +338,14 @@ pub struct DemoArgs {
     /// Keep the databases and components here [default: a temporary directory].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Also write the leaderboard as leaderboard.json and leaderboard.csv here.
+    /// Write the leaderboard as leaderboard.json and leaderboard.csv here, and its web pages
+    /// in site/, then exit instead of serving them.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Where to serve the leaderboard's pages and the JSON API once the world is replayed
+    /// (without --out), until interrupted; port 0 picks a free one.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
 }
 
 /// The multi-threaded async runtime the commands run in.
