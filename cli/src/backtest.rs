@@ -55,7 +55,7 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
             },
         )
         .await?;
-        for (name, path) in agent_names(&args.benchmarks)? {
+        for (name, path) in unique_names(&args.benchmarks) {
             let bytes = std::fs::read(&path)
                 .with_context(|| format!("cannot read benchmark agent {}", path.display()))?;
             simulation.add_benchmark(&name, &bytes).await?;
@@ -166,6 +166,11 @@ fn agent_names(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, PathBuf)>> {
     if paths.is_empty() {
         bail!("give at least one agent with --agents");
     }
+    Ok(unique_names(paths))
+}
+
+/// Each file with a name of its own: its stem, suffixed `-2`, `-3`... when taken.
+fn unique_names(paths: &[PathBuf]) -> Vec<(String, PathBuf)> {
     let mut taken = BTreeSet::new();
     let mut named = Vec::new();
     for path in paths {
@@ -182,7 +187,7 @@ fn agent_names(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, PathBuf)>> {
         }
         named.push((name, path.clone()));
     }
-    Ok(named)
+    named
 }
 
 /// Prints the leaderboard and the weights.

@@ -223,4 +223,22 @@ fn the_demo_runs_its_world_through_the_daemon_with_given_agents() {
         (48..=72).contains(&events),
         "{events} events over 2 days of 30"
     );
+    // The pages, with each agent as a benchmark too and the meta-model's pools.
+    let index = std::fs::read_to_string(out.path().join("site").join("index.html")).unwrap();
+    for reference in [
+        "market_baseline",
+        "always_half",
+        "meta:linear",
+        "meta:log-odds",
+    ] {
+        assert!(
+            index.contains(&format!(r#"data-reference="{reference}""#)),
+            "{reference}: {index}"
+        );
+    }
+    assert!(
+        output.stdout.contains("benchmark market_baseline"),
+        "{}",
+        output.stdout
+    );
 }
