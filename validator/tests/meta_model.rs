@@ -17,7 +17,9 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value, json};
 use sooth_validator::api::views::{LeaderboardView, ReferenceKind};
+use sooth_validator::integrity::{ConcordanceConfig, OriginalityConfig};
 use sooth_validator::store::{ReferenceForecast, Store, StoreError};
+use sooth_validator::verification::{LiveCheckSettings, ProbeSet, check_active_versions};
 use sooth_validator::{
     Clock, Daemon, DaemonError, DaemonSettings, Event, NoWeightSetter, Outcome, RegistrationRules,
     Resolution, SimulatedClock,
@@ -272,4 +274,62 @@ async fn a_copy_of_the_meta_model_earns_zero_and_private_information_earns_more(
         assert_eq!(row["kind"], "meta_model");
         assert_eq!(row["events_counted"], DAYS * PER_DAY);
     }
+}
+
+/// Two miners that follow a benchmark agent's forecast (which carries a signal the market
+/// lacks), each with small noise of its own: with the benchmark's live forecasts as a public
+/// signal, the daily live check sees their own parts only and passes both; without it, the
+/// later one looks like a copy of the earlier.
+#[tokio::test]
+async fn benchmark_forecasts_are_public_signals_to_the_daily_live_check() {
+    let mut failed = Vec::new();
+    for with_benchmark in [true, false] {
+        let h = harness("2026-03-01T10:00:00Z").await;
+        h.miner("first", "first-v1").await;
+        h.clock.advance_to(at("2026-03-01T11:00:00Z")).unwrap();
+        h.miner("second", "second-v1").await;
+        if with_benchmark {
+            h.daemon
+                .set_benchmark("signal", "signal-hash")
+                .await
+                .unwrap();
+        }
+        h.advance("2026-03-02T01:00:00Z").await;
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for index in 0..80 {
+            let market: f64 = rng.random_range(0.1..0.9);
+            let benchmark = (market + rng.random_range(-0.25..0.25)).clamp(0.02, 0.98);
+            let first = (benchmark + rng.random_range(-0.04..0.04)).clamp(0.01, 0.99);
+            let second = (benchmark + rng.random_range(-0.04..0.04)).clamp(0.01, 0.99);
+            let id = format!("e{index:02}");
+            let mut event = Event::new(&id, format!("Question {id}?"), h.clock.now());
+            let mut metadata = Map::new();
+            metadata.insert("market_prob".to_owned(), json!(market));
+            metadata.insert(
+                "answers".to_owned(),
+                json!({"first": first, "second": second, "benchmark:signal": benchmark}),
+            );
+            event.metadata = metadata;
+            h.daemon.ingest_event(&event).await.unwrap();
+            h.clock
+                .advance_to(h.clock.now() + TimeDelta::minutes(10))
+                .unwrap();
+            h.daemon.step().await.unwrap();
+        }
+        let report = check_active_versions(
+            h.daemon.store(),
+            &ProbeSet::default(),
+            &LiveCheckSettings {
+                window: 101,
+                originality: OriginalityConfig::default(),
+                concordance: ConcordanceConfig::default(),
+            },
+            h.clock.now(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.versions, 2);
+        failed.push(report.failed.len());
+    }
+    assert_eq!(failed, [0, 1], "flagged with the benchmark, without it");
 }

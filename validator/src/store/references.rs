@@ -475,6 +475,41 @@ impl Store {
         Ok(ReferenceWindow { entries, events })
     }
 
+    /// Each benchmark agent's scored forecasts on the events created at or after `from`: per
+    /// benchmark (by name), its clipped forecast by event id (`None` where its run failed).
+    /// What the daily live check takes as public signals beside the market.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Database`].
+    pub async fn benchmark_forecasts_since(
+        &self,
+        from: DateTime<Utc>,
+    ) -> Result<Vec<(String, HashMap<String, Option<f64>>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT p.name, e.id, f.clipped_prediction \
+               FROM validator_reference_entries p \
+               JOIN validator_reference_forecasts f USING (entry_no) \
+               JOIN validator_events e ON e.event_no = f.event_no \
+              WHERE p.kind = 'benchmark' AND e.created_at_ms >= ?1 \
+              ORDER BY p.name",
+        )
+        .bind(to_ms(from))
+        .fetch_all(&self.reader)
+        .await?;
+        let mut benchmarks: Vec<(String, HashMap<String, Option<f64>>)> = Vec::new();
+        for row in &rows {
+            let name: String = row.try_get("name")?;
+            if benchmarks.last().is_none_or(|(last, _)| *last != name) {
+                benchmarks.push((name, HashMap::new()));
+            }
+            if let Some((_, forecasts)) = benchmarks.last_mut() {
+                forecasts.insert(row.try_get("id")?, row.try_get("clipped_prediction")?);
+            }
+        }
+        Ok(benchmarks)
+    }
+
     /// Every reference entry's forecast on `event_id`, benchmarks first, each kind by name.
     ///
     /// # Errors

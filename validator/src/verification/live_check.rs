@@ -73,6 +73,16 @@ pub async fn check_active_versions(
             store.live_runs(version.version, settings.window).await?,
         );
     }
+    // The benchmark agents' forecasts on those events are public signals, as on the probe set.
+    let first_event = runs
+        .values()
+        .flatten()
+        .map(|run| run.event.created_at)
+        .min();
+    let benchmarks = match first_event {
+        Some(from) => store.benchmark_forecasts_since(from).await?,
+        None => Vec::new(),
+    };
     // Each version's predictions by event, built once: every later version is compared with it.
     let by_event: HashMap<i64, HashMap<&str, Option<f64>>> = runs
         .iter()
@@ -117,7 +127,14 @@ pub async fn check_active_versions(
                 .iter()
                 .map(|run| market_probability(&run.event.metadata))
                 .collect(),
-            benchmarks: Vec::new(),
+            benchmarks: benchmarks
+                .iter()
+                .map(|(_, forecasts)| {
+                    own.iter()
+                        .map(|run| forecasts.get(&run.event.id).copied().flatten())
+                        .collect()
+                })
+                .collect(),
         };
         let outcomes: Vec<Option<bool>> = own
             .iter()
