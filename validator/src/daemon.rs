@@ -588,6 +588,10 @@ impl Daemon {
                         if let Some(metrics) = &self.metrics {
                             let duration = Duration::from_millis(record.executed.duration_ms);
                             metrics.observe_run(record.executed.status, duration);
+                            metrics.observe_run_spend(
+                                &record.executed.gateway_usage,
+                                record.executed.cost_usd,
+                            );
                         }
                         done.runs += 1;
                         done.failed += usize::from(record.executed.prediction.is_none());

@@ -60,6 +60,7 @@ mod clock;
 mod components;
 mod config;
 mod daemon;
+mod gateway_usage;
 mod event;
 mod executor;
 mod intake;

@@ -175,8 +175,16 @@ pub struct ValidatorMetrics {
     weights_set: Counter,
     weights_last_set: Gauge<f64, AtomicU64>,
     verifications: Family<OutcomeLabels, Counter>,
+    run_spend: Family<ServiceLabels, Counter<f64, AtomicU64>>,
+    /// The service names `run_spend` has series for: at most [`MAX_SPEND_SERVICES`].
+    spend_services: std::sync::Mutex<std::collections::BTreeSet<String>>,
     gateway_services: Vec<String>,
 }
+
+/// The most service names the runs' spend is counted under; past them, `other`. A run's usage
+/// names its services as the agent asked for them, so an agent could otherwise grow the
+/// registry without bound.
+pub const MAX_SPEND_SERVICES: usize = 32;
 
 impl Default for ValidatorMetrics {
     fn default() -> Self {
@@ -198,6 +206,7 @@ impl ValidatorMetrics {
         let weights_set = Counter::default();
         let weights_last_set = Gauge::<f64, AtomicU64>::default();
         let verifications = Family::<OutcomeLabels, Counter>::default();
+        let run_spend = Family::<ServiceLabels, Counter<f64, AtomicU64>>::default();
         // The guards are dropped at once: creating the series is the point.
         for status in RUN_STATUSES {
             drop(runs.get_or_create(&StatusLabels {
@@ -241,8 +250,16 @@ impl ValidatorMetrics {
             "Verification attempts, by outcome",
             verifications.clone(),
         );
+        registry.register(
+            "run_gateway_spend_usd",
+            "What recorded runs spent through the gateway, in USD, by service, as the runner \
+             reported it (calls past the recorded ones under `other`)",
+            run_spend.clone(),
+        );
         Self {
             registry,
+            run_spend,
+            spend_services: std::sync::Mutex::new(std::collections::BTreeSet::new()),
             runs,
             run_duration,
             runs_owed,
@@ -292,6 +309,33 @@ impl ValidatorMetrics {
             std::sync::atomic::Ordering::Relaxed,
             |owed| owed.checked_sub(1),
         );
+    }
+
+    /// Counts what a recorded run spent through the gateway, by service, from its usage as the
+    /// runner reported it (`validator_runs.gateway_usage` and its cost). Call it beside
+    /// [`observe_run`](Self::observe_run). Past [`MAX_SPEND_SERVICES`] service names, spend
+    /// counts as `other`.
+    pub fn observe_run_spend(&self, usage: &serde_json::Value, cost_usd: f64) {
+        for (service, _calls, usd) in crate::gateway_usage::spend_by_service(usage, cost_usd) {
+            let service = match service {
+                Some(name) => {
+                    let mut known = self
+                        .spend_services
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if known.contains(&name) || known.len() < MAX_SPEND_SERVICES {
+                        known.insert(name.clone());
+                        name
+                    } else {
+                        OTHER.to_owned()
+                    }
+                }
+                None => OTHER.to_owned(),
+            };
+            self.run_spend
+                .get_or_create(&ServiceLabels { service })
+                .inc_by(usd);
+        }
     }
 
     /// Sets the runs owed. Call it in the daemon's `run_owed` once the jobs are known, with

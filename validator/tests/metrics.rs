@@ -668,6 +668,48 @@ async fn unknown_status_words_are_all_counted_as_other() {
     );
 }
 
+/// What runs spent through the gateway, by service, as their usage reports it; an agent naming
+/// ever new services in its calls gets at most `MAX_SPEND_SERVICES` series, the rest `other`.
+#[tokio::test]
+async fn run_spend_is_counted_by_service_with_a_bounded_set_of_names() {
+    const SPEND: &str = "sooth_validator_run_gateway_spend_usd_total";
+    let store = Store::in_memory().await.unwrap();
+    let metrics = Arc::new(ValidatorMetrics::new());
+    let usage = serde_json::json!({
+        "total_calls": 4,
+        "calls": [
+            {"service": "llm", "cost_usd": 0.25},
+            {"service": "llm", "cost_usd": 0.5},
+            {"service": "search", "cost_usd": 0.125},
+        ],
+    });
+    // One call past the recorded ones, and what it cost beyond them.
+    metrics.observe_run_spend(&usage, 1.0);
+    metrics.observe_run_spend(&usage, 0.875);
+    let scraped = exposition(&store, &metrics).await;
+    assert_eq!(scraped.get(SPEND, &[("service", "llm")]), 1.5);
+    assert_eq!(scraped.get(SPEND, &[("service", "search")]), 0.25);
+    assert_eq!(scraped.get(SPEND, &[("service", "other")]), 0.125);
+
+    let hostile: Vec<serde_json::Value> = (0..100)
+        .map(|n| serde_json::json!({"service": format!("svc-{n}\"}} x"), "cost_usd": 1.0}))
+        .collect();
+    metrics.observe_run_spend(&serde_json::json!({"calls": hostile}), 100.0);
+    let scraped = exposition(&store, &metrics).await;
+    let services = scraped.by_label(SPEND, "service");
+    assert_eq!(
+        services.len(),
+        sooth_validator::metrics::MAX_SPEND_SERVICES + 1,
+        "{services:?}"
+    );
+    let total: f64 = services.iter().map(|(_, usd)| usd).sum();
+    assert!((total - 101.875).abs() < 1e-9, "{total}");
+    assert_eq!(
+        scraped.get(SPEND, &[("service", "other")]),
+        0.125 + f64::from(100 - 30)
+    );
+}
+
 #[tokio::test]
 async fn a_failed_store_read_answers_500_in_plain_text() {
     let store = Store::in_memory().await.unwrap();
