@@ -47,3 +47,19 @@ CREATE INDEX validator_reference_forecasts_by_entry
 
 -- The downloads read a day's events by creation, open or resolved.
 CREATE INDEX validator_events_created ON validator_events (created_at_ms);
+
+-- The leaderboard's pages (validator/src/store/page_queries.rs). A miner's
+-- scored history, in full from the index: the rolling Brier and calibration
+-- charts of its page.
+CREATE INDEX validator_scores_by_miner
+    ON validator_scores (miner_no, event_no, brier, imputed);
+
+-- A miner's newest runs by finish, read with a limit; holding the event and
+-- the clipped prediction, it also gives the miner's predictions for its
+-- calibration without reading the runs (validator_runs_scoring holds them
+-- too, but spread over every miner's runs).
+CREATE INDEX validator_runs_by_miner_finish
+    ON validator_runs (miner_no, finished_at_ms, event_no, clipped_prediction);
+
+-- The operator page: the newest finish, and the runs of the day before it.
+CREATE INDEX validator_runs_finished ON validator_runs (finished_at_ms);

@@ -10,8 +10,10 @@ use axum::http::{Request, StatusCode, header};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Map, Value, json};
 use sooth_validator::api::router;
+use sooth_validator::meta::Pool;
+use sooth_validator::pages::queries::miner_data;
 use sooth_validator::pages::write_static_site;
-use sooth_validator::store::{NewRun, Store};
+use sooth_validator::store::{NewReferenceForecast, NewRun, Store};
 use sooth_validator::{
     AgentVersion, Event, ExecutedRun, Miner, RunStatus, SCORING_WINDOW, ScoredEvent, leaderboard,
 };
@@ -460,6 +462,211 @@ async fn a_long_history_is_downsampled_and_ends_on_the_window_mean() {
         (shown - standing).abs() < 1e-12,
         "{shown} vs the leaderboard's {standing}"
     );
+}
+
+const BENCHMARK: &str = "market-baseline";
+
+/// A reference entry's forecast on `event_id` (a benchmark's run takes 900 ms, a pool's none):
+/// `ok` with `Some(prediction)`; with `None`, a timeout (a benchmark) or a pool over no
+/// forecast.
+fn reference_forecast(
+    event_id: &str,
+    entry: &str,
+    prediction: Option<f64>,
+) -> NewReferenceForecast {
+    let benchmark = entry == BENCHMARK;
+    let executed = |status| ExecutedRun {
+        status,
+        prediction,
+        duration_ms: if benchmark { 900 } else { 0 },
+        logs: String::new(),
+        gateway_usage: json!({}),
+        cost_usd: 0.0,
+    };
+    NewReferenceForecast {
+        event_id: event_id.to_owned(),
+        entry: entry.to_owned(),
+        executed: match (prediction, benchmark) {
+            (Some(_), _) => Some(executed(RunStatus::Ok)),
+            (None, true) => Some(executed(RunStatus::Timeout)),
+            (None, false) => None,
+        },
+        finished_at: t(5),
+    }
+}
+
+/// [`scored_store`] with carol (uid 2, registered, no run: imputed on e1 and e2), the
+/// benchmark `market-baseline` and the four pools, each with a forecast on e1 and e2:
+/// benchmark 0.6 on e1 (Brier 0.16), timed out on e2 (0.25); `meta:linear` 0.75 on e1
+/// (0.0625) and 0.625 on e2 (0.390625); the weighted pools over no forecast on e2.
+async fn store_with_references() -> Store {
+    let store = scored_store().await;
+    add_miner(&store, 2, "carol").await;
+    score(&store, t(33)).await;
+    store
+        .set_benchmark(BENCHMARK, "hash-benchmark")
+        .await
+        .unwrap();
+    let pools: Vec<&str> = Pool::ALL.iter().map(|pool| pool.name()).collect();
+    store.ensure_meta_entries(&pools).await.unwrap();
+    store
+        .record_reference_forecasts(&[
+            reference_forecast("e1", BENCHMARK, Some(0.6)),
+            reference_forecast("e2", BENCHMARK, None),
+            reference_forecast("e1", "meta:linear", Some(0.75)),
+            reference_forecast("e2", "meta:linear", Some(0.625)),
+            reference_forecast("e1", "meta:log-odds", Some(0.75)),
+            reference_forecast("e2", "meta:log-odds", Some(0.6)),
+            reference_forecast("e1", "meta:linear-weighted", Some(0.75)),
+            reference_forecast("e2", "meta:linear-weighted", None),
+            reference_forecast("e1", "meta:log-odds-weighted", Some(0.75)),
+            reference_forecast("e2", "meta:log-odds-weighted", None),
+        ])
+        .await
+        .unwrap();
+    store
+}
+
+/// The x coordinates of the polyline of series `name` in a chart.
+fn series_xs(chart: &str, name: &str) -> Vec<String> {
+    let line = section(chart, &format!("data-series=\"{name}\""), "/>");
+    let points = section(line, " points=\"", "\"/>");
+    points[" points=\"".len()..points.len() - "\"/>".len()]
+        .split(' ')
+        .map(|point| point.split(',').next().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_score_without_a_run_is_in_the_miners_history() {
+    let store = store_with_references().await;
+    let carol = miner_data(&store, "carol", 20).await.unwrap().unwrap();
+    assert_eq!(carol.scores, vec![(t(30), 0.25), (t(31), 0.25)]);
+    assert!(carol.calibration.is_empty(), "no forecast to calibrate");
+    assert!(carol.recent.is_empty());
+    let html = page(&router(store), "/miners/carol").await;
+    let rolling = section(&html, "<figure id=\"rolling\">", "</figure>");
+    assert!(
+        rolling.contains("data-series=\"carol\" data-points=\"2\""),
+        "{rolling}"
+    );
+    assert_eq!(value(rolling, "latest_rolling"), "0.25");
+    assert!(html.contains("No runs yet."));
+}
+
+#[tokio::test]
+async fn the_references_are_drawn_beside_the_miner_on_its_events() {
+    let store = store_with_references().await;
+    for hotkey in ["alice", "carol"] {
+        let data = miner_data(&store, hotkey, 20).await.unwrap().unwrap();
+        let names: Vec<&str> = data.references.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, [BENCHMARK, "meta:linear"], "{hotkey}");
+        // Scored on every resolved event, the miner's events are the references' whole
+        // history: the series are the store's, point for point.
+        for reference in &data.references {
+            assert_eq!(
+                reference.scores,
+                store.reference_history(&reference.name).await.unwrap(),
+                "{hotkey} {}",
+                reference.name
+            );
+        }
+        assert_eq!(
+            data.references[0].scores,
+            vec![(t(30), (0.6f64 - 1.0).powi(2)), (t(31), 0.25)]
+        );
+        assert_eq!(
+            data.references[1].scores,
+            vec![(t(30), 0.0625), (t(31), 0.390625)]
+        );
+    }
+
+    let app = router(store);
+    let html = page(&app, "/miners/alice").await;
+    let rolling = section(&html, "<figure id=\"rolling\">", "</figure>");
+    for name in ["alice", BENCHMARK, "meta:linear"] {
+        assert!(
+            rolling.contains(&format!("data-series=\"{name}\" data-points=\"2\"")),
+            "{name}: {rolling}"
+        );
+        assert_eq!(
+            series_xs(rolling, name),
+            series_xs(rolling, "alice"),
+            "{name}"
+        );
+    }
+    assert!(
+        section(rolling, &format!("data-series=\"{BENCHMARK}\""), "/>")
+            .contains("stroke-dasharray"),
+        "a reference is dashed"
+    );
+    for pool in [
+        "meta:log-odds",
+        "meta:linear-weighted",
+        "meta:log-odds-weighted",
+    ] {
+        assert!(
+            !rolling.contains(&format!("data-series=\"{pool}\"")),
+            "{pool}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_event_page_lists_every_reference_marked_as_such() {
+    let app = router(store_with_references().await);
+    let html = page(&app, "/events/e2").await;
+    let table = section(&html, "<table id=\"forecasts\">", "</table>");
+    assert_eq!(table.matches("<tr class=\"miner\"").count(), 2);
+    assert_eq!(table.matches("<tr class=\"reference\"").count(), 1 + 4);
+    // Benchmarks first, then the pools by name, after the miners.
+    let order: Vec<usize> = [
+        "data-hotkey=\"bob\"",
+        "data-reference=\"market-baseline\"",
+        "data-reference=\"meta:linear\"",
+        "data-reference=\"meta:linear-weighted\"",
+        "data-reference=\"meta:log-odds\"",
+        "data-reference=\"meta:log-odds-weighted\"",
+    ]
+    .iter()
+    .map(|marker| table.find(marker).unwrap())
+    .collect();
+    assert!(order.is_sorted(), "{table}");
+
+    let benchmark = section(table, "data-reference=\"market-baseline\"", "</tr>");
+    assert!(benchmark.contains("data-kind=\"benchmark\""), "{benchmark}");
+    assert!(benchmark.contains("(benchmark)"));
+    assert!(benchmark.contains("timeout"));
+    assert_eq!(value(benchmark, "prediction"), "");
+    assert_eq!(value(benchmark, "brier"), "0.25");
+    assert_eq!(value(benchmark, "duration_ms"), "900");
+    let linear = section(table, "data-reference=\"meta:linear\"", "</tr>");
+    assert!(linear.contains("data-kind=\"meta-model\""), "{linear}");
+    assert!(linear.contains("(meta-model)"));
+    assert_eq!(value(linear, "prediction"), "0.625");
+    assert_eq!(value(linear, "clipped_prediction"), "0.625");
+    assert_eq!(value(linear, "brier"), "0.390625");
+    assert_eq!(value(linear, "duration_ms"), "");
+    let weighted = section(table, "data-reference=\"meta:linear-weighted\"", "</tr>");
+    assert!(weighted.contains("no_forecasts"), "{weighted}");
+    assert_eq!(
+        value(weighted, "brier"),
+        "0.25",
+        "scored as the imputed 0.5"
+    );
+
+    let e1 = page(&app, "/events/e1").await;
+    let benchmark = section(&e1, "data-reference=\"market-baseline\"", "</tr>");
+    assert_eq!(value(benchmark, "prediction"), "0.6");
+    let brier: f64 = value(benchmark, "brier").parse().unwrap();
+    assert!((brier - 0.16).abs() < 1e-12, "{brier}");
+
+    // An open event without forecasts lists every entry, without a score.
+    let open = page(&app, "/events/e4").await;
+    assert_eq!(open.matches("<tr class=\"reference\"").count(), 5);
+    let pool = section(&open, "data-reference=\"meta:log-odds\"", "</tr>");
+    assert!(pool.contains(">none<"), "{pool}");
+    assert_eq!(value(pool, "brier"), "");
 }
 
 #[tokio::test]

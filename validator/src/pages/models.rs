@@ -140,6 +140,14 @@ pub fn instant(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
+/// A reference entry's kind as every page shows it.
+fn reference_kind(kind: ReferenceKind) -> &'static str {
+    match kind {
+        ReferenceKind::Benchmark => "benchmark",
+        ReferenceKind::MetaModel => "meta-model",
+    }
+}
+
 /// What every page has: title, links to the main pages, whether it refreshes.
 #[derive(Debug, Clone)]
 pub struct Chrome {
@@ -254,10 +262,7 @@ impl LeaderboardPage {
                 .into_iter()
                 .map(|row| ReferenceRow {
                     name: row.name,
-                    kind: match row.kind {
-                        ReferenceKind::Benchmark => "benchmark",
-                        ReferenceKind::MetaModel => "meta-model",
-                    },
+                    kind: reference_kind(row.kind),
                     brier: brier(row.mean_brier),
                     events: count_of(row.events_counted),
                     imputed: count_of(row.imputed_count),
@@ -594,10 +599,18 @@ pub struct ForecastRow {
 pub struct ReferenceForecastRow {
     /// Its name.
     pub name: String,
-    /// Its prediction.
+    /// `benchmark` or `meta-model`.
+    pub kind: &'static str,
+    /// How its forecast ended; `none` without one.
+    pub status: String,
+    /// Its raw prediction.
     pub prediction: Num,
-    /// Its Brier score.
+    /// Its scored prediction.
+    pub clipped: Num,
+    /// Its Brier score, once resolved.
     pub brier: Num,
+    /// A benchmark run's wall-clock duration.
+    pub duration: Num,
 }
 
 impl EventPage {
@@ -641,8 +654,12 @@ impl EventPage {
                 .into_iter()
                 .map(|reference| ReferenceForecastRow {
                     name: reference.name,
+                    kind: reference_kind(reference.kind),
+                    status: reference.status.unwrap_or_else(|| "none".to_owned()),
                     prediction: probability(reference.prediction),
+                    clipped: probability(reference.clipped),
                     brier: brier(reference.brier),
+                    duration: reference.duration_ms.map_or_else(Num::none, duration),
                 })
                 .collect(),
             id: event.id,

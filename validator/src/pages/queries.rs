@@ -1,34 +1,30 @@
 //! What the pages read, gathered from the store's public methods.
 //!
-//! Owns the shape of each page's raw data and the few places the benchmark agents' and the
-//! meta-model's numbers will come in ([`reference_brier_series`], [`reference_forecasts`]).
-//! It must not write, nor format anything for display (that is `models`).
+//! Owns the shape of each page's raw data and which reference entries (the benchmark agents
+//! and the meta-model's pools) a page shows beside the miners ([`charted_references`],
+//! [`reference_forecasts`]). It must not write, nor format anything for display (that is
+//! `models`).
 //!
 //! Every read goes through [`Store`]'s public methods: the store's connections are private to
-//! it. Where that costs more than one SQL query would, the function says so and names the
-//! store method that would replace it.
-
-use std::collections::HashMap;
+//! it. The ones written for the pages (`store::page_queries`) read from indexes, so that a
+//! page costs about the same however long the history.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
 
+use crate::meta::Pool;
+use crate::scoring::Score;
 use crate::store::{
-    EventRecord, EventScore, EventStatus, MinerRecord, MinerRun, RunRecord, Store, StoreError,
-    VersionRecord, WeightRow,
+    EventRecord, EventScore, MinerHistory, MinerRecord, MinerRun, ReferenceEntry, ReferenceKind,
+    RunRecord, Store, StoreError, VersionRecord, WeightRow,
 };
 
-/// Runs of a miner read for its page: the history of its rolling Brier score and its
-/// calibration cover at most this many of its newest runs.
-pub const MAX_HISTORY_RUNS: usize = 20_000;
+/// Scored events of a miner read for its page: the history of its rolling Brier score and its
+/// calibration cover at most this many of its newest.
+pub const MAX_HISTORY_EVENTS: usize = 20_000;
 
-/// Events the operator page reads the runs of, at most: the newest that may have had runs in
-/// the last day.
-pub const MAX_OPERATOR_EVENTS: usize = 2_000;
-
-/// How long a run may finish after its event's cutoff (the run's time limit, with room to
-/// record it): how far back the operator page looks for the last day's runs.
-const RUN_SLACK: TimeDelta = TimeDelta::hours(1);
+/// The span of the operator page's runs: the day up to the newest run's finish.
+const OPERATOR_SPAN: TimeDelta = TimeDelta::days(1);
 
 /// A named per-event Brier series of a reference (a benchmark agent or a meta-model pool),
 /// in resolution order.
@@ -45,10 +41,20 @@ pub struct ReferenceSeries {
 pub struct ReferenceForecast {
     /// Its name.
     pub name: String,
-    /// Its prediction, clipped as scored; `None` without one.
+    /// Benchmark agent or meta-model pool.
+    pub kind: ReferenceKind,
+    /// How its forecast ended (a run's status word, or `no_forecasts` for a pool over no
+    /// miner's forecast); `None` without a forecast on the event.
+    pub status: Option<String>,
+    /// Its raw prediction; `None` without one.
     pub prediction: Option<f64>,
-    /// Its Brier score once the event resolved.
+    /// Its prediction, clipped as scored; `None` without one.
+    pub clipped: Option<f64>,
+    /// Its Brier score once the event resolved (the imputed 0.5 scored without a valid
+    /// forecast, as the leaderboard scores it).
     pub brier: Option<f64>,
+    /// How long a benchmark's run took; `None` for a pool or without a forecast.
+    pub duration_ms: Option<u64>,
 }
 
 /// Everything a miner's page shows.
@@ -60,13 +66,14 @@ pub struct MinerData {
     pub versions: Vec<VersionRecord>,
     /// Its line of the latest weights computation, if any.
     pub standing: Option<WeightRow>,
-    /// Its scored events, `(resolution instant, Brier)`, in resolution order.
+    /// Its scored events, `(resolution instant, Brier)`, in resolution order: with a run or
+    /// without (imputed).
     pub scores: Vec<(DateTime<Utc>, f64)>,
-    /// `(clipped prediction, outcome)` of its `ok` runs on resolved events.
+    /// `(clipped prediction, outcome)` of its valid forecasts on scored events.
     pub calibration: Vec<(f64, f64)>,
-    /// Its newest runs, newest event first.
+    /// Its newest runs, newest finish first.
     pub recent: Vec<MinerRun>,
-    /// The references' per-event Brier series, for comparison.
+    /// The charted references' Brier series on the same events as `scores` (same instants).
     pub references: Vec<ReferenceSeries>,
 }
 
@@ -79,7 +86,7 @@ pub struct EventData {
     pub runs: Vec<RunRecord>,
     /// Every miner's score on it, once scored.
     pub scores: Vec<EventScore>,
-    /// The references' forecasts on it.
+    /// Every reference entry's forecast on it.
     pub references: Vec<ReferenceForecast>,
 }
 
@@ -99,11 +106,9 @@ pub struct OperatorData {
 
 /// The data of `hotkey`'s page with its `recent` newest runs; `None` for an unknown miner.
 ///
-/// Reads the miner's newest [`MAX_HISTORY_RUNS`] runs with their scores, and the resolved
-/// events for their resolution instants. A score imputed on an event the miner has no run on
-/// is not in the history: `Store::miner_runs` lists runs. A store method giving a miner's
-/// scores in resolution order (`validator_scores` joined with `validator_events`) would add
-/// those and spare reading the runs' logs.
+/// Its history is its newest [`MAX_HISTORY_EVENTS`] scores (every resolved event it was scored
+/// on, a score imputed without a run included), with the [`charted_references`]' scores on
+/// the same events.
 ///
 /// # Errors
 ///
@@ -122,91 +127,116 @@ pub async fn miner_data(
         .await?
         .into_iter()
         .find(|row| row.hotkey == hotkey);
-    let runs = match store.miner_runs(hotkey, None, MAX_HISTORY_RUNS).await {
-        Ok(runs) => runs,
+    let charted = charted_references(&store.reference_entries().await?);
+    let names: Vec<&str> = charted.iter().map(String::as_str).collect();
+    let history = match store
+        .miner_history(hotkey, &names, MAX_HISTORY_EVENTS)
+        .await
+    {
+        Ok(history) => history,
         // Deregistered and forgotten between the two reads: as unknown.
         Err(StoreError::UnknownMiner { .. }) => return Ok(None),
         Err(error) => return Err(error),
     };
-    let resolved = resolution_instants(store).await?;
-    let mut scores: Vec<(DateTime<Utc>, &str, f64)> = runs
+    let recent = match store.miner_recent_runs(hotkey, recent).await {
+        Ok(runs) => runs,
+        Err(StoreError::UnknownMiner { .. }) => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let scores = history
+        .events
         .iter()
-        .filter_map(|run| {
-            let score = run.score.as_ref()?;
-            let event_id = run.run.run.event_id.as_str();
-            let resolved_at = *resolved.get(event_id)?;
-            Some((resolved_at, event_id, score.brier))
+        .map(|event| (event.resolved_at, event.brier))
+        .collect();
+    let calibration = history
+        .events
+        .iter()
+        .filter_map(|event| {
+            let prediction = event.clipped_prediction?;
+            Some((prediction, event.outcome.as_f64()))
         })
         .collect();
-    // The scoring order: resolution instant, then id.
-    scores.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-    let calibration = runs
-        .iter()
-        .filter_map(|run| {
-            let outcome = run.outcome?;
-            let prediction = run.run.clipped_prediction?;
-            Some((prediction, outcome.as_f64()))
-        })
-        .collect();
-    let references = reference_brier_series(store, &record).await?;
+    let references = reference_brier_series(&history);
     Ok(Some(MinerData {
         record,
         versions,
         standing,
-        scores: scores
-            .into_iter()
-            .map(|(at, _, brier)| (at, brier))
-            .collect(),
+        scores,
         calibration,
-        recent: runs.into_iter().take(recent).collect(),
+        recent,
         references,
     }))
 }
 
-/// Each resolved event's resolution instant, by id.
-async fn resolution_instants(store: &Store) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
-    // Without miners the scoring window's loader reads only the events' index: no texts, no
-    // metadata to parse.
-    let events = store
-        .last_resolved_events(&[], usize::MAX, DateTime::<Utc>::MAX_UTC)
-        .await?;
-    Ok(events
-        .into_iter()
-        .map(|event| (event.id, event.resolved_at))
-        .collect())
+/// The names of the reference entries drawn beside a miner's rolling Brier score: every
+/// benchmark agent, and the meta-model's equally weighted linear pool (the one a miner's
+/// contribution is measured against) when it is recorded. The other pools stay on the
+/// leaderboard: five dashed lines would hide the miner's.
+#[must_use]
+pub fn charted_references(entries: &[ReferenceEntry]) -> Vec<String> {
+    let pool = Pool::CONTRIBUTION.name();
+    entries
+        .iter()
+        .filter(|entry| entry.kind == ReferenceKind::Benchmark || entry.name == pool)
+        .map(|entry| entry.name.clone())
+        .collect()
 }
 
-/// The benchmark agents' and the meta-model's per-event Brier series to draw beside
-/// `miner`'s, in resolution order.
-///
-/// Empty for now: the store does not yet give the references' scores. This is the one place
-/// they are gathered; each series becomes a dashed line of the miner's chart, its rolling mean
-/// computed as the miner's is.
+/// The references' per-event Brier series of `history`, each on the miner's events: a point
+/// of a reference's rolling mean is over the very events of the miner's point at the same
+/// instant.
+#[must_use]
+pub fn reference_brier_series(history: &MinerHistory) -> Vec<ReferenceSeries> {
+    history
+        .references
+        .iter()
+        .map(|reference| ReferenceSeries {
+            name: reference.name.clone(),
+            scores: history
+                .events
+                .iter()
+                .zip(&reference.briers)
+                .map(|(event, &brier)| (event.resolved_at, brier))
+                .collect(),
+        })
+        .collect()
+}
+
+/// Every reference entry's forecast on `event`, benchmarks first, each kind by name; an entry
+/// without a forecast on it is listed too (a benchmark added after the event, a pool not
+/// computed yet).
 ///
 /// # Errors
 ///
 /// [`StoreError`] when a read fails.
-#[allow(clippy::unused_async)] // the store read it will make is async
-pub async fn reference_brier_series(
-    _store: &Store,
-    _miner: &MinerRecord,
-) -> Result<Vec<ReferenceSeries>, StoreError> {
-    Ok(Vec::new())
-}
-
-/// The benchmark agents' and the meta-model's forecasts on `event`, shown under the miners'.
-///
-/// Empty for now: the store does not yet give them. This is the one place they are gathered.
-///
-/// # Errors
-///
-/// [`StoreError`] when a read fails.
-#[allow(clippy::unused_async)] // the store read it will make is async
 pub async fn reference_forecasts(
-    _store: &Store,
-    _event: &EventRecord,
+    store: &Store,
+    event: &EventRecord,
 ) -> Result<Vec<ReferenceForecast>, StoreError> {
-    Ok(Vec::new())
+    let entries = store.reference_entries().await?;
+    let forecasts = store.reference_forecasts_of_event(&event.event.id).await?;
+    Ok(entries
+        .into_iter()
+        .map(|entry| {
+            let forecast = forecasts
+                .iter()
+                .find(|forecast| forecast.entry == entry.name);
+            let clipped = forecast.and_then(|forecast| forecast.clipped_prediction);
+            ReferenceForecast {
+                status: forecast.map(|forecast| forecast.status.clone()),
+                prediction: forecast.and_then(|forecast| forecast.prediction),
+                clipped,
+                brier: event
+                    .outcome
+                    .map(|outcome| Score::of(clipped, outcome).brier),
+                duration_ms: forecast
+                    .filter(|_| entry.kind == ReferenceKind::Benchmark)
+                    .map(|forecast| forecast.duration_ms),
+                kind: entry.kind,
+                name: entry.name,
+            }
+        })
+        .collect())
 }
 
 /// The data of event `event_id`'s page; `None` for an unknown event.
@@ -231,52 +261,23 @@ pub async fn event_data(store: &Store, event_id: &str) -> Result<Option<EventDat
 
 /// The operator page's data: events by status, and the runs of the day up to the newest run.
 ///
-/// The runs are gathered per event (`Store::runs_of_event`) over the newest events that may
-/// have had runs in that day (at most [`MAX_OPERATOR_EVENTS`]): a store method listing the
-/// runs finished in an interval would answer in one query.
-///
 /// # Errors
 ///
 /// [`StoreError`] when a read fails.
 pub async fn operator_data(store: &Store) -> Result<OperatorData, StoreError> {
-    let open = store
-        .events_page(Some(EventStatus::Open), None, usize::MAX)
-        .await?;
-    let resolved = store
-        .events_page(Some(EventStatus::Resolved), None, usize::MAX)
-        .await?;
-    // Runs happen between an event's creation and its cutoff: the events still taking runs
-    // within a day of the newest creation hold the last day's runs.
-    let newest_created = open
-        .iter()
-        .chain(&resolved)
-        .map(|record| record.event.created_at)
-        .max();
-    let mut candidates: Vec<&EventRecord> = match newest_created {
-        Some(newest) => open
-            .iter()
-            .chain(&resolved)
-            .filter(|record| {
-                record.event.cutoff + RUN_SLACK >= newest - TimeDelta::days(1)
-                    || record.resolved_at.is_some_and(|at| at >= newest)
-            })
-            .collect(),
+    let counts = store.event_counts().await?;
+    let day_end = store.newest_run_finish().await?;
+    let runs = match day_end {
+        Some(end) => {
+            store
+                .runs_finished_between(end - OPERATOR_SPAN, end)
+                .await?
+        }
         None => Vec::new(),
     };
-    candidates.sort_by_key(|record| std::cmp::Reverse(record.event.created_at));
-    candidates.truncate(MAX_OPERATOR_EVENTS);
-    let mut runs = Vec::new();
-    for record in candidates {
-        runs.extend(store.runs_of_event(&record.event.id).await?);
-    }
-    let day_end = runs.iter().map(|run| run.run.finished_at).max();
-    if let Some(end) = day_end {
-        let start = end - TimeDelta::days(1);
-        runs.retain(|run| run.run.finished_at > start);
-    }
     Ok(OperatorData {
-        open_events: open.len(),
-        resolved_events: resolved.len(),
+        open_events: usize::try_from(counts.open).unwrap_or(usize::MAX),
+        resolved_events: usize::try_from(counts.resolved).unwrap_or(usize::MAX),
         day_end,
         runs,
     })

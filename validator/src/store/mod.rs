@@ -46,6 +46,7 @@ pub mod events;
 pub mod metrics_queries;
 pub mod miner_keys;
 pub mod miners;
+pub mod page_queries;
 mod queries;
 pub mod references;
 pub mod runs;
@@ -72,6 +73,7 @@ pub use downloads::{DayForecastRow, DayForecasts, ResolvedRow};
 pub use events::{EventRecord, EventStatus, MissingRun, ResolutionRecorded};
 pub use miner_keys::{DroppedKey, NewSealedKey, SealedKey};
 pub use miners::MinerRecord;
+pub use page_queries::{EventCounts, HistoryEvent, MinerHistory, ReferenceScores};
 pub use queries::MinerRun;
 pub use references::{
     META_PREFIX, MissingBenchmarkRun, NewReferenceForecast, PoolInput, PoolInputs, ReferenceEntry,
