@@ -158,18 +158,6 @@ mod tests {
 
     use super::*;
 
-    /// The plan SQLite chooses for `sql`, one detail per line.
-    async fn plan(store: &Store, sql: &str) -> String {
-        let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
-            .fetch_all(&store.reader)
-            .await
-            .unwrap();
-        rows.iter()
-            .map(|row| row.try_get::<String, _>("detail").unwrap())
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
     /// The reads of tables that grow with the events and the queue's history go through their
     /// indexes: a plan that scans the table instead would make every scrape slower as the
     /// store grows.
@@ -181,10 +169,10 @@ mod tests {
             (RESOLVED_EVENTS, "validator_events_resolution"),
             (QUEUE_BY_STATE, "validator_verifications_waiting"),
         ] {
-            let plan = plan(&store, sql).await;
+            let plan = store.query_plan(sql).await;
             assert!(plan.contains(index), "{sql}\nplan:\n{plan}");
         }
-        let plan = plan(&store, LAST_WEIGHTS).await;
+        let plan = store.query_plan(LAST_WEIGHTS).await;
         assert!(
             plan.contains("SEARCH") && plan.contains("INDEX"),
             "max(computed_at_ms) should read one end of the primary key; plan:\n{plan}"

@@ -405,6 +405,24 @@ impl Store {
     }
 }
 
+#[cfg(test)]
+impl Store {
+    /// The plan SQLite chooses for `sql`, one detail per line: what the tests of the reads that
+    /// must stay on their indexes look at.
+    #[allow(clippy::unwrap_used)]
+    pub(crate) async fn query_plan(&self, sql: &str) -> String {
+        use sqlx::Row;
+        let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .fetch_all(&self.reader)
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|row| row.try_get::<String, _>("detail").unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
 /// The store's error for a database at `path` that sooth-migrations could not open.
 fn open_failed(path: &Path, error: OpenError) -> StoreError {
     match error {

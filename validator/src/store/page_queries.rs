@@ -12,14 +12,12 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::{Row, SqliteConnection};
+use sqlx::SqliteConnection;
 
 use super::miners::miner_no;
-use super::queries::MinerRun;
+use super::queries::{MinerRun, miner_run_from_row};
 use super::runs::run_from_row;
-use super::{
-    EventScore, RunRecord, Store, StoreError, from_ms, from_optional_ms, outcome_from, to_ms,
-};
+use super::{RunRecord, Store, StoreError, from_ms, from_optional_ms, outcome_from, to_ms};
 use crate::scoring::{Outcome, Score};
 
 /// A miner's scored history: its score on each resolved event it was scored on, and the
@@ -156,32 +154,7 @@ impl Store {
             .fetch_all(&mut *connection)
             .await?;
         connection.commit().await?;
-        rows.iter()
-            .map(|row| {
-                let run = run_from_row(row)?;
-                let brier: Option<f64> = row.try_get("brier")?;
-                let imputed: Option<bool> = row.try_get("imputed")?;
-                let score = match (brier, imputed) {
-                    (Some(brier), Some(imputed)) => Some(EventScore {
-                        hotkey: run.run.hotkey.clone(),
-                        brier,
-                        imputed,
-                    }),
-                    (None, None) => None,
-                    _ => {
-                        return Err(StoreError::Corrupt(format!(
-                            "score of miner {:?} on event {:?} is half missing",
-                            run.run.hotkey, run.run.event_id
-                        )));
-                    }
-                };
-                Ok(MinerRun {
-                    outcome: outcome_from(row.try_get("outcome")?, &run.run.event_id)?,
-                    score,
-                    run,
-                })
-            })
-            .collect()
+        rows.iter().map(miner_run_from_row).collect()
     }
 
     /// How many events are open and how many resolved.
@@ -366,18 +339,6 @@ mod tests {
 
     use super::*;
 
-    /// The plan SQLite chooses for `sql`, one detail per line.
-    async fn plan(store: &Store, sql: &str) -> String {
-        let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
-            .fetch_all(&store.reader)
-            .await
-            .unwrap();
-        rows.iter()
-            .map(|row| row.try_get::<String, _>("detail").unwrap())
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
     /// The pages' reads go through indexes, without statistics (a store that was never
     /// analyzed): scanning the runs instead would cost the whole history (millions of runs) on
     /// every view.
@@ -400,7 +361,7 @@ mod tests {
             (NEWEST_FINISH, "validator_runs_finished"),
             (RUNS_FINISHED, "validator_runs_finished"),
         ] {
-            let plan = plan(&store, sql).await;
+            let plan = store.query_plan(sql).await;
             assert!(plan.contains(index), "{sql}\nplan:\n{plan}");
         }
     }

@@ -5,6 +5,7 @@
 //! id of the last event of the previous one (`before`), so that a page stays right while new
 //! events are inserted, and reading a page costs the same however deep it is.
 
+use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
 use super::events::event_from_row;
@@ -104,33 +105,35 @@ impl Store {
         .bind(limit_from(limit))
         .fetch_all(&mut *connection)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let run = run_from_row(row)?;
-                let brier: Option<f64> = row.try_get("brier")?;
-                let imputed: Option<bool> = row.try_get("imputed")?;
-                let score = match (brier, imputed) {
-                    (Some(brier), Some(imputed)) => Some(EventScore {
-                        hotkey: run.run.hotkey.clone(),
-                        brier,
-                        imputed,
-                    }),
-                    (None, None) => None,
-                    _ => {
-                        return Err(StoreError::Corrupt(format!(
-                            "score of miner {:?} on event {:?} is half missing",
-                            run.run.hotkey, run.run.event_id
-                        )));
-                    }
-                };
-                Ok(MinerRun {
-                    outcome: outcome_from(row.try_get("outcome")?, &run.run.event_id)?,
-                    score,
-                    run,
-                })
-            })
-            .collect()
+        rows.iter().map(miner_run_from_row).collect()
     }
+}
+
+/// A miner's run with its outcome and score, from a row of a miner's runs: the run's columns
+/// ([`run_from_row`]) and `outcome`, `brier`, `imputed` (the last two null before scoring).
+pub(super) fn miner_run_from_row(row: &SqliteRow) -> Result<MinerRun, StoreError> {
+    let run = run_from_row(row)?;
+    let brier: Option<f64> = row.try_get("brier")?;
+    let imputed: Option<bool> = row.try_get("imputed")?;
+    let score = match (brier, imputed) {
+        (Some(brier), Some(imputed)) => Some(EventScore {
+            hotkey: run.run.hotkey.clone(),
+            brier,
+            imputed,
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(StoreError::Corrupt(format!(
+                "score of miner {:?} on event {:?} is half missing",
+                run.run.hotkey, run.run.event_id
+            )));
+        }
+    };
+    Ok(MinerRun {
+        outcome: outcome_from(row.try_get("outcome")?, &run.run.event_id)?,
+        score,
+        run,
+    })
 }
 
 /// Where event `event_id` sits in the newest-first order: its creation and its id.

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
-use super::runs::RunRecorded;
+use super::runs::{RunRecorded, window_events};
 use super::{Store, StoreError, from_ms, outcome_from, to_ms};
 use crate::executor::ExecutedRun;
 use crate::scoring::ResolvedEvent;
@@ -416,32 +416,8 @@ impl Store {
         let entries = self.reference_entries().await?;
         let limit = i64::try_from(count).unwrap_or(i64::MAX);
         let mut connection = self.reader.begin().await?;
-        let rows = sqlx::query(
-            "SELECT event_no, id, created_at_ms, resolved_at_ms, outcome \
-               FROM validator_events \
-              WHERE status = 'resolved' AND resolved_at_ms <= ?2 \
-              ORDER BY resolved_at_ms DESC, id DESC \
-              LIMIT ?1",
-        )
-        .bind(limit)
-        .bind(to_ms(as_of))
-        .fetch_all(&mut *connection)
-        .await?;
-        let mut events = Vec::with_capacity(rows.len());
-        let mut event_index: HashMap<i64, usize> = HashMap::with_capacity(rows.len());
-        for row in rows.iter().rev() {
-            let id: String = row.try_get("id")?;
-            let outcome = outcome_from(Some(row.try_get("outcome")?), &id)?
-                .ok_or_else(|| StoreError::Corrupt(format!("event {id:?} has no outcome")))?;
-            event_index.insert(row.try_get("event_no")?, events.len());
-            events.push(ResolvedEvent {
-                id,
-                created_at: from_ms(row.try_get("created_at_ms")?, "created_at_ms")?,
-                resolved_at: from_ms(row.try_get("resolved_at_ms")?, "resolved_at_ms")?,
-                outcome,
-                predictions: vec![None; entries.len()],
-            });
-        }
+        let (mut events, event_index) =
+            window_events(&mut connection, limit, as_of, entries.len()).await?;
         if events.is_empty() || entries.is_empty() {
             return Ok(ReferenceWindow { entries, events });
         }

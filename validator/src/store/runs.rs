@@ -149,33 +149,8 @@ impl Store {
         // cannot add predictions for an event missing from the window.
         let mut connection = self.reader.begin().await?;
 
-        let mut events: Vec<ResolvedEvent> = Vec::new();
-        let mut event_index: HashMap<i64, usize> = HashMap::new();
-        let rows = sqlx::query(
-            "SELECT event_no, id, created_at_ms, resolved_at_ms, outcome \
-               FROM validator_events \
-              WHERE status = 'resolved' AND resolved_at_ms <= ?2 \
-              ORDER BY resolved_at_ms DESC, id DESC \
-              LIMIT ?1",
-        )
-        .bind(limit)
-        .bind(to_ms(as_of))
-        .fetch_all(&mut *connection)
-        .await?;
-        // Newest first from the index; the scoring order is oldest first.
-        for row in rows.iter().rev() {
-            let id: String = row.try_get("id")?;
-            let outcome = outcome_from(Some(row.try_get("outcome")?), &id)?
-                .ok_or_else(|| StoreError::Corrupt(format!("event {id:?} has no outcome")))?;
-            event_index.insert(row.try_get("event_no")?, events.len());
-            events.push(ResolvedEvent {
-                id,
-                created_at: from_ms(row.try_get("created_at_ms")?, "created_at_ms")?,
-                resolved_at: from_ms(row.try_get("resolved_at_ms")?, "resolved_at_ms")?,
-                outcome,
-                predictions: vec![None; miners.len()],
-            });
-        }
+        let (mut events, event_index) =
+            window_events(&mut connection, limit, as_of, miners.len()).await?;
         if events.is_empty() || miners.is_empty() {
             return Ok(events);
         }
@@ -337,6 +312,44 @@ async fn insert_run(
 
 /// Maps the internal key of each of `miners` to its index in the slice; unknown hotkeys are
 /// left out (they have no runs).
+/// The last `limit` events resolved at or before `as_of`, oldest first in the scoring order
+/// (resolution instant, then id), each with `slots` empty prediction slots, and each one's
+/// index by `event_no`. Read newest first from the resolution index, with the limit.
+pub(super) async fn window_events(
+    connection: &mut sqlx::SqliteConnection,
+    limit: i64,
+    as_of: DateTime<Utc>,
+    slots: usize,
+) -> Result<(Vec<ResolvedEvent>, HashMap<i64, usize>), StoreError> {
+    let rows = sqlx::query(
+        "SELECT event_no, id, created_at_ms, resolved_at_ms, outcome \
+           FROM validator_events \
+          WHERE status = 'resolved' AND resolved_at_ms <= ?2 \
+          ORDER BY resolved_at_ms DESC, id DESC \
+          LIMIT ?1",
+    )
+    .bind(limit)
+    .bind(to_ms(as_of))
+    .fetch_all(&mut *connection)
+    .await?;
+    let mut events = Vec::with_capacity(rows.len());
+    let mut event_index = HashMap::with_capacity(rows.len());
+    for row in rows.iter().rev() {
+        let id: String = row.try_get("id")?;
+        let outcome = outcome_from(Some(row.try_get("outcome")?), &id)?
+            .ok_or_else(|| StoreError::Corrupt(format!("event {id:?} has no outcome")))?;
+        event_index.insert(row.try_get("event_no")?, events.len());
+        events.push(ResolvedEvent {
+            id,
+            created_at: from_ms(row.try_get("created_at_ms")?, "created_at_ms")?,
+            resolved_at: from_ms(row.try_get("resolved_at_ms")?, "resolved_at_ms")?,
+            outcome,
+            predictions: vec![None; slots],
+        });
+    }
+    Ok((events, event_index))
+}
+
 pub(super) async fn miner_indexes(
     connection: &mut sqlx::SqliteConnection,
     miners: &[Miner],
