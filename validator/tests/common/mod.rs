@@ -14,3 +14,5 @@ pub mod desk;
 
 #[allow(dead_code)]
 pub mod scripted;
+
+pub mod ensemble_reference;
