@@ -116,7 +116,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         store.record_runs(&runs).await?;
 
         let began = Instant::now();
-        let inputs = store.events_to_pool(morning, Pool::ALL[0].name()).await?;
+        let seen = store.events_seen().await?;
+        let inputs = store
+            .events_to_pool(morning, Pool::ALL[0].name(), seen)
+            .await?;
         reads.push(began.elapsed());
         let began = Instant::now();
         let mut pooled = 0;

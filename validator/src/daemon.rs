@@ -48,7 +48,8 @@ use crate::registration::{
 };
 use crate::scoring::{LeaderboardRow, SCORING_WINDOW, ScoringError, leaderboard_over};
 use crate::store::{
-    EventRecord, NewReferenceForecast, NewRun, ResolutionRecorded, RunRecorded, Store, StoreError,
+    EventRecord, EventsSeen, NewReferenceForecast, NewRun, ResolutionRecorded, RunRecorded, Store,
+    StoreError,
 };
 use crate::weights::WeightSetter;
 
@@ -417,11 +418,14 @@ impl Daemon {
             .is_some_and(|&first| first <= now);
         let changes = self.changes.load(Ordering::SeqCst);
         if came_due || changes != state.runs_done_at_change {
+            // Before the owed runs are looked for: every event within it has had its runs
+            // once this pass is over, and only those are pooled.
+            let seen = self.store.events_seen().await?;
             let owed = self.run_owed(now).await?;
             report.runs = owed.runs;
             report.failed_runs = owed.failed;
             report.benchmark_runs = owed.benchmark_runs;
-            report.pooled_events = self.pool_events(now, &mut state).await?;
+            report.pooled_events = self.pool_events(now, seen, &mut state).await?;
             // Only once every owed run is recorded: a failed pass is tried again.
             state.runs_done_at_change = changes;
             self.lock_future_creations()
@@ -615,6 +619,7 @@ impl Daemon {
     async fn pool_events(
         &self,
         now: DateTime<Utc>,
+        seen: EventsSeen,
         state: &mut StepState,
     ) -> Result<usize, DaemonError> {
         if !state.pools_recorded {
@@ -622,7 +627,10 @@ impl Daemon {
             self.store.ensure_meta_entries(&names).await?;
             state.pools_recorded = true;
         }
-        let inputs = self.store.events_to_pool(now, Pool::ALL[0].name()).await?;
+        let inputs = self
+            .store
+            .events_to_pool(now, Pool::ALL[0].name(), seen)
+            .await?;
         if inputs.events.is_empty() {
             return Ok(0);
         }

@@ -385,6 +385,64 @@ impl RunExecutor for GatedExecutor {
     }
 }
 
+/// An event that arrives while a step runs the owed runs of the events before it is not
+/// pooled by that step (its runs have not happened): the meta-model pools it at the next step,
+/// over its runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_arriving_during_a_pass_is_pooled_after_its_own_runs() {
+    let clock = SimulatedClock::new(at("2026-03-01T10:00:00Z"));
+    let executor = Arc::new(GatedExecutor {
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let daemon = Arc::new(
+        Daemon::new(
+            Store::in_memory().await.unwrap(),
+            Arc::new(clock.clone()),
+            executor.clone(),
+            Arc::new(NoWeightSetter),
+            DaemonSettings::default(),
+        )
+        .unwrap(),
+    );
+    daemon.register_miner("m").await.unwrap();
+    daemon.add_verified_version("m", "v").await.unwrap();
+    clock.advance_to(at("2026-03-02T10:00:00Z")).unwrap();
+    daemon
+        .ingest_event(&Event::new("first", "First?", clock.now()))
+        .await
+        .unwrap();
+    let stepping = tokio::spawn({
+        let daemon = Arc::clone(&daemon);
+        async move { daemon.step().await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(!stepping.is_finished(), "the step waits on its run");
+    daemon
+        .ingest_event(&Event::new("second", "Second?", clock.now()))
+        .await
+        .unwrap();
+    executor.gate.add_permits(10);
+    let report = stepping.await.unwrap().unwrap();
+    assert_eq!((report.runs, report.pooled_events), (1, 1));
+    let store = daemon.store();
+    assert!(
+        store
+            .reference_forecasts_of_event("second")
+            .await
+            .unwrap()
+            .is_empty(),
+        "pooled before its runs"
+    );
+    let report = daemon.step().await.unwrap();
+    assert_eq!((report.runs, report.pooled_events), (1, 1));
+    let pools = store.reference_forecasts_of_event("second").await.unwrap();
+    let linear = pools
+        .iter()
+        .find(|pool| pool.entry == "meta:linear")
+        .unwrap();
+    assert_eq!(linear.prediction, Some(0.9), "{pools:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_and_resolutions_are_taken_while_a_step_waits_on_its_runs() {
     let clock = SimulatedClock::new(at("2026-03-01T10:00:00Z"));

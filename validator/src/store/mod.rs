@@ -76,8 +76,8 @@ pub use miners::MinerRecord;
 pub use page_queries::{EventCounts, HistoryEvent, MinerHistory, ReferenceScores};
 pub use queries::MinerRun;
 pub use references::{
-    META_PREFIX, MissingBenchmarkRun, NewReferenceForecast, PoolInput, PoolInputs, ReferenceEntry,
-    ReferenceForecast, ReferenceKind, ReferenceWindow,
+    EventsSeen, META_PREFIX, MissingBenchmarkRun, NewReferenceForecast, PoolInput, PoolInputs,
+    ReferenceEntry, ReferenceForecast, ReferenceKind, ReferenceWindow,
 };
 pub use runs::{NewRun, RunRecord, RunRecorded};
 pub use scores::{Consistency, EventScore, WeightRow};

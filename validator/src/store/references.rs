@@ -111,6 +111,11 @@ pub struct PoolInput {
     pub forecasts: Vec<(u32, f64)>,
 }
 
+/// The events stored at some moment: a pass over owed runs takes it before it looks for runs
+/// owed, and pools only events within it, whose runs it has seen to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventsSeen(i64);
+
 /// A reference entry's forecast on an event, as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReferenceForecast {
@@ -331,9 +336,21 @@ impl Store {
         Ok(outcomes)
     }
 
-    /// The events created by `as_of` that have no forecast of pool `first_pool` yet (the pools
-    /// of an event are recorded together), oldest first, each with the miners' valid
-    /// forecasts on it.
+    /// The events stored now, for [`events_to_pool`](Self::events_to_pool).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Database`].
+    pub async fn events_seen(&self) -> Result<EventsSeen, StoreError> {
+        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(event_no) FROM validator_events")
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(EventsSeen(last.unwrap_or(0)))
+    }
+
+    /// The events among `seen` created by `as_of` that have no forecast of pool `first_pool`
+    /// yet (the pools of an event are recorded together), oldest first, each with the miners'
+    /// valid forecasts on it. An event stored after `seen` waits: its runs may still be owed.
     ///
     /// # Errors
     ///
@@ -342,6 +359,7 @@ impl Store {
         &self,
         as_of: DateTime<Utc>,
         first_pool: &str,
+        seen: EventsSeen,
     ) -> Result<PoolInputs, StoreError> {
         let mut connection = self.reader.begin().await?;
         let miners = sqlx::query("SELECT miner_no, hotkey FROM validator_miners ORDER BY miner_no")
@@ -364,7 +382,7 @@ impl Store {
                        FROM validator_runs r \
                       WHERE r.event_no = e.event_no AND r.clipped_prediction IS NOT NULL) \
                FROM validator_events e \
-              WHERE e.created_at_ms <= ?1 \
+              WHERE e.created_at_ms <= ?1 AND e.event_no <= ?3 \
                 AND NOT EXISTS (SELECT 1 FROM validator_reference_forecasts f \
                                   JOIN validator_reference_entries p USING (entry_no) \
                                  WHERE f.event_no = e.event_no AND p.name = ?2) \
@@ -372,6 +390,7 @@ impl Store {
         )
         .bind(to_ms(as_of))
         .bind(first_pool)
+        .bind(seen.0)
         .fetch_all(&mut *connection)
         .await?;
         let mut events = Vec::with_capacity(rows.len());
