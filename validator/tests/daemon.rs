@@ -385,11 +385,9 @@ impl RunExecutor for GatedExecutor {
     }
 }
 
-/// An event that arrives while a step runs the owed runs of the events before it is not
-/// pooled by that step (its runs have not happened): the meta-model pools it at the next step,
-/// over its runs.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_event_arriving_during_a_pass_is_pooled_after_its_own_runs() {
+/// A daemon whose runs wait at `executor.gate`, with miner `m` active on 2 March, its clock at
+/// 10:00 that day.
+async fn gated_daemon() -> (Arc<Daemon>, SimulatedClock, Arc<GatedExecutor>) {
     let clock = SimulatedClock::new(at("2026-03-01T10:00:00Z"));
     let executor = Arc::new(GatedExecutor {
         gate: tokio::sync::Semaphore::new(0),
@@ -407,6 +405,15 @@ async fn an_event_arriving_during_a_pass_is_pooled_after_its_own_runs() {
     daemon.register_miner("m").await.unwrap();
     daemon.add_verified_version("m", "v").await.unwrap();
     clock.advance_to(at("2026-03-02T10:00:00Z")).unwrap();
+    (daemon, clock, executor)
+}
+
+/// An event that arrives while a step runs the owed runs of the events before it is not
+/// pooled by that step (its runs have not happened): the meta-model pools it at the next step,
+/// over its runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_arriving_during_a_pass_is_pooled_after_its_own_runs() {
+    let (daemon, clock, executor) = gated_daemon().await;
     daemon
         .ingest_event(&Event::new("first", "First?", clock.now()))
         .await
@@ -445,23 +452,7 @@ async fn an_event_arriving_during_a_pass_is_pooled_after_its_own_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_and_resolutions_are_taken_while_a_step_waits_on_its_runs() {
-    let clock = SimulatedClock::new(at("2026-03-01T10:00:00Z"));
-    let executor = Arc::new(GatedExecutor {
-        gate: tokio::sync::Semaphore::new(0),
-    });
-    let daemon = Arc::new(
-        Daemon::new(
-            Store::in_memory().await.unwrap(),
-            Arc::new(clock.clone()),
-            executor.clone(),
-            Arc::new(NoWeightSetter),
-            DaemonSettings::default(),
-        )
-        .unwrap(),
-    );
-    daemon.register_miner("m").await.unwrap();
-    daemon.add_verified_version("m", "v").await.unwrap();
-    clock.advance_to(at("2026-03-02T10:00:00Z")).unwrap();
+    let (daemon, clock, executor) = gated_daemon().await;
     let first = Event::new("first", "First?", clock.now());
     daemon.ingest_event(&first).await.unwrap();
     let stepping = tokio::spawn({
