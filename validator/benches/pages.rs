@@ -25,6 +25,8 @@
 //! page took p50 320-355 ms (its whole history through `Store::miner_runs`, and every
 //! resolution instant).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -32,7 +34,7 @@ use axum::http::{Request, StatusCode};
 use chrono::{DateTime, TimeDelta, Utc};
 use sooth_validator::meta::Pool;
 use sooth_validator::store::Store;
-use sooth_validator::{AgentVersion, Event, Miner, SCORING_WINDOW, leaderboard};
+use sooth_validator::{SCORING_WINDOW, leaderboard};
 use sqlx::Connection;
 use sqlx::sqlite::SqliteConnection;
 use tower::ServiceExt;
@@ -60,42 +62,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let setup = Instant::now();
     let store = Store::open(&path).await?;
-    let mut miners = Vec::with_capacity(MINERS);
-    for i in 0..MINERS {
-        let miner = Miner {
-            uid: u16::try_from(i)?,
-            hotkey: format!("hotkey-{i:03}"),
-            registered_at: start - TimeDelta::days(2),
-        };
-        store.register_miner(&miner).await?;
-        store
-            .add_agent_version(&AgentVersion {
-                hotkey: miner.hotkey.clone(),
-                hash: format!("hash-{i:03}"),
-                uploaded_at: start - TimeDelta::days(2),
-                verified_at: Some(start - TimeDelta::days(2)),
-            })
-            .await?;
-        miners.push(miner);
-    }
-    for i in 0..EVENTS {
-        let created_at = start + TimeDelta::seconds(864 * i64::try_from(i)?);
-        store
-            .insert_event(&Event {
-                kind: "synthetic".to_owned(),
-                description: "Resolves yes if the synthetic world says so. ".repeat(4),
-                metadata: serde_json::Map::from_iter([(
-                    "market_prob".to_owned(),
-                    serde_json::json!(0.5),
-                )]),
-                ..Event::new(
-                    format!("event-{i:05}"),
-                    format!("Question {i}?"),
-                    created_at,
-                )
-            })
-            .await?;
-    }
+    let miners = common::miners_with_versions(&store, MINERS, start).await?;
+    common::events(
+        &store,
+        EVENTS,
+        start,
+        &"Resolves yes if the synthetic world says so. ".repeat(4),
+    )
+    .await?;
     let mut connection = SqliteConnection::connect(&format!("sqlite://{}", path.display())).await?;
     // Logs and gateway usage of a typical run: a few lines, two recorded calls.
     let generated = sqlx::query(

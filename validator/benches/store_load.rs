@@ -13,11 +13,13 @@
 //! when every prediction was a row through sqlx); the daemon's window of 101 events, 10 ms;
 //! the leaderboard over them, under 2 ms.
 
+mod common;
+
 use std::time::Instant;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
+use sooth_validator::leaderboard;
 use sooth_validator::store::Store;
-use sooth_validator::{AgentVersion, Event, Miner, leaderboard};
 use sqlx::Connection;
 use sqlx::sqlite::SqliteConnection;
 
@@ -39,41 +41,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let setup = Instant::now();
     let store = Store::open(&path).await?;
-    let mut miners = Vec::with_capacity(MINERS);
-    for i in 0..MINERS {
-        let miner = Miner {
-            uid: u16::try_from(i)?,
-            hotkey: format!("hotkey-{i:03}"),
-            registered_at: start - TimeDelta::days(2),
-        };
-        store.register_miner(&miner).await?;
-        store
-            .add_agent_version(&AgentVersion {
-                hotkey: miner.hotkey.clone(),
-                hash: format!("hash-{i:03}"),
-                uploaded_at: start - TimeDelta::days(2),
-                verified_at: Some(start - TimeDelta::days(2)),
-            })
-            .await?;
-        miners.push(miner);
-    }
-    for i in 0..EVENTS {
-        let created_at = start + TimeDelta::seconds(864 * i64::try_from(i)?);
-        store
-            .insert_event(&Event {
-                kind: "synthetic".to_owned(),
-                metadata: serde_json::Map::from_iter([(
-                    "market_prob".to_owned(),
-                    serde_json::json!(0.5),
-                )]),
-                ..Event::new(
-                    format!("event-{i:05}"),
-                    format!("Question {i}?"),
-                    created_at,
-                )
-            })
-            .await?;
-    }
+    let miners = common::miners_with_versions(&store, MINERS, start).await?;
+    common::events(&store, EVENTS, start, "").await?;
     let mut connection = SqliteConnection::connect(&format!("sqlite://{}", path.display())).await?;
     let generated = sqlx::query(
         "INSERT INTO validator_runs \
