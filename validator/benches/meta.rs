@@ -13,6 +13,9 @@
 //! The store is a database file with the default options, as a validator opens it. Run with
 //! `cargo bench -p sooth-validator --bench meta`.
 
+#[path = "common/random.rs"]
+mod random;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +29,8 @@ use sooth_validator::{
     Resolution, RunExecutor, RunJob, RunStatus, SimulatedClock,
 };
 
+use random::XorShift;
+
 const MINERS: usize = 256;
 const EVENTS: usize = 100;
 const DAYS: usize = 7;
@@ -36,19 +41,6 @@ struct NoRuns;
 impl RunExecutor for NoRuns {
     fn execute(self: Arc<Self>, _job: RunJob) -> Execution {
         Box::pin(async { ExecutedRun::crash("the benchmark records its runs itself") })
-    }
-}
-
-/// A small deterministic generator (xorshift64*), so the benchmark needs no `rand`.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next_unit(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let bits = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11;
-        bits as f64 / (1_u64 << 53) as f64
     }
 }
 

@@ -4,35 +4,20 @@
 //!
 //! Run with `cargo bench -p sooth-validator --bench originality`.
 
+#[path = "common/random.rs"]
+mod random;
+
 use std::time::{Duration, Instant};
 
 use sooth_validator::integrity::{
     OriginalityConfig, OriginalityMode, PublicSignals, check_originality_resolved,
 };
 
+use random::XorShift;
+
 const EVENTS: usize = 200;
 const EARLIER: usize = 255;
 const REPEATS: usize = 300;
-
-/// A small deterministic generator (xorshift64*), so the benchmark needs no `rand`.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next_unit(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let bits = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11;
-        bits as f64 / (1_u64 << 53) as f64
-    }
-
-    /// A standard normal draw (Box-Muller).
-    fn normal(&mut self) -> f64 {
-        let u = 1.0 - self.next_unit();
-        let v = self.next_unit();
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-}
 
 fn logistic(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())

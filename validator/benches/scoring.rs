@@ -4,28 +4,19 @@
 //!
 //! Run with `cargo bench -p sooth-validator --bench scoring`.
 
+#[path = "common/random.rs"]
+mod random;
+
 use std::time::Instant;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sooth_validator::{Miner, Outcome, ResolvedEvent, ScoredEvent, leaderboard};
 
+use random::XorShift;
+
 const MINERS: usize = 256;
 const EVENTS: usize = 10_000;
 const REPEATS: u32 = 5;
-
-/// A small deterministic generator (xorshift64*), so the benchmark needs no `rand`.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next_unit(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let bits = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11;
-        // 53 random bits scaled to [0, 1).
-        bits as f64 / (1_u64 << 53) as f64
-    }
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start: DateTime<Utc> = "2026-01-01T00:00:00Z".parse()?;
