@@ -13,8 +13,9 @@
 //!    `max_concurrent_runs` at a time, and each outcome is recorded as it finishes;
 //!    The benchmark agents' runs owed (reference entries, [`Store::missing_benchmark_runs`])
 //!    go to the same executor beside them, and once every owed run is recorded, the
-//!    meta-model's pools ([`Pool`]) of each event created by now are recorded
-//!    ([`Store::events_to_pool`]), weighted equally and by the current weights;
+//!    meta-model's pools ([`Pool`](crate::meta::Pool), in `pooling`) of each event created by
+//!    now are recorded ([`Store::events_to_pool`]), weighted equally and by the current
+//!    weights;
 //! 3. **scoring**: if resolutions arrived since the last step, the Brier scores of the newly
 //!    resolved events and the leaderboard over the last 101 events resolved by now are recorded
 //!    in one transaction, then published through the [`WeightSetter`].
@@ -40,19 +41,18 @@ use tokio::sync::Mutex;
 use crate::activation::{AgentVersion, activation_timeline, active_version, midnight_at_or_before};
 use crate::clock::Clock;
 use crate::event::{Event, Resolution};
-use crate::executor::{ExecutedRun, RunExecutor, RunJob, RunStatus};
-use crate::meta::Pool;
+use crate::executor::{RunExecutor, RunJob};
 use crate::metrics::ValidatorMetrics;
 use crate::registration::{
     RegistrationDecision, RegistrationError, RegistrationRules, decide_registration,
 };
 use crate::scoring::{LeaderboardRow, SCORING_WINDOW, ScoringError, leaderboard_over};
 use crate::store::{
-    EventRecord, EventsSeen, NewReferenceForecast, NewRun, ResolutionRecorded, RunRecorded, Store,
-    StoreError,
+    EventRecord, NewReferenceForecast, NewRun, ResolutionRecorded, RunRecorded, Store, StoreError,
 };
 use crate::weights::WeightSetter;
 
+mod pooling;
 mod rescoring;
 
 use rescoring::ScoringWindow;
@@ -612,70 +612,6 @@ impl Daemon {
         }
         Ok(done)
     }
-
-    /// Records the meta-model's pools of every event created by `now` that has none yet; runs
-    /// only after every owed run was recorded, so an event's pools are over all of its runs.
-    /// Returns how many events were pooled.
-    async fn pool_events(
-        &self,
-        now: DateTime<Utc>,
-        seen: EventsSeen,
-        state: &mut StepState,
-    ) -> Result<usize, DaemonError> {
-        if !state.pools_recorded {
-            let names = Pool::ALL.map(Pool::name);
-            self.store.ensure_meta_entries(&names).await?;
-            state.pools_recorded = true;
-        }
-        let inputs = self
-            .store
-            .events_to_pool(now, Pool::ALL[0].name(), seen)
-            .await?;
-        if inputs.events.is_empty() {
-            return Ok(0);
-        }
-        let weights: HashMap<String, f64> = self
-            .store
-            .latest_weights()
-            .await?
-            .into_iter()
-            .map(|row| (row.hotkey, row.weight))
-            .collect();
-        let miner_weights: Vec<f64> = inputs
-            .hotkeys
-            .iter()
-            .map(|hotkey| weights.get(hotkey).copied().unwrap_or(0.0))
-            .collect();
-        let mut forecasts = Vec::with_capacity(inputs.events.len() * Pool::ALL.len());
-        for input in &inputs.events {
-            let weighted: Vec<(f64, f64)> = input
-                .forecasts
-                .iter()
-                .map(|&(miner, value)| {
-                    let weight = miner_weights.get(miner as usize).copied().unwrap_or(0.0);
-                    (value, weight)
-                })
-                .collect();
-            for pool in Pool::ALL {
-                let pooled = pool.of(&weighted).map_err(|error| {
-                    StoreError::Corrupt(format!(
-                        "the forecasts on event {:?} cannot be pooled: {error}",
-                        input.event_id
-                    ))
-                })?;
-                forecasts.push(NewReferenceForecast {
-                    event_id: input.event_id.clone(),
-                    entry: pool.name().to_owned(),
-                    executed: pooled.map(pooled_forecast),
-                    finished_at: now,
-                });
-            }
-        }
-        for batch in forecasts.chunks(RECORD_BATCH * Pool::ALL.len()) {
-            self.store.record_reference_forecasts(batch).await?;
-        }
-        Ok(inputs.events.len())
-    }
 }
 
 /// A run owed: a miner's, or a benchmark agent's.
@@ -698,18 +634,6 @@ struct OwedRuns {
     runs: usize,
     failed: usize,
     benchmark_runs: usize,
-}
-
-/// A pool's forecast, recorded as a run of no duration that answered `probability`.
-fn pooled_forecast(probability: f64) -> ExecutedRun {
-    ExecutedRun {
-        status: RunStatus::Ok,
-        prediction: Some(probability),
-        duration_ms: 0,
-        logs: String::new(),
-        gateway_usage: serde_json::Value::Object(serde_json::Map::new()),
-        cost_usd: 0.0,
-    }
 }
 
 /// Whether a stored event is `new_event` (instants compared at the store's millisecond
