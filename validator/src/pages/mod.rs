@@ -14,11 +14,14 @@
 //! so that both always agree.
 //!
 //! Rooms: `routes` (the handlers), [`queries`] (what each page reads), [`models`] (the view
-//! models and number formats), [`svg`] (the charts), [`links`] (URLs and file names from
-//! hostile ids) and `static_site` (the files).
+//! models), `operator` (the operator page's model) and `format` (the number formats), both
+//! re-exported by `models`, [`svg`] (the charts), [`links`] (URLs and file names from hostile
+//! ids) and `static_site` (the files).
 
+mod format;
 pub mod links;
 pub mod models;
+mod operator;
 pub mod queries;
 mod routes;
 mod static_site;

@@ -1,15 +1,18 @@
 //! The pages' view models: what each template shows, every number already formatted.
 //!
-//! Owns the number formats (one per quantity, the same on every page) and the shaping of the
-//! store's records into rows. Every numeric cell carries its exact value beside its text
-//! (`data-value`), so that a program can read the page as precisely as the JSON API. Text from
-//! the data stays text: the templates escape it.
+//! Owns the shaping of the store's records into rows, with the numbers in the formats of
+//! `format`. Text from the data stays text: the templates escape it.
 
 use askama::Template;
 use chrono::{DateTime, Utc};
 
+use super::format::count_of;
+pub use super::format::{
+    Num, brier, count, duration, instant, probability, share, signed, usd, weight,
+};
 use super::links::Links;
-use super::queries::{EventData, MinerData, OperatorData, gateway_calls, spend_by_service};
+pub use super::operator::{OperatorPage, SpendRow};
+use super::queries::{EventData, MinerData, gateway_calls};
 use super::svg::{self, LineChart, Series};
 use crate::api::views::{LeaderboardView, ReferenceKind};
 use crate::scoring::SCORING_WINDOW;
@@ -20,125 +23,6 @@ pub const MAX_LOG_CHARS: usize = 2_000;
 
 /// Points of a line chart per series, at most.
 pub const MAX_CHART_POINTS: usize = 500;
-
-/// A number as shown, with its exact value for programs (empty when there is none).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Num {
-    /// What a reader sees.
-    pub text: String,
-    /// The exact value (Rust's shortest round-trip form), or empty.
-    pub value: String,
-}
-
-impl Num {
-    fn none() -> Self {
-        Self {
-            text: "—".to_owned(),
-            value: String::new(),
-        }
-    }
-
-    fn of(value: f64, text: String) -> Self {
-        if value.is_finite() {
-            Self {
-                text,
-                value: value.to_string(),
-            }
-        } else {
-            Self {
-                text: value.to_string(),
-                value: value.to_string(),
-            }
-        }
-    }
-}
-
-/// A fixed-decimals form that stays short for absurd magnitudes (an agent's raw prediction
-/// may be anything finite).
-fn fixed(value: f64, decimals: usize) -> String {
-    if value.is_finite() && value.abs() >= 1e6 {
-        format!("{value:.3e}")
-    } else {
-        format!("{value:.decimals$}")
-    }
-}
-
-/// A Brier score or a mean of them: 4 decimals.
-#[must_use]
-pub fn brier(value: Option<f64>) -> Num {
-    value.map_or_else(Num::none, |value| Num::of(value, fixed(value, 4)))
-}
-
-/// A probability (a prediction, a frequency): 4 decimals.
-#[must_use]
-pub fn probability(value: Option<f64>) -> Num {
-    brier(value)
-}
-
-/// A weight: 4 decimals.
-#[must_use]
-pub fn weight(value: f64) -> Num {
-    Num::of(value, fixed(value, 4))
-}
-
-/// A share shown as a percentage with one decimal; the value stays the share.
-#[must_use]
-pub fn share(value: Option<f64>) -> Num {
-    value.map_or_else(Num::none, |value| {
-        Num::of(value, format!("{}%", fixed(value * 100.0, 1)))
-    })
-}
-
-/// A contribution (MMC): signed, 4 decimals.
-#[must_use]
-pub fn signed(value: Option<f64>) -> Num {
-    value.map_or_else(Num::none, |value| {
-        let text = if value.is_finite() && value.abs() < 1e6 {
-            format!("{value:+.4}")
-        } else {
-            fixed(value, 4)
-        };
-        Num::of(value, text)
-    })
-}
-
-/// A count.
-#[must_use]
-pub fn count(value: u64) -> Num {
-    Num {
-        text: value.to_string(),
-        value: value.to_string(),
-    }
-}
-
-/// A count of items in memory.
-fn count_of(value: usize) -> Num {
-    count(u64::try_from(value).unwrap_or(u64::MAX))
-}
-
-/// US dollars: 4 decimals.
-#[must_use]
-pub fn usd(value: f64) -> Num {
-    Num::of(value, format!("${}", fixed(value, 4)))
-}
-
-/// A duration in milliseconds, shown in seconds with 2 decimals; the value stays in ms.
-#[must_use]
-pub fn duration(ms: u64) -> Num {
-    // Precision loss past 2^53 ms (285,000 years) does not matter for display.
-    #[allow(clippy::cast_precision_loss)]
-    let seconds = ms as f64 / 1000.0;
-    Num {
-        text: format!("{seconds:.2} s"),
-        value: ms.to_string(),
-    }
-}
-
-/// An instant as shown: minutes, UTC.
-#[must_use]
-pub fn instant(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M UTC").to_string()
-}
 
 /// A reference entry's kind as every page shows it.
 fn reference_kind(kind: ReferenceKind) -> &'static str {
@@ -162,7 +46,7 @@ pub struct Chrome {
 }
 
 impl Chrome {
-    fn new(title: impl Into<String>, links: Links) -> Self {
+    pub(super) fn new(title: impl Into<String>, links: Links) -> Self {
         Self {
             title: title.into(),
             refresh: links.refresh(),
@@ -670,128 +554,6 @@ impl EventPage {
     }
 }
 
-/// `/operator`.
-#[derive(Debug, Clone, Template)]
-#[template(path = "operator.html")]
-pub struct OperatorPage {
-    /// Title and links.
-    pub chrome: Chrome,
-    /// Open events.
-    pub open_events: Num,
-    /// Resolved events.
-    pub resolved_events: Num,
-    /// The day shown, `from – to`, if there were runs.
-    pub day: Option<String>,
-    /// Runs of the day.
-    pub runs: Num,
-    /// Runs of the day by status, most frequent first.
-    pub statuses: Vec<(String, Num)>,
-    /// Duration percentiles of the day's runs: p50, p90, p99, max.
-    pub durations: Vec<(&'static str, Num)>,
-    /// Gateway spend of the day's runs by service, largest first.
-    pub spend: Vec<SpendRow>,
-    /// Total spend of the day's runs.
-    pub total_cost: Num,
-}
-
-/// A service's spend.
-#[derive(Debug, Clone)]
-pub struct SpendRow {
-    /// The service (or a note for calls not itemized).
-    pub service: String,
-    /// Calls.
-    pub calls: Num,
-    /// Cost.
-    pub cost: Num,
-}
-
-/// The nearest-rank `quantile` of sorted `values`.
-fn percentile(sorted: &[u64], quantile: f64) -> Option<u64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    // ceil(q * n) is in 1..=n for q in (0, 1]: the rank, 1-based.
-    #[allow(
-        clippy::cast_precision_loss,
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss
-    )]
-    let rank = ((quantile * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted.get(rank - 1).copied()
-}
-
-impl OperatorPage {
-    /// The page of `data`.
-    #[must_use]
-    pub fn new(data: OperatorData, links: Links) -> Self {
-        let mut statuses: Vec<(String, u64)> = Vec::new();
-        let mut spend: Vec<(Option<String>, u64, f64)> = Vec::new();
-        let mut durations: Vec<u64> = Vec::with_capacity(data.runs.len());
-        let mut total_cost = 0.0;
-        for run in &data.runs {
-            let executed = &run.run.executed;
-            let status = executed.status.as_str();
-            match statuses.iter_mut().find(|entry| entry.0 == status) {
-                Some(entry) => entry.1 += 1,
-                None => statuses.push((status.to_owned(), 1)),
-            }
-            durations.push(executed.duration_ms);
-            total_cost += executed.cost_usd;
-            for (service, calls, cost) in
-                spend_by_service(&executed.gateway_usage, executed.cost_usd)
-            {
-                match spend.iter_mut().find(|entry| entry.0 == service) {
-                    Some(entry) => {
-                        entry.1 += calls;
-                        entry.2 += cost;
-                    }
-                    None => spend.push((service, calls, cost)),
-                }
-            }
-        }
-        statuses.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        spend.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
-        durations.sort_unstable();
-        let quantiles: [(&'static str, f64); 4] =
-            [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0)];
-        Self {
-            chrome: Chrome::new("sooth operator", links),
-            open_events: count_of(data.open_events),
-            resolved_events: count_of(data.resolved_events),
-            day: data.day_end.map(|end| {
-                format!(
-                    "{} – {}",
-                    instant(end - chrono::TimeDelta::days(1)),
-                    instant(end)
-                )
-            }),
-            runs: count_of(data.runs.len()),
-            statuses: statuses
-                .into_iter()
-                .map(|(status, n)| (status, count(n)))
-                .collect(),
-            durations: quantiles
-                .iter()
-                .map(|&(label, q)| {
-                    (
-                        label,
-                        percentile(&durations, q).map_or_else(Num::none, duration),
-                    )
-                })
-                .collect(),
-            spend: spend
-                .into_iter()
-                .map(|(service, calls, cost)| SpendRow {
-                    service: service.unwrap_or_else(|| "(calls not itemized)".to_owned()),
-                    calls: count(calls),
-                    cost: usd(cost),
-                })
-                .collect(),
-            total_cost: usd(total_cost),
-        }
-    }
-}
-
 /// A page saying what went wrong: 400, 404 or 500.
 #[derive(Debug, Clone, Template)]
 #[template(path = "error.html")]
@@ -830,16 +592,6 @@ mod tests {
         assert_eq!(probability(Some(1e300)).text, "1.000e300");
         assert_eq!(duration(1500).text, "1.50 s");
         assert_eq!(usd(0.125).text, "$0.1250");
-    }
-
-    #[test]
-    fn percentiles_take_the_nearest_rank() {
-        let values: Vec<u64> = (1..=100).collect();
-        assert_eq!(percentile(&values, 0.5), Some(50));
-        assert_eq!(percentile(&values, 0.99), Some(99));
-        assert_eq!(percentile(&values, 1.0), Some(100));
-        assert_eq!(percentile(&[7], 0.9), Some(7));
-        assert_eq!(percentile(&[], 0.5), None);
     }
 
     #[test]
