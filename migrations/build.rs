@@ -3,4 +3,5 @@
 fn main() {
     // sqlx::migrate! embeds the migrations; a new file must rebuild the crate.
     println!("cargo:rerun-if-changed=sqlite");
+    println!("cargo:rerun-if-changed=postgres");
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use sooth_runner::ScriptedGateway;
 use sooth_validator::sources::{Batch, jsonl};
-use sooth_validator::store::{Store, Verification};
+use sooth_validator::store::{Store, StoreOptions, Verification};
 use sooth_validator::verification::ProbeSet;
 use sooth_validator::{BacktestReport, DaemonSettings, Simulation, start_instant};
 
@@ -42,19 +42,27 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
     let runtime = crate::runtime()?;
     let report = runtime.block_on(async {
         let start = start_instant(&batch.events)?;
-        let simulation = Simulation::open(
-            data_dir,
-            start,
-            make_runner(default_cache_dir())?,
-            // No gateway: an agent's calls answer not-found, as with `sooth agent test`.
-            Arc::new(ScriptedGateway::empty()),
-            None,
-            DaemonSettings {
-                max_concurrent_runs: usize::from(args.concurrency),
-                ..DaemonSettings::default()
-            },
-        )
-        .await?;
+        let runner = make_runner(default_cache_dir())?;
+        let sandbox_version = runner.sandbox_version();
+        // No gateway: an agent's calls answer not-found, as with `sooth agent test`.
+        let gateway = Arc::new(ScriptedGateway::empty());
+        let settings = DaemonSettings {
+            max_concurrent_runs: usize::from(args.concurrency),
+            ..DaemonSettings::default()
+        };
+        let simulation = match &args.database_url {
+            None => Simulation::open(data_dir, start, runner, gateway, None, settings).await?,
+            Some(url) => {
+                let store = Store::connect(url, &StoreOptions::default()).await?;
+                Simulation::on_store(store, data_dir, start, runner, gateway, None, settings)?
+            }
+        };
+        let simulation = if args.workers {
+            outln("runs are handed to the runner workers (sooth runner) on the database")?;
+            simulation.with_workers(&sandbox_version).await?
+        } else {
+            simulation
+        };
         for (name, path) in unique_names(&args.benchmarks) {
             let bytes = std::fs::read(&path)
                 .with_context(|| format!("cannot read benchmark agent {}", path.display()))?;

@@ -18,6 +18,7 @@ mod miner_cmd;
 mod progress;
 mod proxy_keys;
 mod proxy_run;
+mod runner_cmd;
 mod runner_setup;
 mod services_cmd;
 mod upload_cmd;
@@ -63,6 +64,14 @@ enum Command {
     /// Run the validator daemon, or add miners and agents to it.
     #[command(subcommand)]
     Validator(ValidatorCommand),
+    /// Run agents for a validator on this host: claim the runs its scheduler hands out through
+    /// PostgreSQL, run them in the sandbox, record them; until Ctrl-C or SIGTERM, then finish
+    /// what is held.
+    Runner {
+        /// The worker's configuration (TOML).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Replay an event file through the validator on a simulated clock: agents registered at
     /// the start, events created and resolved at their instants; prints the leaderboard.
     Backtest(BacktestArgs),
@@ -251,6 +260,12 @@ enum ValidatorCommand {
     /// Add a version of a miner's agent (registering the miner if needed) through the
     /// verification queue; once verified it becomes active at the next 00:00 UTC.
     AddAgent(AddAgentArgs),
+    /// List the runner workers, the runs each holds and what each did, and the runs queued.
+    Status {
+        /// The validator configuration (TOML).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Register a miner by its hotkey (an ed25519 public key in hex, or an sr25519 SS58
     /// address), under the slot and immunity rules.
     AddMiner(AddMinerArgs),
@@ -309,6 +324,14 @@ pub struct BacktestArgs {
     /// A backtest stopped part-way resumes when run again on the same directory.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Keep the validator's database on this PostgreSQL server instead
+    /// (postgres://user:password@host/database); the data directory keeps the components.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Hand every run to runner workers (sooth runner) claiming from the database of
+    /// --database-url, instead of running agents in this process.
+    #[arg(long, requires = "database_url")]
+    pub workers: bool,
     /// Runs at once.
     #[arg(long, value_name = "N", default_value_t = default_concurrency(),
           value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -541,6 +564,8 @@ fn main() -> ExitCode {
         Command::Validator(ValidatorCommand::Run { config }) => validator_cmd::run(&config),
         Command::Validator(ValidatorCommand::AddAgent(args)) => validator_cmd::add_agent(&args),
         Command::Validator(ValidatorCommand::AddMiner(args)) => validator_cmd::add_miner(&args),
+        Command::Validator(ValidatorCommand::Status { config }) => runner_cmd::status(&config),
+        Command::Runner { config } => runner_cmd::run(&config),
         Command::Backtest(args) => backtest::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Ensemble(args) => ensemble_cmd::run(&args),

@@ -73,7 +73,7 @@ async fn validator_gateway(
 }
 
 /// Completes on Ctrl-C or SIGTERM (how service managers stop a daemon).
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = match signal(SignalKind::terminate()) {
         Ok(terminate) => Some(terminate),

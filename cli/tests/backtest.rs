@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::{file_with, forecastbench, run, sooth};
 use serde_json::Value;
+use sooth_test_postgres::TestSchema;
+use sooth_validator::store::{Store, StoreOptions};
 
 /// One agent's line of the printed leaderboard.
 #[derive(Debug)]
@@ -169,11 +171,17 @@ fn backtest_args(events: &Path, data_dir: &Path) -> Vec<std::ffi::OsString> {
 
 /// The scores of every event and the weights history of a backtest's store, as text to compare.
 fn recorded(data_dir: &Path, ids: &[String]) -> String {
+    recorded_at(
+        &format!("sqlite://{}", data_dir.join("validator.sqlite").display()),
+        ids,
+    )
+}
+
+/// [`recorded`] of the store at a database URL.
+fn recorded_at(url: &str, ids: &[String]) -> String {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let store = sooth_validator::store::Store::open(&data_dir.join("validator.sqlite"))
-            .await
-            .unwrap();
+        let store = Store::connect(url, &StoreOptions::default()).await.unwrap();
         let mut text = String::new();
         for id in ids {
             let mut scores = store.event_scores(id).await.unwrap();
@@ -249,6 +257,59 @@ fn a_backtest_killed_part_way_resumes_to_the_uninterrupted_result() {
     assert_eq!(recorded(resumed.path(), &ids), recorded(whole.path(), &ids));
 }
 
+#[test]
+fn a_backtest_on_postgresql_gives_the_sqlite_leaderboard_scores_and_weights_bit_for_bit() {
+    let Some(events) = forecastbench() else {
+        return;
+    };
+    let ids: Vec<String> = questions(&events).into_iter().map(|q| q.id).collect();
+    let schema = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(TestSchema::create());
+    let backtest = |data_dir: &Path, out: &Path, database_url: Option<&str>| {
+        let mut command = sooth();
+        command
+            .args(backtest_args(&events, data_dir))
+            .arg("--benchmark")
+            .arg(sooth_test_agents::always_half())
+            .arg("--out")
+            .arg(out);
+        if let Some(url) = database_url {
+            command.arg("--database-url").arg(url);
+        }
+        run(&mut command).ok()
+    };
+    let (sqlite_dir, sqlite_out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (postgres_dir, postgres_out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let on_sqlite = backtest(sqlite_dir.path(), sqlite_out.path(), None);
+    let on_postgres = backtest(postgres_dir.path(), postgres_out.path(), Some(schema.url()));
+    // The PostgreSQL run kept nothing in its data directory's database file.
+    assert!(!postgres_dir.path().join("validator.sqlite").exists());
+
+    // The printed leaderboard (less the lines naming each run's own output directory).
+    let printed = |stdout: &str| {
+        leaderboard_text(stdout)
+            .lines()
+            .filter(|line| !line.starts_with("wrote "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(printed(&on_postgres.stdout), printed(&on_sqlite.stdout));
+    // Every figure, the benchmark's and the meta-model's included, to the last bit.
+    let json = |out: &Path| std::fs::read_to_string(out.join("leaderboard.json")).unwrap();
+    assert_eq!(json(postgres_out.path()), json(sqlite_out.path()));
+    // The pages show the benchmark and the meta-model's pools with the miners, MMC included.
+    let page = |out: &Path| std::fs::read_to_string(out.join("site/index.html")).unwrap();
+    assert_eq!(page(postgres_out.path()), page(sqlite_out.path()));
+    assert!(page(sqlite_out.path()).contains("meta:linear"));
+    let csv = |out: &Path| std::fs::read_to_string(out.join("leaderboard.csv")).unwrap();
+    assert_eq!(csv(postgres_out.path()), csv(sqlite_out.path()));
+    assert_eq!(
+        recorded_at(schema.url(), &ids),
+        recorded(sqlite_dir.path(), &ids)
+    );
+}
+
 fn leaderboard_text(stdout: &str) -> String {
     stdout
         .lines()
@@ -315,6 +376,45 @@ fn a_backtest_refuses_bad_input_with_a_clear_message() {
         .arg("--agents")
         .arg(&not_wasm))
     .fails_with("agent bogus");
+}
+
+#[test]
+fn an_unreachable_postgresql_is_named_without_its_password() {
+    let (_dir, events) = file_with(
+        "e.jsonl",
+        r#"{"id": "a", "title": "T?", "created_at": "2025-03-01T00:00:00Z"}"#,
+    );
+    // Port 9 (discard) has no server on the test machines.
+    let url = "postgres://sooth:hunter2@127.0.0.1:9/sooth";
+    let output = run(sooth()
+        .arg("backtest")
+        .arg("--events")
+        .arg(&events)
+        .arg("--agents")
+        .arg(sooth_test_agents::always_half())
+        .arg("--database-url")
+        .arg(url))
+    .fails_with(
+        "cannot connect to the validator database at postgres://sooth:***@127.0.0.1:9/sooth",
+    );
+    assert!(!output.stderr.contains("hunter2"), "{}", output.stderr);
+    assert!(output.stderr.contains("refused"), "{}", output.stderr);
+
+    // The same from the validator's configuration, which must name PostgreSQL.
+    let (dir, config) = file_with(
+        "validator.toml",
+        &format!("data_dir = \"d\"\ndatabase_url = \"{url}\"\n"),
+    );
+    let output = run(sooth().args(["validator", "run", "--config"]).arg(&config))
+        .fails_with("postgres://sooth:***@127.0.0.1:9/sooth");
+    assert!(!output.stderr.contains("hunter2"), "{}", output.stderr);
+    std::fs::write(
+        dir.path().join("validator.toml"),
+        "data_dir = \"d\"\ndatabase_url = \"mysql://h/db\"\n",
+    )
+    .unwrap();
+    run(sooth().args(["validator", "run", "--config"]).arg(&config))
+        .fails_with("database_url must be a PostgreSQL URL");
 }
 
 #[test]

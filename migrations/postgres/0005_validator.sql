@@ -9,6 +9,11 @@
 --   4 bytes);
 -- * JSON columns stay TEXT (the store binds strings) and are checked by a
 --   cast to jsonb instead of SQLite's json_valid.
+-- * the text keys that order results (ids, hotkeys, hashes, names) are
+--   COLLATE "C": byte order, as SQLite compares text, whatever the server's
+--   locale, so that both engines order and page alike;
+-- * flags (imputed) are INTEGER 0 or 1, as SQLite stores its BOOLEAN, so that
+--   the store binds and reads the same values on both engines.
 -- Conventions and meanings are described in the SQLite file.
 
 -- One row per hotkey that ever registered. Re-registering a deregistered
@@ -17,7 +22,7 @@
 CREATE TABLE validator_miners (
     miner_no           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     uid                INTEGER NOT NULL CHECK (uid BETWEEN 0 AND 65535),
-    hotkey             TEXT    NOT NULL UNIQUE CHECK (length(hotkey) >= 1),
+    hotkey             TEXT COLLATE "C" NOT NULL UNIQUE CHECK (length(hotkey) >= 1),
     registered_at_ms   BIGINT  NOT NULL,
     deregistered_at_ms BIGINT,
     CHECK (deregistered_at_ms IS NULL OR deregistered_at_ms >= registered_at_ms)
@@ -37,7 +42,7 @@ CREATE UNIQUE INDEX validator_miners_registered_uid
 CREATE TABLE validator_agent_versions (
     version_no        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     miner_no          BIGINT  NOT NULL REFERENCES validator_miners (miner_no),
-    hash              TEXT    NOT NULL CHECK (length(hash) >= 1),
+    hash              TEXT COLLATE "C" NOT NULL CHECK (length(hash) >= 1),
     uploaded_at_ms    BIGINT  NOT NULL,
     verified_at_ms    BIGINT,
     activated_at_ms   BIGINT,
@@ -59,7 +64,7 @@ CREATE UNIQUE INDEX validator_agent_versions_one_active
 -- status 'resolved' and never change afterwards.
 CREATE TABLE validator_events (
     event_no       BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    id             TEXT    NOT NULL UNIQUE CHECK (length(id) >= 1),
+    id             TEXT COLLATE "C" NOT NULL UNIQUE CHECK (length(id) >= 1),
     kind           TEXT    NOT NULL CHECK (length(kind) >= 1),
     title          TEXT    NOT NULL CHECK (length(title) >= 1),
     description    TEXT    NOT NULL,
@@ -116,7 +121,7 @@ CREATE TABLE validator_scores (
     event_no BIGINT  NOT NULL REFERENCES validator_events (event_no),
     miner_no BIGINT  NOT NULL REFERENCES validator_miners (miner_no),
     brier    DOUBLE PRECISION NOT NULL CHECK (brier BETWEEN 0 AND 1),
-    imputed  BOOLEAN NOT NULL,
+    imputed  INTEGER NOT NULL CHECK (imputed IN (0, 1)),
     PRIMARY KEY (event_no, miner_no)
 );
 

@@ -49,10 +49,10 @@ CREATE TABLE validator_probe_runs (
 CREATE TABLE validator_integrity_verdicts (
     verdict_no         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     version_no         BIGINT  NOT NULL REFERENCES validator_agent_versions (version_no),
-    check_name         TEXT    NOT NULL
+    check_name         TEXT COLLATE "C" NOT NULL
                        CHECK (check_name IN ('duplicate', 'originality', 'concordance')),
     scope              TEXT    NOT NULL CHECK (scope IN ('probe', 'live')),
-    passed             BOOLEAN NOT NULL,
+    passed             INTEGER NOT NULL CHECK (passed IN (0, 1)),
     matched_version_no BIGINT  REFERENCES validator_agent_versions (version_no),
     statistic          DOUBLE PRECISION,
     detail             TEXT    NOT NULL,

@@ -8,7 +8,7 @@
 
 CREATE TABLE validator_miner_keys (
     miner_no      BIGINT  NOT NULL REFERENCES validator_miners (miner_no),
-    service       TEXT    NOT NULL CHECK (length(service) BETWEEN 1 AND 64),
+    service       TEXT COLLATE "C" NOT NULL CHECK (length(service) BETWEEN 1 AND 64),
     nonce         BYTEA   CHECK (length(nonce) = 24),
     ciphertext    BYTEA   CHECK (length(ciphertext) > 16),
     linked_at_ms  BIGINT  NOT NULL,

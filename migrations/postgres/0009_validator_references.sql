@@ -14,7 +14,7 @@
 --                 runs are complete; it has no component.
 CREATE TABLE validator_reference_entries (
     entry_no       BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    name           TEXT NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 64),
+    name           TEXT COLLATE "C" NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 64),
     kind           TEXT NOT NULL CHECK (kind IN ('benchmark', 'meta_model')),
     component_hash TEXT,
     CHECK ((kind = 'benchmark') = (component_hash IS NOT NULL))

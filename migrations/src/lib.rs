@@ -1,8 +1,8 @@
-//! The schema of every sooth table and how a process opens the SQLite file that holds them.
+//! The schema of every sooth table and how a process opens the database that holds them.
 //!
 //! This crate owns the SQL migrations (`sqlite/`, applied by the gateway and the validator
 //! alike, since sqlx's migrator checks every migration a file has seen; `postgres/`, their
-//! untested twins for the scale-out) and the one way a process opens a SQLite file of them:
+//! twins for the scale-out) and the one way a process opens a SQLite file of them:
 //! WAL, exactly one writer connection (so a process never contends with itself for the write
 //! lock), a pool of readers, the schema brought up to date at open. It must not hold queries:
 //! each table's owner (the gateway's ledger, cache and linked keys; the validator's store)
@@ -18,6 +18,13 @@ use sqlx::sqlite::{
 
 /// Every SQLite migration, embedded at build time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./sqlite");
+
+/// Every PostgreSQL migration (the twins of the SQLite ones), embedded at build time.
+pub static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("./postgres");
+
+mod engines;
+
+pub use engines::{Engine, open_postgres, open_sqlite_file, open_sqlite_in_memory, redacted_url};
 
 /// The connection settings of the database file at `path`: a write waits up to
 /// `busy_timeout` for another process's write lock, every commit is fsynced when `durable`
@@ -40,7 +47,11 @@ pub fn file_options(path: &Path, busy_timeout: Duration, durable: bool) -> Sqlit
 /// owner (an in-memory database lives in it).
 #[must_use]
 pub fn single_connection_pool() -> SqlitePoolOptions {
-    SqlitePoolOptions::new()
+    single_connection()
+}
+
+fn single_connection<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
+    sqlx::pool::PoolOptions::new()
         .min_connections(1)
         .max_connections(1)
         .idle_timeout(None)

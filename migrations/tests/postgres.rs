@@ -9,12 +9,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Row};
-
-static POSTGRES: Migrator = sqlx::migrate!("./postgres");
 
 fn server_url() -> String {
     std::env::var("SOOTH_TEST_POSTGRES_URL")
@@ -96,10 +93,16 @@ async fn the_postgres_twins_apply_and_match_the_sqlite_schema_and_rules() {
         .await
         .unwrap();
 
-    POSTGRES.run(&pool).await.expect("the twins apply");
+    sooth_migrations::POSTGRES_MIGRATOR
+        .run(&pool)
+        .await
+        .expect("the twins apply");
     assert_eq!(postgres_schema(&pool).await, sqlite_schema().await);
     // Applying again changes nothing.
-    POSTGRES.run(&pool).await.unwrap();
+    sooth_migrations::POSTGRES_MIGRATOR
+        .run(&pool)
+        .await
+        .unwrap();
 
     // Some of the rules the store relies on.
     sqlx::raw_sql(

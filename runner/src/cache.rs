@@ -38,7 +38,7 @@ impl std::hash::Hasher for Blake3Hasher {
     }
 }
 
-fn engine_fingerprint(engine: &Engine) -> [u8; 32] {
+pub(crate) fn engine_fingerprint(engine: &Engine) -> [u8; 32] {
     use std::hash::Hash;
     let mut hasher = Blake3Hasher(blake3::Hasher::new());
     engine.precompile_compatibility_hash().hash(&mut hasher);

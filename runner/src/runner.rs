@@ -164,6 +164,30 @@ impl Runner {
         &self.inner.config
     }
 
+    /// What a run's outcome depends on besides the agent and the event: this crate's release,
+    /// the engine's code generation (wasmtime's version and settings) and the limits a run
+    /// meets. Hosts that share runs must agree on it, or the same run would mean different
+    /// things on different hosts.
+    #[must_use]
+    pub fn sandbox_version(&self) -> String {
+        let config = &self.inner.config;
+        let fingerprint = crate::cache::engine_fingerprint(&self.inner.engine);
+        let engine: String = fingerprint[..8]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        format!(
+            "sooth-runner/{} engine/{engine} timeout-ms/{} memory/{} logs/{} component/{} \
+             gateway-calls/{}",
+            env!("CARGO_PKG_VERSION"),
+            config.timeout.as_millis(),
+            config.memory_limit_bytes,
+            config.log_limit_bytes,
+            config.max_component_bytes,
+            config.max_gateway_calls,
+        )
+    }
+
     /// Check, compile (or fetch from the cache) and link a component.
     ///
     /// # Errors

@@ -124,8 +124,11 @@ async fn gateway_floods_leave_host_memory_within_a_fixed_bound() {
                 RunOutcome::Timeout { limit_ms: 6000 },
                 "{title}"
             );
+            // Thousands of calls: far past the 64 records kept, so that keeping one per call
+            // would show. (A long name costs the unoptimized test build ~0.6 ms a call, so the
+            // slowest flood makes about 10,000 in its 6 s.)
             assert!(
-                report.gateway.call_count() > 10_000,
+                report.gateway.call_count() > 5_000,
                 "{title}: the flood ran"
             );
             assert!(report.gateway.calls.len() <= 64, "{title}");

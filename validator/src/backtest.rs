@@ -100,14 +100,35 @@ impl Simulation {
         tokens: Option<Arc<dyn RunTokens>>,
         settings: DaemonSettings,
     ) -> Result<Self, BacktestError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| BacktestError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let store = Store::open(&data_dir.join(STORE_FILE))
+            .await
+            .map_err(DaemonError::from)?;
+        Self::on_store(store, data_dir, start, runner, gateway, tokens, settings)
+    }
+
+    /// As [`open`](Self::open), on `store` (a PostgreSQL store, say) instead of the SQLite file
+    /// in `data_dir`, which keeps only the components.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub fn on_store(
+        store: Store,
+        data_dir: &Path,
+        start: DateTime<Utc>,
+        runner: sooth_runner::Runner,
+        gateway: Arc<dyn sooth_runner::Gateway>,
+        tokens: Option<Arc<dyn RunTokens>>,
+        settings: DaemonSettings,
+    ) -> Result<Self, BacktestError> {
         let data_dir_error = |source| BacktestError::DataDir {
             path: data_dir.display().to_string(),
             source,
         };
-        std::fs::create_dir_all(data_dir).map_err(data_dir_error)?;
-        let store = Store::open(&data_dir.join(STORE_FILE))
-            .await
-            .map_err(DaemonError::from)?;
         let executor = Arc::new(
             SandboxExecutor::new(runner, data_dir.join("agents"), gateway, tokens)
                 .map_err(data_dir_error)?,
@@ -124,6 +145,27 @@ impl Simulation {
             daemon,
             clock,
             executor,
+        })
+    }
+
+    /// The same simulation with runner workers (`sooth runner`) running its agents: the daemon
+    /// hands every run to them through the store, which must be PostgreSQL, and waits until
+    /// they have recorded it. The workers must run the sandbox of `sandbox_version`
+    /// (`Runner::sandbox_version`).
+    ///
+    /// # Errors
+    ///
+    /// [`BacktestError::Daemon`] when the store cannot record the scheduler's sandbox.
+    pub async fn with_workers(self, sandbox_version: &str) -> Result<Self, BacktestError> {
+        self.daemon
+            .store()
+            .set_scheduler_sandbox(sandbox_version)
+            .await
+            .map_err(DaemonError::from)?;
+        let components = self.executor.components().clone();
+        Ok(Self {
+            daemon: self.daemon.with_workers(components),
+            ..self
         })
     }
 

@@ -6,6 +6,9 @@
 //!
 //! ```toml
 //! data_dir = "validator-data"      # the store, components, keys, weights.json
+//! # database_url = "postgres://sooth:PASSWORD@db.internal/sooth"   # the store on PostgreSQL
+//! #                                # (shared with runner workers and gateways) instead of
+//! #                                # data_dir/validator.sqlite
 //!
 //! [competition]
 //! slots = 256                      # miners registered at once
@@ -14,6 +17,7 @@
 //!
 //! [scheduling]
 //! max_concurrent_runs = 8
+//! workers = false                  # true: runner workers (`sooth runner`) run the agents
 //!
 //! [runner]                         # sooth-runner's settings (timeout = 240 s by default)
 //! memory_limit_bytes = 536870912
@@ -41,6 +45,7 @@
 //! `[linked_keys]`, `[verification]`) are described in `uploads`.
 
 mod uploads;
+mod worker;
 
 use std::path::{Path, PathBuf};
 
@@ -49,6 +54,7 @@ use sooth_runner::RunnerConfig;
 use thiserror::Error;
 
 pub use uploads::{LinkedKeysConfig, RegistrationConfig, UploadsConfig, VerificationConfig};
+pub use worker::WorkerConfig;
 
 use crate::registration::DEFAULT_SLOTS;
 use crate::scoring::SCORING_WINDOW;
@@ -93,6 +99,10 @@ pub enum ConfigError {
 pub struct ValidatorConfig {
     /// Where the store, the components, the validator's key and the weights file live.
     pub data_dir: PathBuf,
+    /// The store on a PostgreSQL server (`postgres://user:password@host/database`) instead of
+    /// the SQLite file in `data_dir`: what several machines share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
     /// The competition's rules.
     #[serde(default)]
     pub competition: CompetitionConfig,
@@ -192,14 +202,18 @@ impl Default for CompetitionConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SchedulingConfig {
-    /// Runs executing at once.
+    /// Runs executing at once (in this process; the workers' own limits are theirs).
     pub max_concurrent_runs: usize,
+    /// Hand every owed run to runner workers (`sooth runner`) through the PostgreSQL store
+    /// instead of running agents in this process (needs `database_url`).
+    pub workers: bool,
 }
 
 impl Default for SchedulingConfig {
     fn default() -> Self {
         Self {
             max_concurrent_runs: 8,
+            workers: false,
         }
     }
 }
@@ -339,6 +353,18 @@ impl ValidatorConfig {
         };
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir must not be empty");
+        }
+        if let Some(url) = &self.database_url
+            && sooth_migrations::Engine::of_url(url) != Some(sooth_migrations::Engine::Postgres)
+        {
+            return invalid(
+                "database_url must be a PostgreSQL URL (postgres://user:password@host/database)",
+            );
+        }
+        if self.scheduling.workers && self.database_url.is_none() {
+            return invalid(
+                "scheduling.workers needs database_url: workers claim runs from PostgreSQL",
+            );
         }
         if self.linked_keys.key_file.as_os_str().is_empty() {
             return invalid("linked_keys.key_file must not be empty");

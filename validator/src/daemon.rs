@@ -39,7 +39,9 @@ use thiserror::Error;
 use tokio::sync::Mutex;
 
 use crate::activation::{AgentVersion, activation_timeline, active_version, midnight_at_or_before};
+use crate::causes::with_causes;
 use crate::clock::Clock;
+use crate::components::Components;
 use crate::event::{Event, Resolution};
 use crate::executor::{RunExecutor, RunJob};
 use crate::metrics::ValidatorMetrics;
@@ -48,7 +50,8 @@ use crate::registration::{
 };
 use crate::scoring::{LeaderboardRow, SCORING_WINDOW, ScoringError, leaderboard_over};
 use crate::store::{
-    EventRecord, NewReferenceForecast, NewRun, ResolutionRecorded, RunRecorded, Store, StoreError,
+    EventRecord, NewReferenceForecast, NewRun, QueuedRun, ResolutionRecorded, RunOwner,
+    RunRecorded, Store, StoreError,
 };
 use crate::weights::WeightSetter;
 
@@ -102,6 +105,9 @@ pub enum DaemonError {
     /// A setting is unusable.
     #[error("invalid daemon setting: {0}")]
     Settings(String),
+    /// A component to hand to the runner workers cannot be read from the data directory.
+    #[error("cannot hand a component to the workers: {0}")]
+    Component(String),
 }
 
 /// Whether something handed to the daemon was new.
@@ -128,6 +134,9 @@ pub struct StepReport {
     pub benchmark_runs: usize,
     /// Events whose meta-model pools were recorded.
     pub pooled_events: usize,
+    /// Of `runs` and `benchmark_runs`, those handed to the runner workers and recorded by them
+    /// (when the daemon schedules for workers).
+    pub queued_runs: usize,
     /// The leaderboard computed at this step, if resolutions arrived since the previous one.
     pub leaderboard: Option<Vec<LeaderboardRow>>,
 }
@@ -167,6 +176,8 @@ pub struct Daemon {
     state: Mutex<StepState>,
     /// Where runs, scorings and weights are counted.
     metrics: Option<Arc<ValidatorMetrics>>,
+    /// When runner workers run the agents: the components they fetch through the store.
+    workers: Option<Components>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -216,6 +227,7 @@ impl Daemon {
             settings,
             state: Mutex::new(StepState::default()),
             metrics: None,
+            workers: None,
         })
     }
 
@@ -223,6 +235,16 @@ impl Daemon {
     #[must_use]
     pub fn with_metrics(mut self, metrics: Arc<ValidatorMetrics>) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// The same daemon as a scheduler for runner workers: it runs no agent itself, but hands
+    /// every owed run to the workers through the store (with its component, read from
+    /// `components`), and waits until they have recorded them, as it waits for its own runs
+    /// otherwise: what follows a pass (pooling, scoring) sees the same runs either way.
+    #[must_use]
+    pub fn with_workers(mut self, components: Components) -> Self {
+        self.workers = Some(components);
         self
     }
 
@@ -425,6 +447,7 @@ impl Daemon {
             report.runs = owed.runs;
             report.failed_runs = owed.failed;
             report.benchmark_runs = owed.benchmark_runs;
+            report.queued_runs = owed.queued;
             report.pooled_events = self.pool_events(now, seen, &mut state).await?;
             // Only once every owed run is recorded: a failed pass is tried again.
             state.runs_done_at_change = changes;
@@ -555,6 +578,9 @@ impl Daemon {
                 .count();
             metrics.set_runs_owed(owed);
         }
+        if let Some(components) = &self.workers {
+            return self.hand_to_workers(jobs, components).await;
+        }
         let executor = &self.executor;
         let mut finished = futures::stream::iter(jobs)
             .map(|owed| {
@@ -614,6 +640,84 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Hands `jobs` to the runner workers: their components where the workers can fetch them,
+    /// then the runs in the queue.
+    async fn hand_to_workers(
+        &self,
+        jobs: Vec<Owed>,
+        components: &Components,
+    ) -> Result<OwedRuns, DaemonError> {
+        let hashes: BTreeSet<&str> = jobs
+            .iter()
+            .map(|owed| owed.job().version_hash.as_str())
+            .collect();
+        for hash in hashes {
+            if !self.store.has_component(hash).await? {
+                let bytes = components
+                    .read(hash)
+                    .await
+                    .map_err(|error| DaemonError::Component(with_causes(&error)))?;
+                self.store.put_component(hash, &bytes).await?;
+            }
+        }
+        let queued: Vec<QueuedRun> = jobs
+            .into_iter()
+            .map(|owed| {
+                let (owner, job) = match owed {
+                    Owed::Miner(job) => (
+                        RunOwner::Miner {
+                            hotkey: job.hotkey.clone(),
+                        },
+                        job,
+                    ),
+                    Owed::Benchmark { entry, job } => (RunOwner::Benchmark { entry }, job),
+                };
+                QueuedRun {
+                    run_id: job.run_id,
+                    event_id: job.event.event.id,
+                    owner,
+                    component_hash: job.version_hash,
+                    gateway_name: job.hotkey,
+                    uid: job.uid,
+                }
+            })
+            .collect();
+        let runs = queued
+            .iter()
+            .filter(|run| matches!(run.owner, RunOwner::Miner { .. }))
+            .count();
+        let count = self.store.enqueue_runs(&queued).await?;
+        let mut waited = std::time::Instant::now();
+        loop {
+            let queue = self.store.queue_counts().await?;
+            if queue.waiting + queue.leased == 0 {
+                break;
+            }
+            if waited.elapsed() >= WORKERS_NOTICE {
+                tracing::info!(
+                    waiting = queue.waiting,
+                    leased = queue.leased,
+                    "waiting for the runner workers"
+                );
+                waited = std::time::Instant::now();
+            }
+            tokio::time::sleep(WORKERS_POLL).await;
+        }
+        Ok(OwedRuns {
+            runs,
+            benchmark_runs: queued.len() - runs,
+            queued: count,
+            failed: 0,
+        })
+    }
+}
+
+/// How often a scheduler looks whether the workers have recorded the runs it handed out.
+const WORKERS_POLL: Duration = Duration::from_millis(5);
+/// How often a scheduler waiting for its workers says so.
+const WORKERS_NOTICE: Duration = Duration::from_secs(30);
+
 /// A run owed: a miner's, or a benchmark agent's.
 enum Owed {
     Miner(RunJob),
@@ -634,6 +738,7 @@ struct OwedRuns {
     runs: usize,
     failed: usize,
     benchmark_runs: usize,
+    queued: usize,
 }
 
 /// Whether a stored event is `new_event` (instants compared at the store's millisecond

@@ -84,6 +84,7 @@ mod test_support;
 mod uploads;
 pub mod verification;
 mod weights;
+pub mod worker;
 
 pub use activation::AgentVersion;
 pub use backtest::{
@@ -95,7 +96,7 @@ pub use components::{ComponentFileError, Components};
 pub use config::{
     ApiConfig, BenchmarksConfig, CompetitionConfig, ConfigError, GatewayConfig, LinkedKeysConfig,
     RegistrationConfig, SchedulingConfig, SourcesConfig, UploadsConfig, ValidatorConfig,
-    VerificationConfig, WeightsConfig,
+    VerificationConfig, WeightsConfig, WorkerConfig,
 };
 pub use daemon::{Daemon, DaemonError, DaemonSettings, Ingested, StepReport};
 pub use event::{BINARY, DEFAULT_LIFETIME, Event, EventError, MAX_ID_BYTES, Outcome, Resolution};

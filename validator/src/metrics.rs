@@ -9,7 +9,10 @@
 //!   store because counting them there would read millions of rows at every scrape;
 //! - **read from the store at each scrape** ([`Store::metrics_gauges`], a few cheap aggregates):
 //!   events by status, versions by status, the verification queue, the last weights
-//!   computation, and the gateway's charges by service when its ledger shares the file.
+//!   computation, the gateway's charges by service when its ledger shares the file, and the
+//!   runner workers (what each claimed, completed and lost, the leases it holds) with the runs
+//!   queued for them: the workers count in the store, so that one scrape of the scheduler
+//!   shows every host.
 //!
 //! | series | type | labels |
 //! |---|---|---|
@@ -25,9 +28,13 @@
 //! | `verification_queue_items` | gauge | `state`: `waiting`, `leased` |
 //! | `weights_last_computed_timestamp_seconds` | gauge (absent before the first) | |
 //! | `gateway_charged_micro_usd` | gauge | `service` |
+//! | `worker_runs` | gauge | `worker`, `kind`: `claimed`, `completed`, `expired` |
+//! | `worker_leases` | gauge | `worker` |
+//! | `run_queue_items` | gauge | `state`: `waiting`, `leased` |
 //!
 //! Every label value comes from a closed list (or, for `service`, from the gateway's
-//! configuration through its ledger), so no caller can grow the exposition without bound: a
+//! configuration through its ledger; for `worker`, from the operator's workers, the
+//! [`MAX_WORKERS_SHOWN`] seen last), so no caller can grow the exposition without bound: a
 //! status word the validator does not know is counted as `other`.
 //!
 //! It must not decide anything nor write to the store.
@@ -100,6 +107,22 @@ struct StateLabels {
 struct OutcomeLabels {
     outcome: &'static str,
 }
+
+/// Labels of a worker's counts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerLabels {
+    worker: String,
+    kind: &'static str,
+}
+
+/// Labels of a worker's leases.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerOnlyLabels {
+    worker: String,
+}
+
+/// The most workers `/metrics` reports, those seen last.
+pub const MAX_WORKERS_SHOWN: usize = 256;
 
 /// Labels of the gateway's charges.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -445,6 +468,49 @@ impl ValidatorMetrics {
                 })
                 .set(micros);
         }
+        let mut workers: Vec<_> = gauges.workers.iter().collect();
+        workers.sort_by_key(|worker| std::cmp::Reverse(worker.seen_at));
+        let runs = Family::<WorkerLabels, Gauge<u64, AtomicU64>>::default();
+        let leases = Family::<WorkerOnlyLabels, Gauge<u64, AtomicU64>>::default();
+        for worker in workers.into_iter().take(MAX_WORKERS_SHOWN) {
+            let id = &worker.registration.worker_id;
+            for (kind, count) in [
+                ("claimed", worker.claimed),
+                ("completed", worker.completed),
+                ("expired", worker.expired),
+            ] {
+                runs.get_or_create(&WorkerLabels {
+                    worker: id.clone(),
+                    kind,
+                })
+                .set(count);
+            }
+            leases
+                .get_or_create(&WorkerOnlyLabels { worker: id.clone() })
+                .set(worker.leased);
+        }
+        registry.register(
+            "worker_runs",
+            "Runs each runner worker claimed, completed, and lost when its lease ended",
+            runs,
+        );
+        registry.register(
+            "worker_leases",
+            "Runs each runner worker holds under a lease now",
+            leases,
+        );
+        let run_queue = Family::<StateLabels, Gauge<u64, AtomicU64>>::default();
+        for (state, count) in [
+            ("waiting", gauges.run_queue.waiting),
+            ("leased", gauges.run_queue.leased),
+        ] {
+            run_queue.get_or_create(&StateLabels { state }).set(count);
+        }
+        registry.register(
+            "run_queue_items",
+            "Runs handed to the runner workers, waiting for one or held under a lease",
+            run_queue,
+        );
         registry.register(
             "gateway_charged_micro_usd",
             "Micro-dollars the gateway charged to miners, by service (its ledger in this file)",

@@ -34,7 +34,7 @@ use crate::registration::{RegistrationDecision, RegistrationRules};
 use crate::run_tokens::SignedRunTokens;
 use crate::sandbox::{RunTokens, SandboxExecutor};
 use crate::sources::Batch;
-use crate::store::{Store, UploadRecord, UploadedBy};
+use crate::store::{Store, StoreOptions, UploadRecord, UploadedBy};
 use crate::uploads::{DeskError, DeskSettings, UploadDesk};
 use crate::verification::{
     LiveCheckSettings, ProbeSet, ProbeSetError, VerificationSettings, Verified, Verifier,
@@ -179,6 +179,16 @@ pub fn validator_key(config: &ValidatorConfig) -> Result<SigningKey, ServiceErro
     Ok(load_or_create_signing_key(&config.data_dir.join(KEY_FILE))?)
 }
 
+/// The store the configuration names: PostgreSQL at `database_url`, or the SQLite file in the
+/// data directory.
+async fn open_store(config: &ValidatorConfig) -> Result<Store, ServiceError> {
+    let store = match &config.database_url {
+        Some(url) => Store::connect(url, &StoreOptions::default()).await,
+        None => Store::open(&config.data_dir.join(STORE_FILE)).await,
+    };
+    Ok(store.map_err(DaemonError::from)?)
+}
+
 async fn open(
     config: &ValidatorConfig,
     runner: Runner,
@@ -191,10 +201,9 @@ async fn open(
         source,
     };
     std::fs::create_dir_all(&config.data_dir).map_err(data_dir_error)?;
-    let store = Store::open(&config.data_dir.join(STORE_FILE))
-        .await
-        .map_err(DaemonError::from)?;
+    let store = open_store(config).await?;
     let hotkey = validator_hotkey(&key);
+    let sandbox_version = runner.sandbox_version();
     let tokens: Option<Arc<dyn RunTokens>> = Some(Arc::new(SignedRunTokens::new(
         key,
         BTreeMap::from([("*".to_owned(), config.gateway.run_cap_usd)]),
@@ -205,18 +214,28 @@ async fn open(
     );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
     let metrics = Arc::new(ValidatorMetrics::new());
-    let daemon = Arc::new(
-        Daemon::new(
-            store.clone(),
-            Arc::clone(&clock),
-            executor.clone(),
-            Arc::new(JsonFileWeights::new(
-                config.data_dir.join(&config.weights.file),
-            )),
-            settings(config),
-        )?
-        .with_metrics(Arc::clone(&metrics)),
-    );
+    if config.scheduling.workers {
+        // Workers whose sandbox differs are turned away: a run must mean the same everywhere.
+        store
+            .set_scheduler_sandbox(&sandbox_version)
+            .await
+            .map_err(DaemonError::from)?;
+    }
+    let daemon = Daemon::new(
+        store.clone(),
+        Arc::clone(&clock),
+        executor.clone(),
+        Arc::new(JsonFileWeights::new(
+            config.data_dir.join(&config.weights.file),
+        )),
+        settings(config),
+    )?
+    .with_metrics(Arc::clone(&metrics));
+    let daemon = Arc::new(if config.scheduling.workers {
+        daemon.with_workers(executor.components().clone())
+    } else {
+        daemon
+    });
     let probe = match &config.verification.probe_file {
         Some(path) => ProbeSet::load(path, config.verification.probe_events)?,
         None => ProbeSet::default(),

@@ -1,16 +1,30 @@
-//! The scoring input read back from SQLite is bit-for-bit what was recorded: predictions are
-//! packed as text on the way out, and 17 significant digits must read back as the same f64.
+//! The scoring input read back from either engine is bit-for-bit what was recorded: predictions
+//! are packed as text on the way out (SQLite's 17 significant digits, PostgreSQL's shortest
+//! exact text), and must read back as the same f64.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
-use sooth_validator::store::{NewRun, Store};
+use sooth_test_postgres::TestSchema;
+use sooth_validator::store::{NewRun, Store, StoreOptions};
 use sooth_validator::{AgentVersion, Event, ExecutedRun, Miner, RunStatus};
 
 #[tokio::test]
-async fn predictions_read_back_for_scoring_are_the_recorded_values_exactly() {
-    let store = Store::in_memory().await.unwrap();
+async fn predictions_read_back_for_scoring_from_sqlite_are_the_recorded_values_exactly() {
+    predictions_read_back_exactly(&Store::in_memory().await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn predictions_read_back_for_scoring_from_postgresql_are_the_recorded_values_exactly() {
+    let schema = TestSchema::create().await;
+    let store = Store::connect(schema.url(), &StoreOptions::default())
+        .await
+        .unwrap();
+    predictions_read_back_exactly(&store).await;
+}
+
+async fn predictions_read_back_exactly(store: &Store) {
     let start: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
     let miners: Vec<Miner> = (0..3_u16)
         .map(|uid| Miner {

@@ -67,7 +67,7 @@ impl Store {
                FROM validator_events e \
                LEFT JOIN validator_reference_forecasts f ON f.event_no = e.event_no \
                LEFT JOIN validator_reference_entries p ON p.entry_no = f.entry_no \
-              WHERE e.created_at_ms >= ?1 AND e.created_at_ms < ?2 \
+              WHERE e.created_at_ms >= $1 AND e.created_at_ms < $2 \
               ORDER BY e.created_at_ms, e.id",
         )
         .bind(from)
@@ -124,7 +124,7 @@ impl Store {
         let (from, until) = day_bounds(day);
         let rows = sqlx::query(
             "SELECT id, title, created_at_ms, resolved_at_ms, outcome FROM validator_events \
-              WHERE status = 'resolved' AND resolved_at_ms >= ?1 AND resolved_at_ms < ?2 \
+              WHERE status = 'resolved' AND resolved_at_ms >= $1 AND resolved_at_ms < $2 \
               ORDER BY resolved_at_ms, id",
         )
         .bind(from)

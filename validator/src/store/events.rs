@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::{Store, StoreError, from_ms, from_optional_ms, outcome_from, to_ms, truncate_to_ms};
 use crate::event::{Event, Outcome, Resolution};
@@ -83,7 +83,7 @@ impl Store {
         let inserted = sqlx::query(
             "INSERT INTO validator_events \
                  (id, kind, title, description, metadata, created_at_ms, cutoff_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(&event.id)
@@ -129,7 +129,7 @@ impl Store {
         let mut transaction = self.begin_write().await?;
         let row = sqlx::query(
             "SELECT created_at_ms, status, outcome, resolved_at_ms FROM validator_events \
-              WHERE id = ?1",
+              WHERE id = $1",
         )
         .bind(event_id)
         .fetch_optional(&mut *transaction)
@@ -170,8 +170,8 @@ impl Store {
             })?;
         sqlx::query(
             "UPDATE validator_events \
-                SET status = 'resolved', outcome = ?2, resolved_at_ms = ?3 \
-              WHERE id = ?1 AND status = 'open'",
+                SET status = 'resolved', outcome = $2, resolved_at_ms = $3 \
+              WHERE id = $1 AND status = 'open'",
         )
         .bind(event_id)
         .bind(i64::from(u8::from(parsed)))
@@ -189,7 +189,7 @@ impl Store {
     /// [`StoreError::Database`] or [`StoreError::Corrupt`].
     pub async fn event(&self, event_id: &str) -> Result<Option<EventRecord>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM validator_events WHERE id = ?1"
+            "SELECT {EVENT_COLUMNS} FROM validator_events WHERE id = $1"
         ))
         .bind(event_id)
         .fetch_optional(&self.reader)
@@ -205,7 +205,7 @@ impl Store {
     pub async fn open_events(&self, as_of: DateTime<Utc>) -> Result<Vec<EventRecord>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM validator_events \
-              WHERE status = 'open' AND created_at_ms <= ?1 \
+              WHERE status = 'open' AND created_at_ms <= $1 \
               ORDER BY created_at_ms, id"
         ))
         .bind(to_ms(as_of))
@@ -229,7 +229,7 @@ impl Store {
             "SELECT e.id, e.created_at_ms, m.hotkey, m.uid \
                FROM validator_events e \
                JOIN validator_miners m ON m.deregistered_at_ms IS NULL \
-              WHERE e.status = 'open' AND e.created_at_ms <= ?1 AND e.cutoff_ms > ?1 \
+              WHERE e.status = 'open' AND e.created_at_ms <= $1 AND e.cutoff_ms > $1 \
                 AND NOT EXISTS (SELECT 1 FROM validator_runs r \
                                  WHERE r.event_no = e.event_no AND r.miner_no = m.miner_no) \
               ORDER BY e.created_at_ms, e.id, m.uid",
@@ -250,7 +250,7 @@ impl Store {
     }
 }
 
-pub(super) fn event_from_row(row: &SqliteRow) -> Result<EventRecord, StoreError> {
+pub(super) fn event_from_row(row: &AnyRow) -> Result<EventRecord, StoreError> {
     let id: String = row.try_get("id")?;
     let metadata: String = row.try_get("metadata")?;
     let status: String = row.try_get("status")?;

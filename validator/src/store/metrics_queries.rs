@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{Store, StoreError, VersionStatus, from_optional_ms};
+use super::{QueueCounts, Store, StoreError, VersionStatus, WorkerRecord, from_optional_ms};
 
 /// Every status a version can have, in the order `/metrics` lists them.
 pub const VERSION_STATUSES: [VersionStatus; 5] = [
@@ -48,7 +48,7 @@ const VERSIONS_BY_STATUS: &str =
 const QUEUE_BY_STATE: &str = "SELECT state, count(*) AS n FROM validator_verifications \
                               WHERE state IN ('queued', 'verifying') GROUP BY state";
 const LAST_WEIGHTS: &str = "SELECT max(computed_at_ms) FROM validator_weights_history";
-const GATEWAY_SPEND: &str = "SELECT service, sum(charged_micros) AS charged \
+const GATEWAY_SPEND: &str = "SELECT service, CAST(sum(charged_micros) AS BIGINT) AS charged \
                                FROM gateway_miner_day_totals GROUP BY service";
 
 /// What the store holds at one instant, as `/metrics` reports it.
@@ -71,6 +71,10 @@ pub struct MetricsGauges {
     /// Micro-dollars the gateway's ledger has charged (settled) in this file, by service name;
     /// only services with a row in `gateway_miner_day_totals` appear.
     pub gateway_charged_micros: BTreeMap<String, u64>,
+    /// The runner workers, with the leases each holds.
+    pub workers: Vec<WorkerRecord>,
+    /// The runs queued for the workers.
+    pub run_queue: QueueCounts,
 }
 
 impl Store {
@@ -82,7 +86,7 @@ impl Store {
     /// [`StoreError::Database`] when a read fails; [`StoreError::Corrupt`] for a count or sum
     /// below zero or a version status the schema does not allow (a file edited by hand).
     pub async fn metrics_gauges(&self) -> Result<MetricsGauges, StoreError> {
-        let mut read = self.reader.begin().await?;
+        let mut read = self.begin_read().await?;
         let open_events: i64 = sqlx::query_scalar(OPEN_EVENTS)
             .fetch_one(&mut *read)
             .await?;
@@ -134,6 +138,8 @@ impl Store {
         }
         // Only reads: ending the transaction either way leaves the file as it was.
         read.commit().await?;
+        let workers = self.workers().await?;
+        let run_queue = self.queue_counts().await?;
 
         Ok(MetricsGauges {
             open_events: count(open_events, "open events")?,
@@ -143,6 +149,8 @@ impl Store {
             queue_leased,
             last_weights_at: from_optional_ms(last_weights_ms, "computed_at_ms")?,
             gateway_charged_micros,
+            workers,
+            run_queue,
         })
     }
 }

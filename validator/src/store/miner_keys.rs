@@ -8,8 +8,8 @@
 //! `linked_keys`'.
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 use super::{Store, StoreError, from_ms, to_ms};
 
@@ -68,7 +68,7 @@ impl Store {
     pub async fn put_sealed_key(&self, key: &NewSealedKey<'_>) -> Result<Option<i64>, StoreError> {
         let mut transaction = self.begin_write().await?;
         let miner = sqlx::query(
-            "SELECT miner_no, deregistered_at_ms FROM validator_miners WHERE hotkey = ?1",
+            "SELECT miner_no, deregistered_at_ms FROM validator_miners WHERE hotkey = $1",
         )
         .bind(key.hotkey)
         .fetch_optional(&mut *transaction)
@@ -84,7 +84,7 @@ impl Store {
         }
         let miner_no: i64 = miner.try_get("miner_no")?;
         let version: Option<i64> = sqlx::query_scalar(
-            "SELECT max(version_no) FROM validator_agent_versions WHERE miner_no = ?1",
+            "SELECT max(version_no) FROM validator_agent_versions WHERE miner_no = $1",
         )
         .bind(miner_no)
         .fetch_one(&mut *transaction)
@@ -92,7 +92,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO validator_miner_keys \
                  (miner_no, service, nonce, ciphertext, linked_at_ms, version_no) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (miner_no, service) DO UPDATE \
                 SET nonce = excluded.nonce, ciphertext = excluded.ciphertext, \
                     linked_at_ms = excluded.linked_at_ms, version_no = excluded.version_no, \
@@ -140,7 +140,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT m.hotkey, k.service, k.nonce, k.ciphertext, k.linked_at_ms, k.version_no \
                FROM validator_miner_keys k JOIN validator_miners m USING (miner_no) \
-              WHERE m.hotkey = ?1 AND k.service = ?2 AND k.dropped_at_ms IS NULL",
+              WHERE m.hotkey = $1 AND k.service = $2 AND k.dropped_at_ms IS NULL",
         )
         .bind(hotkey)
         .bind(service)
@@ -189,8 +189,8 @@ impl Store {
         let mut transaction = self.begin_write().await?;
         let deleted = sqlx::query(
             "DELETE FROM validator_miner_keys \
-              WHERE service = ?2 AND dropped_at_ms IS NOT NULL \
-                AND miner_no = (SELECT miner_no FROM validator_miners WHERE hotkey = ?1)",
+              WHERE service = $2 AND dropped_at_ms IS NOT NULL \
+                AND miner_no = (SELECT miner_no FROM validator_miners WHERE hotkey = $1)",
         )
         .bind(hotkey)
         .bind(service)
@@ -206,16 +206,16 @@ impl Store {
 /// version `version_no` (or before it had any version): their sealed bytes are wiped at once
 /// and the rows stay, marked dropped at `at`, until the gateway forgot them. Returns how many.
 pub(super) async fn drop_keys_linked_before(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
     miner_no: i64,
     version_no: i64,
     at: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
     Ok(sqlx::query(
         "UPDATE validator_miner_keys \
-            SET nonce = NULL, ciphertext = NULL, dropped_at_ms = ?3 \
-          WHERE miner_no = ?1 AND dropped_at_ms IS NULL \
-            AND (version_no IS NULL OR version_no < ?2)",
+            SET nonce = NULL, ciphertext = NULL, dropped_at_ms = $3 \
+          WHERE miner_no = $1 AND dropped_at_ms IS NULL \
+            AND (version_no IS NULL OR version_no < $2)",
     )
     .bind(miner_no)
     .bind(version_no)
@@ -225,7 +225,7 @@ pub(super) async fn drop_keys_linked_before(
     .rows_affected())
 }
 
-fn sealed_from_row(row: &SqliteRow) -> Result<SealedKey, StoreError> {
+fn sealed_from_row(row: &AnyRow) -> Result<SealedKey, StoreError> {
     let corrupt = || StoreError::Corrupt("a linked key without its sealed bytes".to_owned());
     Ok(SealedKey {
         hotkey: row.try_get("hotkey")?,

@@ -6,7 +6,7 @@
 //! deregistered miner's history stays.
 
 use chrono::{DateTime, Utc};
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 
 use super::{Store, StoreError, from_ms, from_optional_ms, to_ms, uid_from};
 use crate::registration::RegistrationDecision;
@@ -113,7 +113,7 @@ impl Store {
     pub async fn miner(&self, hotkey: &str) -> Result<Option<MinerRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT uid, hotkey, registered_at_ms, deregistered_at_ms FROM validator_miners \
-             WHERE hotkey = ?1",
+             WHERE hotkey = $1",
         )
         .bind(hotkey)
         .fetch_optional(&self.reader)
@@ -137,10 +137,10 @@ impl Store {
 
 /// The internal key of `hotkey`'s row, registered or not.
 pub(super) async fn miner_no(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
     hotkey: &str,
 ) -> Result<i64, StoreError> {
-    sqlx::query_scalar("SELECT miner_no FROM validator_miners WHERE hotkey = ?1")
+    sqlx::query_scalar("SELECT miner_no FROM validator_miners WHERE hotkey = $1")
         .bind(hotkey)
         .fetch_optional(&mut *connection)
         .await?
@@ -149,7 +149,7 @@ pub(super) async fn miner_no(
         })
 }
 
-async fn register_in(connection: &mut SqliteConnection, miner: &Miner) -> Result<(), StoreError> {
+async fn register_in(connection: &mut AnyConnection, miner: &Miner) -> Result<(), StoreError> {
     if miner.hotkey.is_empty() {
         return Err(StoreError::InvalidMiner {
             hotkey: String::new(),
@@ -157,7 +157,7 @@ async fn register_in(connection: &mut SqliteConnection, miner: &Miner) -> Result
         });
     }
     let holder: Option<String> = sqlx::query_scalar(
-        "SELECT hotkey FROM validator_miners WHERE uid = ?1 AND deregistered_at_ms IS NULL",
+        "SELECT hotkey FROM validator_miners WHERE uid = $1 AND deregistered_at_ms IS NULL",
     )
     .bind(i64::from(miner.uid))
     .fetch_optional(&mut *connection)
@@ -175,14 +175,14 @@ async fn register_in(connection: &mut SqliteConnection, miner: &Miner) -> Result
         });
     }
     let existing =
-        sqlx::query("SELECT uid, deregistered_at_ms FROM validator_miners WHERE hotkey = ?1")
+        sqlx::query("SELECT uid, deregistered_at_ms FROM validator_miners WHERE hotkey = $1")
             .bind(&miner.hotkey)
             .fetch_optional(&mut *connection)
             .await?;
     match existing {
         None => {
             sqlx::query(
-                "INSERT INTO validator_miners (uid, hotkey, registered_at_ms) VALUES (?1, ?2, ?3)",
+                "INSERT INTO validator_miners (uid, hotkey, registered_at_ms) VALUES ($1, $2, $3)",
             )
             .bind(i64::from(miner.uid))
             .bind(&miner.hotkey)
@@ -208,8 +208,8 @@ async fn register_in(connection: &mut SqliteConnection, miner: &Miner) -> Result
             }
             sqlx::query(
                 "UPDATE validator_miners \
-                    SET uid = ?1, registered_at_ms = ?2, deregistered_at_ms = NULL \
-                  WHERE hotkey = ?3",
+                    SET uid = $1, registered_at_ms = $2, deregistered_at_ms = NULL \
+                  WHERE hotkey = $3",
             )
             .bind(i64::from(miner.uid))
             .bind(to_ms(miner.registered_at))
@@ -222,12 +222,12 @@ async fn register_in(connection: &mut SqliteConnection, miner: &Miner) -> Result
 }
 
 async fn deregister_in(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
     hotkey: &str,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let row = sqlx::query(
-        "SELECT registered_at_ms, deregistered_at_ms FROM validator_miners WHERE hotkey = ?1",
+        "SELECT registered_at_ms, deregistered_at_ms FROM validator_miners WHERE hotkey = $1",
     )
     .bind(hotkey)
     .fetch_optional(&mut *connection)
@@ -248,7 +248,7 @@ async fn deregister_in(
             from_ms(registered_at, "registered_at_ms")?
         )));
     }
-    sqlx::query("UPDATE validator_miners SET deregistered_at_ms = ?1 WHERE hotkey = ?2")
+    sqlx::query("UPDATE validator_miners SET deregistered_at_ms = $1 WHERE hotkey = $2")
         .bind(to_ms(at))
         .bind(hotkey)
         .execute(&mut *connection)

@@ -49,21 +49,25 @@ pub mod miners;
 pub mod page_queries;
 mod queries;
 pub mod references;
+pub mod run_queue;
 pub mod runs;
 pub mod scores;
 mod sources;
 pub mod uploads;
 pub mod verification;
 pub mod versions;
+pub mod workers;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+pub use sooth_migrations::Engine;
 use sooth_migrations::{
-    DatabaseError, OpenError, file_options, open_in_memory, open_writer_and_readers,
+    DatabaseError, OpenError, open_postgres, open_sqlite_file, open_sqlite_in_memory, redacted_url,
 };
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+use sqlx::{AnyPool, Executor};
 use thiserror::Error;
 
 use crate::event::{EventError, Outcome};
@@ -79,6 +83,9 @@ pub use references::{
     EventsSeen, META_PREFIX, MissingBenchmarkRun, NewReferenceForecast, PoolInput, PoolInputs,
     ReferenceEntry, ReferenceForecast, ReferenceKind, ReferenceWindow,
 };
+pub use run_queue::{
+    ClaimRecorded, ClaimedRun, FinishedClaim, QueueCounts, QueueListener, QueuedRun, RunOwner,
+};
 pub use runs::{NewRun, RunRecord, RunRecorded};
 pub use scores::{Consistency, EventScore, WeightRow};
 pub use uploads::{
@@ -90,6 +97,7 @@ pub use verification::{
     VerificationClaim,
 };
 pub use versions::{VersionRecord, VersionStatus};
+pub use workers::{WorkerRecord, WorkerRegistration, WorkerState};
 
 /// Why a store operation failed. Nothing was written when one is returned.
 #[derive(Debug, Error)]
@@ -103,6 +111,15 @@ pub enum StoreError {
         /// What went wrong.
         #[source]
         problem: OpenProblem,
+    },
+    /// The PostgreSQL server could not be reached, refused the login, or the URL is not one.
+    #[error("cannot connect to the validator database at {url}")]
+    Connect {
+        /// The URL, its password replaced by `***`.
+        url: String,
+        /// What went wrong.
+        #[source]
+        source: DatabaseError,
     },
     /// The schema could not be brought up to date.
     #[error("cannot migrate the validator database {}", path.display())]
@@ -267,6 +284,18 @@ pub enum StoreError {
         #[source]
         problem: RunError,
     },
+    /// A runner worker was turned away: no scheduler has started on the database, or its
+    /// sandbox differs from the scheduler's.
+    #[error("worker {worker_id:?} was refused: {reason}")]
+    WorkerRefused {
+        /// The worker.
+        worker_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// No scheduler has started on the database yet: a worker waits for one.
+    #[error("no scheduler has started on this database yet")]
+    NoScheduler,
     /// Scores or weights were refused before anything was written.
     #[error("invalid scores: {0}")]
     InvalidScores(String),
@@ -321,7 +350,7 @@ pub struct StoreOptions {
     /// `synchronous = FULL` (an fsync per commit: commits survive power loss) instead of
     /// `NORMAL` (commits survive a crash of the process). Default `false`.
     pub durable: bool,
-    /// Connections for reads. Default 4.
+    /// Connections for reads (SQLite), or for everything (PostgreSQL). Default 4.
     pub read_connections: u32,
 }
 
@@ -338,12 +367,23 @@ impl Default for StoreOptions {
 /// The validator's storage. Cheap to clone: clones share the connections.
 #[derive(Debug, Clone)]
 pub struct Store {
-    /// Exactly one connection: every write transaction of this process goes through it.
-    writer: SqlitePool,
+    /// SQLite: exactly one connection, through which every write transaction of this process
+    /// goes. PostgreSQL: the one pool.
+    writer: AnyPool,
     /// Reads. For an in-memory store, the writer pool itself (the database lives in that one
-    /// connection).
-    reader: SqlitePool,
+    /// connection); for PostgreSQL, the one pool.
+    reader: AnyPool,
+    engine: Engine,
+    /// The PostgreSQL URL, for the listeners of the run queue's notifications.
+    url: Option<Arc<str>>,
 }
+
+/// Takes the PostgreSQL advisory lock every write transaction of the store takes: store writes
+/// are serialised across processes as SQLite's write lock serialises them, so every
+/// read-then-write in a transaction sees what it acts on. The key is the schema's, so that
+/// stores in other schemas of the same database do not wait for each other.
+const TAKE_WRITE_LOCK: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended('sooth.validator.' || current_schema(), 0))";
 
 impl Store {
     /// Opens (creating if needed) the database file at `path` with default options and brings
@@ -366,12 +406,121 @@ impl Store {
     /// written by a newer sooth).
     pub async fn open_with(path: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
         check_directory_writable(path)?;
-        let base = file_options(path, options.busy_timeout, options.durable);
-        let (writer, reader) =
-            open_writer_and_readers(base, options.read_connections, |writer| writer)
-                .await
-                .map_err(|error| open_failed(path, error))?;
-        Ok(Self { writer, reader })
+        let (writer, reader) = open_sqlite_file(
+            path,
+            options.busy_timeout,
+            options.durable,
+            options.read_connections,
+        )
+        .await
+        .map_err(|error| open_failed(path, error))?;
+        Ok(Self {
+            writer,
+            reader,
+            engine: Engine::Sqlite,
+            url: None,
+        })
+    }
+
+    /// Opens the store a database URL names: `postgres://user:password@host/database` (the
+    /// scale-out engine; the schema is brought up to date) or `sqlite://PATH` (as
+    /// [`open_with`](Self::open_with)). A PostgreSQL store has `options.read_connections`
+    /// connections (at least 2), and waits up to `options.busy_timeout` for one.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Connect`], naming the URL without its password, when the URL names no
+    /// engine or the server cannot be reached or refuses the login; [`StoreError::Migrate`]
+    /// when the schema cannot be brought up to date; as [`open_with`](Self::open_with) for a
+    /// SQLite URL.
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        let connect_failed = |source: DatabaseError| StoreError::Connect {
+            url: redacted_url(url),
+            source,
+        };
+        match Engine::of_url(url) {
+            Some(Engine::Sqlite) => {
+                let path = url
+                    .split_once(':')
+                    .map(|(_, rest)| rest.trim_start_matches("//"))
+                    .unwrap_or_default();
+                Self::open_with(Path::new(path), options).await
+            }
+            Some(Engine::Postgres) => {
+                let pool =
+                    open_postgres(url, options.read_connections.max(2), options.busy_timeout)
+                        .await
+                        .map_err(|error| match error {
+                            OpenError::Database(source) => connect_failed(source),
+                            OpenError::Migrate(source) => StoreError::Migrate {
+                                path: PathBuf::from(redacted_url(url)),
+                                source,
+                            },
+                        })?;
+                Ok(Self {
+                    reader: pool.clone(),
+                    writer: pool,
+                    engine: Engine::Postgres,
+                    url: Some(url.into()),
+                })
+            }
+            None => Err(connect_failed(DatabaseError::from(
+                sqlx::Error::Configuration(
+                    "a database URL starts with postgres:// or sqlite://".into(),
+                ),
+            ))),
+        }
+    }
+
+    /// `sql`, written for SQLite, in this store's dialect. The differences the store's
+    /// queries meet: `DB_NOW_MS` stands for the database's clock in Unix milliseconds (what
+    /// leases are measured by, whatever the hosts' clocks say); `FOR UPDATE SKIP LOCKED` is
+    /// PostgreSQL's alone (SQLite's one writer needs no row locks); SQLite's
+    /// `printf('%!.17g', X)` (a double as text that reads back as the very same f64) is
+    /// `(X)::text` on PostgreSQL, whose float output is the shortest text that reads back
+    /// exactly. Every other query is one text for both engines.
+    fn sql<'a>(&self, sql: &'a str) -> std::borrow::Cow<'a, str> {
+        const EXACT: &str = "printf('%!.17g', ";
+        const NOW: &str = "DB_NOW_MS";
+        const SKIP_LOCKED: &str = "FOR UPDATE SKIP LOCKED";
+        if !sql.contains(NOW)
+            && !sql.contains(SKIP_LOCKED)
+            && (self.engine == Engine::Sqlite || !sql.contains(EXACT))
+        {
+            return std::borrow::Cow::Borrowed(sql);
+        }
+        let sql = match self.engine {
+            Engine::Sqlite => sql
+                .replace(NOW, "CAST(unixepoch('subsec') * 1000 AS INTEGER)")
+                .replace(SKIP_LOCKED, ""),
+            Engine::Postgres => sql.replace(
+                NOW,
+                "CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp()) * 1000) AS BIGINT)",
+            ),
+        };
+        if self.engine == Engine::Sqlite || !sql.contains(EXACT) {
+            return std::borrow::Cow::Owned(sql);
+        }
+        let mut out = String::with_capacity(sql.len());
+        let mut rest = sql.as_str();
+        while let Some(start) = rest.find(EXACT) {
+            out.push_str(&rest[..start]);
+            let argument = &rest[start + EXACT.len()..];
+            // The argument is a column reference: it holds no parenthesis.
+            let end = argument.find(')').unwrap_or(argument.len());
+            out.push('(');
+            out.push_str(&argument[..end]);
+            out.push_str(")::text");
+            rest = argument.get(end + 1..).unwrap_or_default();
+        }
+        out.push_str(rest);
+        std::borrow::Cow::Owned(out)
+    }
+
+    /// The engine this store runs on.
+    #[must_use]
+    pub fn engine(&self) -> Engine {
+        self.engine
     }
 
     /// An empty store in memory (tests, demos): one connection for reads and writes, gone when
@@ -382,12 +531,14 @@ impl Store {
     /// [`StoreError::Open`] or [`StoreError::Migrate`] if SQLite cannot start.
     pub async fn in_memory() -> Result<Self, StoreError> {
         let path = PathBuf::from(":memory:");
-        let writer = open_in_memory(SqliteConnectOptions::new().foreign_keys(true))
+        let writer = open_sqlite_in_memory()
             .await
             .map_err(|error| open_failed(&path, error))?;
         Ok(Self {
             reader: writer.clone(),
             writer,
+            engine: Engine::Sqlite,
+            url: None,
         })
     }
 
@@ -400,8 +551,38 @@ impl Store {
 
     /// Starts a write transaction that holds the write lock from its first statement (see the
     /// module docs). Dropping it without `commit` rolls everything back.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        match self.engine {
+            Engine::Sqlite => Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?),
+            Engine::Postgres => {
+                let mut transaction = self.writer.begin().await?;
+                transaction.execute(sqlx::query(TAKE_WRITE_LOCK)).await?;
+                Ok(transaction)
+            }
+        }
+    }
+
+    /// Starts a transaction of the run queue: on SQLite a write transaction like any other; on
+    /// PostgreSQL one without the store's write lock, so that workers claiming and recording at
+    /// once do not queue behind each other or the scheduler (row locks and the queue's fencing
+    /// keep them apart).
+    async fn begin_queue(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        match self.engine {
+            Engine::Sqlite => self.begin_write().await,
+            Engine::Postgres => Ok(self.writer.begin().await?),
+        }
+    }
+
+    /// Starts a read transaction: its queries see one state of the database, whatever commits
+    /// meanwhile (SQLite's deferred transaction; PostgreSQL's repeatable read).
+    async fn begin_read(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        match self.engine {
+            Engine::Sqlite => Ok(self.reader.begin().await?),
+            Engine::Postgres => Ok(self
+                .reader
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .await?),
+        }
     }
 }
 
@@ -514,6 +695,17 @@ fn outcome_from(value: Option<i64>, event_id: &str) -> Result<Option<Outcome>, S
                 })
         })
         .transpose()
+}
+
+/// A flag (0 or 1, on both engines) as read back; `what` names the column for the error.
+fn flag_from(value: i64, what: &str) -> Result<bool, StoreError> {
+    match value {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(StoreError::Corrupt(format!(
+            "{what} is {value}, not 0 or 1"
+        ))),
+    }
 }
 
 /// A uid as read back.

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 
 use super::miners::miner_no;
 use super::queries::{MinerRun, miner_run_from_row};
@@ -82,11 +82,11 @@ impl Store {
         references: &[&str],
         limit: usize,
     ) -> Result<MinerHistory, StoreError> {
-        let mut connection = self.reader.begin().await?;
+        let mut connection = self.begin_read().await?;
         let miner = miner_no(&mut connection, hotkey).await?;
         // The newest `limit` from the index by miner, then packed oldest first: the aggregate's
         // ORDER BY (SQLite 3.44) fixes the order of the packed values.
-        let packed: Option<String> = sqlx::query_scalar(MINER_SCORES)
+        let packed: Option<String> = sqlx::query_scalar(&self.sql(MINER_SCORES))
             .bind(miner)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_one(&mut *connection)
@@ -94,7 +94,8 @@ impl Store {
         // The miner's valid predictions come apart, from the index of its runs by finish that
         // holds them: joined per score, they would be 10,000 searches spread over the index of
         // every miner's runs.
-        let predictions = packed_predictions(&mut connection, MINER_PREDICTIONS, miner).await?;
+        let predictions =
+            packed_predictions(&mut connection, &self.sql(MINER_PREDICTIONS), miner).await?;
         let mut event_nos = Vec::new();
         let mut events = Vec::new();
         for item in packed.as_deref().unwrap_or_default().split(',') {
@@ -113,7 +114,9 @@ impl Store {
         }
         let mut scores = Vec::with_capacity(references.len());
         for name in references {
-            let predictions = reference_predictions(&mut connection, name).await?;
+            let predictions =
+                reference_predictions(&mut connection, &self.sql(REFERENCE_PREDICTIONS), name)
+                    .await?;
             let briers = event_nos
                 .iter()
                 .zip(&events)
@@ -146,7 +149,7 @@ impl Store {
         hotkey: &str,
         limit: usize,
     ) -> Result<Vec<MinerRun>, StoreError> {
-        let mut connection = self.reader.begin().await?;
+        let mut connection = self.begin_read().await?;
         let miner = miner_no(&mut connection, hotkey).await?;
         let rows = sqlx::query(RECENT_RUNS)
             .bind(miner)
@@ -163,7 +166,7 @@ impl Store {
     ///
     /// [`StoreError::Database`] or [`StoreError::Corrupt`].
     pub async fn event_counts(&self) -> Result<EventCounts, StoreError> {
-        let mut connection = self.reader.begin().await?;
+        let mut connection = self.begin_read().await?;
         let open: i64 = sqlx::query_scalar(OPEN_EVENTS)
             .fetch_one(&mut *connection)
             .await?;
@@ -212,38 +215,38 @@ impl Store {
 }
 
 /// A miner's newest scores, packed oldest first.
-const MINER_SCORES: &str = "SELECT group_concat(packed, ',' ORDER BY resolved_at_ms, id) \
+const MINER_SCORES: &str = "SELECT string_agg(packed, ',' ORDER BY resolved_at_ms, id) \
        FROM (SELECT e.resolved_at_ms, e.id, \
                     e.event_no || ' ' || e.resolved_at_ms || ' ' || e.outcome || ' ' || \
-                    printf('%!.17g', s.brier) || ' ' || s.imputed AS packed \
+                    printf('%!.17g', s.brier) || ' ' || CAST(s.imputed AS INTEGER) AS packed \
                FROM validator_scores s \
                JOIN validator_events e ON e.event_no = s.event_no \
-              WHERE s.miner_no = ?1 AND e.status = 'resolved' \
+              WHERE s.miner_no = $1 AND e.status = 'resolved' \
               ORDER BY e.resolved_at_ms DESC, e.id DESC \
-              LIMIT ?2)";
+              LIMIT $2) AS newest";
 /// A miner's valid predictions, packed.
-const MINER_PREDICTIONS: &str = "SELECT group_concat(event_no || ' ' || \
-                           printf('%!.17g', clipped_prediction)) \
+const MINER_PREDICTIONS: &str = "SELECT string_agg(event_no || ' ' || \
+                           printf('%!.17g', clipped_prediction), ',') \
        FROM validator_runs \
-      WHERE miner_no = ?1 AND clipped_prediction IS NOT NULL";
+      WHERE miner_no = $1 AND clipped_prediction IS NOT NULL";
 /// A reference entry's valid forecasts, packed.
-const REFERENCE_PREDICTIONS: &str = "SELECT group_concat(event_no || ' ' || \
-                           printf('%!.17g', clipped_prediction)) \
+const REFERENCE_PREDICTIONS: &str = "SELECT string_agg(event_no || ' ' || \
+                           printf('%!.17g', clipped_prediction), ',') \
        FROM validator_reference_forecasts \
-      WHERE entry_no = ?1 AND clipped_prediction IS NOT NULL";
+      WHERE entry_no = $1 AND clipped_prediction IS NOT NULL";
 /// A miner's newest runs by finish.
 const RECENT_RUNS: &str = "SELECT e.id AS event_id, e.outcome, m.hotkey, v.hash, r.status, \
             r.prediction, r.clipped_prediction, r.duration_ms, r.logs, r.gateway_usage, \
-            r.cost_usd, r.finished_at_ms, s.brier, s.imputed \
+            r.cost_usd, r.finished_at_ms, s.brier, CAST(s.imputed AS INTEGER) AS imputed \
        FROM validator_runs r \
        JOIN validator_events e ON e.event_no = r.event_no \
        JOIN validator_miners m ON m.miner_no = r.miner_no \
        JOIN validator_agent_versions v ON v.version_no = r.version_no \
        LEFT JOIN validator_scores s \
               ON s.event_no = r.event_no AND s.miner_no = r.miner_no \
-      WHERE r.miner_no = ?1 \
+      WHERE r.miner_no = $1 \
       ORDER BY r.finished_at_ms DESC, e.created_at_ms DESC, e.id DESC \
-      LIMIT ?2";
+      LIMIT $2";
 /// The events by status, each from its partial index.
 const OPEN_EVENTS: &str = "SELECT count(*) FROM validator_events WHERE status = 'open'";
 const RESOLVED_EVENTS: &str = "SELECT count(*) FROM validator_events WHERE status = 'resolved'";
@@ -257,7 +260,7 @@ const RUNS_FINISHED: &str = "SELECT e.id AS event_id, m.hotkey, v.hash, r.status
        JOIN validator_events e ON e.event_no = r.event_no \
        JOIN validator_miners m ON m.miner_no = r.miner_no \
        JOIN validator_agent_versions v ON v.version_no = r.version_no \
-      WHERE r.finished_at_ms > ?1 AND r.finished_at_ms <= ?2 \
+      WHERE r.finished_at_ms > $1 AND r.finished_at_ms <= $2 \
       ORDER BY r.finished_at_ms, e.id, m.hotkey";
 
 /// One packed event of [`Store::miner_history`]: `event_no resolved_at_ms outcome brier
@@ -294,11 +297,12 @@ fn history_event(item: &str) -> Result<(i64, HistoryEvent), StoreError> {
 
 /// Reference entry `name`'s valid (clipped) forecasts by event number.
 async fn reference_predictions(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
+    packed_sql: &str,
     name: &str,
 ) -> Result<HashMap<i64, f64>, StoreError> {
     let entry: i64 =
-        sqlx::query_scalar("SELECT entry_no FROM validator_reference_entries WHERE name = ?1")
+        sqlx::query_scalar("SELECT entry_no FROM validator_reference_entries WHERE name = $1")
             .bind(name)
             .fetch_optional(&mut *connection)
             .await?
@@ -306,13 +310,13 @@ async fn reference_predictions(
                 name: name.to_owned(),
                 problem: "no reference entry has this name".to_owned(),
             })?;
-    packed_predictions(connection, REFERENCE_PREDICTIONS, entry).await
+    packed_predictions(connection, packed_sql, entry).await
 }
 
 /// The `event_no value` pairs that `sql` packs for `key`, by event number. `%!.17g` prints 17
 /// significant digits, which read back as the very same f64.
 async fn packed_predictions(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
     sql: &str,
     key: i64,
 ) -> Result<HashMap<i64, f64>, StoreError> {

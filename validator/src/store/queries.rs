@@ -5,13 +5,15 @@
 //! id of the last event of the previous one (`before`), so that a page stays right while new
 //! events are inserted, and reading a page costs the same however deep it is.
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 use super::events::event_from_row;
 use super::miners::miner_no;
 use super::runs::run_from_row;
-use super::{EventRecord, EventScore, EventStatus, RunRecord, Store, StoreError, outcome_from};
+use super::{
+    EventRecord, EventScore, EventStatus, RunRecord, Store, StoreError, flag_from, outcome_from,
+};
 use crate::scoring::Outcome;
 
 /// One run of a miner, with what its event became.
@@ -40,7 +42,7 @@ impl Store {
         before: Option<&str>,
         limit: usize,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        let mut connection = self.reader.begin().await?;
+        let mut connection = self.begin_read().await?;
         let position = match before {
             Some(event_id) => Some(event_position(&mut connection, event_id).await?),
             None => None,
@@ -49,10 +51,10 @@ impl Store {
             "SELECT id, kind, title, description, metadata, created_at_ms, cutoff_ms, status, \
                     outcome, resolved_at_ms \
                FROM validator_events \
-              WHERE (?1 IS NULL OR status = ?1) \
-                AND (?2 IS NULL OR (created_at_ms, id) < (?2, ?3)) \
+              WHERE ($1 IS NULL OR status = $1) \
+                AND ($2 IS NULL OR (created_at_ms, id) < ($2, $3)) \
               ORDER BY created_at_ms DESC, id DESC \
-              LIMIT ?4",
+              LIMIT $4",
         )
         .bind(status.map(status_word))
         .bind(position.as_ref().map(|(created_at_ms, _)| *created_at_ms))
@@ -78,7 +80,7 @@ impl Store {
         before: Option<&str>,
         limit: usize,
     ) -> Result<Vec<MinerRun>, StoreError> {
-        let mut connection = self.reader.begin().await?;
+        let mut connection = self.begin_read().await?;
         let miner = miner_no(&mut connection, hotkey).await?;
         let position = match before {
             Some(event_id) => Some(event_position(&mut connection, event_id).await?),
@@ -87,17 +89,17 @@ impl Store {
         let rows = sqlx::query(
             "SELECT e.id AS event_id, e.outcome, m.hotkey, v.hash, r.status, \
                     r.prediction, r.clipped_prediction, r.duration_ms, r.logs, r.gateway_usage, \
-                    r.cost_usd, r.finished_at_ms, s.brier, s.imputed \
+                    r.cost_usd, r.finished_at_ms, s.brier, CAST(s.imputed AS INTEGER) AS imputed \
                FROM validator_runs r \
                JOIN validator_events e USING (event_no) \
                JOIN validator_miners m ON m.miner_no = r.miner_no \
                JOIN validator_agent_versions v ON v.version_no = r.version_no \
                LEFT JOIN validator_scores s \
                       ON s.event_no = r.event_no AND s.miner_no = r.miner_no \
-              WHERE r.miner_no = ?1 \
-                AND (?2 IS NULL OR (e.created_at_ms, e.id) < (?2, ?3)) \
+              WHERE r.miner_no = $1 \
+                AND ($2 IS NULL OR (e.created_at_ms, e.id) < ($2, $3)) \
               ORDER BY e.created_at_ms DESC, e.id DESC \
-              LIMIT ?4",
+              LIMIT $4",
         )
         .bind(miner)
         .bind(position.as_ref().map(|(created_at_ms, _)| *created_at_ms))
@@ -111,10 +113,13 @@ impl Store {
 
 /// A miner's run with its outcome and score, from a row of a miner's runs: the run's columns
 /// ([`run_from_row`]) and `outcome`, `brier`, `imputed` (the last two null before scoring).
-pub(super) fn miner_run_from_row(row: &SqliteRow) -> Result<MinerRun, StoreError> {
+pub(super) fn miner_run_from_row(row: &AnyRow) -> Result<MinerRun, StoreError> {
     let run = run_from_row(row)?;
     let brier: Option<f64> = row.try_get("brier")?;
-    let imputed: Option<bool> = row.try_get("imputed")?;
+    let imputed = row
+        .try_get::<Option<i64>, _>("imputed")?
+        .map(|value| flag_from(value, "imputed"))
+        .transpose()?;
     let score = match (brier, imputed) {
         (Some(brier), Some(imputed)) => Some(EventScore {
             hotkey: run.run.hotkey.clone(),
@@ -138,11 +143,11 @@ pub(super) fn miner_run_from_row(row: &SqliteRow) -> Result<MinerRun, StoreError
 
 /// Where event `event_id` sits in the newest-first order: its creation and its id.
 async fn event_position(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
     event_id: &str,
 ) -> Result<(i64, String), StoreError> {
     let created_at_ms: i64 =
-        sqlx::query_scalar("SELECT created_at_ms FROM validator_events WHERE id = ?1")
+        sqlx::query_scalar("SELECT created_at_ms FROM validator_events WHERE id = $1")
             .bind(event_id)
             .fetch_optional(&mut *connection)
             .await?

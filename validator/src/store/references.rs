@@ -159,7 +159,7 @@ impl Store {
         check_name(name, ReferenceKind::Benchmark)?;
         let mut transaction = self.begin_write().await?;
         let kind: Option<String> =
-            sqlx::query_scalar("SELECT kind FROM validator_reference_entries WHERE name = ?1")
+            sqlx::query_scalar("SELECT kind FROM validator_reference_entries WHERE name = $1")
                 .bind(name)
                 .fetch_optional(&mut *transaction)
                 .await?;
@@ -168,7 +168,7 @@ impl Store {
         }
         sqlx::query(
             "INSERT INTO validator_reference_entries (name, kind, component_hash) \
-             VALUES (?1, 'benchmark', ?2) \
+             VALUES ($1, 'benchmark', $2) \
              ON CONFLICT (name) DO UPDATE SET component_hash = excluded.component_hash",
         )
         .bind(name)
@@ -193,7 +193,7 @@ impl Store {
         let mut transaction = self.begin_write().await?;
         for name in names {
             sqlx::query(
-                "INSERT INTO validator_reference_entries (name, kind) VALUES (?1, 'meta_model') \
+                "INSERT INTO validator_reference_entries (name, kind) VALUES ($1, 'meta_model') \
                  ON CONFLICT (name) DO NOTHING",
             )
             .bind(name)
@@ -241,7 +241,7 @@ impl Store {
             "SELECT e.id, b.name, b.component_hash \
                FROM validator_events e \
                JOIN validator_reference_entries b ON b.kind = 'benchmark' \
-              WHERE e.status = 'open' AND e.created_at_ms <= ?1 AND e.cutoff_ms > ?1 \
+              WHERE e.status = 'open' AND e.created_at_ms <= $1 AND e.cutoff_ms > $1 \
                 AND NOT EXISTS (SELECT 1 FROM validator_reference_forecasts f \
                                  WHERE f.event_no = e.event_no AND f.entry_no = b.entry_no) \
               ORDER BY e.created_at_ms, e.id, b.name",
@@ -282,55 +282,11 @@ impl Store {
             }
         }
         let mut transaction = self.begin_write().await?;
-        let mut entries: HashMap<&str, i64> = HashMap::new();
+        let mut entries: HashMap<String, i64> = HashMap::new();
         let mut outcomes = Vec::with_capacity(forecasts.len());
         for forecast in forecasts {
-            let entry = match entries.get(forecast.entry.as_str()) {
-                Some(&entry) => entry,
-                None => {
-                    let entry: i64 = sqlx::query_scalar(
-                        "SELECT entry_no FROM validator_reference_entries WHERE name = ?1",
-                    )
-                    .bind(&forecast.entry)
-                    .fetch_optional(&mut *transaction)
-                    .await?
-                    .ok_or_else(|| invalid(&forecast.entry, "no reference entry has this name"))?;
-                    entries.insert(&forecast.entry, entry);
-                    entry
-                }
-            };
-            let event: i64 =
-                sqlx::query_scalar("SELECT event_no FROM validator_events WHERE id = ?1")
-                    .bind(&forecast.event_id)
-                    .fetch_optional(&mut *transaction)
-                    .await?
-                    .ok_or_else(|| StoreError::UnknownEvent {
-                        event_id: forecast.event_id.clone(),
-                    })?;
-            let executed = forecast.executed.as_ref();
-            let inserted = sqlx::query(
-                "INSERT INTO validator_reference_forecasts \
-                     (event_no, entry_no, status, prediction, clipped_prediction, duration_ms, \
-                      logs, cost_usd, finished_at_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-                 ON CONFLICT (event_no, entry_no) DO NOTHING",
-            )
-            .bind(event)
-            .bind(entry)
-            .bind(executed.map_or(NO_FORECASTS, |run| run.status.as_str()))
-            .bind(executed.and_then(|run| run.prediction))
-            .bind(executed.and_then(ExecutedRun::clipped_prediction))
-            .bind(executed.map_or(0, |run| i64::try_from(run.duration_ms).unwrap_or(i64::MAX)))
-            .bind(executed.map_or("", |run| run.logs.as_str()))
-            .bind(executed.map_or(0.0, |run| run.cost_usd))
-            .bind(to_ms(forecast.finished_at))
-            .execute(&mut *transaction)
-            .await?;
-            outcomes.push(if inserted.rows_affected() == 0 {
-                RunRecorded::AlreadyRecorded
-            } else {
-                RunRecorded::Inserted
-            });
+            outcomes
+                .push(insert_reference_forecast(&mut transaction, forecast, &mut entries).await?);
         }
         transaction.commit().await?;
         Ok(outcomes)
@@ -361,7 +317,7 @@ impl Store {
         first_pool: &str,
         seen: EventsSeen,
     ) -> Result<PoolInputs, StoreError> {
-        let mut connection = self.reader.begin().await?;
+        let mut connection = self.begin_read().await?;
         let miners = sqlx::query("SELECT miner_no, hotkey FROM validator_miners ORDER BY miner_no")
             .fetch_all(&mut *connection)
             .await?;
@@ -376,18 +332,20 @@ impl Store {
         // One row per event, its valid forecasts packed as "miner value,miner value,..." (as
         // `last_resolved_events` reads them): decoding 100 rows of text is many times faster
         // than 25,600 rows through sqlx. `%!.17g` reads back as the very same f64.
-        let rows = sqlx::query(
+        let rows = sqlx::query(&self.sql(
             "SELECT e.id, \
-                    (SELECT group_concat(r.miner_no || ' ' || printf('%!.17g', r.clipped_prediction)) \
+                    (SELECT string_agg(r.miner_no || ' ' || printf('%!.17g', r.clipped_prediction), ',') \
                        FROM validator_runs r \
                       WHERE r.event_no = e.event_no AND r.clipped_prediction IS NOT NULL) \
                FROM validator_events e \
-              WHERE e.created_at_ms <= ?1 AND e.event_no <= ?3 \
+              WHERE e.created_at_ms <= $1 AND e.event_no <= $3 \
+                AND NOT EXISTS (SELECT 1 FROM validator_run_queue q \
+                                 WHERE q.event_no = e.event_no) \
                 AND NOT EXISTS (SELECT 1 FROM validator_reference_forecasts f \
                                   JOIN validator_reference_entries p USING (entry_no) \
-                                 WHERE f.event_no = e.event_no AND p.name = ?2) \
+                                 WHERE f.event_no = e.event_no AND p.name = $2) \
               ORDER BY e.created_at_ms, e.id",
-        )
+        ))
         .bind(to_ms(as_of))
         .bind(first_pool)
         .bind(seen.0)
@@ -434,7 +392,7 @@ impl Store {
     ) -> Result<ReferenceWindow, StoreError> {
         let entries = self.reference_entries().await?;
         let limit = i64::try_from(count).unwrap_or(i64::MAX);
-        let mut connection = self.reader.begin().await?;
+        let mut connection = self.begin_read().await?;
         let (mut events, event_index) =
             window_events(&mut connection, limit, as_of, entries.len()).await?;
         if events.is_empty() || entries.is_empty() {
@@ -451,8 +409,8 @@ impl Store {
                JOIN validator_reference_entries p USING (entry_no) \
               WHERE f.clipped_prediction IS NOT NULL \
                 AND f.event_no IN (SELECT event_no FROM validator_events \
-                                    WHERE status = 'resolved' AND resolved_at_ms <= ?2 \
-                                    ORDER BY resolved_at_ms DESC, id DESC LIMIT ?1)",
+                                    WHERE status = 'resolved' AND resolved_at_ms <= $2 \
+                                    ORDER BY resolved_at_ms DESC, id DESC LIMIT $1)",
         )
         .bind(limit)
         .bind(to_ms(as_of))
@@ -486,7 +444,7 @@ impl Store {
                FROM validator_reference_entries p \
                JOIN validator_reference_forecasts f USING (entry_no) \
                JOIN validator_events e ON e.event_no = f.event_no \
-              WHERE p.kind = 'benchmark' AND e.created_at_ms >= ?1 \
+              WHERE p.kind = 'benchmark' AND e.created_at_ms >= $1 \
               ORDER BY p.name",
         )
         .bind(to_ms(from))
@@ -520,7 +478,7 @@ impl Store {
                FROM validator_reference_forecasts f \
                JOIN validator_reference_entries p USING (entry_no) \
                JOIN validator_events e USING (event_no) \
-              WHERE e.id = ?1 \
+              WHERE e.id = $1 \
               ORDER BY p.kind = 'meta_model', p.name",
         )
         .bind(event_id)
@@ -557,7 +515,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT e.id, e.resolved_at_ms, e.outcome, f.clipped_prediction \
                FROM validator_events e \
-               LEFT JOIN validator_reference_entries p ON p.name = ?1 \
+               LEFT JOIN validator_reference_entries p ON p.name = $1 \
                LEFT JOIN validator_reference_forecasts f \
                       ON f.event_no = e.event_no AND f.entry_no = p.entry_no \
               WHERE e.status = 'resolved' \
@@ -579,6 +537,60 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Inserts one checked forecast inside `transaction`, once per (event, entry); `entries` caches
+/// the entries' numbers by name.
+pub(super) async fn insert_reference_forecast(
+    transaction: &mut sqlx::Transaction<'static, sqlx::Any>,
+    forecast: &NewReferenceForecast,
+    entries: &mut HashMap<String, i64>,
+) -> Result<RunRecorded, StoreError> {
+    let entry = match entries.get(forecast.entry.as_str()) {
+        Some(&entry) => entry,
+        None => {
+            let entry: i64 = sqlx::query_scalar(
+                "SELECT entry_no FROM validator_reference_entries WHERE name = $1",
+            )
+            .bind(&forecast.entry)
+            .fetch_optional(&mut **transaction)
+            .await?
+            .ok_or_else(|| invalid(&forecast.entry, "no reference entry has this name"))?;
+            entries.insert(forecast.entry.clone(), entry);
+            entry
+        }
+    };
+    let event: i64 = sqlx::query_scalar("SELECT event_no FROM validator_events WHERE id = $1")
+        .bind(&forecast.event_id)
+        .fetch_optional(&mut **transaction)
+        .await?
+        .ok_or_else(|| StoreError::UnknownEvent {
+            event_id: forecast.event_id.clone(),
+        })?;
+    let executed = forecast.executed.as_ref();
+    let inserted = sqlx::query(
+        "INSERT INTO validator_reference_forecasts \
+                 (event_no, entry_no, status, prediction, clipped_prediction, duration_ms, \
+                  logs, cost_usd, finished_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (event_no, entry_no) DO NOTHING",
+    )
+    .bind(event)
+    .bind(entry)
+    .bind(executed.map_or(NO_FORECASTS, |run| run.status.as_str()))
+    .bind(executed.and_then(|run| run.prediction))
+    .bind(executed.and_then(ExecutedRun::clipped_prediction))
+    .bind(executed.map_or(0, |run| i64::try_from(run.duration_ms).unwrap_or(i64::MAX)))
+    .bind(executed.map_or("", |run| run.logs.as_str()))
+    .bind(executed.map_or(0.0, |run| run.cost_usd))
+    .bind(to_ms(forecast.finished_at))
+    .execute(&mut **transaction)
+    .await?;
+    Ok(if inserted.rows_affected() == 0 {
+        RunRecorded::AlreadyRecorded
+    } else {
+        RunRecorded::Inserted
+    })
 }
 
 /// The status of a pool over no forecast.

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::miners::miner_no;
 use super::{Store, StoreError, from_ms, outcome_from, to_ms};
@@ -117,7 +117,7 @@ impl Store {
                JOIN validator_events e USING (event_no) \
                JOIN validator_miners m ON m.miner_no = r.miner_no \
                JOIN validator_agent_versions v ON v.version_no = r.version_no \
-              WHERE e.id = ?1 \
+              WHERE e.id = $1 \
               ORDER BY m.uid, m.hotkey",
         )
         .bind(event_id)
@@ -147,7 +147,7 @@ impl Store {
         let limit = i64::try_from(count).unwrap_or(i64::MAX);
         // Read both queries in one read transaction, so that a resolution committed in between
         // cannot add predictions for an event missing from the window.
-        let mut connection = self.reader.begin().await?;
+        let mut connection = self.begin_read().await?;
 
         let (mut events, event_index) =
             window_events(&mut connection, limit, as_of, miners.len()).await?;
@@ -159,19 +159,20 @@ impl Store {
         // One row per event, its valid predictions packed as "miner value,miner value,...":
         // decoding 10,000 rows of text is several times faster than 2.5 M rows through sqlx.
         // `%!.17g` prints 17 significant digits, which read back as the very same f64.
-        let mut packed = sqlx::query(
+        let sql = self.sql(
             "SELECT r.event_no, \
-                    group_concat(r.miner_no || ' ' || printf('%!.17g', r.clipped_prediction)) \
+                    string_agg(r.miner_no || ' ' || printf('%!.17g', r.clipped_prediction), ',') \
                FROM validator_runs r \
               WHERE r.event_no IN (SELECT event_no FROM validator_events \
-                                    WHERE status = 'resolved' AND resolved_at_ms <= ?2 \
-                                    ORDER BY resolved_at_ms DESC, id DESC LIMIT ?1) \
+                                    WHERE status = 'resolved' AND resolved_at_ms <= $2 \
+                                    ORDER BY resolved_at_ms DESC, id DESC LIMIT $1) \
                 AND r.clipped_prediction IS NOT NULL \
               GROUP BY r.event_no",
-        )
-        .bind(limit)
-        .bind(to_ms(as_of))
-        .fetch(&mut *connection);
+        );
+        let mut packed = sqlx::query(&sql)
+            .bind(limit)
+            .bind(to_ms(as_of))
+            .fetch(&mut *connection);
         while let Some(row) = packed.try_next().await? {
             let event_no: i64 = row.try_get(0)?;
             let Some(&event) = event_index.get(&event_no) else {
@@ -210,14 +211,14 @@ impl Store {
         ids: &[String],
         as_of: DateTime<Utc>,
     ) -> Result<Vec<ResolvedEvent>, StoreError> {
-        let mut connection = self.reader.begin().await?;
+        let mut connection = self.begin_read().await?;
         let miner_index = miner_indexes(&mut connection, miners).await?;
         let mut events = Vec::with_capacity(ids.len());
         for id in ids {
             let Some(row) = sqlx::query(
                 "SELECT event_no, created_at_ms, resolved_at_ms, outcome \
                    FROM validator_events \
-                  WHERE id = ?1 AND status = 'resolved' AND resolved_at_ms <= ?2",
+                  WHERE id = $1 AND status = 'resolved' AND resolved_at_ms <= $2",
             )
             .bind(id)
             .bind(to_ms(as_of))
@@ -238,7 +239,7 @@ impl Store {
             };
             let runs = sqlx::query(
                 "SELECT miner_no, clipped_prediction FROM validator_runs \
-                  WHERE event_no = ?1 AND clipped_prediction IS NOT NULL",
+                  WHERE event_no = $1 AND clipped_prediction IS NOT NULL",
             )
             .bind(event_no)
             .fetch_all(&mut *connection)
@@ -257,14 +258,14 @@ impl Store {
 }
 
 /// Inserts one checked run inside `transaction`.
-async fn insert_run(
-    transaction: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+pub(super) async fn insert_run(
+    transaction: &mut sqlx::Transaction<'static, sqlx::Any>,
     run: &NewRun,
 ) -> Result<RunRecorded, StoreError> {
     let executed = &run.executed;
     // Checked: the duration fits.
     let duration_ms = i64::try_from(executed.duration_ms).unwrap_or(i64::MAX);
-    let event: i64 = sqlx::query_scalar("SELECT event_no FROM validator_events WHERE id = ?1")
+    let event: i64 = sqlx::query_scalar("SELECT event_no FROM validator_events WHERE id = $1")
         .bind(&run.event_id)
         .fetch_optional(&mut **transaction)
         .await?
@@ -273,7 +274,7 @@ async fn insert_run(
         })?;
     let miner = miner_no(transaction, &run.hotkey).await?;
     let version: i64 = sqlx::query_scalar(
-        "SELECT version_no FROM validator_agent_versions WHERE miner_no = ?1 AND hash = ?2",
+        "SELECT version_no FROM validator_agent_versions WHERE miner_no = $1 AND hash = $2",
     )
     .bind(miner)
     .bind(&run.version_hash)
@@ -287,7 +288,7 @@ async fn insert_run(
         "INSERT INTO validator_runs \
                  (event_no, miner_no, version_no, status, prediction, clipped_prediction, \
                   duration_ms, logs, gateway_usage, cost_usd, finished_at_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT (event_no, miner_no) DO NOTHING",
     )
     .bind(event)
@@ -316,7 +317,7 @@ async fn insert_run(
 /// (resolution instant, then id), each with `slots` empty prediction slots, and each one's
 /// index by `event_no`. Read newest first from the resolution index, with the limit.
 pub(super) async fn window_events(
-    connection: &mut sqlx::SqliteConnection,
+    connection: &mut sqlx::AnyConnection,
     limit: i64,
     as_of: DateTime<Utc>,
     slots: usize,
@@ -324,9 +325,9 @@ pub(super) async fn window_events(
     let rows = sqlx::query(
         "SELECT event_no, id, created_at_ms, resolved_at_ms, outcome \
            FROM validator_events \
-          WHERE status = 'resolved' AND resolved_at_ms <= ?2 \
+          WHERE status = 'resolved' AND resolved_at_ms <= $2 \
           ORDER BY resolved_at_ms DESC, id DESC \
-          LIMIT ?1",
+          LIMIT $1",
     )
     .bind(limit)
     .bind(to_ms(as_of))
@@ -351,7 +352,7 @@ pub(super) async fn window_events(
 }
 
 pub(super) async fn miner_indexes(
-    connection: &mut sqlx::SqliteConnection,
+    connection: &mut sqlx::AnyConnection,
     miners: &[Miner],
 ) -> Result<HashMap<i64, usize>, StoreError> {
     let by_hotkey: HashMap<&str, usize> = miners
@@ -372,7 +373,7 @@ pub(super) async fn miner_indexes(
     Ok(indexes)
 }
 
-pub(super) fn run_from_row(row: &SqliteRow) -> Result<RunRecord, StoreError> {
+pub(super) fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
     let status: String = row.try_get("status")?;
     let usage: String = row.try_get("gateway_usage")?;
     let duration_ms: i64 = row.try_get("duration_ms")?;

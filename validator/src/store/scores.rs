@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::runs::miner_indexes;
-use super::{Store, StoreError, from_ms, to_ms, uid_from};
+use super::{Store, StoreError, flag_from, from_ms, to_ms, uid_from};
 use crate::scoring::{LeaderboardRow, Miner, ScoredEvent};
 
 /// One miner's score on one event.
@@ -83,7 +83,7 @@ impl Store {
 
         for event in scored_events {
             let event_no: i64 =
-                sqlx::query_scalar("SELECT event_no FROM validator_events WHERE id = ?1")
+                sqlx::query_scalar("SELECT event_no FROM validator_events WHERE id = $1")
                     .bind(&event.event_id)
                     .fetch_optional(&mut *transaction)
                     .await?
@@ -93,27 +93,27 @@ impl Store {
             for (index, score) in event.scores.iter().enumerate() {
                 sqlx::query(
                     "INSERT INTO validator_scores (event_no, miner_no, brier, imputed) \
-                     VALUES (?1, ?2, ?3, ?4) \
+                     VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (event_no, miner_no) \
                      DO UPDATE SET brier = excluded.brier, imputed = excluded.imputed",
                 )
                 .bind(event_no)
                 .bind(miner_number(index)?)
                 .bind(score.brier)
-                .bind(score.imputed)
+                .bind(i64::from(score.imputed))
                 .execute(&mut *transaction)
                 .await?;
             }
         }
 
         // A recomputation at the same instant replaces that instant's rows entirely.
-        sqlx::query("DELETE FROM validator_weights_history WHERE computed_at_ms = ?1")
+        sqlx::query("DELETE FROM validator_weights_history WHERE computed_at_ms = $1")
             .bind(to_ms(computed_at))
             .execute(&mut *transaction)
             .await?;
         for row in standings {
             let miner_no: i64 =
-                sqlx::query_scalar("SELECT miner_no FROM validator_miners WHERE hotkey = ?1")
+                sqlx::query_scalar("SELECT miner_no FROM validator_miners WHERE hotkey = $1")
                     .bind(&row.miner.hotkey)
                     .fetch_optional(&mut *transaction)
                     .await?
@@ -124,7 +124,7 @@ impl Store {
                 "INSERT INTO validator_weights_history \
                      (computed_at_ms, miner_no, rank, weight, mean_brier, events_counted, \
                       imputed_count) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(to_ms(computed_at))
             .bind(miner_no)
@@ -147,11 +147,11 @@ impl Store {
     /// [`StoreError::Database`].
     pub async fn event_scores(&self, event_id: &str) -> Result<Vec<EventScore>, StoreError> {
         let rows = sqlx::query(
-            "SELECT m.hotkey, s.brier, s.imputed \
+            "SELECT m.hotkey, s.brier, CAST(s.imputed AS INTEGER) AS imputed \
                FROM validator_scores s \
                JOIN validator_events e USING (event_no) \
                JOIN validator_miners m ON m.miner_no = s.miner_no \
-              WHERE e.id = ?1 \
+              WHERE e.id = $1 \
               ORDER BY m.uid, m.hotkey",
         )
         .bind(event_id)
@@ -162,7 +162,7 @@ impl Store {
                 Ok(EventScore {
                     hotkey: row.try_get("hotkey")?,
                     brier: row.try_get("brier")?,
-                    imputed: row.try_get("imputed")?,
+                    imputed: flag_from(row.try_get("imputed")?, "imputed")?,
                 })
             })
             .collect()

@@ -17,7 +17,7 @@ impl Store {
     /// [`StoreError::Database`], or [`StoreError::CorruptJson`] for a document that is not JSON.
     pub async fn source_state(&self, source: &str) -> Result<Option<Value>, StoreError> {
         let text: Option<String> =
-            sqlx::query_scalar("SELECT state FROM validator_source_state WHERE source = ?1")
+            sqlx::query_scalar("SELECT state FROM validator_source_state WHERE source = $1")
                 .bind(source)
                 .fetch_optional(&self.reader)
                 .await?;
@@ -43,7 +43,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO validator_source_state (source, state, updated_at_ms) \
-             VALUES (?1, ?2, ?3) \
+             VALUES ($1, $2, $3) \
              ON CONFLICT (source) DO UPDATE \
              SET state = excluded.state, updated_at_ms = excluded.updated_at_ms",
         )

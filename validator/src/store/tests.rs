@@ -12,6 +12,7 @@ use crate::executor::{ExecutedRun, RunStatus};
 use crate::registration::RegistrationDecision;
 use crate::scoring::{Miner, Outcome, ResolvedEvent, ScoredEvent, leaderboard};
 use crate::test_support::at;
+use sooth_test_postgres::TestSchema;
 
 const T0: &str = "2026-03-01T00:00:00Z";
 
@@ -107,8 +108,8 @@ fn version(hotkey: &str, hash: &str, uploaded_at: DateTime<Utc>) -> AgentVersion
 
 /// A store with miners alice (uid 0) and bob (uid 1), registered at T0 - 1 day, each with a
 /// version uploaded then (active from T0).
-async fn two_miners() -> Store {
-    let store = Store::in_memory().await.unwrap();
+async fn two_miners(engine: Engine) -> TestStore {
+    let store = empty_store(engine).await;
     for (uid, hotkey) in [(0, "alice"), (1, "bob")] {
         store
             .register_miner(&miner(uid, hotkey, t(-24)))
@@ -121,6 +122,78 @@ async fn two_miners() -> Store {
     }
     store
 }
+
+/// A store on one engine, and the PostgreSQL schema it lives in (dropped with it).
+struct TestStore {
+    store: Store,
+    _schema: Option<TestSchema>,
+}
+
+impl std::ops::Deref for TestStore {
+    type Target = Store;
+
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+/// An empty store: in memory on SQLite, in a schema of its own on the test server on
+/// PostgreSQL.
+async fn empty_store(engine: Engine) -> TestStore {
+    match engine {
+        Engine::Sqlite => TestStore {
+            store: Store::in_memory().await.unwrap(),
+            _schema: None,
+        },
+        Engine::Postgres => {
+            let schema = TestSchema::create().await;
+            let store = Store::connect(schema.url(), &StoreOptions::default())
+                .await
+                .unwrap();
+            TestStore {
+                store,
+                _schema: Some(schema),
+            }
+        }
+    }
+}
+
+/// The tests that hold on either engine, each run on both: `sqlite::NAME` and
+/// `postgres::NAME` (one suite, so that the engines cannot drift apart).
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Engine::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Engine::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_engines!(
+    registration_and_deregistration,
+    a_registration_decision_is_recorded_whole_or_not_at_all,
+    versions_are_added_listed_and_activated,
+    a_duplicate_event_id_is_refused_naming_it_and_the_first_stays,
+    an_event_with_a_missing_or_invalid_field_is_refused_before_anything_is_written,
+    resolution_errors_and_idempotence,
+    a_run_is_recorded_once_per_event_and_miner,
+    invalid_runs_are_refused,
+    runs_needed_follow_activation_registration_and_cutoff,
+    resolved_events_come_in_scoring_order_with_predictions_by_miner,
+    scores_and_weights_are_written_together,
+);
 
 async fn count(store: &Store, table: &str) -> i64 {
     sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
@@ -233,9 +306,8 @@ async fn a_read_only_data_directory_is_refused_naming_the_file() {
 
 // ----- miners -----
 
-#[tokio::test]
-async fn registration_and_deregistration() {
-    let store = Store::in_memory().await.unwrap();
+async fn registration_and_deregistration(engine: Engine) {
+    let store = empty_store(engine).await;
     store
         .register_miner(&miner(0, "alice", t(0)))
         .await
@@ -296,9 +368,8 @@ async fn registration_and_deregistration() {
     assert_eq!(store.miner("nobody").await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn a_registration_decision_is_recorded_whole_or_not_at_all() {
-    let store = Store::in_memory().await.unwrap();
+async fn a_registration_decision_is_recorded_whole_or_not_at_all(engine: Engine) {
+    let store = empty_store(engine).await;
     store
         .register_miner(&miner(0, "alice", t(0)))
         .await
@@ -348,9 +419,8 @@ async fn a_registration_decision_is_recorded_whole_or_not_at_all() {
 
 // ----- versions -----
 
-#[tokio::test]
-async fn versions_are_added_listed_and_activated() {
-    let store = Store::in_memory().await.unwrap();
+async fn versions_are_added_listed_and_activated(engine: Engine) {
+    let store = empty_store(engine).await;
     store
         .register_miner(&miner(0, "alice", t(0)))
         .await
@@ -464,9 +534,8 @@ async fn versions_are_added_listed_and_activated() {
 
 // ----- events -----
 
-#[tokio::test]
-async fn a_duplicate_event_id_is_refused_naming_it_and_the_first_stays() {
-    let store = Store::in_memory().await.unwrap();
+async fn a_duplicate_event_id_is_refused_naming_it_and_the_first_stays(engine: Engine) {
+    let store = empty_store(engine).await;
     store.insert_event(&new_event("e1", t(1))).await.unwrap();
     let mut second = new_event("e1", t(5));
     second.title = "Something else?".to_owned();
@@ -483,9 +552,10 @@ async fn a_duplicate_event_id_is_refused_naming_it_and_the_first_stays() {
     assert_eq!(count(&store, "validator_events").await, 1);
 }
 
-#[tokio::test]
-async fn an_event_with_a_missing_or_invalid_field_is_refused_before_anything_is_written() {
-    let store = Store::in_memory().await.unwrap();
+async fn an_event_with_a_missing_or_invalid_field_is_refused_before_anything_is_written(
+    engine: Engine,
+) {
+    let store = empty_store(engine).await;
     let good = new_event("e1", t(1));
     let cases: Vec<(Event, &str)> = vec![
         (
@@ -543,9 +613,8 @@ async fn an_event_with_a_missing_or_invalid_field_is_refused_before_anything_is_
         .unwrap();
 }
 
-#[tokio::test]
-async fn resolution_errors_and_idempotence() {
-    let store = Store::in_memory().await.unwrap();
+async fn resolution_errors_and_idempotence(engine: Engine) {
+    let store = empty_store(engine).await;
     store.insert_event(&new_event("e1", t(1))).await.unwrap();
 
     let error = store.resolve_event("nope", 1, t(80)).await.unwrap_err();
@@ -608,9 +677,8 @@ async fn resolution_errors_and_idempotence() {
 
 // ----- runs -----
 
-#[tokio::test]
-async fn a_run_is_recorded_once_per_event_and_miner() {
-    let store = two_miners().await;
+async fn a_run_is_recorded_once_per_event_and_miner(engine: Engine) {
+    let store = two_miners(engine).await;
     store.insert_event(&new_event("e1", t(1))).await.unwrap();
     let first = ok_run("e1", "alice", "alice-v1", 1.3);
     assert_eq!(
@@ -640,9 +708,8 @@ async fn a_run_is_recorded_once_per_event_and_miner() {
     assert_eq!(runs[1].clipped_prediction, None);
 }
 
-#[tokio::test]
-async fn invalid_runs_are_refused() {
-    let store = two_miners().await;
+async fn invalid_runs_are_refused(engine: Engine) {
+    let store = two_miners(engine).await;
     store.insert_event(&new_event("e1", t(1))).await.unwrap();
     let invalid = [
         ok_run("e1", "alice", "alice-v1", f64::NAN),
@@ -873,9 +940,8 @@ async fn a_killed_process_keeps_exactly_the_committed_runs() {
     assert_eq!(count(&store, "validator_runs").await, rows);
 }
 
-#[tokio::test]
-async fn runs_needed_follow_activation_registration_and_cutoff() {
-    let store = two_miners().await;
+async fn runs_needed_follow_activation_registration_and_cutoff(engine: Engine) {
+    let store = two_miners(engine).await;
     // carol registered, but her only version is uploaded at T0 + 2 h: active from T0 + 24 h.
     store
         .register_miner(&miner(2, "carol", t(-24)))
@@ -933,9 +999,8 @@ async fn runs_needed_follow_activation_registration_and_cutoff() {
 
 // ----- resolved events and scoring -----
 
-#[tokio::test]
-async fn resolved_events_come_in_scoring_order_with_predictions_by_miner() {
-    let store = two_miners().await;
+async fn resolved_events_come_in_scoring_order_with_predictions_by_miner(engine: Engine) {
+    let store = two_miners(engine).await;
     store
         .register_miner(&miner(2, "carol", t(-24)))
         .await
@@ -1026,9 +1091,8 @@ async fn resolved_events_come_in_scoring_order_with_predictions_by_miner() {
     assert_eq!(window, ["b", "a", "c"]);
 }
 
-#[tokio::test]
-async fn scores_and_weights_are_written_together() {
-    let store = two_miners().await;
+async fn scores_and_weights_are_written_together(engine: Engine) {
+    let store = two_miners(engine).await;
     store.insert_event(&new_event("e1", t(1))).await.unwrap();
     store.insert_event(&new_event("e2", t(2))).await.unwrap();
     store

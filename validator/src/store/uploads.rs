@@ -6,10 +6,10 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::versions::VersionStatus;
-use super::{Store, StoreError, from_ms, from_optional_ms, to_ms};
+use super::{Store, StoreError, flag_from, from_ms, from_optional_ms, to_ms};
 
 /// Who added a version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -238,7 +238,7 @@ impl Store {
         })?;
         let mut transaction = self.begin_write().await?;
         let miner = sqlx::query(
-            "SELECT miner_no, deregistered_at_ms FROM validator_miners WHERE hotkey = ?1",
+            "SELECT miner_no, deregistered_at_ms FROM validator_miners WHERE hotkey = $1",
         )
         .bind(&upload.hotkey)
         .fetch_optional(&mut *transaction)
@@ -256,7 +256,7 @@ impl Store {
         if upload.uploaded_by == UploadedBy::Miner {
             let last: Option<i64> = sqlx::query_scalar(
                 "SELECT max(uploaded_at_ms) FROM validator_agent_versions \
-                  WHERE miner_no = ?1 AND uploaded_by = 'miner'",
+                  WHERE miner_no = $1 AND uploaded_by = 'miner'",
             )
             .bind(miner_no)
             .fetch_one(&mut *transaction)
@@ -276,7 +276,7 @@ impl Store {
         let version_no: Option<i64> = sqlx::query_scalar(
             "INSERT INTO validator_agent_versions \
                  (miner_no, hash, uploaded_at_ms, status, uploaded_by, size_bytes) \
-             VALUES (?1, ?2, ?3, 'pending', ?4, ?5) \
+             VALUES ($1, $2, $3, 'pending', $4, $5) \
              ON CONFLICT (miner_no, hash) DO NOTHING \
              RETURNING version_no",
         )
@@ -295,7 +295,7 @@ impl Store {
         };
         sqlx::query(
             "INSERT INTO validator_verifications (version_no, queued_at_ms, state) \
-             VALUES (?1, ?2, 'queued')",
+             VALUES ($1, $2, 'queued')",
         )
         .bind(version_no)
         .bind(to_ms(upload.at))
@@ -315,7 +315,7 @@ impl Store {
             "SELECT {UPLOAD_COLUMNS} FROM validator_agent_versions v \
                JOIN validator_miners m USING (miner_no) \
                LEFT JOIN validator_verifications q USING (version_no) \
-              WHERE v.version_no = ?1"
+              WHERE v.version_no = $1"
         ))
         .bind(version)
         .fetch_optional(&self.reader)
@@ -344,7 +344,7 @@ impl Store {
             "SELECT {UPLOAD_COLUMNS} FROM validator_agent_versions v \
                JOIN validator_miners m USING (miner_no) \
                LEFT JOIN validator_verifications q USING (version_no) \
-              WHERE m.hotkey = ?1 \
+              WHERE m.hotkey = $1 \
               ORDER BY v.uploaded_at_ms, v.version_no"
         ))
         .bind(hotkey)
@@ -368,10 +368,10 @@ impl Store {
         // The daily check adds verdicts for as long as a version is active: only the newest
         // are served.
         let rows = sqlx::query(
-            "SELECT * FROM (SELECT verdict_no, check_name, scope, passed, matched_version_no, \
+            "SELECT * FROM (SELECT verdict_no, check_name, scope, CAST(passed AS INTEGER) AS passed, matched_version_no, \
                                    statistic, detail, decided_at_ms \
-                              FROM validator_integrity_verdicts WHERE version_no = ?1 \
-                             ORDER BY decided_at_ms DESC, verdict_no DESC LIMIT ?2) \
+                              FROM validator_integrity_verdicts WHERE version_no = $1 \
+                             ORDER BY decided_at_ms DESC, verdict_no DESC LIMIT $2) AS newest \
               ORDER BY decided_at_ms, verdict_no",
         )
         .bind(version)
@@ -387,7 +387,7 @@ impl Store {
                         .ok_or_else(|| StoreError::Corrupt(format!("unknown check {check:?}")))?,
                     scope: VerdictScope::parse(&scope)
                         .ok_or_else(|| StoreError::Corrupt(format!("unknown scope {scope:?}")))?,
-                    passed: row.try_get("passed")?,
+                    passed: flag_from(row.try_get("passed")?, "passed")?,
                     matched_version: row.try_get("matched_version_no")?,
                     statistic: row.try_get("statistic")?,
                     detail: row.try_get("detail")?,
@@ -404,7 +404,7 @@ impl Store {
     /// [`StoreError::Database`].
     pub async fn hash_in_use(&self, hash: &str) -> Result<bool, StoreError> {
         let found: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM validator_agent_versions WHERE hash = ?1 LIMIT 1")
+            sqlx::query_scalar("SELECT 1 FROM validator_agent_versions WHERE hash = $1 LIMIT 1")
                 .bind(hash)
                 .fetch_optional(&self.reader)
                 .await?;
@@ -426,7 +426,7 @@ impl Store {
     }
 }
 
-fn upload_from_row(row: &SqliteRow) -> Result<UploadRecord, StoreError> {
+fn upload_from_row(row: &AnyRow) -> Result<UploadRecord, StoreError> {
     let status: String = row.try_get("status")?;
     let uploaded_by: String = row.try_get("uploaded_by")?;
     let queue: Option<String> = row.try_get("queue_state")?;

@@ -120,7 +120,7 @@ impl Store {
                    FROM validator_verifications q \
                    JOIN validator_agent_versions v USING (version_no) \
                    JOIN validator_miners m USING (miner_no) \
-                  WHERE q.state = 'queued' OR (q.state = 'verifying' AND q.lease_until_ms <= ?1) \
+                  WHERE q.state = 'queued' OR (q.state = 'verifying' AND q.lease_until_ms <= $1) \
                   ORDER BY q.queued_at_ms, q.version_no LIMIT 1",
             )
             .bind(to_ms(now))
@@ -146,8 +146,8 @@ impl Store {
             let attempt = attempts + 1;
             sqlx::query(
                 "UPDATE validator_verifications \
-                    SET state = 'verifying', attempts = ?2, lease_until_ms = ?3 \
-                  WHERE version_no = ?1",
+                    SET state = 'verifying', attempts = $2, lease_until_ms = $3 \
+                  WHERE version_no = $1",
             )
             .bind(version)
             .bind(i64::from(attempt))
@@ -177,8 +177,8 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut transaction = self.begin_write().await?;
         let updated = sqlx::query(
-            "UPDATE validator_verifications SET lease_until_ms = ?3 \
-              WHERE version_no = ?1 AND attempts = ?2 AND state = 'verifying'",
+            "UPDATE validator_verifications SET lease_until_ms = $3 \
+              WHERE version_no = $1 AND attempts = $2 AND state = 'verifying'",
         )
         .bind(claim.version)
         .bind(i64::from(claim.attempt))
@@ -206,8 +206,8 @@ impl Store {
         let mut transaction = self.begin_write().await?;
         let held = sqlx::query(
             "UPDATE validator_verifications \
-                SET state = 'done', lease_until_ms = NULL, finished_at_ms = ?3 \
-              WHERE version_no = ?1 AND attempts = ?2 AND state = 'verifying'",
+                SET state = 'done', lease_until_ms = NULL, finished_at_ms = $3 \
+              WHERE version_no = $1 AND attempts = $2 AND state = 'verifying'",
         )
         .bind(claim.version)
         .bind(i64::from(claim.attempt))
@@ -220,8 +220,8 @@ impl Store {
         match verification {
             Verification::Verified => {
                 sqlx::query(
-                    "UPDATE validator_agent_versions SET status = 'verified', verified_at_ms = ?2 \
-                      WHERE version_no = ?1 AND status = 'pending'",
+                    "UPDATE validator_agent_versions SET status = 'verified', verified_at_ms = $2 \
+                      WHERE version_no = $1 AND status = 'pending'",
                 )
                 .bind(claim.version)
                 .bind(to_ms(now.max(claim.uploaded_at)))
@@ -234,8 +234,8 @@ impl Store {
             } => {
                 sqlx::query(
                     "UPDATE validator_agent_versions \
-                        SET status = 'refused', reason = ?2, matched_version_no = ?3 \
-                      WHERE version_no = ?1 AND status = 'pending'",
+                        SET status = 'refused', reason = $2, matched_version_no = $3 \
+                      WHERE version_no = $1 AND status = 'pending'",
                 )
                 .bind(claim.version)
                 .bind(reason)
@@ -256,7 +256,7 @@ impl Store {
             sqlx::query(
                 "INSERT INTO validator_probe_runs \
                      (version_no, event_id, status, prediction, clipped_prediction, duration_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (version_no, event_id) DO NOTHING",
             )
             .bind(claim.version)
@@ -288,7 +288,7 @@ impl Store {
         let mut transaction = self.begin_write().await?;
         let held: Option<i64> = sqlx::query_scalar(
             "SELECT version_no FROM validator_verifications \
-              WHERE version_no = ?1 AND attempts = ?2 AND state = 'verifying'",
+              WHERE version_no = $1 AND attempts = $2 AND state = 'verifying'",
         )
         .bind(claim.version)
         .bind(i64::from(claim.attempt))
@@ -304,8 +304,8 @@ impl Store {
         } else {
             sqlx::query(
                 "UPDATE validator_verifications \
-                    SET state = 'queued', lease_until_ms = NULL, last_error = ?2 \
-                  WHERE version_no = ?1",
+                    SET state = 'queued', lease_until_ms = NULL, last_error = $2 \
+                  WHERE version_no = $1",
             )
             .bind(claim.version)
             .bind(error)
@@ -354,8 +354,8 @@ impl Store {
         let row = sqlx::query(
             "SELECT v.version_no, m.hotkey FROM validator_agent_versions v \
                JOIN validator_miners m USING (miner_no) \
-              WHERE v.hash = ?1 AND m.hotkey <> ?2 AND v.status <> 'refused' \
-                AND (v.uploaded_at_ms < ?3 OR (v.uploaded_at_ms = ?3 AND v.version_no < ?4)) \
+              WHERE v.hash = $1 AND m.hotkey <> $2 AND v.status <> 'refused' \
+                AND (v.uploaded_at_ms < $3 OR (v.uploaded_at_ms = $3 AND v.version_no < $4)) \
               ORDER BY v.uploaded_at_ms, v.version_no LIMIT 1",
         )
         .bind(&claim.hash)
@@ -384,8 +384,8 @@ impl Store {
                FROM validator_agent_versions v \
                JOIN validator_miners m USING (miner_no) \
                JOIN validator_probe_runs p USING (version_no) \
-              WHERE m.hotkey <> ?1 AND v.status IN ('verified', 'active', 'inactive') \
-                AND (v.uploaded_at_ms < ?2 OR (v.uploaded_at_ms = ?2 AND v.version_no < ?3)) \
+              WHERE m.hotkey <> $1 AND v.status IN ('verified', 'active', 'inactive') \
+                AND (v.uploaded_at_ms < $2 OR (v.uploaded_at_ms = $2 AND v.version_no < $3)) \
               ORDER BY v.version_no",
         )
         .bind(&claim.hotkey)
@@ -421,7 +421,7 @@ impl Store {
         version: i64,
     ) -> Result<HashMap<String, Option<f64>>, StoreError> {
         let rows = sqlx::query(
-            "SELECT event_id, clipped_prediction FROM validator_probe_runs WHERE version_no = ?1",
+            "SELECT event_id, clipped_prediction FROM validator_probe_runs WHERE version_no = $1",
         )
         .bind(version)
         .fetch_all(&self.reader)
@@ -433,16 +433,16 @@ impl Store {
 }
 
 async fn give_up(
-    transaction: &mut sqlx::SqliteConnection,
+    transaction: &mut sqlx::AnyConnection,
     version: i64,
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE validator_verifications \
-            SET state = 'failed', lease_until_ms = NULL, finished_at_ms = ?2, \
-                last_error = coalesce(last_error, ?3) \
-          WHERE version_no = ?1",
+            SET state = 'failed', lease_until_ms = NULL, finished_at_ms = $2, \
+                last_error = coalesce(last_error, $3) \
+          WHERE version_no = $1",
     )
     .bind(version)
     .bind(to_ms(now))
@@ -450,8 +450,8 @@ async fn give_up(
     .execute(&mut *transaction)
     .await?;
     sqlx::query(
-        "UPDATE validator_agent_versions SET status = 'refused', reason = ?2 \
-          WHERE version_no = ?1 AND status = 'pending'",
+        "UPDATE validator_agent_versions SET status = 'refused', reason = $2 \
+          WHERE version_no = $1 AND status = 'pending'",
     )
     .bind(version)
     .bind(reason)
@@ -461,7 +461,7 @@ async fn give_up(
 }
 
 async fn insert_verdicts(
-    transaction: &mut sqlx::SqliteConnection,
+    transaction: &mut sqlx::AnyConnection,
     version: i64,
     verdicts: &[NewVerdict],
     now: DateTime<Utc>,
@@ -471,12 +471,12 @@ async fn insert_verdicts(
             "INSERT INTO validator_integrity_verdicts \
                  (version_no, check_name, scope, passed, matched_version_no, statistic, detail, \
                   decided_at_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(version)
         .bind(verdict.check.as_str())
         .bind(verdict.scope.as_str())
-        .bind(verdict.passed)
+        .bind(i64::from(verdict.passed))
         .bind(verdict.matched_version)
         .bind(verdict.statistic.filter(|value| value.is_finite()))
         .bind(&verdict.detail)
@@ -545,8 +545,8 @@ impl Store {
             "SELECT e.id, e.kind, e.title, e.description, e.metadata, e.created_at_ms, \
                     e.cutoff_ms, e.outcome, r.clipped_prediction \
                FROM validator_runs r JOIN validator_events e USING (event_no) \
-              WHERE r.version_no = ?1 \
-              ORDER BY e.created_at_ms DESC, e.id DESC LIMIT ?2",
+              WHERE r.version_no = $1 \
+              ORDER BY e.created_at_ms DESC, e.id DESC LIMIT $2",
         )
         .bind(version)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -604,7 +604,7 @@ impl Store {
             "SELECT DISTINCT m.hotkey, d.check_name FROM validator_agent_versions v \
                JOIN validator_miners m USING (miner_no) \
                JOIN validator_integrity_verdicts d ON d.version_no = v.version_no \
-              WHERE v.status = 'active' AND d.scope = 'live' AND NOT d.passed \
+              WHERE v.status = 'active' AND d.scope = 'live' AND d.passed = 0 \
                 AND d.verdict_no = (SELECT max(newest.verdict_no) \
                                       FROM validator_integrity_verdicts newest \
                                      WHERE newest.version_no = d.version_no \

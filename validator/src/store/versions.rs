@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::miner_keys::drop_keys_linked_before;
 use super::miners::miner_no;
@@ -101,7 +101,7 @@ impl Store {
         }
         let mut transaction = self.begin_write().await?;
         let miner = sqlx::query(
-            "SELECT miner_no, deregistered_at_ms FROM validator_miners WHERE hotkey = ?1",
+            "SELECT miner_no, deregistered_at_ms FROM validator_miners WHERE hotkey = $1",
         )
         .bind(&version.hotkey)
         .fetch_optional(&mut *transaction)
@@ -123,7 +123,7 @@ impl Store {
         let inserted = sqlx::query(
             "INSERT INTO validator_agent_versions \
                  (miner_no, hash, uploaded_at_ms, verified_at_ms, status) \
-             VALUES (?1, ?2, ?3, ?4, ?5) \
+             VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (miner_no, hash) DO NOTHING",
         )
         .bind(miner.try_get::<i64, _>("miner_no")?)
@@ -175,7 +175,7 @@ impl Store {
                     v.activated_at_ms, v.deactivated_at_ms, v.reason \
                FROM validator_agent_versions v \
                JOIN validator_miners m USING (miner_no) \
-              WHERE m.hotkey = ?1 \
+              WHERE m.hotkey = $1 \
               ORDER BY v.uploaded_at_ms, v.hash",
         )
         .bind(hotkey)
@@ -226,7 +226,7 @@ impl Store {
         let miner = miner_no(&mut transaction, hotkey).await?;
         let row = sqlx::query(
             "SELECT version_no, status, uploaded_at_ms FROM validator_agent_versions \
-              WHERE miner_no = ?1 AND hash = ?2",
+              WHERE miner_no = $1 AND hash = $2",
         )
         .bind(miner)
         .bind(hash)
@@ -252,8 +252,8 @@ impl Store {
         let uploaded_at: i64 = row.try_get("uploaded_at_ms")?;
         sqlx::query(
             "UPDATE validator_agent_versions \
-                SET status = 'inactive', deactivated_at_ms = ?2 \
-              WHERE miner_no = ?1 AND status = 'active'",
+                SET status = 'inactive', deactivated_at_ms = $2 \
+              WHERE miner_no = $1 AND status = 'active'",
         )
         .bind(miner)
         .bind(to_ms(midnight))
@@ -261,9 +261,9 @@ impl Store {
         .await?;
         sqlx::query(
             "UPDATE validator_agent_versions \
-                SET status = 'inactive', reason = 'superseded by ' || ?3 || ' before activation' \
-              WHERE miner_no = ?1 AND status = 'verified' AND version_no <> ?2 \
-                AND uploaded_at_ms <= ?4",
+                SET status = 'inactive', reason = 'superseded by ' || $3 || ' before activation' \
+              WHERE miner_no = $1 AND status = 'verified' AND version_no <> $2 \
+                AND uploaded_at_ms <= $4",
         )
         .bind(miner)
         .bind(version)
@@ -273,8 +273,8 @@ impl Store {
         .await?;
         sqlx::query(
             "UPDATE validator_agent_versions \
-                SET status = 'active', activated_at_ms = ?2 \
-              WHERE version_no = ?1",
+                SET status = 'active', activated_at_ms = $2 \
+              WHERE version_no = $1",
         )
         .bind(version)
         .bind(to_ms(midnight))
@@ -287,7 +287,7 @@ impl Store {
 }
 
 /// The version's own columns of a row (`hotkey`, `hash`, `uploaded_at_ms`, `verified_at_ms`).
-fn version_from_row(row: &SqliteRow) -> Result<AgentVersion, StoreError> {
+fn version_from_row(row: &AnyRow) -> Result<AgentVersion, StoreError> {
     Ok(AgentVersion {
         hotkey: row.try_get("hotkey")?,
         hash: row.try_get("hash")?,
