@@ -1,0 +1,238 @@
+//! The scale-out as an operator runs it, each part a process of its own on one PostgreSQL
+//! database: a scheduler (`sooth backtest --workers`, the daemon on a simulated clock) and three
+//! runner workers (`sooth runner`). One worker is killed with SIGKILL while it holds runs; the
+//! leaderboard, the pages, every score and the weights are still the single-process SQLite
+//! backtest's, every run is recorded exactly once, `sooth validator status` lists the workers
+//! and what they did, and the workers left drain and exit on SIGTERM.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{forecastbench, run, sooth};
+use sooth_test_postgres::TestSchema;
+use sooth_validator::store::{Store, StoreOptions, WorkerRecord, WorkerState};
+
+/// `sooth backtest` of the ForecastBench file with two agents and a benchmark, written to `out`.
+fn backtest(events: &Path, data_dir: &Path, out: &Path) -> Command {
+    let mut command = sooth();
+    command
+        .arg("backtest")
+        .arg("--events")
+        .arg(events)
+        .arg("--agents")
+        .arg(sooth_test_agents::market_baseline())
+        .arg(sooth_test_agents::always_half())
+        .arg("--benchmark")
+        .arg(sooth_test_agents::always_half())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--out")
+        .arg(out);
+    command
+}
+
+/// A runner worker `id` on the database at `url`, its output in `dir/ID.log`.
+fn start_worker(dir: &Path, url: &str, id: &str) -> Child {
+    let config = dir.join(format!("{id}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "database_url = \"{url}\"\nworker_id = \"{id}\"\ncache_dir = \"{id}-cache\"\n\
+             concurrency = 2\nlease_secs = 3\n"
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join(format!("{id}.log"))).unwrap();
+    sooth()
+        .arg("runner")
+        .arg("--config")
+        .arg(&config)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal}");
+}
+
+fn wait_with_deadline(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "{what} did not end in {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn worker<'a>(workers: &'a [WorkerRecord], id: &str) -> &'a WorkerRecord {
+    workers
+        .iter()
+        .find(|worker| worker.registration.worker_id == id)
+        .unwrap_or_else(|| panic!("{id} is not registered: {workers:?}"))
+}
+
+#[test]
+fn three_workers_one_killed_mid_run_give_the_single_process_results() {
+    let Some(events) = forecastbench() else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let schema = runtime.block_on(TestSchema::create());
+    let url = schema.url().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+
+    let reference_out = dir.join("reference-out");
+    run(&mut backtest(
+        &events,
+        &dir.join("reference"),
+        &reference_out,
+    ))
+    .ok();
+
+    // Workers may start before the scheduler: they wait for it.
+    let mut workers: Vec<Child> = ["w0", "w1", "w2"]
+        .iter()
+        .map(|id| start_worker(dir, &url, id))
+        .collect();
+    let scheduled_out = dir.join("scheduled-out");
+    let mut scheduler = backtest(&events, &dir.join("scheduler"), &scheduled_out)
+        .arg("--database-url")
+        .arg(&url)
+        .arg("--workers")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Kill w0 while it holds runs: frozen first, so that what it holds stays held while the
+    // test looks, then killed.
+    let store = runtime
+        .block_on(Store::connect(&url, &StoreOptions::default()))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let held_at_kill = loop {
+        assert!(Instant::now() < deadline, "w0 never held runs");
+        assert!(
+            scheduler.try_wait().unwrap().is_none(),
+            "the backtest ended before a worker could be killed"
+        );
+        let workers_now = runtime.block_on(store.workers()).unwrap_or_default();
+        let ready = workers_now
+            .iter()
+            .any(|w| w.registration.worker_id == "w0" && w.completed >= 30);
+        if ready {
+            signal(&workers[0], "STOP");
+            let held = worker(&runtime.block_on(store.workers()).unwrap(), "w0").leased;
+            if held > 0 {
+                signal(&workers[0], "KILL");
+                break held;
+            }
+            signal(&workers[0], "CONT");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let status = wait_with_deadline(&mut scheduler, Duration::from_secs(600), "the backtest");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(scheduler.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "the scheduler failed: {stderr}");
+
+    // The same results as one process on SQLite, to the last bit.
+    for file in ["leaderboard.json", "leaderboard.csv", "site/index.html"] {
+        assert_eq!(
+            std::fs::read_to_string(scheduled_out.join(file)).unwrap(),
+            std::fs::read_to_string(reference_out.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    let ids: Vec<String> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["id"].to_string())
+        .map(|id| id.trim_matches('"').to_owned())
+        .collect();
+    let reference = runtime
+        .block_on(Store::open(&dir.join("reference/validator.sqlite")))
+        .unwrap();
+    let (mut runs, mut reference_runs) = (0, 0);
+    for id in &ids {
+        let scheduled = runtime.block_on(store.event_scores(id)).unwrap();
+        let expected = runtime.block_on(reference.event_scores(id)).unwrap();
+        assert_eq!(scheduled, expected, "scores of {id}");
+        runs += runtime.block_on(store.runs_of_event(id)).unwrap().len();
+        reference_runs += runtime.block_on(reference.runs_of_event(id)).unwrap().len();
+    }
+    assert_eq!(runs, reference_runs);
+    assert_eq!(runs, 2 * ids.len());
+    assert_eq!(
+        runtime.block_on(store.latest_weights()).unwrap(),
+        runtime.block_on(reference.latest_weights()).unwrap()
+    );
+
+    // Exactly once: the workers' records add up to the runs and benchmark forecasts stored.
+    let recorded = runtime.block_on(store.workers()).unwrap();
+    for w in &recorded {
+        eprintln!(
+            "{}: claimed {}, completed {}, expired {} (held {held_at_kill} when w0 was killed)",
+            w.registration.worker_id, w.claimed, w.completed, w.expired
+        );
+    }
+    let completed: u64 = recorded.iter().map(|w| w.completed).sum();
+    assert_eq!(completed, 3 * ids.len() as u64, "{recorded:?}");
+    // What w0 held when it died was taken over once its leases ended.
+    assert!(
+        worker(&recorded, "w0").expired >= held_at_kill,
+        "{recorded:?}"
+    );
+
+    // The operator's view.
+    let config = dir.join("validator.toml");
+    std::fs::write(
+        &config,
+        format!("data_dir = \"status-data\"\ndatabase_url = \"{url}\"\n"),
+    )
+    .unwrap();
+    let status = run(sooth()
+        .args(["validator", "status", "--config"])
+        .arg(&config))
+    .ok();
+    for id in ["w0", "w1", "w2"] {
+        assert!(status.stdout.contains(id), "{}", status.stdout);
+    }
+    assert!(
+        status.stdout.contains("0 waiting, 0 leased"),
+        "{}",
+        status.stdout
+    );
+
+    // The workers left drain and exit on SIGTERM.
+    workers[0].wait().unwrap();
+    for child in &mut workers[1..] {
+        signal(child, "TERM");
+        let status = wait_with_deadline(child, Duration::from_secs(30), "a worker's drain");
+        assert!(status.success(), "a worker exited with {status}");
+    }
+    let after = runtime.block_on(store.workers()).unwrap();
+    assert_eq!(worker(&after, "w1").state, WorkerState::Stopped);
+    assert_eq!(worker(&after, "w2").state, WorkerState::Stopped);
+    for id in ["w1", "w2"] {
+        let log = std::fs::read_to_string(dir.join(format!("{id}.log"))).unwrap();
+        assert!(log.contains("runner worker stopped"), "{log}");
+    }
+    runtime.block_on(store.close());
+    runtime.block_on(reference.close());
+}
