@@ -236,3 +236,158 @@ fn three_workers_one_killed_mid_run_give_the_single_process_results() {
     runtime.block_on(store.close());
     runtime.block_on(reference.close());
 }
+
+/// A TCP forwarder to the database that the test can cut (every connection dropped, new ones
+/// refused) and restore: the database lost mid-day, as a worker sees it.
+struct Outage {
+    port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Outage {
+    fn start(runtime: &tokio::runtime::Runtime, target: String) -> Self {
+        use tokio::net::{TcpListener, TcpStream};
+        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (cut, watch) = tokio::sync::watch::channel(false);
+        runtime.spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    continue;
+                };
+                if *watch.borrow() {
+                    continue; // dropped: refused while cut
+                }
+                let target = target.clone();
+                let mut watch = watch.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = watch.wait_for(|&cut| cut) => {}
+                    }
+                });
+            }
+        });
+        Self { port, cut }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.send_replace(cut);
+    }
+}
+
+/// `url` with its host and port replaced by `127.0.0.1:port`, and the host and port it had.
+fn through_port(url: &str, port: u16) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (credentials, host) = match authority.rfind('@') {
+        Some(at) => (&authority[..=at], &authority[at + 1..]),
+        None => ("", authority),
+    };
+    let host = if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:5432")
+    };
+    (
+        format!("{scheme}://{credentials}127.0.0.1:{port}{tail}"),
+        host,
+    )
+}
+
+#[test]
+fn a_worker_that_loses_the_database_mid_day_pauses_and_resumes_recording_each_run_once() {
+    let Some(events) = forecastbench() else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let schema = runtime.block_on(TestSchema::create());
+    let url = schema.url().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let reference_out = dir.join("reference-out");
+    run(&mut backtest(
+        &events,
+        &dir.join("reference"),
+        &reference_out,
+    ))
+    .ok();
+
+    let (_, target) = through_port(&url, 0);
+    let outage = Outage::start(&runtime, target);
+    let (worker_url, _) = through_port(&url, outage.port);
+    let mut lone = start_worker(dir, &worker_url, "lone");
+    let scheduled_out = dir.join("scheduled-out");
+    let mut scheduler = backtest(&events, &dir.join("scheduler"), &scheduled_out)
+        .arg("--database-url")
+        .arg(&url)
+        .arg("--workers")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let store = runtime
+        .block_on(Store::connect(&url, &StoreOptions::default()))
+        .unwrap();
+    // The database goes away while the worker holds runs (frozen until the test sees it
+    // hold some), for longer than the lease: what it held is no longer its own when the
+    // database comes back.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let held = loop {
+        assert!(Instant::now() < deadline, "the worker never held runs");
+        let started = runtime
+            .block_on(store.workers())
+            .unwrap_or_default()
+            .iter()
+            .any(|w| w.completed >= 100);
+        if started {
+            signal(&lone, "STOP");
+            let held = worker(&runtime.block_on(store.workers()).unwrap(), "lone").leased;
+            if held > 0 {
+                outage.set_cut(true);
+                signal(&lone, "CONT");
+                break held;
+            }
+            signal(&lone, "CONT");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    std::thread::sleep(Duration::from_secs(5));
+    let during = worker(&runtime.block_on(store.workers()).unwrap(), "lone").completed;
+    outage.set_cut(false);
+
+    let status = wait_with_deadline(&mut scheduler, Duration::from_secs(600), "the backtest");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(scheduler.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "the scheduler failed: {stderr}");
+    for file in ["leaderboard.json", "leaderboard.csv", "site/index.html"] {
+        assert_eq!(
+            std::fs::read_to_string(scheduled_out.join(file)).unwrap(),
+            std::fs::read_to_string(reference_out.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    let lone_record = worker(&runtime.block_on(store.workers()).unwrap(), "lone").clone();
+    let runs = 3 * std::fs::read_to_string(&events).unwrap().lines().count() as u64;
+    // Nothing recorded twice, nothing lost: every run and benchmark forecast once, by the one
+    // worker, which went on after the outage.
+    assert_eq!(lone_record.completed, runs, "{lone_record:?}");
+    assert!(during < runs, "the outage came after the last run");
+    // What it held through the outage was claimed again and run again.
+    assert!(lone_record.claimed >= runs + held, "{lone_record:?}");
+    signal(&lone, "TERM");
+    let exit = wait_with_deadline(&mut lone, Duration::from_secs(30), "the worker's drain");
+    assert!(exit.success());
+    let log = std::fs::read_to_string(dir.join("lone.log")).unwrap();
+    assert!(log.contains("the database may be unreachable"), "{log}");
+    let dropped = format!(
+        "{} dropped after their lease ended",
+        lone_record.claimed - runs
+    );
+    assert!(log.contains(&dropped), "{dropped:?} in {log}");
+    runtime.block_on(store.close());
+}
