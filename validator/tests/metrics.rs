@@ -749,3 +749,111 @@ fn the_exposition_check_refuses_malformed_text() {
         assert!(Exposition::parse(bad).is_err(), "accepted {bad:?}");
     }
 }
+
+/// The scheduler's `/metrics` shows every runner worker of the PostgreSQL store (whatever host
+/// it runs on): what each claimed and completed, its leases that ended under it, the leases it
+/// holds, and the runs queued.
+#[tokio::test]
+async fn the_runner_workers_report_through_the_store_to_the_schedulers_metrics() {
+    use sooth_validator::store::{
+        FinishedClaim, QueuedRun, RunOwner, StoreOptions, WorkerRegistration,
+    };
+    use sooth_validator::{AgentVersion, ExecutedRun};
+
+    let schema = sooth_test_postgres::TestSchema::create().await;
+    let store = Store::connect(schema.url(), &StoreOptions::default())
+        .await
+        .unwrap();
+    let start = at("2026-03-01T00:00:00Z");
+    let hash = "b".repeat(64);
+    store
+        .register_miner(&Miner {
+            uid: 0,
+            hotkey: "m0".into(),
+            registered_at: start,
+        })
+        .await
+        .unwrap();
+    store
+        .add_agent_version(&AgentVersion {
+            hotkey: "m0".into(),
+            hash: hash.clone(),
+            uploaded_at: start,
+            verified_at: Some(start),
+        })
+        .await
+        .unwrap();
+    let mut queued = Vec::new();
+    for i in 0..5 {
+        let id = format!("e{i}");
+        store
+            .insert_event(&Event::new(id.clone(), "T?", start + TimeDelta::minutes(i)))
+            .await
+            .unwrap();
+        queued.push(QueuedRun {
+            run_id: format!("{id}/m0"),
+            event_id: id,
+            owner: RunOwner::Miner {
+                hotkey: "m0".into(),
+            },
+            component_hash: hash.clone(),
+            gateway_name: "m0".into(),
+            uid: 0,
+        });
+    }
+    store.set_scheduler_sandbox("sandbox").await.unwrap();
+    for id in ["w1", "w2"] {
+        store
+            .register_worker(&WorkerRegistration {
+                worker_id: id.into(),
+                host: format!("{id}.internal"),
+                sandbox_version: "sandbox".into(),
+                concurrency: 4,
+            })
+            .await
+            .unwrap();
+    }
+    store.enqueue_runs(&queued).await.unwrap();
+    let lease = Duration::from_secs(600);
+    let w1 = store.claim_runs("w1", 2, lease).await.unwrap();
+    store.claim_runs("w2", 1, lease).await.unwrap();
+    store
+        .record_claimed(
+            "w1",
+            &[FinishedClaim {
+                claim: w1[0].clone(),
+                executed: ExecutedRun {
+                    status: RunStatus::Ok,
+                    prediction: Some(0.7),
+                    duration_ms: 3,
+                    logs: String::new(),
+                    gateway_usage: serde_json::json!({}),
+                    cost_usd: 0.0,
+                },
+            }],
+        )
+        .await
+        .unwrap();
+
+    let metrics = Arc::new(ValidatorMetrics::new());
+    let scraped = exposition(&store, &metrics).await;
+    let runs = |worker: &str, kind: &str| {
+        scraped.get(
+            "sooth_validator_worker_runs",
+            &[("kind", kind), ("worker", worker)],
+        )
+    };
+    assert_eq!(runs("w1", "claimed"), 2.0);
+    assert_eq!(runs("w1", "completed"), 1.0);
+    assert_eq!(runs("w1", "expired"), 0.0);
+    assert_eq!(runs("w2", "claimed"), 1.0);
+    assert_eq!(runs("w2", "completed"), 0.0);
+    assert_eq!(
+        scraped.by_label("sooth_validator_worker_leases", "worker"),
+        [("w1".to_owned(), 1.0), ("w2".to_owned(), 1.0)]
+    );
+    assert_eq!(
+        scraped.by_label("sooth_validator_run_queue_items", "state"),
+        [("leased".to_owned(), 2.0), ("waiting".to_owned(), 2.0)]
+    );
+}
