@@ -85,6 +85,45 @@ fn worker<'a>(workers: &'a [WorkerRecord], id: &str) -> &'a WorkerRecord {
         .unwrap_or_else(|| panic!("{id} is not registered: {workers:?}"))
 }
 
+/// The single-process SQLite backtest of `events` in `dir` (its output in `reference-out`).
+fn reference_run(events: &Path, dir: &Path) {
+    run(&mut backtest(
+        events,
+        &dir.join("reference"),
+        &dir.join("reference-out"),
+    ))
+    .ok();
+}
+
+/// The scheduler: `sooth backtest --workers` on the database at `url` (its output in
+/// `scheduled-out`).
+fn start_scheduler(events: &Path, dir: &Path, url: &str) -> Child {
+    backtest(events, &dir.join("scheduler"), &dir.join("scheduled-out"))
+        .arg("--database-url")
+        .arg(url)
+        .arg("--workers")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for the scheduler to succeed, then checks that its leaderboard and pages are the
+/// reference run's, byte for byte.
+fn scheduled_as_the_reference(scheduler: &mut Child, dir: &Path) {
+    let status = wait_with_deadline(scheduler, Duration::from_secs(600), "the backtest");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(scheduler.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "the scheduler failed: {stderr}");
+    for file in ["leaderboard.json", "leaderboard.csv", "site/index.html"] {
+        assert_eq!(
+            std::fs::read_to_string(dir.join("scheduled-out").join(file)).unwrap(),
+            std::fs::read_to_string(dir.join("reference-out").join(file)).unwrap(),
+            "{file}"
+        );
+    }
+}
+
 #[test]
 fn three_workers_one_killed_mid_run_give_the_single_process_results() {
     let Some(events) = forecastbench() else {
@@ -96,28 +135,14 @@ fn three_workers_one_killed_mid_run_give_the_single_process_results() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
 
-    let reference_out = dir.join("reference-out");
-    run(&mut backtest(
-        &events,
-        &dir.join("reference"),
-        &reference_out,
-    ))
-    .ok();
+    reference_run(&events, dir);
 
     // Workers may start before the scheduler: they wait for it.
     let mut workers: Vec<Child> = ["w0", "w1", "w2"]
         .iter()
         .map(|id| start_worker(dir, &url, id))
         .collect();
-    let scheduled_out = dir.join("scheduled-out");
-    let mut scheduler = backtest(&events, &dir.join("scheduler"), &scheduled_out)
-        .arg("--database-url")
-        .arg(&url)
-        .arg("--workers")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut scheduler = start_scheduler(&events, dir, &url);
 
     // Kill w0 while it holds runs: frozen first, so that what it holds stays held while the
     // test looks, then killed.
@@ -146,19 +171,8 @@ fn three_workers_one_killed_mid_run_give_the_single_process_results() {
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    let status = wait_with_deadline(&mut scheduler, Duration::from_secs(600), "the backtest");
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(scheduler.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-    assert!(status.success(), "the scheduler failed: {stderr}");
-
     // The same results as one process on SQLite, to the last bit.
-    for file in ["leaderboard.json", "leaderboard.csv", "site/index.html"] {
-        assert_eq!(
-            std::fs::read_to_string(scheduled_out.join(file)).unwrap(),
-            std::fs::read_to_string(reference_out.join(file)).unwrap(),
-            "{file}"
-        );
-    }
+    scheduled_as_the_reference(&mut scheduler, dir);
     let ids: Vec<String> = std::fs::read_to_string(&events)
         .unwrap()
         .lines()
@@ -309,27 +323,13 @@ fn a_worker_that_loses_the_database_mid_day_pauses_and_resumes_recording_each_ru
     let url = schema.url().to_owned();
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let reference_out = dir.join("reference-out");
-    run(&mut backtest(
-        &events,
-        &dir.join("reference"),
-        &reference_out,
-    ))
-    .ok();
+    reference_run(&events, dir);
 
     let (_, target) = through_port(&url, 0);
     let outage = Outage::start(&runtime, target);
     let (worker_url, _) = through_port(&url, outage.port);
     let mut lone = start_worker(dir, &worker_url, "lone");
-    let scheduled_out = dir.join("scheduled-out");
-    let mut scheduler = backtest(&events, &dir.join("scheduler"), &scheduled_out)
-        .arg("--database-url")
-        .arg(&url)
-        .arg("--workers")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut scheduler = start_scheduler(&events, dir, &url);
     let store = runtime
         .block_on(Store::connect(&url, &StoreOptions::default()))
         .unwrap();
@@ -360,17 +360,8 @@ fn a_worker_that_loses_the_database_mid_day_pauses_and_resumes_recording_each_ru
     let during = worker(&runtime.block_on(store.workers()).unwrap(), "lone").completed;
     outage.set_cut(false);
 
-    let status = wait_with_deadline(&mut scheduler, Duration::from_secs(600), "the backtest");
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(scheduler.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-    assert!(status.success(), "the scheduler failed: {stderr}");
-    for file in ["leaderboard.json", "leaderboard.csv", "site/index.html"] {
-        assert_eq!(
-            std::fs::read_to_string(scheduled_out.join(file)).unwrap(),
-            std::fs::read_to_string(reference_out.join(file)).unwrap(),
-            "{file}"
-        );
-    }
+    // The same results as one process on SQLite, to the last bit.
+    scheduled_as_the_reference(&mut scheduler, dir);
     let lone_record = worker(&runtime.block_on(store.workers()).unwrap(), "lone").clone();
     let runs = 3 * std::fs::read_to_string(&events).unwrap().lines().count() as u64;
     // Nothing recorded twice, nothing lost: every run and benchmark forecast once, by the one

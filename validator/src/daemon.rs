@@ -50,8 +50,8 @@ use crate::registration::{
 };
 use crate::scoring::{LeaderboardRow, SCORING_WINDOW, ScoringError, leaderboard_over};
 use crate::store::{
-    EventRecord, NewReferenceForecast, NewRun, QueuedRun, ResolutionRecorded, RunOwner,
-    RunRecorded, Store, StoreError,
+    EventRecord, NewReferenceForecast, NewRun, QueueListener, QueuedRun, ResolutionRecorded,
+    RunOwner, RunRecorded, Store, StoreError,
 };
 use crate::weights::WeightSetter;
 
@@ -178,6 +178,8 @@ pub struct Daemon {
     metrics: Option<Arc<ValidatorMetrics>>,
     /// When runner workers run the agents: the components they fetch through the store.
     workers: Option<Components>,
+    /// With workers on PostgreSQL: hears the workers' records.
+    records: Mutex<Option<QueueListener>>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -228,6 +230,7 @@ impl Daemon {
             state: Mutex::new(StepState::default()),
             metrics: None,
             workers: None,
+            records: Mutex::new(None),
         })
     }
 
@@ -687,6 +690,18 @@ impl Daemon {
             .iter()
             .filter(|run| matches!(run.owner, RunOwner::Miner { .. }))
             .count();
+        // Listening before the runs are queued: no record can come before the listener. The
+        // listener is kept from pass to pass (a connection of its own).
+        let mut records = self.records.lock().await;
+        if records.is_none() {
+            match self.store.records_listener().await {
+                Ok(listener) => *records = listener,
+                Err(error) => {
+                    tracing::warn!(error = %with_causes(&error),
+                                   "cannot listen for the workers' records; looking every poll");
+                }
+            }
+        }
         let count = self.store.enqueue_runs(&queued).await?;
         let mut waited = std::time::Instant::now();
         loop {
@@ -702,7 +717,20 @@ impl Daemon {
                 );
                 waited = std::time::Instant::now();
             }
-            tokio::time::sleep(WORKERS_POLL).await;
+            let heard = async {
+                match records.as_mut() {
+                    Some(listener) => listener.heard().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                result = heard => {
+                    if result.is_err() {
+                        *records = None;
+                    }
+                }
+                () = tokio::time::sleep(WORKERS_POLL) => {}
+            }
         }
         Ok(OwedRuns {
             runs,
@@ -713,8 +741,9 @@ impl Daemon {
     }
 }
 
-/// How often a scheduler looks whether the workers have recorded the runs it handed out.
-const WORKERS_POLL: Duration = Duration::from_millis(5);
+/// How often a scheduler looks whether the workers have recorded the runs it handed out, when
+/// no notification says so first.
+const WORKERS_POLL: Duration = Duration::from_millis(100);
 /// How often a scheduler waiting for its workers says so.
 const WORKERS_NOTICE: Duration = Duration::from_secs(30);
 

@@ -202,7 +202,7 @@ impl Worker {
                 _ = poll.tick() => {}
                 heard = async {
                     match listener.as_mut() {
-                        Some(listener) => listener.queued().await,
+                        Some(listener) => listener.heard().await,
                         None => std::future::pending().await,
                     }
                 } => {

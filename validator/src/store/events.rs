@@ -7,8 +7,8 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 use super::{Store, StoreError, from_ms, from_optional_ms, outcome_from, to_ms, truncate_to_ms};
 use crate::event::{Event, Outcome, Resolution};
@@ -282,4 +282,18 @@ pub(super) fn event_from_row(row: &AnyRow) -> Result<EventRecord, StoreError> {
         outcome: outcome_from(outcome, &id)?,
         resolved_at: from_optional_ms(row.try_get("resolved_at_ms")?, "resolved_at_ms")?,
     })
+}
+
+/// The internal number of the event `event_id`.
+pub(super) async fn event_no(
+    connection: &mut AnyConnection,
+    event_id: &str,
+) -> Result<i64, StoreError> {
+    sqlx::query_scalar("SELECT event_no FROM validator_events WHERE id = $1")
+        .bind(event_id)
+        .fetch_optional(connection)
+        .await?
+        .ok_or_else(|| StoreError::UnknownEvent {
+            event_id: event_id.to_owned(),
+        })
 }

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
+use super::events::event_no;
 use super::runs::{RunRecorded, window_events};
 use super::{Store, StoreError, from_ms, outcome_from, to_ms};
 use crate::executor::ExecutedRun;
@@ -560,13 +561,7 @@ pub(super) async fn insert_reference_forecast(
             entry
         }
     };
-    let event: i64 = sqlx::query_scalar("SELECT event_no FROM validator_events WHERE id = $1")
-        .bind(&forecast.event_id)
-        .fetch_optional(&mut **transaction)
-        .await?
-        .ok_or_else(|| StoreError::UnknownEvent {
-            event_id: forecast.event_id.clone(),
-        })?;
+    let event = event_no(&mut **transaction, &forecast.event_id).await?;
     let executed = forecast.executed.as_ref();
     let inserted = sqlx::query(
         "INSERT INTO validator_reference_forecasts \

@@ -22,6 +22,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::events::event_from_row;
+use super::events::event_no;
 use super::references::insert_reference_forecast;
 use super::runs::insert_run;
 use super::workers::add_to_worker_counts;
@@ -103,39 +104,56 @@ pub struct QueueCounts {
 
 /// The PostgreSQL notification channel that says runs were queued.
 const RUNS_QUEUED: &str = "sooth_runs_queued";
+/// The PostgreSQL notification channel that says queued runs were recorded.
+const RUNS_RECORDED: &str = "sooth_runs_recorded";
 
-/// Hears when runs are queued (PostgreSQL's `LISTEN`), so that an idle worker claims at once.
+/// Hears the run queue's notifications (PostgreSQL's `LISTEN`): runs queued, so that an idle
+/// worker claims at once; or runs recorded, so that the scheduler waiting for them goes on at
+/// once.
 #[derive(Debug)]
 pub struct QueueListener {
     listener: sqlx::postgres::PgListener,
 }
 
 impl QueueListener {
-    /// Completes when runs were queued since the last call, or when the connection was lost and
-    /// found again (runs may have been queued meanwhile).
+    /// Completes when the listened-for happened since the last call, or when the connection
+    /// was lost and found again (it may have happened meanwhile).
     ///
     /// # Errors
     ///
     /// [`StoreError::Database`] when the connection cannot be found again.
-    pub async fn queued(&mut self) -> Result<(), StoreError> {
+    pub async fn heard(&mut self) -> Result<(), StoreError> {
         self.listener.try_recv().await?;
         Ok(())
     }
 }
 
 impl Store {
-    /// A listener of the queue's notifications, on PostgreSQL (`None` on SQLite, where one
-    /// process does everything).
+    /// A listener of runs queued, on PostgreSQL (`None` on SQLite, where one process does
+    /// everything).
     ///
     /// # Errors
     ///
     /// [`StoreError::Database`] when the listening connection cannot be opened.
     pub async fn queue_listener(&self) -> Result<Option<QueueListener>, StoreError> {
+        self.listener(RUNS_QUEUED).await
+    }
+
+    /// A listener of queued runs recorded, on PostgreSQL (`None` on SQLite).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Database`] when the listening connection cannot be opened.
+    pub async fn records_listener(&self) -> Result<Option<QueueListener>, StoreError> {
+        self.listener(RUNS_RECORDED).await
+    }
+
+    async fn listener(&self, channel: &str) -> Result<Option<QueueListener>, StoreError> {
         let Some(url) = &self.url else {
             return Ok(None);
         };
         let mut listener = sqlx::postgres::PgListener::connect(url).await?;
-        listener.listen(RUNS_QUEUED).await?;
+        listener.listen(channel).await?;
         Ok(Some(QueueListener { listener }))
     }
 
@@ -151,14 +169,7 @@ impl Store {
         let mut transaction = self.begin_queue().await?;
         let mut queued = 0;
         for run in runs {
-            let event: i64 =
-                sqlx::query_scalar("SELECT event_no FROM validator_events WHERE id = $1")
-                    .bind(&run.event_id)
-                    .fetch_optional(&mut *transaction)
-                    .await?
-                    .ok_or_else(|| StoreError::UnknownEvent {
-                        event_id: run.event_id.clone(),
-                    })?;
+            let event = event_no(&mut transaction, &run.event_id).await?;
             let (miner, entry, recorded) = match &run.owner {
                 RunOwner::Miner { hotkey } => {
                     let miner = super::miners::miner_no(&mut transaction, hotkey).await?;
@@ -385,6 +396,16 @@ impl Store {
         }
         // A lost lease is counted as expired when another worker takes the run over.
         add_to_worker_counts(self, &mut transaction, worker, 0, recorded, 0).await?;
+        if self.engine == super::Engine::Postgres
+            && outcomes
+                .iter()
+                .any(|outcome| matches!(outcome, ClaimRecorded::Recorded(_)))
+        {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(RUNS_RECORDED)
+                .execute(&mut *transaction)
+                .await?;
+        }
         transaction.commit().await?;
         Ok(outcomes)
     }

@@ -21,6 +21,7 @@ use futures::TryStreamExt;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::events::event_no;
 use super::miners::miner_no;
 use super::{Store, StoreError, from_ms, outcome_from, to_ms};
 use crate::executor::{ExecutedRun, RunStatus};
@@ -265,13 +266,7 @@ pub(super) async fn insert_run(
     let executed = &run.executed;
     // Checked: the duration fits.
     let duration_ms = i64::try_from(executed.duration_ms).unwrap_or(i64::MAX);
-    let event: i64 = sqlx::query_scalar("SELECT event_no FROM validator_events WHERE id = $1")
-        .bind(&run.event_id)
-        .fetch_optional(&mut **transaction)
-        .await?
-        .ok_or_else(|| StoreError::UnknownEvent {
-            event_id: run.event_id.clone(),
-        })?;
+    let event = event_no(&mut **transaction, &run.event_id).await?;
     let miner = miner_no(transaction, &run.hotkey).await?;
     let version: i64 = sqlx::query_scalar(
         "SELECT version_no FROM validator_agent_versions WHERE miner_no = $1 AND hash = $2",

@@ -10,6 +10,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
+use super::events::event_no;
 use super::runs::miner_indexes;
 use super::{Store, StoreError, flag_from, from_ms, to_ms, uid_from};
 use crate::scoring::{LeaderboardRow, Miner, ScoredEvent};
@@ -82,14 +83,7 @@ impl Store {
         };
 
         for event in scored_events {
-            let event_no: i64 =
-                sqlx::query_scalar("SELECT event_no FROM validator_events WHERE id = $1")
-                    .bind(&event.event_id)
-                    .fetch_optional(&mut *transaction)
-                    .await?
-                    .ok_or_else(|| StoreError::UnknownEvent {
-                        event_id: event.event_id.clone(),
-                    })?;
+            let event_no = event_no(&mut transaction, &event.event_id).await?;
             for (index, score) in event.scores.iter().enumerate() {
                 sqlx::query(
                     "INSERT INTO validator_scores (event_no, miner_no, brier, imputed) \
