@@ -73,6 +73,9 @@ pub struct Worker {
     executor: Arc<SandboxExecutor>,
     sandbox_version: String,
     settings: WorkerSettings,
+    /// Held while a component is fetched and compiled: the runs of a new component claimed
+    /// together wait for one compile instead of each starting its own.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 /// The longest a worker waits before trying the database again after a failure.
@@ -93,6 +96,7 @@ impl Worker {
             executor,
             sandbox_version,
             settings,
+            fetching: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -299,6 +303,10 @@ impl Worker {
             .components()
             .path(hash)
             .map_err(|error| with_causes(&error))?;
+        if path.exists() {
+            return Ok(());
+        }
+        let _fetching = self.fetching.lock().await;
         if path.exists() {
             return Ok(());
         }

@@ -22,7 +22,6 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::events::event_from_row;
-use super::events::event_no;
 use super::references::insert_reference_forecast;
 use super::runs::insert_run;
 use super::workers::add_to_worker_counts;
@@ -102,6 +101,10 @@ pub struct QueueCounts {
     pub leased: u64,
 }
 
+/// Runs queued by one statement (7 parameters each: within SQLite's 32,766 and PostgreSQL's
+/// 65,535).
+pub const ENQUEUE_BATCH: usize = 500;
+
 /// The PostgreSQL notification channel that says runs were queued.
 const RUNS_QUEUED: &str = "sooth_runs_queued";
 /// The PostgreSQL notification channel that says queued runs were recorded.
@@ -158,71 +161,69 @@ impl Store {
     }
 
     /// Hands `runs` to the workers, queued at the database's clock; a run already queued or
-    /// already recorded is left as it is. Returns how many were queued.
+    /// already recorded is left as it is, and so is a run whose event, miner or entry is not on
+    /// record (the scheduler queues what the store says is owed). Returns how many were queued.
+    /// The runs go in by statements of [`ENQUEUE_BATCH`].
     ///
     /// # Errors
     ///
-    /// [`StoreError::UnknownEvent`], [`StoreError::UnknownMiner`] or
-    /// [`StoreError::InvalidReference`] when a run names nothing on record (nothing is queued
-    /// then); [`StoreError::Database`].
+    /// [`StoreError::Database`].
     pub async fn enqueue_runs(&self, runs: &[QueuedRun]) -> Result<usize, StoreError> {
         let mut transaction = self.begin_queue().await?;
         let mut queued = 0;
-        for run in runs {
-            let event = event_no(&mut transaction, &run.event_id).await?;
-            let (miner, entry, recorded) = match &run.owner {
-                RunOwner::Miner { hotkey } => {
-                    let miner = super::miners::miner_no(&mut transaction, hotkey).await?;
-                    let recorded: Option<i64> = sqlx::query_scalar(
-                        "SELECT 1 FROM validator_runs WHERE event_no = $1 AND miner_no = $2",
+        for batch in runs.chunks(ENQUEUE_BATCH) {
+            let values = (0..batch.len())
+                .map(|row| {
+                    let first = row * 7;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                        first + 1,
+                        first + 2,
+                        first + 3,
+                        first + 4,
+                        first + 5,
+                        first + 6,
+                        first + 7
                     )
-                    .bind(event)
-                    .bind(miner)
-                    .fetch_optional(&mut *transaction)
-                    .await?;
-                    (Some(miner), None, recorded.is_some())
-                }
-                RunOwner::Benchmark { entry } => {
-                    let entry_no: i64 = sqlx::query_scalar(
-                        "SELECT entry_no FROM validator_reference_entries WHERE name = $1",
-                    )
-                    .bind(entry)
-                    .fetch_optional(&mut *transaction)
-                    .await?
-                    .ok_or_else(|| StoreError::InvalidReference {
-                        name: entry.clone(),
-                        problem: "no reference entry has this name".to_owned(),
-                    })?;
-                    let recorded: Option<i64> = sqlx::query_scalar(
-                        "SELECT 1 FROM validator_reference_forecasts \
-                          WHERE event_no = $1 AND entry_no = $2",
-                    )
-                    .bind(event)
-                    .bind(entry_no)
-                    .fetch_optional(&mut *transaction)
-                    .await?;
-                    (None, Some(entry_no), recorded.is_some())
-                }
-            };
-            if recorded {
-                continue;
-            }
-            let inserted = sqlx::query(&self.sql(
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            // VALUES' columns are column1..column7 on both engines: run id, event id, hotkey
+            // (or null), entry (or null), component, gateway name, uid.
+            let text = format!(
                 "INSERT INTO validator_run_queue \
                      (run_id, event_no, miner_no, entry_no, component_hash, gateway_name, uid, \
                       queued_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, DB_NOW_MS) \
-                 ON CONFLICT (run_id) DO NOTHING",
-            ))
-            .bind(&run.run_id)
-            .bind(event)
-            .bind(miner)
-            .bind(entry)
-            .bind(&run.component_hash)
-            .bind(&run.gateway_name)
-            .bind(i64::from(run.uid))
-            .execute(&mut *transaction)
-            .await?;
+                 SELECT v.column1, e.event_no, m.miner_no, p.entry_no, v.column5, v.column6, \
+                        v.column7, DB_NOW_MS \
+                   FROM (VALUES {values}) AS v \
+                   JOIN validator_events e ON e.id = v.column2 \
+                   LEFT JOIN validator_miners m ON m.hotkey = v.column3 \
+                   LEFT JOIN validator_reference_entries p ON p.name = v.column4 \
+                  WHERE (m.miner_no IS NOT NULL OR p.entry_no IS NOT NULL) \
+                    AND NOT EXISTS (SELECT 1 FROM validator_runs r \
+                                     WHERE r.event_no = e.event_no AND r.miner_no = m.miner_no) \
+                    AND NOT EXISTS (SELECT 1 FROM validator_reference_forecasts f \
+                                     WHERE f.event_no = e.event_no AND f.entry_no = p.entry_no) \
+                 ON CONFLICT (run_id) DO NOTHING"
+            );
+            let sql = self.sql(&text);
+            let mut query = sqlx::query(&sql);
+            for run in batch {
+                let (hotkey, entry) = match &run.owner {
+                    RunOwner::Miner { hotkey } => (Some(hotkey.as_str()), None),
+                    RunOwner::Benchmark { entry } => (None, Some(entry.as_str())),
+                };
+                query = query
+                    .bind(&run.run_id)
+                    .bind(&run.event_id)
+                    .bind(hotkey)
+                    .bind(entry)
+                    .bind(&run.component_hash)
+                    .bind(&run.gateway_name)
+                    .bind(i64::from(run.uid));
+            }
+            let inserted = query.execute(&mut *transaction).await?;
             queued += usize::try_from(inserted.rows_affected()).unwrap_or(0);
         }
         if queued > 0 && self.engine == super::Engine::Postgres {
