@@ -272,6 +272,9 @@ fn a_backtest_on_postgresql_gives_the_sqlite_leaderboard_scores_and_weights_bit_
             .args(backtest_args(&events, data_dir))
             .arg("--benchmark")
             .arg(sooth_test_agents::always_half())
+            // The verification queue too: probe runs, originality, verdicts.
+            .arg("--probe-events")
+            .arg("50")
             .arg("--out")
             .arg(out);
         if let Some(url) = database_url {

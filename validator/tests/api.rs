@@ -3,10 +3,13 @@
 
 #![allow(clippy::unwrap_used)] // the helpers unwrap what the tests set up
 
+mod common;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use chrono::{DateTime, TimeDelta, Utc};
+use common::engines::{Engine, TestStore, empty_store};
 use serde_json::{Map, Value, json};
 use sooth_validator::api::router;
 use sooth_validator::store::{NewRun, Store};
@@ -73,8 +76,8 @@ fn run(event_id: &str, hotkey: &str, hash: &str, prediction: Option<f64>) -> New
 /// - `e4` (T0+4h), open, no runs.
 ///
 /// Means: alice (0.0625 + 0.25) / 2 = 0.15625, bob (0.25 + 0.5625) / 2 = 0.40625.
-async fn filled_store() -> Store {
-    let store = Store::in_memory().await.unwrap();
+async fn filled_store(engine: Engine) -> TestStore {
+    let store = empty_store(engine).await;
     for (uid, hotkey, hash) in [(0, "alice", "hash-a1"), (1, "bob", "hash-b1")] {
         store
             .register_miner(&Miner {
@@ -142,8 +145,8 @@ fn scored(events: &[ResolvedEvent]) -> Vec<ScoredEvent> {
     events.iter().map(ScoredEvent::of).collect()
 }
 
-async fn scored_store() -> Store {
-    let store = filled_store().await;
+async fn scored_store(engine: Engine) -> TestStore {
+    let store = filled_store(engine).await;
     let (miners, events) = scoring_input(&store).await;
     let standings = leaderboard(&miners, &events).unwrap();
     store
@@ -198,18 +201,18 @@ async fn bad_request(app: &Router, uri: &str) -> String {
     body["message"].as_str().unwrap().to_owned()
 }
 
-#[tokio::test]
-async fn health_answers_ok() {
-    let app = router(Store::in_memory().await.unwrap());
+async fn health_answers_ok(engine: Engine) {
+    let store = empty_store(engine).await;
+    let app = router(store.store.clone());
     assert_eq!(
         get(&app, "/health").await,
         (StatusCode::OK, json!({"status": "ok"}))
     );
 }
 
-#[tokio::test]
-async fn events_list_newest_creation_first_with_every_field() {
-    let app = router(filled_store().await);
+async fn events_list_newest_creation_first_with_every_field(engine: Engine) {
+    let store = filled_store(engine).await;
+    let app = router(store.store.clone());
     let (status, body) = get(&app, "/v1/events").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ids(&body, "id"), ["e4", "poly/3", "e2", "e1"]);
@@ -234,9 +237,9 @@ async fn events_list_newest_creation_first_with_every_field() {
     assert_eq!(body[2]["outcome"], 0);
 }
 
-#[tokio::test]
-async fn events_filter_by_status() {
-    let app = router(filled_store().await);
+async fn events_filter_by_status(engine: Engine) {
+    let store = filled_store(engine).await;
+    let app = router(store.store.clone());
     let (status, open) = get(&app, "/v1/events?status=open").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ids(&open, "id"), ["e4", "poly/3"]);
@@ -244,9 +247,9 @@ async fn events_filter_by_status() {
     assert_eq!(ids(&resolved, "id"), ["e2", "e1"]);
 }
 
-#[tokio::test]
-async fn events_paginate_with_before() {
-    let app = router(filled_store().await);
+async fn events_paginate_with_before(engine: Engine) {
+    let store = filled_store(engine).await;
+    let app = router(store.store.clone());
     let (_, first) = get(&app, "/v1/events?limit=3").await;
     assert_eq!(ids(&first, "id"), ["e4", "poly/3", "e2"]);
     let (status, second) = get(&app, "/v1/events?limit=3&before=e2").await;
@@ -264,22 +267,21 @@ async fn events_paginate_with_before() {
     assert_eq!(ids(&open, "id"), ["poly/3"]);
 }
 
-#[tokio::test]
-async fn events_same_creation_instant_paginate_by_id() {
-    let store = Store::in_memory().await.unwrap();
+async fn events_same_creation_instant_paginate_by_id(engine: Engine) {
+    let store = empty_store(engine).await;
     for id in ["b", "a", "c"] {
         store.insert_event(&new_event(id, t(1))).await.unwrap();
     }
-    let app = router(store);
+    let app = router(store.store.clone());
     let (_, first) = get(&app, "/v1/events?limit=2").await;
     assert_eq!(ids(&first, "id"), ["c", "b"]);
     let (_, second) = get(&app, "/v1/events?limit=2&before=b").await;
     assert_eq!(ids(&second, "id"), ["a"]);
 }
 
-#[tokio::test]
-async fn events_refuse_bad_queries() {
-    let app = router(filled_store().await);
+async fn events_refuse_bad_queries(engine: Engine) {
+    let store = filled_store(engine).await;
+    let app = router(store.store.clone());
     let message = bad_request(&app, "/v1/events?status=closed").await;
     assert_eq!(message, r#"status must be open or resolved, got "closed""#);
     for limit in ["0", "1001", "-1", "ten", ""] {
@@ -300,9 +302,9 @@ async fn events_refuse_bad_queries() {
     assert_eq!(status, StatusCode::OK);
 }
 
-#[tokio::test]
-async fn one_event_by_id() {
-    let app = router(filled_store().await);
+async fn one_event_by_id(engine: Engine) {
+    let store = filled_store(engine).await;
+    let app = router(store.store.clone());
     let (status, body) = get(&app, "/v1/events/poly%2F3").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["id"], "poly/3");
@@ -320,9 +322,9 @@ async fn one_event_by_id() {
     assert!(message.contains("Invalid UTF-8"), "{message}");
 }
 
-#[tokio::test]
-async fn runs_of_an_event() {
-    let app = router(filled_store().await);
+async fn runs_of_an_event(engine: Engine) {
+    let store = filled_store(engine).await;
+    let app = router(store.store.clone());
     let (status, body) = get(&app, "/v1/events/e1/runs").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
@@ -367,9 +369,9 @@ async fn runs_of_an_event() {
     );
 }
 
-#[tokio::test]
-async fn a_miner_with_versions_and_standing() {
-    let app = router(scored_store().await);
+async fn a_miner_with_versions_and_standing(engine: Engine) {
+    let store = scored_store(engine).await;
+    let app = router(store.store.clone());
     let (status, body) = get(&app, "/v1/miners/alice").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
@@ -412,18 +414,18 @@ async fn a_miner_with_versions_and_standing() {
     );
 }
 
-#[tokio::test]
-async fn a_miner_before_any_weights_has_no_standing() {
-    let app = router(filled_store().await);
+async fn a_miner_before_any_weights_has_no_standing(engine: Engine) {
+    let store = filled_store(engine).await;
+    let app = router(store.store.clone());
     let (status, body) = get(&app, "/v1/miners/bob").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["uid"], 1);
     assert_eq!(body["standing"], Value::Null);
 }
 
-#[tokio::test]
-async fn a_miners_runs_with_outcomes_and_briers() {
-    let app = router(scored_store().await);
+async fn a_miners_runs_with_outcomes_and_briers(engine: Engine) {
+    let store = scored_store(engine).await;
+    let app = router(store.store.clone());
     let (status, alice) = get(&app, "/v1/miners/alice/runs").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ids(&alice, "event_id"), ["poly/3", "e2", "e1"]);
@@ -466,9 +468,9 @@ async fn a_miners_runs_with_outcomes_and_briers() {
     assert_eq!(bob[1]["imputed"], true);
 }
 
-#[tokio::test]
-async fn a_miners_runs_paginate_and_refuse_bad_queries() {
-    let app = router(scored_store().await);
+async fn a_miners_runs_paginate_and_refuse_bad_queries(engine: Engine) {
+    let store = scored_store(engine).await;
+    let app = router(store.store.clone());
     let (_, first) = get(&app, "/v1/miners/alice/runs?limit=2").await;
     assert_eq!(ids(&first, "event_id"), ["poly/3", "e2"]);
     let (_, second) = get(&app, "/v1/miners/alice/runs?limit=2&before=e2").await;
@@ -501,9 +503,9 @@ async fn a_miners_runs_paginate_and_refuse_bad_queries() {
     assert!(message.contains(r#"no event with id "nope""#), "{message}");
 }
 
-#[tokio::test]
-async fn leaderboard_and_weights_of_the_latest_computation() {
-    let app = router(scored_store().await);
+async fn leaderboard_and_weights_of_the_latest_computation(engine: Engine) {
+    let store = scored_store(engine).await;
+    let app = router(store.store.clone());
     let (status, body) = get(&app, "/v1/leaderboard").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
@@ -540,9 +542,8 @@ async fn leaderboard_and_weights_of_the_latest_computation() {
     );
 }
 
-#[tokio::test]
-async fn leaderboard_serves_only_the_latest_computation() {
-    let store = scored_store().await;
+async fn leaderboard_serves_only_the_latest_computation(engine: Engine) {
+    let store = scored_store(engine).await;
     // A later computation where bob wins (e.g. alice passed over): only it is served.
     let (miners, events) = scoring_input(&store).await;
     let mut standings = leaderboard(&miners, &events).unwrap();
@@ -551,7 +552,7 @@ async fn leaderboard_serves_only_the_latest_computation() {
         .record_scores_and_weights(&miners, &scored(&events), &standings, t(40))
         .await
         .unwrap();
-    let app = router(store);
+    let app = router(store.store.clone());
     let (_, body) = get(&app, "/v1/weights").await;
     assert_eq!(
         body,
@@ -568,9 +569,9 @@ async fn leaderboard_serves_only_the_latest_computation() {
     assert_eq!(ids(&body["rows"], "hotkey"), ["alice", "bob"]);
 }
 
-#[tokio::test]
-async fn leaderboard_and_weights_are_empty_before_any_computation() {
-    let app = router(filled_store().await);
+async fn leaderboard_and_weights_are_empty_before_any_computation(engine: Engine) {
+    let store = filled_store(engine).await;
+    let app = router(store.store.clone());
     assert_eq!(
         get(&app, "/v1/leaderboard").await,
         (
@@ -584,9 +585,9 @@ async fn leaderboard_and_weights_are_empty_before_any_computation() {
     );
 }
 
-#[tokio::test]
-async fn unknown_paths_and_other_methods_answer_json_errors() {
-    let app = router(Store::in_memory().await.unwrap());
+async fn unknown_paths_and_other_methods_answer_json_errors(engine: Engine) {
+    let store = empty_store(engine).await;
+    let app = router(store.store.clone());
     let (status, body) = get(&app, "/v1/nothing").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(
@@ -601,9 +602,8 @@ async fn unknown_paths_and_other_methods_answer_json_errors() {
     );
 }
 
-#[tokio::test]
-async fn a_closed_store_answers_500_with_a_generic_message() {
-    let store = Store::in_memory().await.unwrap();
+async fn a_closed_store_answers_500_with_a_generic_message(engine: Engine) {
+    let store = empty_store(engine).await;
     let app = router(store.clone());
     store.close().await;
     let (status, body) = get(&app, "/v1/leaderboard").await;
@@ -616,3 +616,23 @@ async fn a_closed_store_answers_500_with_a_generic_message() {
         })
     );
 }
+
+crate::on_both_engines!(
+    health_answers_ok,
+    events_list_newest_creation_first_with_every_field,
+    events_filter_by_status,
+    events_paginate_with_before,
+    events_same_creation_instant_paginate_by_id,
+    events_refuse_bad_queries,
+    one_event_by_id,
+    runs_of_an_event,
+    a_miner_with_versions_and_standing,
+    a_miner_before_any_weights_has_no_standing,
+    a_miners_runs_with_outcomes_and_briers,
+    a_miners_runs_paginate_and_refuse_bad_queries,
+    leaderboard_and_weights_of_the_latest_computation,
+    leaderboard_serves_only_the_latest_computation,
+    leaderboard_and_weights_are_empty_before_any_computation,
+    unknown_paths_and_other_methods_answer_json_errors,
+    a_closed_store_answers_500_with_a_generic_message,
+);

@@ -6,20 +6,22 @@
 
 mod common;
 
+use common::engines::{Engine, TestStore, empty_store};
+
 use chrono::TimeDelta;
 use common::at;
 use sooth_validator::Miner;
 use sooth_validator::RunStatus;
 use sooth_validator::store::{
     AttemptFailed, IntegrityCheck, MAX_VERDICTS_SHOWN, NewUpload, NewVerdict, ProbeRun, QueueState,
-    Store, StoreError, UploadedBy, VerdictScope, Verification, VersionStatus,
+    StoreError, UploadedBy, VerdictScope, Verification, VersionStatus,
 };
 
 const HASH_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const HASH_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
-async fn store_with(miners: &[&str]) -> Store {
-    let store = Store::in_memory().await.unwrap();
+async fn store_with(engine: Engine, miners: &[&str]) -> TestStore {
+    let store = empty_store(engine).await;
     for (uid, hotkey) in miners.iter().enumerate() {
         store
             .register_miner(&Miner {
@@ -44,9 +46,8 @@ fn upload(hotkey: &str, hash: &str, at_text: &str) -> NewUpload {
     }
 }
 
-#[tokio::test]
-async fn a_miner_uploads_once_per_interval_and_the_refusal_says_when_next() {
-    let store = store_with(&["alice"]).await;
+async fn a_miner_uploads_once_per_interval_and_the_refusal_says_when_next(engine: Engine) {
+    let store = store_with(engine, &["alice"]).await;
     let first = store
         .enqueue_upload(&upload("alice", HASH_A, "2026-03-02T10:00:00Z"))
         .await
@@ -80,9 +81,10 @@ async fn a_miner_uploads_once_per_interval_and_the_refusal_says_when_next() {
         .unwrap();
 }
 
-#[tokio::test]
-async fn unknown_and_deregistered_miners_cannot_upload_and_the_same_bytes_twice_are_refused() {
-    let store = store_with(&["alice"]).await;
+async fn unknown_and_deregistered_miners_cannot_upload_and_the_same_bytes_twice_are_refused(
+    engine: Engine,
+) {
+    let store = store_with(engine, &["alice"]).await;
     assert!(matches!(
         store
             .enqueue_upload(&upload("mallory", HASH_A, "2026-03-02T10:00:00Z"))
@@ -108,9 +110,8 @@ async fn unknown_and_deregistered_miners_cannot_upload_and_the_same_bytes_twice_
     ));
 }
 
-#[tokio::test]
-async fn an_item_is_claimed_once_and_a_verdict_is_recorded_once() {
-    let store = store_with(&["alice"]).await;
+async fn an_item_is_claimed_once_and_a_verdict_is_recorded_once(engine: Engine) {
+    let store = store_with(engine, &["alice"]).await;
     let version = store
         .enqueue_upload(&upload("alice", HASH_A, "2026-03-02T10:00:00Z"))
         .await
@@ -194,9 +195,10 @@ async fn an_item_is_claimed_once_and_a_verdict_is_recorded_once() {
     assert_eq!(store.verification_backlog().await.unwrap(), 0);
 }
 
-#[tokio::test]
-async fn a_dead_workers_item_is_claimed_again_after_its_lease_and_the_old_claim_is_fenced_off() {
-    let store = store_with(&["alice"]).await;
+async fn a_dead_workers_item_is_claimed_again_after_its_lease_and_the_old_claim_is_fenced_off(
+    engine: Engine,
+) {
+    let store = store_with(engine, &["alice"]).await;
     let version = store
         .enqueue_upload(&upload("alice", HASH_A, "2026-03-02T10:00:00Z"))
         .await
@@ -255,9 +257,10 @@ async fn a_dead_workers_item_is_claimed_again_after_its_lease_and_the_old_claim_
     assert_eq!(record.attempts, 2);
 }
 
-#[tokio::test]
-async fn failed_attempts_are_retried_then_the_version_is_rejected_with_the_last_error() {
-    let store = store_with(&["alice"]).await;
+async fn failed_attempts_are_retried_then_the_version_is_rejected_with_the_last_error(
+    engine: Engine,
+) {
+    let store = store_with(engine, &["alice"]).await;
     let version = store
         .enqueue_upload(&upload("alice", HASH_A, "2026-03-02T10:00:00Z"))
         .await
@@ -300,9 +303,10 @@ async fn failed_attempts_are_retried_then_the_version_is_rejected_with_the_last_
     );
 }
 
-#[tokio::test]
-async fn an_item_whose_worker_died_on_every_attempt_is_rejected_not_claimed_forever() {
-    let store = store_with(&["alice"]).await;
+async fn an_item_whose_worker_died_on_every_attempt_is_rejected_not_claimed_forever(
+    engine: Engine,
+) {
+    let store = store_with(engine, &["alice"]).await;
     let version = store
         .enqueue_upload(&upload("alice", HASH_A, "2026-03-02T10:00:00Z"))
         .await
@@ -340,9 +344,8 @@ async fn an_item_whose_worker_died_on_every_attempt_is_rejected_not_claimed_fore
     );
 }
 
-#[tokio::test]
-async fn a_version_is_shown_with_its_newest_verdicts_only() {
-    let store = store_with(&["alice"]).await;
+async fn a_version_is_shown_with_its_newest_verdicts_only(engine: Engine) {
+    let store = store_with(engine, &["alice"]).await;
     let version = store
         .enqueue_upload(&upload("alice", HASH_A, "2026-03-02T10:00:00Z"))
         .await
@@ -372,3 +375,13 @@ async fn a_version_is_shown_with_its_newest_verdicts_only() {
         format!("day {}", MAX_VERDICTS_SHOWN + 9)
     );
 }
+
+crate::on_both_engines!(
+    a_miner_uploads_once_per_interval_and_the_refusal_says_when_next,
+    unknown_and_deregistered_miners_cannot_upload_and_the_same_bytes_twice_are_refused,
+    an_item_is_claimed_once_and_a_verdict_is_recorded_once,
+    a_dead_workers_item_is_claimed_again_after_its_lease_and_the_old_claim_is_fenced_off,
+    failed_attempts_are_retried_then_the_version_is_rejected_with_the_last_error,
+    an_item_whose_worker_died_on_every_attempt_is_rejected_not_claimed_forever,
+    a_version_is_shown_with_its_newest_verdicts_only,
+);

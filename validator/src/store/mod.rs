@@ -697,6 +697,27 @@ fn outcome_from(value: Option<i64>, event_id: &str) -> Result<Option<Outcome>, S
         .transpose()
 }
 
+/// Binding an optional float so that PostgreSQL gets an 8-byte float either way.
+///
+/// sqlx 0.8's `any` driver sends a missing `f64` to PostgreSQL as a 4-byte float parameter (and
+/// a missing `f32` as an 8-byte one), and PostgreSQL keeps the parameter types a statement was
+/// first prepared with: a statement first run without a value would then refuse every value
+/// after it ("incorrect binary data format"). A missing value is therefore bound as the type
+/// that reaches PostgreSQL as 8 bytes; SQLite gets a NULL either way. The store's tests on
+/// PostgreSQL run these statements both ways round and would catch a change in the driver.
+trait BindOptionalF64 {
+    fn bind_optional_f64(self, value: Option<f64>) -> Self;
+}
+
+impl<'q> BindOptionalF64 for sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    fn bind_optional_f64(self, value: Option<f64>) -> Self {
+        match value {
+            Some(value) => self.bind(value),
+            None => self.bind(None::<f32>),
+        }
+    }
+}
+
 /// A flag (0 or 1, on both engines) as read back; `what` names the column for the error.
 fn flag_from(value: i64, what: &str) -> Result<bool, StoreError> {
     match value {

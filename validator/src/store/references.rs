@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
+use super::BindOptionalF64;
 use super::events::event_no;
 use super::runs::{RunRecorded, window_events};
 use super::{Store, StoreError, from_ms, outcome_from, to_ms};
@@ -561,7 +562,7 @@ pub(super) async fn insert_reference_forecast(
             entry
         }
     };
-    let event = event_no(&mut **transaction, &forecast.event_id).await?;
+    let event = event_no(transaction, &forecast.event_id).await?;
     let executed = forecast.executed.as_ref();
     let inserted = sqlx::query(
         "INSERT INTO validator_reference_forecasts \
@@ -573,8 +574,8 @@ pub(super) async fn insert_reference_forecast(
     .bind(event)
     .bind(entry)
     .bind(executed.map_or(NO_FORECASTS, |run| run.status.as_str()))
-    .bind(executed.and_then(|run| run.prediction))
-    .bind(executed.and_then(ExecutedRun::clipped_prediction))
+    .bind_optional_f64(executed.and_then(|run| run.prediction))
+    .bind_optional_f64(executed.and_then(ExecutedRun::clipped_prediction))
     .bind(executed.map_or(0, |run| i64::try_from(run.duration_ms).unwrap_or(i64::MAX)))
     .bind(executed.map_or("", |run| run.logs.as_str()))
     .bind(executed.map_or(0.0, |run| run.cost_usd))

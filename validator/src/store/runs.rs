@@ -21,6 +21,7 @@ use futures::TryStreamExt;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::BindOptionalF64;
 use super::events::event_no;
 use super::miners::miner_no;
 use super::{Store, StoreError, from_ms, outcome_from, to_ms};
@@ -266,7 +267,7 @@ pub(super) async fn insert_run(
     let executed = &run.executed;
     // Checked: the duration fits.
     let duration_ms = i64::try_from(executed.duration_ms).unwrap_or(i64::MAX);
-    let event = event_no(&mut **transaction, &run.event_id).await?;
+    let event = event_no(transaction, &run.event_id).await?;
     let miner = miner_no(transaction, &run.hotkey).await?;
     let version: i64 = sqlx::query_scalar(
         "SELECT version_no FROM validator_agent_versions WHERE miner_no = $1 AND hash = $2",
@@ -290,8 +291,8 @@ pub(super) async fn insert_run(
     .bind(miner)
     .bind(version)
     .bind(executed.status.as_str())
-    .bind(executed.prediction)
-    .bind(executed.clipped_prediction())
+    .bind_optional_f64(executed.prediction)
+    .bind_optional_f64(executed.clipped_prediction())
     .bind(duration_ms)
     .bind(&executed.logs)
     .bind(executed.gateway_usage.to_string())

@@ -10,6 +10,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
+use super::BindOptionalF64;
 use super::events::event_no;
 use super::runs::miner_indexes;
 use super::{Store, StoreError, flag_from, from_ms, to_ms, uid_from};
@@ -124,7 +125,7 @@ impl Store {
             .bind(miner_no)
             .bind(count_to_i64(row.rank)?)
             .bind(row.weight)
-            .bind(row.mean_brier)
+            .bind_optional_f64(row.mean_brier)
             .bind(count_to_i64(row.events_counted)?)
             .bind(count_to_i64(row.imputed_count)?)
             .execute(&mut *transaction)

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::Row;
 
+use super::BindOptionalF64;
 use super::uploads::{IntegrityCheck, VerdictScope};
 use super::{Store, StoreError, from_ms, to_ms};
 use crate::executor::RunStatus;
@@ -262,8 +263,8 @@ impl Store {
             .bind(claim.version)
             .bind(&run.event_id)
             .bind(status.as_str())
-            .bind(prediction)
-            .bind(prediction.map(|value| scored_prediction(Some(value)).value))
+            .bind_optional_f64(prediction)
+            .bind_optional_f64(prediction.map(|value| scored_prediction(Some(value)).value))
             .bind(i64::try_from(run.duration_ms).unwrap_or(i64::MAX))
             .execute(&mut *transaction)
             .await?;
@@ -478,7 +479,7 @@ async fn insert_verdicts(
         .bind(verdict.scope.as_str())
         .bind(i64::from(verdict.passed))
         .bind(verdict.matched_version)
-        .bind(verdict.statistic.filter(|value| value.is_finite()))
+        .bind_optional_f64(verdict.statistic.filter(|value| value.is_finite()))
         .bind(&verdict.detail)
         .bind(to_ms(now))
         .execute(&mut *transaction)

@@ -12,6 +12,9 @@ pub fn at(text: &str) -> DateTime<Utc> {
 #[allow(dead_code)]
 pub mod desk;
 
+#[allow(dead_code, unused_imports, unused_macros)]
+pub mod engines;
+
 #[allow(dead_code)]
 pub mod scripted;
 
