@@ -138,39 +138,40 @@ fn three_workers_one_killed_mid_run_give_the_single_process_results() {
     reference_run(&events, dir);
 
     // Workers may start before the scheduler: they wait for it.
-    let mut workers: Vec<Child> = ["w0", "w1", "w2"]
-        .iter()
-        .map(|id| start_worker(dir, &url, id))
-        .collect();
+    let names = ["w0", "w1", "w2"];
+    let mut workers: Vec<Child> = names.iter().map(|id| start_worker(dir, &url, id)).collect();
     let mut scheduler = start_scheduler(&events, dir, &url);
 
-    // Kill w0 while it holds runs: frozen first, so that what it holds stays held while the
-    // test looks, then killed.
+    // Kill a worker while it holds runs (the first seen to have recorded some): frozen first,
+    // so that what it holds stays held while the test looks, then killed.
     let store = runtime
         .block_on(Store::connect(&url, &StoreOptions::default()))
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(300);
-    let held_at_kill = loop {
-        assert!(Instant::now() < deadline, "w0 never held runs");
+    let (victim, held_at_kill) = 'kill: loop {
+        assert!(Instant::now() < deadline, "no worker ever held runs");
         assert!(
             scheduler.try_wait().unwrap().is_none(),
             "the backtest ended before a worker could be killed"
         );
         let workers_now = runtime.block_on(store.workers()).unwrap_or_default();
-        let ready = workers_now
-            .iter()
-            .any(|w| w.registration.worker_id == "w0" && w.completed >= 30);
-        if ready {
-            signal(&workers[0], "STOP");
-            let held = worker(&runtime.block_on(store.workers()).unwrap(), "w0").leased;
-            if held > 0 {
-                signal(&workers[0], "KILL");
-                break held;
+        for (index, id) in names.iter().enumerate() {
+            let ready = workers_now
+                .iter()
+                .any(|w| w.registration.worker_id == *id && w.completed >= 10);
+            if ready {
+                signal(&workers[index], "STOP");
+                let held = worker(&runtime.block_on(store.workers()).unwrap(), id).leased;
+                if held > 0 {
+                    signal(&workers[index], "KILL");
+                    break 'kill (index, held);
+                }
+                signal(&workers[index], "CONT");
             }
-            signal(&workers[0], "CONT");
         }
         std::thread::sleep(Duration::from_millis(5));
     };
+    let survivors: Vec<usize> = (0..3).filter(|&index| index != victim).collect();
     // The same results as one process on SQLite, to the last bit.
     scheduled_as_the_reference(&mut scheduler, dir);
     let ids: Vec<String> = std::fs::read_to_string(&events)
@@ -201,15 +202,15 @@ fn three_workers_one_killed_mid_run_give_the_single_process_results() {
     let recorded = runtime.block_on(store.workers()).unwrap();
     for w in &recorded {
         eprintln!(
-            "{}: claimed {}, completed {}, expired {} (held {held_at_kill} when w0 was killed)",
-            w.registration.worker_id, w.claimed, w.completed, w.expired
+            "{}: claimed {}, completed {}, expired {} ({} held {held_at_kill} when killed)",
+            w.registration.worker_id, w.claimed, w.completed, w.expired, names[victim]
         );
     }
     let completed: u64 = recorded.iter().map(|w| w.completed).sum();
     assert_eq!(completed, 3 * ids.len() as u64, "{recorded:?}");
-    // What w0 held when it died was taken over once its leases ended.
+    // What the killed worker held was taken over once its leases ended.
     assert!(
-        worker(&recorded, "w0").expired >= held_at_kill,
+        worker(&recorded, names[victim]).expired >= held_at_kill,
         "{recorded:?}"
     );
 
@@ -224,7 +225,7 @@ fn three_workers_one_killed_mid_run_give_the_single_process_results() {
         .args(["validator", "status", "--config"])
         .arg(&config))
     .ok();
-    for id in ["w0", "w1", "w2"] {
+    for id in names {
         assert!(status.stdout.contains(id), "{}", status.stdout);
     }
     assert!(
@@ -234,16 +235,18 @@ fn three_workers_one_killed_mid_run_give_the_single_process_results() {
     );
 
     // The workers left drain and exit on SIGTERM.
-    workers[0].wait().unwrap();
-    for child in &mut workers[1..] {
+    workers[victim].wait().unwrap();
+    for &index in &survivors {
+        let child = &mut workers[index];
         signal(child, "TERM");
         let status = wait_with_deadline(child, Duration::from_secs(30), "a worker's drain");
         assert!(status.success(), "a worker exited with {status}");
     }
     let after = runtime.block_on(store.workers()).unwrap();
-    assert_eq!(worker(&after, "w1").state, WorkerState::Stopped);
-    assert_eq!(worker(&after, "w2").state, WorkerState::Stopped);
-    for id in ["w1", "w2"] {
+    for &index in &survivors {
+        assert_eq!(worker(&after, names[index]).state, WorkerState::Stopped);
+    }
+    for id in survivors.iter().map(|&index| names[index]) {
         let log = std::fs::read_to_string(dir.join(format!("{id}.log"))).unwrap();
         assert!(log.contains("runner worker stopped"), "{log}");
     }

@@ -1,4 +1,6 @@
-//! The validator's storage: sqlx on SQLite.
+//! The validator's storage: sqlx on SQLite (the embedded default) or PostgreSQL (the
+//! scale-out), through sqlx's `any` driver, one SQL text per query (`dialect` rewrites the
+//! few places where the engines differ).
 //!
 //! This module owns the validator's tables (`validator_*`, schema in
 //! `migrations/sqlite/0005_validator.sql`, `0006_validator_sources.sql`,
@@ -18,6 +20,13 @@
 //! separate pool and see the last committed state without waiting for writers. Every write
 //! transaction starts with `BEGIN IMMEDIATE`, so that when another process (the gateway) holds
 //! the write lock the store waits up to `busy_timeout` instead of failing half-way through.
+//!
+//! On PostgreSQL ([`Store::connect`]), one pool serves reads and writes; every write
+//! transaction takes an advisory lock keyed by the schema first, so that writes are serialised
+//! across processes as SQLite's write lock serialises them; reads that must see one state run
+//! in `REPEATABLE READ`. The run queue of the runner workers ([`run_queue`], [`workers`]) does
+//! without that lock: its rows are claimed with `FOR UPDATE SKIP LOCKED` and fenced by their
+//! attempt.
 //!
 //! # Instants
 //!
@@ -41,6 +50,7 @@
 //! the read-only pages the HTTP API serves ([`Store::events_page`], [`Store::miner_runs`]), and
 //! `sources` where each event source has read up to ([`Store::source_state`]).
 
+mod dialect;
 pub mod downloads;
 pub mod events;
 pub mod metrics_queries;
@@ -69,6 +79,8 @@ use sooth_migrations::{
 };
 use sqlx::{AnyPool, Executor};
 use thiserror::Error;
+
+use dialect::BindOptionalF64;
 
 use crate::event::{EventError, Outcome};
 use crate::executor::RunError;
@@ -472,51 +484,6 @@ impl Store {
         }
     }
 
-    /// `sql`, written for SQLite, in this store's dialect. The differences the store's
-    /// queries meet: `DB_NOW_MS` stands for the database's clock in Unix milliseconds (what
-    /// leases are measured by, whatever the hosts' clocks say); `FOR UPDATE SKIP LOCKED` is
-    /// PostgreSQL's alone (SQLite's one writer needs no row locks); SQLite's
-    /// `printf('%!.17g', X)` (a double as text that reads back as the very same f64) is
-    /// `(X)::text` on PostgreSQL, whose float output is the shortest text that reads back
-    /// exactly. Every other query is one text for both engines.
-    fn sql<'a>(&self, sql: &'a str) -> std::borrow::Cow<'a, str> {
-        const EXACT: &str = "printf('%!.17g', ";
-        const NOW: &str = "DB_NOW_MS";
-        const SKIP_LOCKED: &str = "FOR UPDATE SKIP LOCKED";
-        if !sql.contains(NOW)
-            && !sql.contains(SKIP_LOCKED)
-            && (self.engine == Engine::Sqlite || !sql.contains(EXACT))
-        {
-            return std::borrow::Cow::Borrowed(sql);
-        }
-        let sql = match self.engine {
-            Engine::Sqlite => sql
-                .replace(NOW, "CAST(unixepoch('subsec') * 1000 AS INTEGER)")
-                .replace(SKIP_LOCKED, ""),
-            Engine::Postgres => sql.replace(
-                NOW,
-                "CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp()) * 1000) AS BIGINT)",
-            ),
-        };
-        if self.engine == Engine::Sqlite || !sql.contains(EXACT) {
-            return std::borrow::Cow::Owned(sql);
-        }
-        let mut out = String::with_capacity(sql.len());
-        let mut rest = sql.as_str();
-        while let Some(start) = rest.find(EXACT) {
-            out.push_str(&rest[..start]);
-            let argument = &rest[start + EXACT.len()..];
-            // The argument is a column reference: it holds no parenthesis.
-            let end = argument.find(')').unwrap_or(argument.len());
-            out.push('(');
-            out.push_str(&argument[..end]);
-            out.push_str(")::text");
-            rest = argument.get(end + 1..).unwrap_or_default();
-        }
-        out.push_str(rest);
-        std::borrow::Cow::Owned(out)
-    }
-
     /// The engine this store runs on.
     #[must_use]
     pub fn engine(&self) -> Engine {
@@ -695,27 +662,6 @@ fn outcome_from(value: Option<i64>, event_id: &str) -> Result<Option<Outcome>, S
                 })
         })
         .transpose()
-}
-
-/// Binding an optional float so that PostgreSQL gets an 8-byte float either way.
-///
-/// sqlx 0.8's `any` driver sends a missing `f64` to PostgreSQL as a 4-byte float parameter (and
-/// a missing `f32` as an 8-byte one), and PostgreSQL keeps the parameter types a statement was
-/// first prepared with: a statement first run without a value would then refuse every value
-/// after it ("incorrect binary data format"). A missing value is therefore bound as the type
-/// that reaches PostgreSQL as 8 bytes; SQLite gets a NULL either way. The store's tests on
-/// PostgreSQL run these statements both ways round and would catch a change in the driver.
-trait BindOptionalF64 {
-    fn bind_optional_f64(self, value: Option<f64>) -> Self;
-}
-
-impl<'q> BindOptionalF64 for sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    fn bind_optional_f64(self, value: Option<f64>) -> Self {
-        match value {
-            Some(value) => self.bind(value),
-            None => self.bind(None::<f32>),
-        }
-    }
 }
 
 /// A flag (0 or 1, on both engines) as read back; `what` names the column for the error.
