@@ -106,10 +106,7 @@ pub fn status(path: &Path) -> anyhow::Result<()> {
     let config = ValidatorConfig::from_file(path)?;
     let runtime = crate::runtime()?;
     runtime.block_on(async {
-        let store = match &config.database_url {
-            Some(url) => Store::connect(url, &StoreOptions::default()).await?,
-            None => Store::open(&config.data_dir.join(sooth_validator::STORE_FILE)).await?,
-        };
+        let store = sooth_validator::service::open_store(&config).await?;
         let queue = store.queue_counts().await?;
         let workers = store.workers().await?;
         outln(format_args!(

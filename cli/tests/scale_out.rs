@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -85,14 +85,46 @@ fn worker<'a>(workers: &'a [WorkerRecord], id: &str) -> &'a WorkerRecord {
         .unwrap_or_else(|| panic!("{id} is not registered: {workers:?}"))
 }
 
-/// The single-process SQLite backtest of `events` in `dir` (its output in `reference-out`).
-fn reference_run(events: &Path, dir: &Path) {
-    run(&mut backtest(
-        events,
-        &dir.join("reference"),
-        &dir.join("reference-out"),
-    ))
-    .ok();
+/// A day to schedule: the ForecastBench file with its single-process SQLite backtest done (its
+/// output in `reference-out`), a directory, and a schema of its own on the test server.
+struct Day {
+    events: PathBuf,
+    runtime: tokio::runtime::Runtime,
+    schema: TestSchema,
+    dir: tempfile::TempDir,
+}
+
+impl Day {
+    /// `None` without the ForecastBench file.
+    fn prepare() -> Option<Self> {
+        let events = forecastbench()?;
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let schema = runtime.block_on(TestSchema::create());
+        let dir = tempfile::tempdir().unwrap();
+        run(&mut backtest(
+            &events,
+            &dir.path().join("reference"),
+            &dir.path().join("reference-out"),
+        ))
+        .ok();
+        Some(Self {
+            events,
+            runtime,
+            schema,
+            dir,
+        })
+    }
+
+    fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A store on the day's schema.
+    fn store(&self) -> Store {
+        self.runtime
+            .block_on(Store::connect(self.schema.url(), &StoreOptions::default()))
+            .unwrap()
+    }
 }
 
 /// The scheduler: `sooth backtest --workers` on the database at `url` (its output in
@@ -126,27 +158,19 @@ fn scheduled_as_the_reference(scheduler: &mut Child, dir: &Path) {
 
 #[test]
 fn three_workers_one_killed_mid_run_give_the_single_process_results() {
-    let Some(events) = forecastbench() else {
+    let Some(day) = Day::prepare() else {
         return;
     };
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let schema = runtime.block_on(TestSchema::create());
-    let url = schema.url().to_owned();
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-
-    reference_run(&events, dir);
+    let (events, runtime, url, dir) = (&day.events, &day.runtime, day.schema.url(), day.dir());
 
     // Workers may start before the scheduler: they wait for it.
     let names = ["w0", "w1", "w2"];
-    let mut workers: Vec<Child> = names.iter().map(|id| start_worker(dir, &url, id)).collect();
-    let mut scheduler = start_scheduler(&events, dir, &url);
+    let mut workers: Vec<Child> = names.iter().map(|id| start_worker(dir, url, id)).collect();
+    let mut scheduler = start_scheduler(events, dir, url);
 
     // Kill a worker while it holds runs (the first seen to have recorded some): frozen first,
     // so that what it holds stays held while the test looks, then killed.
-    let store = runtime
-        .block_on(Store::connect(&url, &StoreOptions::default()))
-        .unwrap();
+    let store = day.store();
     let deadline = Instant::now() + Duration::from_secs(300);
     let (victim, held_at_kill) = 'kill: loop {
         assert!(Instant::now() < deadline, "no worker ever held runs");
@@ -174,7 +198,7 @@ fn three_workers_one_killed_mid_run_give_the_single_process_results() {
     let survivors: Vec<usize> = (0..3).filter(|&index| index != victim).collect();
     // The same results as one process on SQLite, to the last bit.
     scheduled_as_the_reference(&mut scheduler, dir);
-    let ids: Vec<String> = std::fs::read_to_string(&events)
+    let ids: Vec<String> = std::fs::read_to_string(events)
         .unwrap()
         .lines()
         .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["id"].to_string())
@@ -318,24 +342,17 @@ fn through_port(url: &str, port: u16) -> (String, String) {
 
 #[test]
 fn a_worker_that_loses_the_database_mid_day_pauses_and_resumes_recording_each_run_once() {
-    let Some(events) = forecastbench() else {
+    let Some(day) = Day::prepare() else {
         return;
     };
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let schema = runtime.block_on(TestSchema::create());
-    let url = schema.url().to_owned();
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    reference_run(&events, dir);
+    let (events, runtime, url, dir) = (&day.events, &day.runtime, day.schema.url(), day.dir());
 
-    let (_, target) = through_port(&url, 0);
-    let outage = Outage::start(&runtime, target);
-    let (worker_url, _) = through_port(&url, outage.port);
+    let (_, target) = through_port(url, 0);
+    let outage = Outage::start(runtime, target);
+    let (worker_url, _) = through_port(url, outage.port);
     let mut lone = start_worker(dir, &worker_url, "lone");
-    let mut scheduler = start_scheduler(&events, dir, &url);
-    let store = runtime
-        .block_on(Store::connect(&url, &StoreOptions::default()))
-        .unwrap();
+    let mut scheduler = start_scheduler(events, dir, url);
+    let store = day.store();
     // The database goes away while the worker holds runs (frozen until the test sees it
     // hold some), for longer than the lease: what it held is no longer its own when the
     // database comes back.
@@ -366,7 +383,7 @@ fn a_worker_that_loses_the_database_mid_day_pauses_and_resumes_recording_each_ru
     // The same results as one process on SQLite, to the last bit.
     scheduled_as_the_reference(&mut scheduler, dir);
     let lone_record = worker(&runtime.block_on(store.workers()).unwrap(), "lone").clone();
-    let runs = 3 * std::fs::read_to_string(&events).unwrap().lines().count() as u64;
+    let runs = 3 * std::fs::read_to_string(events).unwrap().lines().count() as u64;
     // Nothing recorded twice, nothing lost: every run and benchmark forecast once, by the one
     // worker, which went on after the outage.
     assert_eq!(lone_record.completed, runs, "{lone_record:?}");

@@ -49,14 +49,15 @@ use crate::registration::{
 };
 use crate::scoring::{LeaderboardRow, SCORING_WINDOW, ScoringError, leaderboard_over};
 use crate::store::{
-    EventRecord, NewReferenceForecast, NewRun, QueueListener, ResolutionRecorded, RunRecorded,
-    Store, StoreError,
+    EventRecord, NewReferenceForecast, NewRun, ResolutionRecorded, RunRecorded, Store, StoreError,
 };
 use crate::weights::WeightSetter;
 
 mod pooling;
 mod rescoring;
 mod workers;
+
+use workers::WorkerHandoff;
 
 use rescoring::ScoringWindow;
 
@@ -176,10 +177,8 @@ pub struct Daemon {
     state: Mutex<StepState>,
     /// Where runs, scorings and weights are counted.
     metrics: Option<Arc<ValidatorMetrics>>,
-    /// When runner workers run the agents: the components they fetch through the store.
-    workers: Option<Components>,
-    /// With workers on PostgreSQL: hears the workers' records.
-    records: Mutex<Option<QueueListener>>,
+    /// When runner workers run the agents: what the hand-off to them keeps.
+    workers: Option<WorkerHandoff>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -230,7 +229,6 @@ impl Daemon {
             state: Mutex::new(StepState::default()),
             metrics: None,
             workers: None,
-            records: Mutex::new(None),
         })
     }
 
@@ -247,7 +245,7 @@ impl Daemon {
     /// otherwise: what follows a pass (pooling, scoring) sees the same runs either way.
     #[must_use]
     pub fn with_workers(mut self, components: Components) -> Self {
-        self.workers = Some(components);
+        self.workers = Some(WorkerHandoff::new(components));
         self
     }
 
@@ -581,8 +579,8 @@ impl Daemon {
                 .count();
             metrics.set_runs_owed(owed);
         }
-        if let Some(components) = &self.workers {
-            return self.hand_to_workers(jobs, components).await;
+        if let Some(handoff) = &self.workers {
+            return self.hand_to_workers(jobs, handoff).await;
         }
         let executor = &self.executor;
         let mut finished = futures::stream::iter(jobs)

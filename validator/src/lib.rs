@@ -83,6 +83,7 @@ pub mod tables;
 mod test_support;
 mod uploads;
 pub mod verification;
+mod wakeups;
 mod weights;
 pub mod worker;
 

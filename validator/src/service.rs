@@ -181,7 +181,11 @@ pub fn validator_key(config: &ValidatorConfig) -> Result<SigningKey, ServiceErro
 
 /// The store the configuration names: PostgreSQL at `database_url`, or the SQLite file in the
 /// data directory.
-async fn open_store(config: &ValidatorConfig) -> Result<Store, ServiceError> {
+///
+/// # Errors
+///
+/// [`ServiceError::Daemon`] wrapping the store's error when it cannot be opened or reached.
+pub async fn open_store(config: &ValidatorConfig) -> Result<Store, ServiceError> {
     let store = match &config.database_url {
         Some(url) => Store::connect(url, &StoreOptions::default()).await,
         None => Store::open(&config.data_dir.join(STORE_FILE)).await,

@@ -26,6 +26,7 @@ use crate::sandbox::SandboxExecutor;
 use crate::store::{
     ClaimRecorded, ClaimedRun, FinishedClaim, Store, StoreError, WorkerRegistration, WorkerState,
 };
+use crate::wakeups::Wakeups;
 
 /// How a worker works.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,14 +118,7 @@ impl Worker {
             return Ok(WorkerReport::default());
         }
         tracing::info!(worker = %settings.worker_id, "worker registered");
-        let mut listener = match self.store.queue_listener().await {
-            Ok(listener) => listener,
-            Err(error) => {
-                tracing::warn!(error = %with_causes(&error),
-                               "cannot listen for queued runs; looking for them every poll");
-                None
-            }
-        };
+        let mut queued = Wakeups::from_opened(self.store.queue_listener().await, "queued runs");
         let mut report = WorkerReport::default();
         let mut in_flight = FuturesUnordered::new();
         let mut finished: Vec<FinishedClaim> = Vec::new();
@@ -204,18 +198,7 @@ impl Worker {
                     }
                 }
                 _ = poll.tick() => {}
-                heard = async {
-                    match listener.as_mut() {
-                        Some(listener) => listener.heard().await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    if let Err(error) = heard {
-                        tracing::warn!(error = %with_causes(&error),
-                                       "lost the queue's notifications; looking for runs every poll");
-                        listener = None;
-                    }
-                }
+                () = queued.next() => {}
             }
         }
         // Whatever it still holds (nothing, after a drain) goes back to the queue.

@@ -2,13 +2,42 @@
 //! through the store, with their components, and the wait until the workers have recorded
 //! them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
+
+use tokio::sync::Mutex;
 
 use super::{Daemon, DaemonError, Owed, OwedRuns};
 use crate::causes::with_causes;
 use crate::components::Components;
 use crate::store::{QueuedRun, RunOwner};
+use crate::wakeups::Wakeups;
+
+/// What the hand-off to the workers keeps from pass to pass.
+pub(super) struct WorkerHandoff {
+    /// Where the components the workers fetch are read from.
+    components: Components,
+    state: Mutex<HandoffState>,
+}
+
+struct HandoffState {
+    /// Hears the workers' records (a connection of its own, kept between passes).
+    records: Wakeups,
+    /// The components known to be in the store: each is looked for there once per process.
+    stored: HashSet<String>,
+}
+
+impl WorkerHandoff {
+    pub(super) fn new(components: Components) -> Self {
+        Self {
+            components,
+            state: Mutex::new(HandoffState {
+                records: Wakeups::none("the workers' records"),
+                stored: HashSet::new(),
+            }),
+        }
+    }
+}
 
 impl Daemon {
     /// Hands `jobs` to the runner workers: their components where the workers can fetch them,
@@ -16,20 +45,24 @@ impl Daemon {
     pub(super) async fn hand_to_workers(
         &self,
         jobs: Vec<Owed>,
-        components: &Components,
+        handoff: &WorkerHandoff,
     ) -> Result<OwedRuns, DaemonError> {
+        let mut state = handoff.state.lock().await;
         let hashes: BTreeSet<&str> = jobs
             .iter()
             .map(|owed| owed.job().version_hash.as_str())
+            .filter(|hash| !state.stored.contains(*hash))
             .collect();
         for hash in hashes {
             if !self.store.has_component(hash).await? {
-                let bytes = components
+                let bytes = handoff
+                    .components
                     .read(hash)
                     .await
                     .map_err(|error| DaemonError::Component(with_causes(&error)))?;
                 self.store.put_component(hash, &bytes).await?;
             }
+            state.stored.insert(hash.to_owned());
         }
         let queued: Vec<QueuedRun> = jobs
             .into_iter()
@@ -57,17 +90,10 @@ impl Daemon {
             .iter()
             .filter(|run| matches!(run.owner, RunOwner::Miner { .. }))
             .count();
-        // Listening before the runs are queued: no record can come before the listener. The
-        // listener is kept from pass to pass (a connection of its own).
-        let mut records = self.records.lock().await;
-        if records.is_none() {
-            match self.store.records_listener().await {
-                Ok(listener) => *records = listener,
-                Err(error) => {
-                    tracing::warn!(error = %with_causes(&error),
-                                   "cannot listen for the workers' records; looking every poll");
-                }
-            }
+        // Listening before the runs are queued: no record can come before the listener.
+        if !state.records.is_listening() {
+            state.records =
+                Wakeups::from_opened(self.store.records_listener().await, "the workers' records");
         }
         let count = self.store.enqueue_runs(&queued).await?;
         let mut waited = std::time::Instant::now();
@@ -84,18 +110,8 @@ impl Daemon {
                 );
                 waited = std::time::Instant::now();
             }
-            let heard = async {
-                match records.as_mut() {
-                    Some(listener) => listener.heard().await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
-                result = heard => {
-                    if result.is_err() {
-                        *records = None;
-                    }
-                }
+                () = state.records.next() => {}
                 () = tokio::time::sleep(WORKERS_POLL) => {}
             }
         }

@@ -582,11 +582,7 @@ pub(super) async fn insert_reference_forecast(
     .bind(to_ms(forecast.finished_at))
     .execute(&mut **transaction)
     .await?;
-    Ok(if inserted.rows_affected() == 0 {
-        RunRecorded::AlreadyRecorded
-    } else {
-        RunRecorded::Inserted
-    })
+    Ok(RunRecorded::of_insert(inserted.rows_affected()))
 }
 
 /// The status of a pool over no forecast.

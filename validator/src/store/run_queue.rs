@@ -173,19 +173,7 @@ impl Store {
         let mut queued = 0;
         for batch in runs.chunks(ENQUEUE_BATCH) {
             let values = (0..batch.len())
-                .map(|row| {
-                    let first = row * 7;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                        first + 1,
-                        first + 2,
-                        first + 3,
-                        first + 4,
-                        first + 5,
-                        first + 6,
-                        first + 7
-                    )
-                })
+                .map(|row| format!("({})", placeholders(row * 7, 7)))
                 .collect::<Vec<_>>()
                 .join(", ");
             // VALUES' columns are column1..column7 on both engines: run id, event id, hotkey
@@ -374,24 +362,26 @@ impl Store {
             .fetch_one(&mut *transaction)
             .await?;
         let finished_at = from_ms(now_ms, "the database's clock")?;
+        let release = self.sql(
+            "DELETE FROM validator_run_queue \
+              WHERE run_id = $1 AND claimed_by = $2 AND attempts = $3 \
+                AND lease_until_ms >= DB_NOW_MS",
+        );
+        let mut entries = HashMap::new();
         let mut outcomes = Vec::with_capacity(finished.len());
         let mut recorded = 0_i64;
         for done in finished {
-            let released = sqlx::query(&self.sql(
-                "DELETE FROM validator_run_queue \
-                  WHERE run_id = $1 AND claimed_by = $2 AND attempts = $3 \
-                    AND lease_until_ms >= DB_NOW_MS",
-            ))
-            .bind(&done.claim.run.run_id)
-            .bind(worker)
-            .bind(i64::from(done.claim.attempt))
-            .execute(&mut *transaction)
-            .await?;
+            let released = sqlx::query(&release)
+                .bind(&done.claim.run.run_id)
+                .bind(worker)
+                .bind(i64::from(done.claim.attempt))
+                .execute(&mut *transaction)
+                .await?;
             if released.rows_affected() == 0 {
                 outcomes.push(ClaimRecorded::LeaseLost);
                 continue;
             }
-            let outcome = record_one(&mut transaction, done, finished_at).await?;
+            let outcome = record_one(&mut transaction, done, finished_at, &mut entries).await?;
             recorded += i64::from(outcome == RunRecorded::Inserted);
             outcomes.push(ClaimRecorded::Recorded(outcome));
         }
@@ -508,11 +498,13 @@ impl Store {
     }
 }
 
-/// Records one claimed run's outcome inside `transaction`.
+/// Records one claimed run's outcome inside `transaction`; `entries` caches the reference
+/// entries' numbers by name across a batch.
 async fn record_one(
     transaction: &mut sqlx::Transaction<'static, sqlx::Any>,
     done: &FinishedClaim,
     finished_at: DateTime<Utc>,
+    entries: &mut HashMap<String, i64>,
 ) -> Result<RunRecorded, StoreError> {
     let run = &done.claim.run;
     match &run.owner {
@@ -538,7 +530,7 @@ async fn record_one(
                     executed: Some(done.executed.clone()),
                     finished_at,
                 },
-                &mut HashMap::new(),
+                entries,
             )
             .await
         }

@@ -63,6 +63,17 @@ pub enum RunRecorded {
     AlreadyRecorded,
 }
 
+impl RunRecorded {
+    /// What an `INSERT ... ON CONFLICT DO NOTHING` of one row did, from the rows it affected.
+    pub(super) fn of_insert(rows_affected: u64) -> Self {
+        if rows_affected == 0 {
+            Self::AlreadyRecorded
+        } else {
+            Self::Inserted
+        }
+    }
+}
+
 impl Store {
     /// Records a finished run, once per (event, miner): see the module docs.
     ///
@@ -300,11 +311,7 @@ pub(super) async fn insert_run(
     .bind(to_ms(run.finished_at))
     .execute(&mut **transaction)
     .await?;
-    Ok(if inserted.rows_affected() == 0 {
-        RunRecorded::AlreadyRecorded
-    } else {
-        RunRecorded::Inserted
-    })
+    Ok(RunRecorded::of_insert(inserted.rows_affected()))
 }
 
 /// Maps the internal key of each of `miners` to its index in the slice; unknown hotkeys are

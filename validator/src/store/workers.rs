@@ -18,7 +18,7 @@ pub struct WorkerRegistration {
     pub worker_id: String,
     /// The host it runs on.
     pub host: String,
-    /// Its sandbox's version (`sooth_runner::SANDBOX_VERSION`).
+    /// Its sandbox's version (`sooth_runner::Runner::sandbox_version`).
     pub sandbox_version: String,
     /// How many runs it runs at once.
     pub concurrency: u32,
