@@ -163,6 +163,41 @@ pub async fn open_postgres(
     Ok(pool)
 }
 
+/// Opens a PostgreSQL database with the native driver, for code that is PostgreSQL-only (the
+/// gateways' shared ledger): `connections` connections, each with `synchronous_commit = off`
+/// when `asynchronous_commits` (a commit then returns before the server flushes it to disk: it
+/// survives the client's crash, not the server's own last fraction of a second), and the schema
+/// brought up to date. One connection is made first, so that a server that is down or refuses
+/// the login says why at once.
+///
+/// # Errors
+///
+/// [`OpenError`] when the URL is not PostgreSQL's, the server cannot be reached within
+/// `acquire_timeout`, or the schema cannot be migrated.
+pub async fn open_postgres_native(
+    url: &str,
+    connections: u32,
+    acquire_timeout: Duration,
+    asynchronous_commits: bool,
+) -> Result<sqlx::PgPool, OpenError> {
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    let mut options: PgConnectOptions = url.parse()?;
+    if asynchronous_commits {
+        options = options.options([("synchronous_commit", "off")]);
+    }
+    let probe = tokio::time::timeout(acquire_timeout, options.connect())
+        .await
+        .map_err(|_| OpenError::Database(sqlx::Error::PoolTimedOut.into()))??;
+    probe.close().await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(connections.max(1))
+        .acquire_timeout(acquire_timeout)
+        .connect_with(options)
+        .await?;
+    POSTGRES_MIGRATOR.run(&pool).await?;
+    Ok(pool)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

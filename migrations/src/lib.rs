@@ -24,7 +24,10 @@ pub static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("./postgres");
 
 mod engines;
 
-pub use engines::{Engine, open_postgres, open_sqlite_file, open_sqlite_in_memory, redacted_url};
+pub use engines::{
+    Engine, open_postgres, open_postgres_native, open_sqlite_file, open_sqlite_in_memory,
+    redacted_url,
+};
 
 /// The connection settings of the database file at `path`: a write waits up to
 /// `busy_timeout` for another process's write lock, every commit is fsynced when `durable`

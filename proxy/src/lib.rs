@@ -18,7 +18,8 @@
 //! * `upstream/`: the upstreams' request and answer formats (OpenAI chat,
 //!   Desearch search);
 //! * `ledger/`: the spend ledger (books in memory, the journal that writes
-//!   them, money in micro-dollars);
+//!   them, money in micro-dollars; `shared/`: gateways sharing one ledger
+//!   in PostgreSQL);
 //! * `cache/`: the response cache (key, single-flight, memory front, file,
 //!   background writer and key index);
 //! * `linked_keys.rs`: miners' own upstream API keys;
@@ -64,7 +65,7 @@ pub use launch::{
 };
 pub use ledger::{
     BudgetScope, Charge, Ledger, LedgerError, LedgerOptions, MAX_USD, Reservation, ReservationId,
-    ReservationState, utc_day, utc_today,
+    ReservationState, SharedLedgerOptions, utc_day, utc_today,
 };
 pub use linked_keys::{ApiKey, DEFAULT_RELOAD_INTERVAL, LinkedKeyError, LinkedKeys, MAX_KEY_LEN};
 pub use server::{GatewayState, RunningGateway, STOP_GRACE, StartError, UNKNOWN_SERVICE_LABEL};

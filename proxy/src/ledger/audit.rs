@@ -1,11 +1,13 @@
 //! What the ledger reports: the totals of a run or a miner's day, the
 //! charges of a run, and a check that the file and the books agree.
 
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use std::collections::HashMap;
 
+use sqlx::Row;
+
+use super::books::{Scope, day_key, run_key};
 use super::money::micros_to_usd;
-use super::{Charge, Ledger, LedgerError, ReservationId, lock};
+use super::{Charge, Ledger, LedgerError, ReservationId, Store, lock};
 
 const CHARGES_FOR_RUN_SQL: &str = "\
 SELECT id, run_id, miner, service, day, reserved_micros, charged_micros,
@@ -121,11 +123,17 @@ impl Ledger {
     /// decisions before it cannot be written first, [`LedgerError::Database`].
     pub async fn charges_for_run(&self, run_id: &str) -> Result<Vec<Charge>, LedgerError> {
         self.flush().await?;
-        let rows = sqlx::query(CHARGES_FOR_RUN_SQL)
-            .bind(run_id)
-            .fetch_all(&self.inner.reader)
-            .await?;
-        rows.iter().map(charge_from_row).collect()
+        let query = sqlx::query_as::<_, ChargeRow>(CHARGES_FOR_RUN_SQL).bind(run_id);
+        let rows = match &self.inner.store {
+            Store::File(file) => query.fetch_all(&file.reader).await?,
+            Store::Shared(shared) => {
+                sqlx::query_as::<_, ChargeRow>(CHARGES_FOR_RUN_SQL)
+                    .bind(run_id)
+                    .fetch_all(shared.pool())
+                    .await?
+            }
+        };
+        Ok(rows.into_iter().map(Charge::from).collect())
     }
 
     /// Checks that the file's per-scope totals agree with the reservations
@@ -139,15 +147,34 @@ impl Ledger {
     /// decisions before it cannot be written first, [`LedgerError::Database`].
     pub async fn check_consistency(&self) -> Result<(), LedgerError> {
         self.flush().await?;
-        let bad: i64 = sqlx::query_scalar(INCONSISTENT_TOTALS_SQL)
-            .fetch_one(&self.inner.reader)
-            .await?;
+        let bad: i64 = match &self.inner.store {
+            Store::File(file) => {
+                sqlx::query_scalar(INCONSISTENT_TOTALS_SQL)
+                    .fetch_one(&file.reader)
+                    .await?
+            }
+            Store::Shared(shared) => {
+                sqlx::query_scalar(INCONSISTENT_TOTALS_SQL)
+                    .fetch_one(shared.pool())
+                    .await?
+            }
+        };
         if bad != 0 {
             return Err(LedgerError::Inconsistent(format!(
                 "{bad} totals disagree with their reservations"
             )));
         }
-        let in_file = |sql: &'static str| sqlx::query(sql).fetch_all(&self.inner.reader);
+        match &self.inner.store {
+            Store::File(file) => self.check_books_against_file(&file.reader).await,
+            Store::Shared(shared) => {
+                self.check_books_against_slices(shared.pool(), shared.instance().id())
+                    .await
+            }
+        }
+    }
+
+    async fn check_books_against_file(&self, reader: &sqlx::SqlitePool) -> Result<(), LedgerError> {
+        let in_file = |sql: &'static str| sqlx::query(sql).fetch_all(reader);
         let runs = in_file(
             "SELECT run_id || char(0) || service, reserved_micros, charged_micros
                FROM gateway_run_totals",
@@ -178,29 +205,122 @@ impl Ledger {
         Ok(())
     }
 
+    /// A shared ledger's books against its instance's slices: each slice
+    /// holds at least what the books think they were granted, and what the
+    /// instance's recorded reservations commit in it is what the books say.
+    async fn check_books_against_slices(
+        &self,
+        pool: &sqlx::PgPool,
+        instance: i64,
+    ) -> Result<(), LedgerError> {
+        let rows = sqlx::query(
+            "SELECT kind, subject, day, service, granted_micros,
+                    gateway_committed_by(gateway, kind, subject, day, service)
+               FROM gateway_budget_slices
+              WHERE gateway = $1",
+        )
+        .bind(instance)
+        .fetch_all(pool)
+        .await?;
+        let mut slices: HashMap<(bool, String), (i64, i64)> = HashMap::new();
+        for row in rows {
+            let (kind, subject, day, service): (String, String, String, String) = (
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get(2)?,
+                row.try_get(3)?,
+            );
+            let is_run = kind == "run";
+            let key = if is_run {
+                run_key(&subject, &service)
+            } else {
+                day_key(&subject, &day, &service)
+            };
+            slices.insert((is_run, key), (row.try_get(4)?, row.try_get(5)?));
+        }
+        let books = lock(&self.inner.books);
+        if books.owner() != instance {
+            // Started over as a new instance since: nothing to compare yet.
+            return Ok(());
+        }
+        let (book_runs, book_days) = books.scopes();
+        let compare = |is_run: bool, key: &String, scope: &Scope| {
+            let (granted, committed) = slices
+                .get(&(is_run, key.clone()))
+                .copied()
+                .unwrap_or((0, 0));
+            let in_books = scope.reserved + scope.charged;
+            if scope.granted > granted || in_books != committed {
+                return Err(LedgerError::Inconsistent(format!(
+                    "the books say {:?} granted {} and committed {in_books}, the shared \
+                     ledger granted {granted} and recorded {committed}",
+                    key.replace('\0', "/"),
+                    scope.granted
+                )));
+            }
+            Ok(())
+        };
+        for (key, scope) in book_runs {
+            compare(true, key, scope)?;
+        }
+        for (key, scope) in book_days {
+            compare(false, key, scope)?;
+        }
+        Ok(())
+    }
+
     async fn total(&self, sql: &'static str, args: &[&str]) -> Result<f64, LedgerError> {
         self.flush().await?;
-        let mut query = sqlx::query_scalar::<_, i64>(sql);
-        for arg in args {
-            query = query.bind(*arg);
-        }
-        let micros = query.fetch_optional(&self.inner.reader).await?;
+        let micros = match &self.inner.store {
+            Store::File(file) => {
+                let mut query = sqlx::query_scalar::<_, i64>(sql);
+                for arg in args {
+                    query = query.bind(*arg);
+                }
+                query.fetch_optional(&file.reader).await?
+            }
+            Store::Shared(shared) => {
+                let mut query = sqlx::query_scalar::<_, i64>(sql);
+                for arg in args {
+                    query = query.bind(*arg);
+                }
+                query.fetch_optional(shared.pool()).await?
+            }
+        };
         Ok(micros_to_usd(micros.unwrap_or(0)))
     }
 }
 
-fn charge_from_row(row: &SqliteRow) -> Result<Charge, LedgerError> {
-    Ok(Charge {
-        id: ReservationId(row.try_get("id")?),
-        run_id: row.try_get("run_id")?,
-        miner: row.try_get("miner")?,
-        service: row.try_get("service")?,
-        day: row.try_get("day")?,
-        reserved_usd: micros_to_usd(row.try_get("reserved_micros")?),
-        charged_usd: micros_to_usd(row.try_get("charged_micros")?),
-        overrun_usd: micros_to_usd(row.try_get("overrun_micros")?),
-        estimated: row.try_get("estimated")?,
-        reserved_at_ms: row.try_get("created_at_ms")?,
-        settled_at_ms: row.try_get("closed_at_ms")?,
-    })
+/// A settled reservation as either database returns it.
+#[derive(sqlx::FromRow)]
+struct ChargeRow {
+    id: i64,
+    run_id: String,
+    miner: String,
+    service: String,
+    day: String,
+    reserved_micros: i64,
+    charged_micros: i64,
+    overrun_micros: i64,
+    estimated: bool,
+    created_at_ms: i64,
+    closed_at_ms: i64,
+}
+
+impl From<ChargeRow> for Charge {
+    fn from(row: ChargeRow) -> Self {
+        Self {
+            id: ReservationId(row.id),
+            run_id: row.run_id,
+            miner: row.miner,
+            service: row.service,
+            day: row.day,
+            reserved_usd: micros_to_usd(row.reserved_micros),
+            charged_usd: micros_to_usd(row.charged_micros),
+            overrun_usd: micros_to_usd(row.overrun_micros),
+            estimated: row.estimated,
+            reserved_at_ms: row.created_at_ms,
+            settled_at_ms: row.closed_at_ms,
+        }
+    }
 }

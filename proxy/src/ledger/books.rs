@@ -2,6 +2,11 @@
 //! open reservations. Every cap decision is made here, under one lock, so
 //! that a reservation costs no database round trip; the journal then writes
 //! what was decided to the file. No I/O here.
+//!
+//! Books of a shared ledger are *sliced*: besides the caps, each scope is
+//! limited to what the database granted this gateway (its slice), and a
+//! reservation that does not fit the slice is declined with the shortfall,
+//! for the ledger to ask the database for more.
 
 use std::collections::HashMap;
 
@@ -16,6 +21,8 @@ pub(super) struct Scope {
     pub charged: i64,
     /// The last reservation or closing in this scope (Unix milliseconds).
     pub touched_at_ms: i64,
+    /// What this gateway's slice of the scope holds (sliced books only).
+    pub granted: i64,
 }
 
 impl Scope {
@@ -33,6 +40,15 @@ pub(super) struct Open {
     pub day: String,
     pub reserved: i64,
     pub created_at_ms: i64,
+}
+
+/// An open reservation and the generation of the books that made it: one
+/// made before the books were [`reset`](Books::reset) no longer counts in
+/// their scopes.
+#[derive(Debug, Clone)]
+struct Held {
+    open: Open,
+    generation: u64,
 }
 
 /// How a reservation was closed, for the journal and the caller.
@@ -55,6 +71,42 @@ pub(super) struct Refused {
     pub committed: i64,
 }
 
+/// What the database must grant before a reservation fits the slices
+/// (micro-dollars; zero where the slice suffices).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Shortfall {
+    pub run: i64,
+    pub day: i64,
+    /// The generation of the books it was computed on.
+    pub generation: u64,
+}
+
+/// Why a reservation was not made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Decline {
+    /// It does not fit under a cap.
+    Refused(Refused),
+    /// It fits under the caps but not in this gateway's slices.
+    Short(Shortfall),
+}
+
+/// Which kind of scope a key names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum ScopeKind {
+    /// `run_id\0service`
+    Run,
+    /// `miner\0day\0service`
+    Day,
+}
+
+/// What a sliced scope holds beyond its committed amount, handed back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Surplus {
+    pub kind: ScopeKind,
+    pub key: String,
+    pub micros: i64,
+}
+
 /// The books. Scope keys join their parts with a NUL, which the ledger
 /// refuses inside any part, so distinct scopes never share a key.
 #[derive(Debug, Default)]
@@ -64,8 +116,18 @@ pub(super) struct Books {
     swept_at_ms: i64,
     runs: HashMap<String, Scope>,
     days: HashMap<String, Scope>,
-    open: HashMap<i64, Open>,
+    open: HashMap<i64, Held>,
+    /// Whether the scopes are limited to their slices.
+    sliced: bool,
+    /// Bumped by every reset.
+    generation: u64,
+    /// The shared ledger's instance whose slices these are (0 for a file's).
+    owner: i64,
 }
+
+/// How many reservation ids each instance of a shared ledger has: its ids
+/// are its number times this plus a count.
+pub(super) const IDS_PER_INSTANCE: i64 = 1 << 40;
 
 pub(super) fn run_key(run_id: &str, service: &str) -> String {
     format!("{run_id}\0{service}")
@@ -94,9 +156,60 @@ impl Books {
         self.days.entry(key).or_insert(scope);
     }
 
+    /// Books of shared-ledger instance `owner`: every scope starts with an
+    /// empty slice, ids with the instance's.
+    pub fn sliced(owner: i64) -> Self {
+        Self {
+            next_id: owner.saturating_mul(IDS_PER_INSTANCE),
+            sliced: true,
+            owner,
+            ..Self::default()
+        }
+    }
+
+    /// Starts over as instance `owner`, for a shared ledger whose slices
+    /// were taken back (its lease ran out): empty scopes, the new
+    /// instance's ids. Reservations still open stay closable but count in
+    /// no scope any more: what they hold was counted when the slices were
+    /// taken back.
+    pub fn reset(&mut self, owner: i64) {
+        self.generation += 1;
+        self.owner = owner;
+        self.next_id = owner.saturating_mul(IDS_PER_INSTANCE);
+        self.runs.clear();
+        self.days.clear();
+    }
+
+    /// The shared-ledger instance whose slices these are.
+    pub fn owner(&self) -> i64 {
+        self.owner
+    }
+
+    /// What the database must grant before `open` fits this gateway's
+    /// slices; `None` when it fits (or the books are not sliced).
+    pub fn shortfall(&self, open: &Open) -> Option<Shortfall> {
+        if !self.sliced {
+            return None;
+        }
+        let short = |scope: Option<&Scope>| {
+            let scope = scope.copied().unwrap_or_default();
+            (scope.committed().saturating_add(open.reserved) - scope.granted).max(0)
+        };
+        let shortfall = Shortfall {
+            run: short(self.runs.get(&run_key(&open.run_id, &open.service))),
+            day: short(
+                self.days
+                    .get(&day_key(&open.miner, &open.day, &open.service)),
+            ),
+            generation: self.generation,
+        };
+        (shortfall.run > 0 || shortfall.day > 0).then_some(shortfall)
+    }
+
     /// Loads an open reservation read from the file.
     pub fn load_open(&mut self, id: i64, open: Open) {
-        self.open.insert(id, open);
+        let generation = self.generation;
+        self.open.insert(id, Held { open, generation });
     }
 
     /// Whether the day scope `key` is in memory.
@@ -104,25 +217,29 @@ impl Books {
         self.days.contains_key(key)
     }
 
-    /// Reserves `open.reserved` if it fits under both caps; the new id.
-    pub fn reserve(&mut self, open: Open, run_cap: i64, day_cap: i64) -> Result<i64, Refused> {
+    /// Reserves `open.reserved` if it fits under both caps (and, sliced,
+    /// in both slices); the new id.
+    pub fn reserve(&mut self, open: Open, run_cap: i64, day_cap: i64) -> Result<i64, Decline> {
         let run_key = run_key(&open.run_id, &open.service);
         let day_key = day_key(&open.miner, &open.day, &open.service);
         let run = self.runs.get(&run_key).copied().unwrap_or_default();
         let day = self.days.get(&day_key).copied().unwrap_or_default();
         if run.committed().saturating_add(open.reserved) > run_cap {
-            return Err(Refused {
+            return Err(Decline::Refused(Refused {
                 scope: BudgetScope::Run,
                 cap: run_cap,
                 committed: run.committed(),
-            });
+            }));
         }
         if day.committed().saturating_add(open.reserved) > day_cap {
-            return Err(Refused {
+            return Err(Decline::Refused(Refused {
                 scope: BudgetScope::MinerDay,
                 cap: day_cap,
                 committed: day.committed(),
-            });
+            }));
+        }
+        if let Some(shortfall) = self.shortfall(&open) {
+            return Err(Decline::Short(shortfall));
         }
         for scope in [
             self.runs.entry(run_key).or_default(),
@@ -133,8 +250,60 @@ impl Books {
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.open.insert(id, open);
+        self.load_open(id, open);
         Ok(id)
+    }
+
+    /// Adds what the database granted to the slices of a run's and its
+    /// miner-day's scopes, unless the books were reset since the shortfall
+    /// was computed (the grant then went to slices taken back already).
+    pub fn add_granted(
+        &mut self,
+        run_key: String,
+        day_key: String,
+        run: i64,
+        day: i64,
+        generation: u64,
+    ) {
+        if generation != self.generation {
+            return;
+        }
+        self.runs.entry(run_key).or_default().granted += run;
+        self.days.entry(day_key).or_default().granted += day;
+    }
+
+    /// What a scope's slice holds beyond what is committed in it.
+    pub fn unused(&self, kind: ScopeKind, key: &str) -> i64 {
+        let scopes = match kind {
+            ScopeKind::Run => &self.runs,
+            ScopeKind::Day => &self.days,
+        };
+        scopes
+            .get(key)
+            .map_or(0, |scope| (scope.granted - scope.committed()).max(0))
+    }
+
+    /// Shrinks the slices of the scopes untouched since `cutoff_ms` to what
+    /// is committed in them; what they held beyond it, to hand back.
+    pub fn take_idle_surplus(&mut self, cutoff_ms: i64) -> Vec<Surplus> {
+        let mut surplus = Vec::new();
+        for (kind, scopes) in [
+            (ScopeKind::Run, &mut self.runs),
+            (ScopeKind::Day, &mut self.days),
+        ] {
+            for (key, scope) in scopes.iter_mut() {
+                let unused = scope.granted - scope.committed();
+                if unused > 0 && scope.touched_at_ms <= cutoff_ms {
+                    scope.granted -= unused;
+                    surplus.push(Surplus {
+                        kind,
+                        key: key.clone(),
+                        micros: unused,
+                    });
+                }
+            }
+        }
+        surplus
     }
 
     /// Closes open reservation `id`: settled with a charge of `actual`
@@ -148,7 +317,7 @@ impl Books {
         estimated: bool,
         now_ms: i64,
     ) -> Option<Closed> {
-        let open = self.open.remove(&id)?;
+        let Held { open, generation } = self.open.remove(&id)?;
         let (charged, overrun) = if state == ReservationState::Settled {
             (
                 actual.min(open.reserved),
@@ -157,17 +326,19 @@ impl Books {
         } else {
             (0, 0)
         };
-        for scope in [
-            self.runs
-                .entry(run_key(&open.run_id, &open.service))
-                .or_default(),
-            self.days
-                .entry(day_key(&open.miner, &open.day, &open.service))
-                .or_default(),
-        ] {
-            scope.reserved = scope.reserved.saturating_sub(open.reserved);
-            scope.charged = scope.charged.saturating_add(charged);
-            scope.touched_at_ms = now_ms;
+        if generation == self.generation {
+            for scope in [
+                self.runs
+                    .entry(run_key(&open.run_id, &open.service))
+                    .or_default(),
+                self.days
+                    .entry(day_key(&open.miner, &open.day, &open.service))
+                    .or_default(),
+            ] {
+                scope.reserved = scope.reserved.saturating_sub(open.reserved);
+                scope.charged = scope.charged.saturating_add(charged);
+                scope.touched_at_ms = now_ms;
+            }
         }
         Some(Closed {
             id,
@@ -185,7 +356,7 @@ impl Books {
         let mut ids: Vec<i64> = self
             .open
             .iter()
-            .filter(|(_, open)| open.created_at_ms <= cutoff_ms)
+            .filter(|(_, held)| held.open.created_at_ms <= cutoff_ms)
             .map(|(id, _)| *id)
             .collect();
         ids.sort_unstable();
@@ -193,12 +364,15 @@ impl Books {
     }
 
     /// Forgets the run scopes untouched since `cutoff_ms` with nothing
-    /// open (their runs' tokens have expired, see the module docs of the
-    /// ledger); returns how many.
+    /// open and nothing left in their slice (their runs' tokens have
+    /// expired, see the module docs of the ledger); returns how many.
     pub fn forget_idle_runs(&mut self, cutoff_ms: i64) -> usize {
         let before = self.runs.len();
-        self.runs
-            .retain(|_, scope| scope.touched_at_ms > cutoff_ms || scope.reserved != 0);
+        self.runs.retain(|_, scope| {
+            scope.touched_at_ms > cutoff_ms
+                || scope.reserved != 0
+                || scope.granted > scope.committed()
+        });
         before - self.runs.len()
     }
 
@@ -240,11 +414,11 @@ mod tests {
         let refused = books.reserve(open("r", 401, 2), 1000, 5000).unwrap_err();
         assert_eq!(
             refused,
-            Refused {
+            Decline::Refused(Refused {
                 scope: BudgetScope::Run,
                 cap: 1000,
                 committed: 600
-            }
+            })
         );
         // Settling 250 of 600 frees 350: 250 + 401 fits now.
         let closed = books
@@ -256,8 +430,14 @@ mod tests {
         let refused = books
             .reserve(open("other", 4000, 5), 4000, 4600)
             .unwrap_err();
-        assert_eq!(refused.scope, BudgetScope::MinerDay);
-        assert_eq!(refused.committed, 651);
+        assert_eq!(
+            refused,
+            Decline::Refused(Refused {
+                scope: BudgetScope::MinerDay,
+                cap: 4600,
+                committed: 651
+            })
+        );
     }
 
     #[test]
@@ -288,5 +468,62 @@ mod tests {
         assert!(runs.contains_key(&run_key("busy", "s")));
         assert_eq!(days.len(), 1, "days are kept");
         assert_eq!(books.open_since_before(1), vec![2]);
+    }
+
+    #[test]
+    fn sliced_books_decline_beyond_their_slices_and_hand_back_idle_surplus() {
+        let mut books = Books::sliced(7);
+        let short = books.reserve(open("r", 300, 1), 1000, 5000).unwrap_err();
+        assert_eq!(
+            short,
+            Decline::Short(Shortfall {
+                run: 300,
+                day: 300,
+                generation: 0
+            })
+        );
+        let (run, day) = (run_key("r", "s"), day_key("m", "2026-11-21", "s"));
+        books.add_granted(run.clone(), day.clone(), 400, 2000, 0);
+        let id = books.reserve(open("r", 300, 1), 1000, 5000).unwrap();
+        assert_eq!(id, 7 << 40, "ids start where the instance's do");
+        // 300 + 200 > the run's slice of 400: short by 100 on the run only.
+        let short = books.reserve(open("r", 200, 2), 1000, 5000).unwrap_err();
+        assert!(matches!(short, Decline::Short(s) if (s.run, s.day) == (100, 0)));
+        // A cap still refuses before any slice is asked for.
+        let refused = books.reserve(open("r", 800, 2), 1000, 5000).unwrap_err();
+        assert!(matches!(refused, Decline::Refused(r) if r.scope == BudgetScope::Run));
+        assert_eq!(books.unused(ScopeKind::Day, &day), 1700);
+        books.close(id, ReservationState::Settled, 120, false, 3);
+        // Untouched since 3: both slices shrink to the 120 charged.
+        let mut surplus = books.take_idle_surplus(3);
+        surplus.sort_by_key(|s| s.micros);
+        assert_eq!(
+            surplus,
+            vec![
+                Surplus {
+                    kind: ScopeKind::Run,
+                    key: run.clone(),
+                    micros: 280
+                },
+                Surplus {
+                    kind: ScopeKind::Day,
+                    key: day.clone(),
+                    micros: 1880
+                },
+            ]
+        );
+        assert!(books.take_idle_surplus(3).is_empty());
+        // A grant computed before a reset is not added after it, and an
+        // old reservation closes without touching the new scopes.
+        let old = books.reserve(open("q", 0, 4), 1000, 5000).unwrap();
+        books.reset(8);
+        books.add_granted(run.clone(), day, 500, 500, 0);
+        assert_eq!(books.unused(ScopeKind::Run, &run), 0);
+        assert!(
+            books
+                .close(old, ReservationState::Released, 0, false, 5)
+                .is_some()
+        );
+        assert!(books.scopes().0.is_empty());
     }
 }

@@ -13,6 +13,16 @@ pub enum LedgerError {
     /// The database could not be opened or its schema brought up to date.
     #[error("cannot open the database of the spend ledger")]
     Open(#[from] OpenError),
+    /// The shared ledger's PostgreSQL database could not be reached or
+    /// brought up to date.
+    #[error("cannot open the shared spend ledger at {url}")]
+    Connect {
+        /// The database's URL, its password replaced by `***`.
+        url: String,
+        /// Why.
+        #[source]
+        source: OpenError,
+    },
     /// The reservation does not fit under a cap; nothing was reserved.
     #[error(
         "budget exceeded ({scope} cap): cap {cap_usd} USD, committed {committed_usd} USD, \
@@ -66,6 +76,19 @@ pub enum LedgerError {
     /// refuses reservations until it can.
     #[error("the ledger cannot write its file and refuses reservations until it can")]
     Unavailable(#[source] Arc<DatabaseError>),
+    /// This gateway's lease on the shared ledger ran out (it could not
+    /// reach the database for longer than the lease) and its slices of the
+    /// caps were taken back; the reservation was refused. The gateway goes
+    /// on as a new instance with slices of its own.
+    #[error(
+        "the gateway's lease on the shared ledger ran out and its budget slices were taken \
+         back; refused, try again"
+    )]
+    LeaseLost,
+    /// Other gateways kept taking the budget this reservation was granted
+    /// before it could use it; nothing was reserved.
+    #[error("the budget is contended by other gateways; refused, try again")]
+    Contended,
     /// The ledger was closed.
     #[error("the ledger is closed")]
     Closed,

@@ -1,7 +1,9 @@
 //! The ledger's journal: one task that writes what the books decided to the
-//! SQLite file, in order, many operations per transaction. Owns the SQL of
-//! those writes; decides nothing.
+//! database, in order, many operations per transaction, through a
+//! [`Sink`]: the SQLite file's (here, which owns the SQL of those writes)
+//! or a shared ledger's (`shared/journal.rs`). Decides nothing.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -11,13 +13,39 @@ use tokio::sync::{mpsc, oneshot};
 use sooth_migrations::DatabaseError;
 
 use super::LedgerError;
-use super::books::{Closed, Open};
+use super::books::{Closed, Open, Surplus};
 
 /// One decision of the books, to be written.
 #[derive(Debug)]
 pub(super) enum Write {
-    Reserve { id: i64, open: Open },
+    /// A new reservation; `recorded`, when given, is told once it is
+    /// committed or failed to be.
+    Reserve {
+        id: i64,
+        open: Open,
+        recorded: Option<oneshot::Sender<Result<(), Failed>>>,
+    },
     Close(Closed),
+    /// A shared ledger hands back what a slice held beyond its use.
+    GiveBack(Surplus),
+    /// A shared ledger renews its lease (every batch does; this makes a
+    /// batch when there is nothing else to write).
+    Heartbeat,
+}
+
+/// Where the journal writes.
+pub(super) trait Sink: Send + 'static {
+    /// Whether a failed batch drops its reservations (telling those who
+    /// wait for them) rather than trying them again: a shared ledger records
+    /// each reservation before its call is made, and one that could not be
+    /// recorded is refused. A transaction that failed wrote none of them.
+    const DROPS_FAILED_RESERVATIONS: bool;
+
+    /// Writes `writes` in one transaction.
+    fn commit(&mut self, writes: &[Write]) -> impl Future<Output = Result<(), Failed>> + Send;
+
+    /// Whether the database was closed (the journal then stops trying).
+    fn is_closed(&self) -> bool;
 }
 
 /// What the journal's task is sent.
@@ -49,7 +77,7 @@ INSERT INTO gateway_reservations
   (id, run_id, miner, service, day, state, reserved_micros, created_at_ms)
 VALUES ($1, $2, $3, $4, $5, 'open', $6, $7)";
 
-const CLOSE_SQL: &str = "\
+pub(super) const CLOSE_SQL: &str = "\
 UPDATE gateway_reservations
    SET state = $2, charged_micros = $3, overrun_micros = $4, estimated = $5, closed_at_ms = $6
  WHERE id = $1 AND state = 'open'";
@@ -66,6 +94,10 @@ pub(super) enum Failed {
     /// missing. Says what disagrees.
     #[error("{0}")]
     Inconsistent(String),
+    /// A shared ledger's lease ran out and its slices were taken back: it
+    /// may record nothing more as the instance it was.
+    #[error("the gateway's lease on the shared ledger ran out")]
+    LeaseLost,
 }
 
 /// How the ledger's triggers begin the message of a write they refuse
@@ -90,6 +122,7 @@ impl From<Failed> for LedgerError {
         match failed {
             Failed::Database(error) => Self::Unavailable(error),
             Failed::Inconsistent(what) => Self::Inconsistent(what),
+            Failed::LeaseLost => Self::LeaseLost,
         }
     }
 }
@@ -109,17 +142,21 @@ fn set_failure(failure: &Failure, value: Option<Failed>) {
     *failure.lock().unwrap_or_else(PoisonError::into_inner) = value;
 }
 
-/// Starts the journal's task on `pool` (the ledger's one writer
-/// connection). It ends when every sender is dropped and all that was sent
-/// is written.
-pub(super) fn spawn(pool: SqlitePool, failure: Failure) -> mpsc::UnboundedSender<Command> {
+/// Starts the journal's task writing to `sink`, letting operations gather
+/// for `linger` after the first of a batch. It ends when every sender is
+/// dropped and all that was sent is written.
+pub(super) fn spawn<S: Sink>(
+    mut sink: S,
+    failure: Failure,
+    linger: Duration,
+) -> mpsc::UnboundedSender<Command> {
     let (sender, mut receiver) = mpsc::unbounded_channel::<Command>();
     tokio::spawn(async move {
         let mut batch = Vec::new();
         while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
             let flush_waiting = batch.iter().any(|c| matches!(c, Command::Flush(_)));
-            if !flush_waiting && batch.len() < MAX_BATCH {
-                tokio::time::sleep(LINGER).await;
+            if !flush_waiting && batch.len() < MAX_BATCH && !linger.is_zero() {
+                tokio::time::sleep(linger).await;
                 while batch.len() < MAX_BATCH {
                     match receiver.try_recv() {
                         Ok(command) => batch.push(command),
@@ -137,9 +174,10 @@ pub(super) fn spawn(pool: SqlitePool, failure: Failure) -> mpsc::UnboundedSender
             }
             let mut wait = FIRST_RETRY_WAIT;
             loop {
-                match commit(&pool, &writes).await {
+                match sink.commit(&writes).await {
                     Ok(()) => {
                         set_failure(&failure, None);
+                        tell_recorded(&mut writes, |_| Ok(()));
                         for done in flushes.drain(..) {
                             let _ = done.send(Ok(()));
                         }
@@ -154,7 +192,11 @@ pub(super) fn spawn(pool: SqlitePool, failure: Failure) -> mpsc::UnboundedSender
                         for done in flushes.drain(..) {
                             let _ = done.send(Err(error.clone()));
                         }
-                        if pool.is_closed() {
+                        if S::DROPS_FAILED_RESERVATIONS {
+                            tell_recorded(&mut writes, |_| Err(error.clone()));
+                            writes.retain(|write| !matches!(write, Write::Reserve { .. }));
+                        }
+                        if sink.is_closed() {
                             return;
                         }
                         tokio::time::sleep(wait).await;
@@ -167,6 +209,32 @@ pub(super) fn spawn(pool: SqlitePool, failure: Failure) -> mpsc::UnboundedSender
     sender
 }
 
+/// Tells every reservation's waiter in `writes` what `outcome` says.
+fn tell_recorded(writes: &mut [Write], outcome: impl Fn(i64) -> Result<(), Failed>) {
+    for write in writes {
+        if let Write::Reserve { id, recorded, .. } = write
+            && let Some(recorded) = recorded.take()
+        {
+            let _ = recorded.send(outcome(*id));
+        }
+    }
+}
+
+/// The SQLite file's journal: the ledger's one writer connection.
+pub(super) struct FileSink(pub SqlitePool);
+
+impl Sink for FileSink {
+    const DROPS_FAILED_RESERVATIONS: bool = false;
+
+    async fn commit(&mut self, writes: &[Write]) -> Result<(), Failed> {
+        commit(&self.0, writes).await
+    }
+
+    fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+}
+
 async fn commit(pool: &SqlitePool, writes: &[Write]) -> Result<(), Failed> {
     if writes.is_empty() {
         return Ok(());
@@ -174,7 +242,7 @@ async fn commit(pool: &SqlitePool, writes: &[Write]) -> Result<(), Failed> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     for write in writes {
         match write {
-            Write::Reserve { id, open } => {
+            Write::Reserve { id, open, .. } => {
                 sqlx::query(INSERT_SQL)
                     .bind(id)
                     .bind(&open.run_id)
@@ -197,15 +265,18 @@ async fn commit(pool: &SqlitePool, writes: &[Write]) -> Result<(), Failed> {
                     .execute(&mut *tx)
                     .await?;
                 if done.rows_affected() != 1 {
-                    // The file says this reservation is not open, the books
-                    // say it was: someone else wrote the file.
-                    return Err(Failed::Inconsistent(format!(
-                        "reservation {} is not open in the file",
-                        closed.id
-                    )));
+                    return Err(not_open(closed.id));
                 }
             }
+            // A file's ledger holds no slices and no lease.
+            Write::GiveBack(_) | Write::Heartbeat => {}
         }
     }
     Ok(tx.commit().await?)
+}
+
+/// The database says reservation `id` is not open, the books say it was:
+/// someone else wrote the database.
+pub(super) fn not_open(id: i64) -> Failed {
+    Failed::Inconsistent(format!("reservation {id} is not open in the file"))
 }

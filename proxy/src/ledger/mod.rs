@@ -66,6 +66,13 @@
 //! If the journal cannot write (a full or read-only disk), it keeps trying,
 //! and the ledger refuses new reservations ([`LedgerError::Unavailable`])
 //! until it can: nothing is spent that could not be recorded.
+//!
+//! # Shared ledgers
+//!
+//! Several gateways share one ledger in PostgreSQL
+//! ([`Ledger::open_shared`]); how they keep the caps between them is told
+//! in `shared/mod.rs`. Their books are the same, limited to the slices of
+//! each cap that the database granted them.
 
 /// What the ledger reports and checks.
 mod audit;
@@ -81,6 +88,8 @@ mod journal;
 mod money;
 /// Opening a ledger on its file.
 mod open;
+/// Gateways sharing one ledger in PostgreSQL.
+mod shared;
 /// Reservations, charges, states and options.
 mod types;
 
@@ -93,13 +102,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::background::BackgroundTask;
 use crate::error_chain::Chain;
-use books::{Books, Closed, Open, Refused, Scope, day_key};
+use books::{Books, Closed, Decline, Open, Refused, Scope, day_key};
 use day::check_day;
 pub use day::{utc_day, utc_today};
 pub use error::LedgerError;
 use journal::{Command, Failure, Write};
 pub use money::MAX_USD;
 use money::{MICROS_PER_USD, micros_to_usd, usd_to_micros_down, usd_to_micros_up};
+pub use shared::SharedLedgerOptions;
 pub use types::{BudgetScope, Charge, LedgerOptions, Reservation, ReservationId, ReservationState};
 
 /// The persistent spend ledger. Cheap to clone (the clones share the books
@@ -111,16 +121,32 @@ pub struct Ledger {
 
 #[derive(Debug)]
 struct Inner {
-    books: Mutex<Books>,
+    /// Shared with a shared ledger's journal, which resets them when the
+    /// gateway's lease was lost.
+    books: Arc<Mutex<Books>>,
     journal: mpsc::UnboundedSender<Command>,
     /// Set while the journal cannot write; reservations are refused then.
     failure: Failure,
+    /// Whether `reserve` and the closings wait for their commit.
+    wait_for_commit: bool,
+    store: Store,
+}
+
+/// Where the ledger's books are kept.
+#[derive(Debug)]
+enum Store {
+    /// A SQLite file of its own.
+    File(FileStore),
+    /// PostgreSQL, shared with other gateways.
+    Shared(shared::SharedStore),
+}
+
+#[derive(Debug)]
+struct FileStore {
     /// The one connection the journal writes with (and lazy loads read).
     writer: SqlitePool,
     /// Queries. For an in-memory ledger, the writer pool itself.
     reader: SqlitePool,
-    /// Whether `reserve` and the closings wait for their commit.
-    wait_for_commit: bool,
     /// Days before this one were not loaded at open (`YYYY-MM-DD`).
     loaded_from_day: String,
     /// The exclusive lock on the file, released by `close` or the last drop.
@@ -148,12 +174,17 @@ impl Ledger {
         if let Err(error) = self.flush().await {
             tracing::error!(error = %Chain(&error), "ledger: closing with writes that could not be made");
         }
-        if let Some(checkpointer) = &self.inner.checkpointer {
-            checkpointer.0.abort();
+        match &self.inner.store {
+            Store::File(file) => {
+                if let Some(checkpointer) = &file.checkpointer {
+                    checkpointer.0.abort();
+                }
+                file.reader.close().await;
+                file.writer.close().await;
+                drop(lock(&file.file_lock).take());
+            }
+            Store::Shared(shared) => shared.close(&self.inner.books).await,
         }
-        self.inner.reader.close().await;
-        self.inner.writer.close().await;
-        drop(lock(&self.inner.file_lock).take());
     }
 
     /// Waits until everything decided so far is in the file.
@@ -207,33 +238,63 @@ impl Ledger {
             reserved: amount,
             created_at_ms: now,
         };
-        let decided = {
-            let mut books = lock(&self.inner.books);
-            books.forget_idle_runs_now_and_then(now, RUN_MEMORY_MS);
-            books.reserve(open.clone(), run_cap, day_cap)
-        };
-        let id = match decided {
-            Ok(id) => id,
-            Err(Refused {
-                scope,
-                cap,
-                committed,
-            }) => {
-                tracing::debug!(
-                    run_id = %open.run_id, service = %open.service, %scope,
-                    cap_micros = cap, committed_micros = committed, requested_micros = amount,
-                    "ledger: budget exceeded"
-                );
-                return Err(LedgerError::BudgetExceeded {
-                    scope,
-                    cap_usd: micros_to_usd(cap),
-                    committed_usd: micros_to_usd(committed),
-                    requested_usd: micros_to_usd(amount),
-                });
+        let mut grants = 0;
+        let id = loop {
+            let decided = {
+                let mut books = lock(&self.inner.books);
+                books.forget_idle_runs_now_and_then(now, RUN_MEMORY_MS);
+                books.reserve(open.clone(), run_cap, day_cap)
+            };
+            match decided {
+                Ok(id) => break id,
+                Err(Decline::Refused(refused)) => return Err(budget_exceeded(&open, refused)),
+                Err(Decline::Short(shortfall)) => {
+                    let Store::Shared(shared) = &self.inner.store else {
+                        return Err(LedgerError::Inconsistent(
+                            "a file's books declined for want of a slice".into(),
+                        ));
+                    };
+                    // Each grant covers the shortfall it saw; others may
+                    // spend it first, but only so many times in a row.
+                    grants += 1;
+                    if grants > shared::MAX_GRANTS_PER_RESERVATION {
+                        return Err(LedgerError::Contended);
+                    }
+                    shared
+                        .grow(&self.inner, &open, shortfall, run_cap, day_cap)
+                        .await?;
+                }
             }
         };
-        self.write(Write::Reserve { id, open }).await?;
+        if matches!(self.inner.store, Store::Shared(_)) {
+            return self.record_before_use(id, open).await;
+        }
+        self.write(Write::Reserve {
+            id,
+            open,
+            recorded: None,
+        })
+        .await?;
         Ok(ReservationId(id))
+    }
+
+    /// Waits until the reservation is in the shared ledger: what a gateway
+    /// gives up when it stops must include every call it made. One that
+    /// cannot be recorded is taken back from the books and refused.
+    async fn record_before_use(&self, id: i64, open: Open) -> Result<ReservationId, LedgerError> {
+        let (recorded, wait) = oneshot::channel();
+        self.send(Write::Reserve {
+            id,
+            open,
+            recorded: Some(recorded),
+        })?;
+        let outcome = match wait.await {
+            Ok(Ok(())) => return Ok(ReservationId(id)),
+            Ok(Err(failed)) => failed.into(),
+            Err(_) => LedgerError::Closed,
+        };
+        lock(&self.inner.books).close(id, ReservationState::Released, 0, false, now_ms());
+        Err(outcome)
     }
 
     /// Turns an open reservation into a charge of `actual_usd` (rounded to
@@ -341,9 +402,13 @@ impl Ledger {
     /// before yesterday, or one not seen yet). Days stay in memory once
     /// there, so a day absent from memory has nothing unwritten.
     async fn load_day(&self, miner: &str, day: &str, service: &str) -> Result<(), LedgerError> {
+        // A shared ledger's books hold only what this gateway committed.
+        let Store::File(file) = &self.inner.store else {
+            return Ok(());
+        };
         // Days from the one loaded at open on are all in memory already:
         // the common case costs a comparison, not a key.
-        if day >= self.inner.loaded_from_day.as_str() {
+        if day >= file.loaded_from_day.as_str() {
             return Ok(());
         }
         let key = day_key(miner, day, service);
@@ -354,7 +419,7 @@ impl Ledger {
             .bind(miner)
             .bind(day)
             .bind(service)
-            .fetch_optional(&self.inner.writer)
+            .fetch_optional(&file.writer)
             .await?;
         let scope = match row {
             Some(row) => scope_from(row.try_get(0)?, row.try_get(1)?, now_ms()),
@@ -401,10 +466,20 @@ impl Ledger {
         if let Err(error) = self.flush().await {
             return error;
         }
-        let state: Result<Option<String>, _> = sqlx::query_scalar(STATE_BY_ID_SQL)
-            .bind(id.0)
-            .fetch_optional(&self.inner.reader)
-            .await;
+        let state: Result<Option<String>, _> = match &self.inner.store {
+            Store::File(file) => {
+                sqlx::query_scalar(STATE_BY_ID_SQL)
+                    .bind(id.0)
+                    .fetch_optional(&file.reader)
+                    .await
+            }
+            Store::Shared(shared) => {
+                sqlx::query_scalar(STATE_BY_ID_SQL)
+                    .bind(id.0)
+                    .fetch_optional(shared.pool())
+                    .await
+            }
+        };
         match state {
             Ok(None) => LedgerError::UnknownReservation(id),
             Ok(Some(state)) => match parse_state(&state) {
@@ -421,6 +496,26 @@ fn scope_from(reserved: i64, charged: i64, now: i64) -> Scope {
         reserved,
         charged,
         touched_at_ms: now,
+        granted: 0,
+    }
+}
+
+fn budget_exceeded(open: &Open, refused: Refused) -> LedgerError {
+    let Refused {
+        scope,
+        cap,
+        committed,
+    } = refused;
+    tracing::debug!(
+        run_id = %open.run_id, service = %open.service, %scope,
+        cap_micros = cap, committed_micros = committed, requested_micros = open.reserved,
+        "ledger: budget exceeded"
+    );
+    LedgerError::BudgetExceeded {
+        scope,
+        cap_usd: micros_to_usd(cap),
+        committed_usd: micros_to_usd(committed),
+        requested_usd: micros_to_usd(open.reserved),
     }
 }
 

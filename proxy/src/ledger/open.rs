@@ -10,9 +10,10 @@ use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 
 use super::books::{Books, Open, day_key, run_key};
-use super::journal::{self, Failure};
+use super::journal::{self, Failure, FileSink, LINGER};
 use super::{
-    Inner, Ledger, LedgerError, LedgerOptions, RUN_MEMORY_MS, now_ms, scope_from, utc_day,
+    FileStore, Inner, Ledger, LedgerError, LedgerOptions, RUN_MEMORY_MS, Store, now_ms, scope_from,
+    utc_day,
 };
 use crate::background::{BackgroundTask, FirstRun, spawn_periodic};
 
@@ -138,18 +139,20 @@ impl Ledger {
             books.load_day(key, scope_from(row.try_get(3)?, row.try_get(4)?, now));
         }
         let failure = Failure::default();
-        let journal = journal::spawn(writer.clone(), failure.clone());
+        let journal = journal::spawn(FileSink(writer.clone()), failure.clone(), LINGER);
         Ok(Self {
             inner: Arc::new(Inner {
-                books: Mutex::new(books),
+                books: Arc::new(Mutex::new(books)),
                 journal,
                 failure,
-                writer,
-                reader,
                 wait_for_commit,
-                loaded_from_day,
-                file_lock: Mutex::new(file_lock),
-                checkpointer,
+                store: Store::File(FileStore {
+                    writer,
+                    reader,
+                    loaded_from_day,
+                    file_lock: Mutex::new(file_lock),
+                    checkpointer,
+                }),
             }),
         })
     }

@@ -629,8 +629,11 @@ async fn check_consistency_detects_tampered_totals() {
             .unwrap_err(),
         LedgerError::Inconsistent(_)
     ));
+    let super::Store::File(file) = &ledger.inner.store else {
+        unreachable!("a file's ledger")
+    };
     let state: String = sqlx::query_scalar("SELECT state FROM gateway_reservations")
-        .fetch_one(&ledger.inner.reader)
+        .fetch_one(&file.reader)
         .await
         .unwrap();
     assert_eq!(state, "open");
