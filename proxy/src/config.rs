@@ -151,6 +151,18 @@ pub struct ProxyConfig {
     /// otherwise a journal writes them within milliseconds. Default false.
     #[serde(default)]
     pub durable_ledger: bool,
+    /// A PostgreSQL URL (`postgres://...`): share the spend ledger with the
+    /// other gateways configured with it, so that the per-run and per-miner
+    /// caps hold across all of them. The response cache and linked keys
+    /// stay in `data_dir`. Unset (the default): the ledger is
+    /// `data_dir/gateway.sqlite`, this gateway's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    /// With `database_url`: how long this gateway's slices of the caps stay
+    /// its own without a word from it (a gateway that dies holds them that
+    /// long), seconds, 1 to 3600. Default 10.
+    #[serde(default = "default_ledger_lease_secs")]
+    pub ledger_lease_secs: u64,
     /// The service `POST /v1/chat` goes to.
     pub default_chat_service: String,
     /// The service `POST /v1/search` goes to.
@@ -161,6 +173,9 @@ pub struct ProxyConfig {
 
 fn default_listen() -> String {
     "127.0.0.1:8700".into()
+}
+fn default_ledger_lease_secs() -> u64 {
+    10
 }
 fn default_max_body() -> usize {
     256 << 10
@@ -234,6 +249,20 @@ impl ProxyConfig {
     /// first bad value.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if let Some(url) = &self.database_url
+            && sooth_migrations::Engine::of_url(url) != Some(sooth_migrations::Engine::Postgres)
+        {
+            return invalid(format!(
+                "database_url must be a PostgreSQL URL (postgres://...), not {:?}",
+                sooth_migrations::redacted_url(url)
+            ));
+        }
+        if !(1..=3600).contains(&self.ledger_lease_secs) {
+            return invalid(format!(
+                "ledger_lease_secs must be 1 to 3600, not {}",
+                self.ledger_lease_secs
+            ));
+        }
         for (name, wanted) in [
             ("default_chat_service", &self.default_chat_service),
             ("default_search_service", &self.default_search_service),

@@ -5,13 +5,14 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
 use sooth_protocol::{RequestSigner, load_or_create_signing_key, parse_public_key};
 
 use crate::cache::ResponseCache;
 use crate::config::ProxyConfig;
-use crate::ledger::{Ledger, LedgerOptions};
+use crate::ledger::{Ledger, LedgerOptions, SharedLedgerOptions};
 use crate::linked_keys::{ApiKey, DEFAULT_RELOAD_INTERVAL, LinkedKeyError, LinkedKeys};
 use crate::server::{GatewayState, RunningGateway, StartError};
 
@@ -109,11 +110,26 @@ async fn start(
         durable: config.durable_ledger,
         ..LedgerOptions::default()
     };
-    let ledger = Ledger::open_with(&database, &ledger_options).await?;
-    // Reservations a crash left open count against the caps until no run
-    // that made them can still be going.
-    let max_run = sooth_protocol::MAX_TOKEN_LIFETIME_SECS.unsigned_abs();
-    ledger.release_stale(max_run).await?;
+    let ledger = match &config.database_url {
+        None => {
+            let ledger = Ledger::open_with(&database, &ledger_options).await?;
+            // Reservations a crash left open count against the caps until
+            // no run that made them can still be going.
+            let max_run = sooth_protocol::MAX_TOKEN_LIFETIME_SECS.unsigned_abs();
+            ledger.release_stale(max_run).await?;
+            ledger
+        }
+        // A shared ledger's instance is new: a crashed one's reservations
+        // are settled by its lease.
+        Some(url) => {
+            let options = SharedLedgerOptions {
+                lease: Duration::from_secs(config.ledger_lease_secs),
+                durable: config.durable_ledger,
+                ..SharedLedgerOptions::default()
+            };
+            Ledger::open_shared(url, &options).await?
+        }
+    };
     let cache = ResponseCache::open(&database).await?;
     let linked = match own_keys_of {
         None => LinkedKeys::open(&database, Some(DEFAULT_RELOAD_INTERVAL)).await?,

@@ -31,10 +31,14 @@
 //! | `worker_runs` | gauge | `worker`, `kind`: `claimed`, `completed`, `expired` |
 //! | `worker_leases` | gauge | `worker` |
 //! | `run_queue_items` | gauge | `state`: `waiting`, `leased` |
+//! | `gateway_calls` | gauge | `gateway` (`host#instance`), `kind`: `reserved`, `refused` |
+//! | `gateway_instance_charged_micro_usd` | gauge | `gateway` |
+//! | `gateway_instance_live` | gauge (1 live, 0 closed or fenced) | `gateway` |
 //!
 //! Every label value comes from a closed list (or, for `service`, from the gateway's
 //! configuration through its ledger; for `worker`, from the operator's workers, the
-//! [`MAX_WORKERS_SHOWN`] seen last), so no caller can grow the exposition without bound: a
+//! [`MAX_WORKERS_SHOWN`] seen last; for `gateway`, the gateways sharing the ledger, the
+//! [`MAX_GATEWAYS_SHOWN`](crate::store::metrics_queries::MAX_GATEWAYS_SHOWN) newest), so no caller can grow the exposition without bound: a
 //! status word the validator does not know is counted as `other`.
 //!
 //! It must not decide anything nor write to the store.
@@ -113,6 +117,19 @@ struct OutcomeLabels {
 struct WorkerLabels {
     worker: String,
     kind: &'static str,
+}
+
+/// Labels of a gateway's counts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GatewayLabels {
+    gateway: String,
+    kind: &'static str,
+}
+
+/// Labels of one gateway's gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GatewayOnlyLabels {
+    gateway: String,
 }
 
 /// Labels of a worker's leases.
@@ -510,6 +527,44 @@ impl ValidatorMetrics {
             "run_queue_items",
             "Runs handed to the runner workers, waiting for one or held under a lease",
             run_queue,
+        );
+        let calls = Family::<GatewayLabels, Gauge<u64, AtomicU64>>::default();
+        let instance_charged = Family::<GatewayOnlyLabels, Gauge<u64, AtomicU64>>::default();
+        let live = Family::<GatewayOnlyLabels, Gauge<u64, AtomicU64>>::default();
+        for gateway in &gauges.gateways {
+            let name = format!("{}#{}", gateway.host, gateway.id);
+            for (kind, count) in [
+                ("reserved", gateway.reservations),
+                ("refused", gateway.refusals),
+            ] {
+                calls
+                    .get_or_create(&GatewayLabels {
+                        gateway: name.clone(),
+                        kind,
+                    })
+                    .set(count);
+            }
+            let only = GatewayOnlyLabels { gateway: name };
+            instance_charged
+                .get_or_create(&only)
+                .set(gateway.charged_micros);
+            live.get_or_create(&only)
+                .set(u64::from(gateway.state == "live"));
+        }
+        registry.register(
+            "gateway_calls",
+            "Calls each gateway sharing the ledger reserved, and the grants it was refused",
+            calls,
+        );
+        registry.register(
+            "gateway_instance_charged_micro_usd",
+            "Micro-dollars each gateway sharing the ledger charged",
+            instance_charged,
+        );
+        registry.register(
+            "gateway_instance_live",
+            "1 for a gateway sharing the ledger that is live, 0 once closed or fenced",
+            live,
         );
         registry.register(
             "gateway_charged_micro_usd",

@@ -857,3 +857,63 @@ async fn the_runner_workers_report_through_the_store_to_the_schedulers_metrics()
         [("leased".to_owned(), 2.0), ("waiting".to_owned(), 2.0)]
     );
 }
+
+/// The gateways sharing the ledger in the store's database report through it: each one's
+/// calls reserved and refused, its charges and whether it is live, for the newest 64 only.
+#[tokio::test]
+async fn the_gateways_sharing_the_ledger_report_the_newest_64_through_the_store() {
+    let (_dir, store, side) = file_store().await;
+    for id in 1..=70 {
+        let state = if id == 70 { "fenced" } else { "live" };
+        execute(
+            &side,
+            &format!(
+                "INSERT INTO gateway_instances
+                   (host, started_at_ms, lease_until_ms, state, reservations, refusals,
+                    charged_micros)
+                 VALUES ('gw', {id}, 0, '{state}', {}, {}, {})",
+                id * 10,
+                id % 3,
+                id * 1000
+            ),
+        )
+        .await;
+    }
+    let metrics = Arc::new(ValidatorMetrics::new());
+    let scraped = exposition(&store, &metrics).await;
+    let live = scraped.by_label("sooth_validator_gateway_instance_live", "gateway");
+    assert_eq!(live.len(), 64, "only the newest 64 are shown");
+    assert!(
+        live.iter().all(|(name, _)| name != "gw#6"),
+        "gw#6 is among the oldest"
+    );
+    assert_eq!(
+        scraped.get(
+            "sooth_validator_gateway_instance_live",
+            &[("gateway", "gw#70")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        scraped.get(
+            "sooth_validator_gateway_instance_live",
+            &[("gateway", "gw#7")]
+        ),
+        1.0
+    );
+    let calls = |gateway: &str, kind: &str| {
+        scraped.get(
+            "sooth_validator_gateway_calls",
+            &[("gateway", gateway), ("kind", kind)],
+        )
+    };
+    assert_eq!(calls("gw#69", "reserved"), 690.0);
+    assert_eq!(calls("gw#68", "refused"), 2.0);
+    assert_eq!(
+        scraped.get(
+            "sooth_validator_gateway_instance_charged_micro_usd",
+            &[("gateway", "gw#65")]
+        ),
+        65_000.0
+    );
+}

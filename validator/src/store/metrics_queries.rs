@@ -17,9 +17,13 @@
 //!   and service (not per request or run): about 190,000 rows a year at 256 slots and two
 //!   services.
 //!
-//! The last one is the store's only read of a gateway table: read-only, of the ledger's totals
-//! whose schema is `migrations/sqlite/0001_gateway_ledger.sql`. When the gateway keeps its
-//! ledger in another file, the table is empty here and no service has a charge.
+//! - the gateways sharing the ledger: the [`MAX_GATEWAYS_SHOWN`] newest rows of
+//!   `gateway_instances` (one per gateway process started), by its primary key.
+//!
+//! The last two are the store's only reads of gateway tables: read-only, of the ledger's totals
+//! and instances whose schemas are `migrations/sqlite/0001_gateway_ledger.sql` and
+//! `0011_gateway_shared_ledger.sql`. When the gateway keeps its ledger in another database, the
+//! tables are empty here and no service has a charge.
 //!
 //! All of it is read in one read transaction, so a scrape sees one consistent state.
 
@@ -48,8 +52,30 @@ const VERSIONS_BY_STATUS: &str =
 const QUEUE_BY_STATE: &str = "SELECT state, count(*) AS n FROM validator_verifications \
                               WHERE state IN ('queued', 'verifying') GROUP BY state";
 const LAST_WEIGHTS: &str = "SELECT max(computed_at_ms) FROM validator_weights_history";
+const GATEWAY_INSTANCES: &str = "SELECT id, host, state, reservations, refusals, charged_micros \
+                                   FROM gateway_instances ORDER BY id DESC LIMIT 64";
 const GATEWAY_SPEND: &str = "SELECT service, CAST(sum(charged_micros) AS BIGINT) AS charged \
                                FROM gateway_miner_day_totals GROUP BY service";
+
+/// How many gateway instances `/metrics` shows: the newest.
+pub const MAX_GATEWAYS_SHOWN: usize = 64;
+
+/// A gateway process sharing the ledger, as `/metrics` reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GatewayInstanceRecord {
+    /// Its instance number.
+    pub id: i64,
+    /// The host it said it runs on.
+    pub host: String,
+    /// `live`, `closed` or `fenced`.
+    pub state: String,
+    /// Reservations it recorded.
+    pub reservations: u64,
+    /// Grants the ledger refused it (a cap was reached).
+    pub refusals: u64,
+    /// Micro-dollars it charged.
+    pub charged_micros: u64,
+}
 
 /// What the store holds at one instant, as `/metrics` reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -75,6 +101,8 @@ pub struct MetricsGauges {
     pub workers: Vec<WorkerRecord>,
     /// The runs queued for the workers.
     pub run_queue: QueueCounts,
+    /// The gateways sharing the ledger in this database, newest first.
+    pub gateways: Vec<GatewayInstanceRecord>,
 }
 
 impl Store {
@@ -136,6 +164,18 @@ impl Store {
             let charged = count(row.try_get("charged")?, "gateway charges")?;
             gateway_charged_micros.insert(service, charged);
         }
+        debug_assert!(GATEWAY_INSTANCES.ends_with(&MAX_GATEWAYS_SHOWN.to_string()));
+        let mut gateways = Vec::new();
+        for row in sqlx::query(GATEWAY_INSTANCES).fetch_all(&mut *read).await? {
+            gateways.push(GatewayInstanceRecord {
+                id: row.try_get("id")?,
+                host: row.try_get("host")?,
+                state: row.try_get("state")?,
+                reservations: count(row.try_get("reservations")?, "gateway reservations")?,
+                refusals: count(row.try_get("refusals")?, "gateway refusals")?,
+                charged_micros: count(row.try_get("charged_micros")?, "gateway charges")?,
+            });
+        }
         // Only reads: ending the transaction either way leaves the file as it was.
         read.commit().await?;
         let workers = self.workers().await?;
@@ -151,6 +191,7 @@ impl Store {
             gateway_charged_micros,
             workers,
             run_queue,
+            gateways,
         })
     }
 }
