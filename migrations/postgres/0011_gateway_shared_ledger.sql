@@ -13,18 +13,44 @@
 -- whose lease ran out, gives its slices up (gateway_give_up_slice): what
 -- its recorded reservations committed in the scope (open ones in full, as
 -- they may have been billed) moves to gone_micros, the rest is free again.
--- Instances record each reservation before the call it pays for is made,
--- so nothing spent is missing from what they give up.
+-- An instance records its reservations behind, but never lets what it has
+-- not recorded in a scope pass the slice's margin_micros (a 32nd of the
+-- cap): beyond it, a reservation waits for its record before its call is
+-- made. So when a dead instance's slice is given up, its records plus the
+-- margin cover everything it spent.
 
 -- Reservation ids are the instance's id times 2^40 plus a count: unique
 -- across instances without asking the database for each.
 ALTER TABLE gateway_reservations ALTER COLUMN id DROP IDENTITY;
 ALTER TABLE gateway_reservations ADD COLUMN gateway BIGINT;
 
-CREATE INDEX gateway_reservations_gateway_run
-    ON gateway_reservations (gateway, run_id, service);
-CREATE INDEX gateway_reservations_gateway_day
-    ON gateway_reservations (gateway, miner, day, service);
+-- What a shared ledger reads its reservations by: a run (the index on
+-- run_id), a miner's day, and an instance's part of either (giving a
+-- slice up), through these two with a filter on the instance.
+CREATE INDEX gateway_reservations_miner_day
+    ON gateway_reservations (miner, day, service);
+-- These serve a file's ledger reading its books back at start; a ledger
+-- in PostgreSQL is shared and never does, and every index is paid for on
+-- every call.
+DROP INDEX gateway_reservations_open;
+DROP INDEX gateway_reservations_created;
+
+-- The per-scope totals (gateway_run_totals, gateway_miner_day_totals) are
+-- kept for a gateway's own ledger only. Shared ones would be rows that
+-- every gateway's journal locks for every call of a miner, in whatever
+-- order its batch holds them: contention and deadlocks between gateways.
+-- A shared ledger's reports sum its reservations instead (by index).
+DROP TRIGGER gateway_reservation_opened ON gateway_reservations;
+CREATE TRIGGER gateway_reservation_opened
+AFTER INSERT ON gateway_reservations
+FOR EACH ROW WHEN (NEW.state = 'open' AND NEW.gateway IS NULL)
+EXECUTE FUNCTION gateway_reservation_opened();
+
+DROP TRIGGER gateway_reservation_closed ON gateway_reservations;
+CREATE TRIGGER gateway_reservation_closed
+AFTER UPDATE OF state ON gateway_reservations
+FOR EACH ROW WHEN (OLD.state = 'open' AND NEW.state <> 'open' AND NEW.gateway IS NULL)
+EXECUTE FUNCTION gateway_reservation_closed();
 
 --   state        live; closed (gave its slices up); fenced (its lease ran
 --                out and another instance gave its slices up for it: it
@@ -62,6 +88,7 @@ CREATE TABLE gateway_budget_slices (
     service        TEXT   NOT NULL COLLATE "C",
     gateway        BIGINT NOT NULL REFERENCES gateway_instances (id),
     granted_micros BIGINT NOT NULL CHECK (granted_micros >= 0),
+    margin_micros  BIGINT NOT NULL DEFAULT 0 CHECK (margin_micros >= 0),
     PRIMARY KEY (kind, subject, day, service, gateway),
     FOREIGN KEY (kind, subject, day, service) REFERENCES gateway_budget_scopes
 );
@@ -82,16 +109,24 @@ CREATE FUNCTION gateway_committed_by(
 $$ LANGUAGE sql STABLE;
 
 -- Gives instance p_gateway's slice of a scope up: what it committed there
--- stays taken (gone_micros), the rest is free. The caller holds the scope
--- row's lock, or the instance's (closing).
+-- stays taken (gone_micros), plus, when p_with_margin (it died: it may
+-- have made calls it had not recorded), the slice's margin, but never more
+-- than the slice; the rest is free.
 CREATE FUNCTION gateway_give_up_slice(
-    p_gateway BIGINT, p_kind TEXT, p_subject TEXT, p_day TEXT, p_service TEXT
+    p_gateway BIGINT, p_kind TEXT, p_subject TEXT, p_day TEXT, p_service TEXT,
+    p_with_margin BOOLEAN
 ) RETURNS VOID AS $$
 BEGIN
-    UPDATE gateway_budget_scopes
-       SET gone_micros = gone_micros
-                         + gateway_committed_by(p_gateway, p_kind, p_subject, p_day, p_service)
-     WHERE kind = p_kind AND subject = p_subject AND day = p_day AND service = p_service;
+    UPDATE gateway_budget_scopes s
+       SET gone_micros = s.gone_micros + LEAST(
+               sl.granted_micros,
+               gateway_committed_by(p_gateway, p_kind, p_subject, p_day, p_service)
+               + CASE WHEN p_with_margin THEN sl.margin_micros ELSE 0 END)
+      FROM gateway_budget_slices sl
+     WHERE s.kind = p_kind AND s.subject = p_subject AND s.day = p_day
+       AND s.service = p_service
+       AND sl.kind = p_kind AND sl.subject = p_subject AND sl.day = p_day
+       AND sl.service = p_service AND sl.gateway = p_gateway;
     DELETE FROM gateway_budget_slices
      WHERE kind = p_kind AND subject = p_subject AND day = p_day AND service = p_service
        AND gateway = p_gateway;
@@ -125,6 +160,7 @@ DECLARE
     held BIGINT;
     free BIGINT;
     lapsed BIGINT;
+    any_lapsed BOOLEAN;
 BEGIN
     PERFORM 1 FROM gateway_instances WHERE id = p_gateway AND state = 'live';
     IF NOT FOUND THEN
@@ -135,33 +171,46 @@ BEGIN
         IF needs[i] <= 0 THEN
             CONTINUE;
         END IF;
-        INSERT INTO gateway_budget_scopes (kind, subject, day, service)
+        -- Creates the scope or locks it (an update of nothing but the lock).
+        INSERT INTO gateway_budget_scopes AS s (kind, subject, day, service)
         VALUES (kinds[i], subjects[i], days[i], p_service)
-        ON CONFLICT DO NOTHING;
-        SELECT s.gone_micros INTO gone FROM gateway_budget_scopes s
-         WHERE s.kind = kinds[i] AND s.subject = subjects[i] AND s.day = days[i]
-           AND s.service = p_service
-           FOR UPDATE;
-        FOR lapsed IN
-            SELECT sl.gateway FROM gateway_budget_slices sl
-              JOIN gateway_instances g ON g.id = sl.gateway
-             WHERE sl.kind = kinds[i] AND sl.subject = subjects[i] AND sl.day = days[i]
-               AND sl.service = p_service AND sl.gateway <> p_gateway
-               AND (g.state <> 'live' OR g.lease_until_ms < now_ms)
-        LOOP
-            UPDATE gateway_instances SET state = 'fenced'
-             WHERE id = lapsed AND state = 'live' AND lease_until_ms < now_ms;
-            PERFORM 1 FROM gateway_instances WHERE id = lapsed AND state <> 'live';
-            IF FOUND THEN
-                PERFORM gateway_give_up_slice(lapsed, kinds[i], subjects[i], days[i], p_service);
-            END IF;
-        END LOOP;
-        SELECT s.gone_micros INTO gone FROM gateway_budget_scopes s
-         WHERE s.kind = kinds[i] AND s.subject = subjects[i] AND s.day = days[i]
-           AND s.service = p_service;
-        SELECT COALESCE(SUM(sl.granted_micros), 0) INTO held FROM gateway_budget_slices sl
+        ON CONFLICT (kind, subject, day, service) DO UPDATE SET gone_micros = s.gone_micros
+        RETURNING s.gone_micros INTO gone;
+        SELECT COALESCE(SUM(sl.granted_micros), 0),
+               COALESCE(bool_or(sl.gateway <> p_gateway
+                                AND (g.state <> 'live' OR g.lease_until_ms < now_ms)), FALSE)
+          INTO held, any_lapsed
+          FROM gateway_budget_slices sl
+          JOIN gateway_instances g ON g.id = sl.gateway
          WHERE sl.kind = kinds[i] AND sl.subject = subjects[i] AND sl.day = days[i]
            AND sl.service = p_service;
+        IF any_lapsed THEN
+            FOR lapsed IN
+                SELECT sl.gateway FROM gateway_budget_slices sl
+                  JOIN gateway_instances g ON g.id = sl.gateway
+                 WHERE sl.kind = kinds[i] AND sl.subject = subjects[i] AND sl.day = days[i]
+                   AND sl.service = p_service AND sl.gateway <> p_gateway
+                   AND (g.state <> 'live' OR g.lease_until_ms < now_ms)
+            LOOP
+                UPDATE gateway_instances SET state = 'fenced'
+                 WHERE id = lapsed AND state = 'live' AND lease_until_ms < now_ms;
+                -- Under the instance's row lock now: a journal batch of
+                -- its either committed before (and renewed the lease) or
+                -- never will.
+                PERFORM 1 FROM gateway_instances WHERE id = lapsed AND state <> 'live';
+                IF FOUND THEN
+                    PERFORM gateway_give_up_slice(lapsed, kinds[i], subjects[i], days[i],
+                                                  p_service, TRUE);
+                END IF;
+            END LOOP;
+            SELECT s.gone_micros INTO gone FROM gateway_budget_scopes s
+             WHERE s.kind = kinds[i] AND s.subject = subjects[i] AND s.day = days[i]
+               AND s.service = p_service;
+            SELECT COALESCE(SUM(sl.granted_micros), 0) INTO held
+              FROM gateway_budget_slices sl
+             WHERE sl.kind = kinds[i] AND sl.subject = subjects[i] AND sl.day = days[i]
+               AND sl.service = p_service;
+        END IF;
         free := caps[i] - gone - held;
         IF free < needs[i] THEN
             refused_kind := kinds[i];
@@ -174,10 +223,12 @@ BEGIN
     FOR i IN 1..2 LOOP
         IF grants[i] > 0 THEN
             INSERT INTO gateway_budget_slices AS sl
-                   (kind, subject, day, service, gateway, granted_micros)
-            VALUES (kinds[i], subjects[i], days[i], p_service, p_gateway, grants[i])
+                   (kind, subject, day, service, gateway, granted_micros, margin_micros)
+            VALUES (kinds[i], subjects[i], days[i], p_service, p_gateway, grants[i],
+                    caps[i] / 32)
             ON CONFLICT (kind, subject, day, service, gateway) DO UPDATE
-               SET granted_micros = sl.granted_micros + excluded.granted_micros;
+               SET granted_micros = sl.granted_micros + excluded.granted_micros,
+                   margin_micros = GREATEST(sl.margin_micros, excluded.margin_micros);
         END IF;
     END LOOP;
     run_granted := grants[1];
@@ -186,8 +237,10 @@ END;
 $$ LANGUAGE plpgsql;
 
 -- An instance closing: gives every slice of its up (runs before days, the
--- order grants lock scopes in).
-CREATE FUNCTION gateway_close_instance(p_gateway BIGINT) RETURNS VOID AS $$
+-- order grants lock scopes in). It has written its journal first, so its
+-- margins are not counted, unless p_with_margin.
+CREATE FUNCTION gateway_close_instance(p_gateway BIGINT, p_with_margin BOOLEAN)
+RETURNS VOID AS $$
 DECLARE
     s RECORD;
 BEGIN
@@ -197,18 +250,21 @@ BEGIN
          WHERE gateway = p_gateway
          ORDER BY kind DESC, subject, day, service
     LOOP
-        PERFORM gateway_give_up_slice(p_gateway, s.kind, s.subject, s.day, s.service);
+        PERFORM gateway_give_up_slice(p_gateway, s.kind, s.subject, s.day, s.service,
+                                      p_with_margin);
     END LOOP;
 END;
 $$ LANGUAGE plpgsql;
 
 -- One batch of an instance's journal, in one round trip: renews its lease
 -- (refusing, with nothing written, if it was fenced), records the new
--- reservations (r_*), closes reservations (c_*; all must be open), and
--- shrinks its slices by what it hands back (g_*).
+-- reservations (r_*; r_gateways: the instance that made each, an earlier
+-- one of the same gateway for calls made before it was fenced), closes
+-- reservations (c_*; all must be open), and shrinks its slices by what it
+-- hands back (g_*).
 CREATE FUNCTION gateway_journal(
     p_gateway BIGINT, p_lease_ms BIGINT,
-    r_ids BIGINT[], r_runs TEXT[], r_miners TEXT[], r_services TEXT[], r_days TEXT[],
+    r_ids BIGINT[], r_gateways BIGINT[], r_runs TEXT[], r_miners TEXT[], r_services TEXT[], r_days TEXT[],
     r_reserved BIGINT[], r_created BIGINT[],
     c_ids BIGINT[], c_states TEXT[], c_charged BIGINT[], c_overrun BIGINT[],
     c_estimated BOOLEAN[], c_closed BIGINT[],
@@ -229,9 +285,10 @@ BEGIN
     END IF;
     INSERT INTO gateway_reservations
            (id, run_id, miner, service, day, state, reserved_micros, created_at_ms, gateway)
-    SELECT u.id, u.run_id, u.miner, u.service, u.day, 'open', u.reserved, u.created, p_gateway
-      FROM UNNEST(r_ids, r_runs, r_miners, r_services, r_days, r_reserved, r_created)
-           AS u(id, run_id, miner, service, day, reserved, created);
+    SELECT u.id, u.run_id, u.miner, u.service, u.day, 'open', u.reserved, u.created, u.gateway
+      FROM UNNEST(r_ids, r_gateways, r_runs, r_miners, r_services, r_days, r_reserved,
+                  r_created)
+           AS u(id, gateway, run_id, miner, service, day, reserved, created);
     UPDATE gateway_reservations r
        SET state = c.state, charged_micros = c.charged, overrun_micros = c.overrun,
            estimated = c.estimated, closed_at_ms = c.closed_at

@@ -34,6 +34,7 @@ CREATE TABLE gateway_budget_slices (
     service        TEXT    NOT NULL,
     gateway        INTEGER NOT NULL REFERENCES gateway_instances (id),
     granted_micros INTEGER NOT NULL CHECK (granted_micros >= 0),
+    margin_micros  INTEGER NOT NULL DEFAULT 0 CHECK (margin_micros >= 0),
     PRIMARY KEY (kind, subject, day, service, gateway),
     FOREIGN KEY (kind, subject, day, service) REFERENCES gateway_budget_scopes
 );

@@ -8,9 +8,13 @@
 //! cargo bench -p sooth-proxy --bench gateway
 //! ```
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use common::{PACED_FOR, ms, paced, percentile};
 
 use sooth_fake_upstream::{FakeUpstream, FakeUpstreamConfig, GatewayConfigBuilder, ServiceBuilder};
 use sooth_protocol::RequestSigner;
@@ -20,58 +24,6 @@ use sooth_proxy::{GatewayState, Ledger, LinkedKeys, ProxyConfig, ResponseCache, 
 const MODEL: &str = "fake-org/Fake-Model-8B";
 /// Paced rates, requests per second.
 const RATES: [u64; 3] = [500, 1000, 2000];
-/// How long each paced scenario sends for.
-const PACED_FOR: Duration = Duration::from_secs(5);
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    samples[((samples.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-/// What one paced scenario measured.
-struct Paced {
-    latencies: Vec<Duration>,
-    /// Requests answered per second, over the time from the first send to
-    /// the last answer: below the offered rate when requests queue.
-    achieved: f64,
-}
-
-/// Send requests at `rate` per second for [`PACED_FOR`]; request `i` is
-/// `make(i)`.
-async fn paced(rate: u64, make: impl Fn(usize) -> reqwest::RequestBuilder) -> Paced {
-    let count = (rate * PACED_FOR.as_secs()) as usize;
-    let mut ticker = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
-    let mut tasks = Vec::with_capacity(count);
-    let started = Instant::now();
-    for i in 0..count {
-        ticker.tick().await;
-        let request = make(i);
-        tasks.push(tokio::spawn(async move {
-            let started = Instant::now();
-            let response = request.send().await.expect("request");
-            assert!(
-                response.status().is_success(),
-                "status {}",
-                response.status()
-            );
-            response.bytes().await.expect("body");
-            started.elapsed()
-        }));
-    }
-    let mut latencies = Vec::with_capacity(count);
-    for task in tasks {
-        latencies.push(task.await.expect("task"));
-    }
-    Paced {
-        latencies,
-        achieved: count as f64 / started.elapsed().as_secs_f64(),
-    }
-}
-
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let fake_config = FakeUpstreamConfig::default();

@@ -167,9 +167,10 @@ async fn a_ledger_that_dies_holds_its_slices_until_its_lease_ends_and_what_it_re
         "the dead ledger's slice is still held: {refused:?}"
     );
     tokio::time::sleep(lease + Duration::from_millis(300)).await;
-    // 1.0 - 0.3 open - 0.1 charged = 0.6 free once the lease ran out.
+    // Once the lease ran out: 1.0 - 0.3 open - 0.1 charged - the margin
+    // for calls it might not have recorded (1.0 / 32) = 0.56875 free.
     survivor
-        .reserve(reservation("c", 0.6, 1.0, 1.0))
+        .reserve(reservation("c", 0.568_75, 1.0, 1.0))
         .await
         .unwrap();
     let refused = survivor
@@ -215,22 +216,29 @@ async fn a_fenced_ledger_refuses_what_it_cannot_record_then_goes_on_as_a_new_ins
         .await
         .unwrap();
     other
-        .reserve(reservation("b", 0.8, 1.0, 1.0))
+        .reserve(reservation("b", 0.75, 1.0, 1.0))
         .await
         .unwrap();
-    // The fenced ledger still holds a slice in memory; what it decides on
-    // it cannot be recorded, so it is refused.
-    let refused = fenced.reserve(reservation("a", 0.01, 1.0, 1.0)).await;
+    // The fenced ledger still holds a slice in memory. A call within the
+    // slice's margin (1.0 / 32, counted as spent when the slice was taken
+    // back) goes through and is recorded as the fenced instance's; one
+    // beyond it must be recorded first, which it cannot be: refused.
+    fenced
+        .reserve(reservation("a", 0.01, 1.0, 1.0))
+        .await
+        .unwrap();
+    let refused = fenced.reserve(reservation("a", 0.05, 1.0, 1.0)).await;
     assert!(
         matches!(refused, Err(LedgerError::LeaseLost)),
         "{refused:?}"
     );
-    // Then it goes on as a new instance: 1.0 - 0.1 - 0.8 = 0.1 free.
+    // Then it goes on as a new instance: 1.0 - (0.1 + 1.0 / 32) - 0.75
+    // = 0.11875 free.
     let again = Arc::new(fenced);
     let mut tries = 0;
     let id = loop {
         tries += 1;
-        match again.reserve(reservation("a", 0.1, 1.0, 1.0)).await {
+        match again.reserve(reservation("a", 0.118_75, 1.0, 1.0)).await {
             Ok(id) => break id,
             Err(LedgerError::LeaseLost) if tries < 20 => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -243,6 +251,16 @@ async fn a_fenced_ledger_refuses_what_it_cannot_record_then_goes_on_as_a_new_ins
         again.reserve(reservation("a", 0.000_001, 1.0, 1.0)).await,
         Err(LedgerError::BudgetExceeded { .. })
     ));
+    // The call made within the margin is on record, as the fenced
+    // instance's.
+    again.flush().await.unwrap();
+    let recorded: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM gateway_reservations WHERE gateway = $1")
+            .bind(first_instance)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(recorded, 2);
     again.settle(id, 0.05, false).await.unwrap();
     again.check_consistency().await.unwrap();
     assert_eq!(

@@ -55,6 +55,8 @@ impl Ledger {
     pub async fn spent_usd(&self, run_id: &str, service: &str) -> Result<f64, LedgerError> {
         self.total(
             "SELECT charged_micros FROM gateway_run_totals WHERE run_id = $1 AND service = $2",
+            "SELECT SUM(charged_micros)::BIGINT FROM gateway_reservations
+              WHERE run_id = $1 AND service = $2 AND state = 'settled'",
             &[run_id, service],
         )
         .await
@@ -69,6 +71,8 @@ impl Ledger {
     pub async fn reserved_usd(&self, run_id: &str, service: &str) -> Result<f64, LedgerError> {
         self.total(
             "SELECT reserved_micros FROM gateway_run_totals WHERE run_id = $1 AND service = $2",
+            "SELECT SUM(reserved_micros)::BIGINT FROM gateway_reservations
+              WHERE run_id = $1 AND service = $2 AND state = 'open'",
             &[run_id, service],
         )
         .await
@@ -90,6 +94,8 @@ impl Ledger {
         self.total(
             "SELECT charged_micros FROM gateway_miner_day_totals
               WHERE miner = $1 AND day = $2 AND service = $3",
+            "SELECT SUM(charged_micros)::BIGINT FROM gateway_reservations
+              WHERE miner = $1 AND day = $2 AND service = $3 AND state = 'settled'",
             &[miner, day, service],
         )
         .await
@@ -110,6 +116,8 @@ impl Ledger {
         self.total(
             "SELECT reserved_micros FROM gateway_miner_day_totals
               WHERE miner = $1 AND day = $2 AND service = $3",
+            "SELECT SUM(reserved_micros)::BIGINT FROM gateway_reservations
+              WHERE miner = $1 AND day = $2 AND service = $3 AND state = 'open'",
             &[miner, day, service],
         )
         .await
@@ -137,8 +145,10 @@ impl Ledger {
     }
 
     /// Checks that the file's per-scope totals agree with the reservations
-    /// they sum, and that the books in memory agree with the file.
-    /// Reads the whole ledger: for startup and tests, not per request.
+    /// they sum, and that the books in memory agree with the file; for a
+    /// shared ledger, that its books agree with its instance's slices and
+    /// the reservations it recorded. Reads the whole ledger: for startup
+    /// and tests, not per request.
     ///
     /// # Errors
     ///
@@ -147,25 +157,18 @@ impl Ledger {
     /// decisions before it cannot be written first, [`LedgerError::Database`].
     pub async fn check_consistency(&self) -> Result<(), LedgerError> {
         self.flush().await?;
-        let bad: i64 = match &self.inner.store {
-            Store::File(file) => {
-                sqlx::query_scalar(INCONSISTENT_TOTALS_SQL)
-                    .fetch_one(&file.reader)
-                    .await?
-            }
-            Store::Shared(shared) => {
-                sqlx::query_scalar(INCONSISTENT_TOTALS_SQL)
-                    .fetch_one(shared.pool())
-                    .await?
-            }
-        };
-        if bad != 0 {
-            return Err(LedgerError::Inconsistent(format!(
-                "{bad} totals disagree with their reservations"
-            )));
-        }
         match &self.inner.store {
-            Store::File(file) => self.check_books_against_file(&file.reader).await,
+            Store::File(file) => {
+                let bad: i64 = sqlx::query_scalar(INCONSISTENT_TOTALS_SQL)
+                    .fetch_one(&file.reader)
+                    .await?;
+                if bad != 0 {
+                    return Err(LedgerError::Inconsistent(format!(
+                        "{bad} totals disagree with their reservations"
+                    )));
+                }
+                self.check_books_against_file(&file.reader).await
+            }
             Store::Shared(shared) => {
                 self.check_books_against_slices(shared.pool(), shared.instance().id())
                     .await
@@ -269,25 +272,32 @@ impl Ledger {
         Ok(())
     }
 
-    async fn total(&self, sql: &'static str, args: &[&str]) -> Result<f64, LedgerError> {
+    /// A total read with `file_sql` from a file's ledger (its totals
+    /// tables), with `shared_sql` from a shared one (its reservations).
+    async fn total(
+        &self,
+        file_sql: &'static str,
+        shared_sql: &'static str,
+        args: &[&str],
+    ) -> Result<f64, LedgerError> {
         self.flush().await?;
-        let micros = match &self.inner.store {
+        let micros: Option<Option<i64>> = match &self.inner.store {
             Store::File(file) => {
-                let mut query = sqlx::query_scalar::<_, i64>(sql);
+                let mut query = sqlx::query_scalar::<_, Option<i64>>(file_sql);
                 for arg in args {
                     query = query.bind(*arg);
                 }
                 query.fetch_optional(&file.reader).await?
             }
             Store::Shared(shared) => {
-                let mut query = sqlx::query_scalar::<_, i64>(sql);
+                let mut query = sqlx::query_scalar::<_, Option<i64>>(shared_sql);
                 for arg in args {
                     query = query.bind(*arg);
                 }
                 query.fetch_optional(shared.pool()).await?
             }
         };
-        Ok(micros_to_usd(micros.unwrap_or(0)))
+        Ok(micros_to_usd(micros.flatten().unwrap_or(0)))
     }
 }
 

@@ -6,7 +6,11 @@
 //! Books of a shared ledger are *sliced*: besides the caps, each scope is
 //! limited to what the database granted this gateway (its slice), and a
 //! reservation that does not fit the slice is declined with the shortfall,
-//! for the ledger to ask the database for more.
+//! for the ledger to ask the database for more. They also count what is
+//! reserved but not yet recorded in the database: up to the slice's
+//! *margin* (what the database counts as spent beyond the records when it
+//! takes a dead gateway's slice back), a reservation is recorded behind;
+//! beyond it, the reservation must wait for its record.
 
 use std::collections::HashMap;
 
@@ -23,6 +27,11 @@ pub(super) struct Scope {
     pub touched_at_ms: i64,
     /// What this gateway's slice of the scope holds (sliced books only).
     pub granted: i64,
+    /// Reserved and not yet recorded in the database (sliced books only).
+    pub unrecorded: i64,
+    /// How much may be unrecorded: what the database counts as spent
+    /// beyond the records if it takes the slice back (sliced books only).
+    pub margin: i64,
 }
 
 impl Scope {
@@ -69,6 +78,19 @@ pub(super) struct Refused {
     pub scope: BudgetScope,
     pub cap: i64,
     pub committed: i64,
+}
+
+/// What the database granted a run's and its miner-day's scopes, under
+/// these caps, on the books of generation `generation`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Grant {
+    pub run_key: String,
+    pub day_key: String,
+    pub run: i64,
+    pub day: i64,
+    pub run_cap: i64,
+    pub day_cap: i64,
+    pub generation: u64,
 }
 
 /// What the database must grant before a reservation fits the slices
@@ -128,6 +150,21 @@ pub(super) struct Books {
 /// How many reservation ids each instance of a shared ledger has: its ids
 /// are its number times this plus a count.
 pub(super) const IDS_PER_INSTANCE: i64 = 1 << 40;
+
+/// A slice's margin is its scope's cap divided by this, as the database
+/// computes it (`gateway_grant`).
+pub(super) const MARGIN_DIVISOR: i64 = 32;
+
+/// A reservation made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Reserved {
+    pub id: i64,
+    /// The generation of the books that made it.
+    pub generation: u64,
+    /// Whether it must be recorded before it is used: it would take a
+    /// scope's unrecorded amount past the slice's margin.
+    pub record_first: bool,
+}
 
 pub(super) fn run_key(run_id: &str, service: &str) -> String {
     format!("{run_id}\0{service}")
@@ -219,7 +256,7 @@ impl Books {
 
     /// Reserves `open.reserved` if it fits under both caps (and, sliced,
     /// in both slices); the new id.
-    pub fn reserve(&mut self, open: Open, run_cap: i64, day_cap: i64) -> Result<i64, Decline> {
+    pub fn reserve(&mut self, open: Open, run_cap: i64, day_cap: i64) -> Result<Reserved, Decline> {
         let run_key = run_key(&open.run_id, &open.service);
         let day_key = day_key(&open.miner, &open.day, &open.service);
         let run = self.runs.get(&run_key).copied().unwrap_or_default();
@@ -241,35 +278,73 @@ impl Books {
         if let Some(shortfall) = self.shortfall(&open) {
             return Err(Decline::Short(shortfall));
         }
+        let beyond_margin =
+            |scope: &Scope| scope.unrecorded.saturating_add(open.reserved) > scope.margin;
+        let record_first = self.sliced && (beyond_margin(&run) || beyond_margin(&day));
         for scope in [
             self.runs.entry(run_key).or_default(),
             self.days.entry(day_key).or_default(),
         ] {
             scope.reserved = scope.reserved.saturating_add(open.reserved);
+            if self.sliced {
+                scope.unrecorded = scope.unrecorded.saturating_add(open.reserved);
+            }
             scope.touched_at_ms = open.created_at_ms;
         }
         let id = self.next_id;
         self.next_id += 1;
         self.load_open(id, open);
-        Ok(id)
+        Ok(Reserved {
+            id,
+            generation: self.generation,
+            record_first,
+        })
+    }
+
+    /// `open`, made by generation `generation` of the books, is recorded
+    /// in the database now (or, when `recorded` is false, never will be):
+    /// it no longer counts as unrecorded.
+    pub fn recorded(&mut self, open: &Open, generation: u64) {
+        if !self.sliced || generation != self.generation {
+            return;
+        }
+        for scope in [
+            self.runs.get_mut(&run_key(&open.run_id, &open.service)),
+            self.days
+                .get_mut(&day_key(&open.miner, &open.day, &open.service)),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            scope.unrecorded = scope.unrecorded.saturating_sub(open.reserved).max(0);
+        }
     }
 
     /// Adds what the database granted to the slices of a run's and its
     /// miner-day's scopes, unless the books were reset since the shortfall
     /// was computed (the grant then went to slices taken back already).
-    pub fn add_granted(
-        &mut self,
-        run_key: String,
-        day_key: String,
-        run: i64,
-        day: i64,
-        generation: u64,
-    ) {
-        if generation != self.generation {
+    pub fn add_granted(&mut self, grant: Grant) {
+        if grant.generation != self.generation {
             return;
         }
-        self.runs.entry(run_key).or_default().granted += run;
-        self.days.entry(day_key).or_default().granted += day;
+        for (scope, granted, cap) in [
+            (
+                self.runs.entry(grant.run_key).or_default(),
+                grant.run,
+                grant.run_cap,
+            ),
+            (
+                self.days.entry(grant.day_key).or_default(),
+                grant.day,
+                grant.day_cap,
+            ),
+        ] {
+            scope.granted += granted;
+            // As the database keeps it: the largest of the grants' margins.
+            if granted > 0 {
+                scope.margin = scope.margin.max(cap / MARGIN_DIVISOR);
+            }
+        }
     }
 
     /// What a scope's slice holds beyond what is committed in it.
@@ -409,7 +484,7 @@ mod tests {
     #[test]
     fn caps_count_open_and_charged_amounts() {
         let mut books = Books::new(41);
-        let a = books.reserve(open("r", 600, 1), 1000, 5000).unwrap();
+        let a = books.reserve(open("r", 600, 1), 1000, 5000).unwrap().id;
         assert_eq!(a, 42, "ids continue the file's");
         let refused = books.reserve(open("r", 401, 2), 1000, 5000).unwrap_err();
         assert_eq!(
@@ -443,7 +518,7 @@ mod tests {
     #[test]
     fn an_overrun_is_recorded_not_charged_and_closing_twice_fails() {
         let mut books = Books::new(0);
-        let id = books.reserve(open("r", 100, 1), 1000, 1000).unwrap();
+        let id = books.reserve(open("r", 100, 1), 1000, 1000).unwrap().id;
         let closed = books
             .close(id, ReservationState::Settled, 130, true, 2)
             .unwrap();
@@ -460,7 +535,7 @@ mod tests {
     #[test]
     fn idle_runs_are_forgotten_unless_something_is_open() {
         let mut books = Books::new(0);
-        let done = books.reserve(open("done", 10, 1), 100, 100).unwrap();
+        let done = books.reserve(open("done", 10, 1), 100, 100).unwrap().id;
         books.close(done, ReservationState::Settled, 10, false, 2);
         books.reserve(open("busy", 10, 1), 100, 100).unwrap();
         assert_eq!(books.forget_idle_runs(5), 1);
@@ -473,7 +548,7 @@ mod tests {
     #[test]
     fn sliced_books_decline_beyond_their_slices_and_hand_back_idle_surplus() {
         let mut books = Books::sliced(7);
-        let short = books.reserve(open("r", 300, 1), 1000, 5000).unwrap_err();
+        let short = books.reserve(open("r", 300, 1), 1000, 6400).unwrap_err();
         assert_eq!(
             short,
             Decline::Short(Shortfall {
@@ -483,17 +558,40 @@ mod tests {
             })
         );
         let (run, day) = (run_key("r", "s"), day_key("m", "2026-11-21", "s"));
-        books.add_granted(run.clone(), day.clone(), 400, 2000, 0);
-        let id = books.reserve(open("r", 300, 1), 1000, 5000).unwrap();
-        assert_eq!(id, 7 << 40, "ids start where the instance's do");
-        // 300 + 200 > the run's slice of 400: short by 100 on the run only.
-        let short = books.reserve(open("r", 200, 2), 1000, 5000).unwrap_err();
-        assert!(matches!(short, Decline::Short(s) if (s.run, s.day) == (100, 0)));
+        let grant = |run_granted, day_granted, generation| Grant {
+            run_key: run.clone(),
+            day_key: day.clone(),
+            run: run_granted,
+            day: day_granted,
+            run_cap: 1000,
+            day_cap: 6400,
+            generation,
+        };
+        books.add_granted(grant(400, 2000, 0));
+        // Margins: 1000 / 32 = 31 and 6400 / 32 = 200. 300 is past both.
+        let first = books.reserve(open("r", 300, 1), 1000, 6400).unwrap();
+        assert_eq!(first.id, 7 << 40, "ids start where the instance's do");
+        assert!(first.record_first);
+        books.recorded(&open("r", 300, 1), first.generation);
+        // 20 fits the run's margin of 31 unrecorded; 20 more does not.
+        let small = books.reserve(open("r", 20, 1), 1000, 6400).unwrap();
+        assert!(!small.record_first);
+        assert!(
+            books
+                .reserve(open("r", 20, 1), 1000, 6400)
+                .unwrap()
+                .record_first
+        );
+        // 340 + 100 > the run's slice of 400: short by 40 on the run only.
+        let short = books.reserve(open("r", 100, 2), 1000, 6400).unwrap_err();
+        assert!(matches!(short, Decline::Short(s) if (s.run, s.day) == (40, 0)));
         // A cap still refuses before any slice is asked for.
-        let refused = books.reserve(open("r", 800, 2), 1000, 5000).unwrap_err();
+        let refused = books.reserve(open("r", 800, 2), 1000, 6400).unwrap_err();
         assert!(matches!(refused, Decline::Refused(r) if r.scope == BudgetScope::Run));
-        assert_eq!(books.unused(ScopeKind::Day, &day), 1700);
-        books.close(id, ReservationState::Settled, 120, false, 3);
+        assert_eq!(books.unused(ScopeKind::Day, &day), 1660);
+        books.close(first.id, ReservationState::Settled, 120, false, 3);
+        books.close(small.id, ReservationState::Released, 0, false, 3);
+        books.close(small.id + 1, ReservationState::Released, 0, false, 3);
         // Untouched since 3: both slices shrink to the 120 charged.
         let mut surplus = books.take_idle_surplus(3);
         surplus.sort_by_key(|s| s.micros);
@@ -515,9 +613,9 @@ mod tests {
         assert!(books.take_idle_surplus(3).is_empty());
         // A grant computed before a reset is not added after it, and an
         // old reservation closes without touching the new scopes.
-        let old = books.reserve(open("q", 0, 4), 1000, 5000).unwrap();
+        let old = books.reserve(open("q", 0, 4), 1000, 6400).unwrap().id;
         books.reset(8);
-        books.add_granted(run.clone(), day, 500, 500, 0);
+        books.add_granted(grant(500, 500, 0));
         assert_eq!(books.unused(ScopeKind::Run, &run), 0);
         assert!(
             books

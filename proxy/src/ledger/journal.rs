@@ -18,11 +18,12 @@ use super::books::{Closed, Open, Surplus};
 /// One decision of the books, to be written.
 #[derive(Debug)]
 pub(super) enum Write {
-    /// A new reservation; `recorded`, when given, is told once it is
-    /// committed or failed to be.
+    /// A new reservation, made by generation `generation` of the books;
+    /// `recorded`, when given, is told once it is committed or failed to be.
     Reserve {
         id: i64,
         open: Open,
+        generation: u64,
         recorded: Option<oneshot::Sender<Result<(), Failed>>>,
     },
     Close(Closed),
@@ -35,10 +36,11 @@ pub(super) enum Write {
 
 /// Where the journal writes.
 pub(super) trait Sink: Send + 'static {
-    /// Whether a failed batch drops its reservations (telling those who
-    /// wait for them) rather than trying them again: a shared ledger records
-    /// each reservation before its call is made, and one that could not be
-    /// recorded is refused. A transaction that failed wrote none of them.
+    /// Whether a failed batch drops the reservations whose callers wait
+    /// for their record (telling them) rather than trying them again: a
+    /// shared ledger refuses a reservation that had to be recorded before
+    /// its call and could not be. A transaction that failed wrote none of
+    /// them. The others' calls are made already: they are tried again.
     const DROPS_FAILED_RESERVATIONS: bool;
 
     /// Writes `writes` in one transaction.
@@ -154,7 +156,16 @@ pub(super) fn spawn<S: Sink>(
     tokio::spawn(async move {
         let mut batch = Vec::new();
         while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-            let flush_waiting = batch.iter().any(|c| matches!(c, Command::Flush(_)));
+            let flush_waiting = batch.iter().any(|c| {
+                matches!(
+                    c,
+                    Command::Flush(_)
+                        | Command::Write(Write::Reserve {
+                            recorded: Some(_),
+                            ..
+                        })
+                )
+            });
             if !flush_waiting && batch.len() < MAX_BATCH && !linger.is_zero() {
                 tokio::time::sleep(linger).await;
                 while batch.len() < MAX_BATCH {
@@ -177,7 +188,7 @@ pub(super) fn spawn<S: Sink>(
                 match sink.commit(&writes).await {
                     Ok(()) => {
                         set_failure(&failure, None);
-                        tell_recorded(&mut writes, |_| Ok(()));
+                        tell_recorded(&mut writes);
                         for done in flushes.drain(..) {
                             let _ = done.send(Ok(()));
                         }
@@ -193,8 +204,18 @@ pub(super) fn spawn<S: Sink>(
                             let _ = done.send(Err(error.clone()));
                         }
                         if S::DROPS_FAILED_RESERVATIONS {
-                            tell_recorded(&mut writes, |_| Err(error.clone()));
-                            writes.retain(|write| !matches!(write, Write::Reserve { .. }));
+                            writes.retain_mut(|write| match write {
+                                Write::Reserve {
+                                    recorded: recorded @ Some(_),
+                                    ..
+                                } => {
+                                    if let Some(recorded) = recorded.take() {
+                                        let _ = recorded.send(Err(error.clone()));
+                                    }
+                                    false
+                                }
+                                _ => true,
+                            });
                         }
                         if sink.is_closed() {
                             return;
@@ -209,13 +230,13 @@ pub(super) fn spawn<S: Sink>(
     sender
 }
 
-/// Tells every reservation's waiter in `writes` what `outcome` says.
-fn tell_recorded(writes: &mut [Write], outcome: impl Fn(i64) -> Result<(), Failed>) {
+/// Tells every reservation's waiter in `writes` that it is recorded.
+fn tell_recorded(writes: &mut [Write]) {
     for write in writes {
-        if let Write::Reserve { id, recorded, .. } = write
+        if let Write::Reserve { recorded, .. } = write
             && let Some(recorded) = recorded.take()
         {
-            let _ = recorded.send(outcome(*id));
+            let _ = recorded.send(Ok(()));
         }
     }
 }

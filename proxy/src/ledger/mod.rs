@@ -102,7 +102,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::background::BackgroundTask;
 use crate::error_chain::Chain;
-use books::{Books, Closed, Decline, Open, Refused, Scope, day_key};
+use books::{Books, Closed, Decline, Open, Refused, Reserved, Scope, day_key};
 use day::check_day;
 pub use day::{utc_day, utc_today};
 pub use error::LedgerError;
@@ -239,14 +239,14 @@ impl Ledger {
             created_at_ms: now,
         };
         let mut grants = 0;
-        let id = loop {
+        let reserved = loop {
             let decided = {
                 let mut books = lock(&self.inner.books);
                 books.forget_idle_runs_now_and_then(now, RUN_MEMORY_MS);
                 books.reserve(open.clone(), run_cap, day_cap)
             };
             match decided {
-                Ok(id) => break id,
+                Ok(reserved) => break reserved,
                 Err(Decline::Refused(refused)) => return Err(budget_exceeded(&open, refused)),
                 Err(Decline::Short(shortfall)) => {
                     let Store::Shared(shared) = &self.inner.store else {
@@ -266,34 +266,43 @@ impl Ledger {
                 }
             }
         };
-        if matches!(self.inner.store, Store::Shared(_)) {
-            return self.record_before_use(id, open).await;
+        if reserved.record_first {
+            return self.record_before_use(reserved, open).await;
         }
         self.write(Write::Reserve {
-            id,
+            id: reserved.id,
             open,
+            generation: reserved.generation,
             recorded: None,
         })
         .await?;
-        Ok(ReservationId(id))
+        Ok(ReservationId(reserved.id))
     }
 
-    /// Waits until the reservation is in the shared ledger: what a gateway
-    /// gives up when it stops must include every call it made. One that
-    /// cannot be recorded is taken back from the books and refused.
-    async fn record_before_use(&self, id: i64, open: Open) -> Result<ReservationId, LedgerError> {
+    /// Waits until reservation `id` is in the shared ledger: beyond a
+    /// slice's margin, what a gateway that dies gives up must include every
+    /// call it made. One that cannot be recorded is taken back from the
+    /// books and refused.
+    async fn record_before_use(
+        &self,
+        reserved: Reserved,
+        open: Open,
+    ) -> Result<ReservationId, LedgerError> {
         let (recorded, wait) = oneshot::channel();
         self.send(Write::Reserve {
-            id,
-            open,
+            id: reserved.id,
+            open: open.clone(),
+            generation: reserved.generation,
             recorded: Some(recorded),
         })?;
         let outcome = match wait.await {
-            Ok(Ok(())) => return Ok(ReservationId(id)),
+            Ok(Ok(())) => return Ok(ReservationId(reserved.id)),
             Ok(Err(failed)) => failed.into(),
             Err(_) => LedgerError::Closed,
         };
-        lock(&self.inner.books).close(id, ReservationState::Released, 0, false, now_ms());
+        let mut books = lock(&self.inner.books);
+        books.recorded(&open, reserved.generation);
+        books.close(reserved.id, ReservationState::Released, 0, false, now_ms());
         Err(outcome)
     }
 
@@ -496,7 +505,7 @@ fn scope_from(reserved: i64, charged: i64, now: i64) -> Scope {
         reserved,
         charged,
         touched_at_ms: now,
-        granted: 0,
+        ..Scope::default()
     }
 }
 

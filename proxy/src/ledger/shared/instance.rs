@@ -67,7 +67,7 @@ impl Instance {
 
 /// Closes instance `id`: every slice of it is given up.
 pub(super) async fn close(pool: &PgPool, id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT gateway_close_instance($1)")
+    sqlx::query("SELECT gateway_close_instance($1, FALSE)")
         .bind(id)
         .execute(pool)
         .await

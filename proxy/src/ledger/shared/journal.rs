@@ -8,14 +8,14 @@ use std::sync::{Arc, Mutex};
 
 use sqlx::postgres::PgPool;
 
-use super::super::books::{Books, ScopeKind};
+use super::super::books::{Books, IDS_PER_INSTANCE, ScopeKind};
 use super::super::journal::{Failed, Sink, Write};
 use super::super::lock;
 use super::instance::{FENCED_MESSAGE, Instance};
 
 const JOURNAL_SQL: &str = "\
 SELECT gateway_journal($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                       $16, $17, $18, $19, $20)";
+                       $16, $17, $18, $19, $20, $21)";
 
 /// The journal's sink for a shared ledger.
 pub(super) struct PgSink {
@@ -41,6 +41,8 @@ impl PgSink {
 #[derive(Default)]
 struct Columns {
     r_ids: Vec<i64>,
+    /// The instance that made each (the one that was current then).
+    r_gateways: Vec<i64>,
     r_runs: Vec<String>,
     r_miners: Vec<String>,
     r_services: Vec<String>,
@@ -64,6 +66,7 @@ impl Columns {
             match write {
                 Write::Reserve { id, open, .. } => {
                     columns.r_ids.push(*id);
+                    columns.r_gateways.push(id / IDS_PER_INSTANCE);
                     columns.r_runs.push(open.run_id.clone());
                     columns.r_miners.push(open.miner.clone());
                     columns.r_services.push(open.service.clone());
@@ -128,6 +131,7 @@ impl Sink for PgSink {
             .bind(self.instance.id())
             .bind(self.instance.lease_ms())
             .bind(&columns.r_ids)
+            .bind(&columns.r_gateways)
             .bind(&columns.r_runs)
             .bind(&columns.r_miners)
             .bind(&columns.r_services)
@@ -148,7 +152,18 @@ impl Sink for PgSink {
             .execute(&self.pool)
             .await;
         match done {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                let mut books = lock(&self.books);
+                for write in writes {
+                    if let Write::Reserve {
+                        open, generation, ..
+                    } = write
+                    {
+                        books.recorded(open, *generation);
+                    }
+                }
+                Ok(())
+            }
             Err(error)
                 if error
                     .as_database_error()

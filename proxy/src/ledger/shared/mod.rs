@@ -12,17 +12,25 @@
 //! slices hold plus what gone instances committed pass the cap: so the
 //! caps hold across every gateway, with zero overspend.
 //!
-//! An instance records every reservation in the database before
-//! [`reserve`](super::Ledger::reserve) returns, so before the call it pays
-//! for is made (a journal batch is one round trip, shared by the calls
-//! that arrived meanwhile); settlements are written behind. When an
+//! An instance's journal records its reservations and settlements behind,
+//! a few milliseconds later, in batches of one round trip each. When an
 //! instance stops, what its recorded reservations committed in each scope
 //! stays taken, open ones in full (their calls may have been billed), and
-//! the rest of its slices is free again: at [`close`](super::Ledger::close),
-//! or, for one that died, once its lease ran out and a grant in the scope
-//! fenced it. A fenced instance can record nothing more: its next batch
-//! fails, the reservations in it are refused, and it registers again as a
-//! new instance with empty slices. A slice idle for [`IDLE_GIVE_BACK`] is
+//! the rest of its slices is free again: at [`close`](super::Ledger::close)
+//! (after the journal is written), or, for one that died, once its lease
+//! ran out and a grant in the scope fenced it. A dead instance may have
+//! made calls it had not recorded yet, so for it the database also counts
+//! each slice's *margin* (a 32nd of the scope's cap) as spent; and an
+//! instance never lets what it has reserved but not recorded in a scope
+//! pass that margin: a reservation that would waits for its record before
+//! [`reserve`](super::Ledger::reserve) returns, so before its call is made.
+//! That is what keeps the caps with zero overspend whoever dies when, at
+//! the price of at most one margin per scope lost with a dead gateway.
+//!
+//! A fenced instance can record nothing more: its next batch fails, the
+//! reservations in it that waited for their record are refused, and it
+//! registers again as a new instance with empty slices (recording the
+//! others, whose calls were made, as the fenced instance's). A slice idle for [`IDLE_GIVE_BACK`] is
 //! shrunk to what is committed in it, so that what one gateway does not use
 //! is free for the others.
 //!
@@ -45,7 +53,7 @@ use sooth_migrations::{open_postgres_native, redacted_url};
 use sqlx::Row;
 use sqlx::postgres::PgPool;
 
-use super::books::{Books, Open, ScopeKind, Shortfall, day_key, run_key};
+use super::books::{Books, Grant, Open, ScopeKind, Shortfall, day_key, run_key};
 use super::journal::{Command, Failure, Write};
 use super::{Inner, Ledger, LedgerError, Store, lock, now_ms};
 use crate::background::BackgroundTask;
@@ -139,7 +147,7 @@ impl Ledger {
         let books = Arc::new(Mutex::new(Books::sliced(instance.id())));
         let failure = Failure::default();
         let sink = journal::PgSink::new(pool.clone(), Arc::clone(&instance), Arc::clone(&books));
-        let journal = super::journal::spawn(sink, failure.clone(), Duration::ZERO);
+        let journal = super::journal::spawn(sink, failure.clone(), super::journal::LINGER);
         let keeper = spawn_keeper(journal.clone(), Arc::clone(&books), options.lease);
         tracing::info!(
             instance = instance.id(),
@@ -242,13 +250,15 @@ impl SharedStore {
                 },
             ));
         }
-        lock(&inner.books).add_granted(
+        lock(&inner.books).add_granted(Grant {
             run_key,
             day_key,
-            row.try_get("run_granted")?,
-            row.try_get("day_granted")?,
-            shortfall.generation,
-        );
+            run: row.try_get("run_granted")?,
+            day: row.try_get("day_granted")?,
+            run_cap,
+            day_cap,
+            generation: shortfall.generation,
+        });
         Ok(())
     }
 
