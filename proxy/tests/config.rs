@@ -116,3 +116,39 @@ async fn the_fake_upstreams_configuration_is_valid() {
     assert!(config.services["search"].clamps_to_as_of());
     fake.shutdown().await;
 }
+
+#[test]
+fn a_shared_ledger_needs_a_postgresql_url_and_a_sane_lease() {
+    let with = |top: &str| format!("{top}\n{}", config(""));
+    let shared = ProxyConfig::from_toml(
+        &with("database_url = \"postgres://sooth@db/sooth\"\nledger_lease_secs = 30"),
+        "test",
+    )
+    .expect("a PostgreSQL ledger");
+    assert_eq!(
+        shared.database_url.as_deref(),
+        Some("postgres://sooth@db/sooth")
+    );
+    assert_eq!(shared.ledger_lease_secs, 30);
+    assert_eq!(
+        ProxyConfig::from_toml(&config(""), "test")
+            .unwrap()
+            .ledger_lease_secs,
+        10
+    );
+    for (top, says) in [
+        (
+            "database_url = \"sqlite://gateway.sqlite\"",
+            "database_url must be a PostgreSQL URL",
+        ),
+        (
+            "database_url = \"postgres://u:secret@db/x\"\nledger_lease_secs = 0",
+            "ledger_lease_secs must be 1 to 3600",
+        ),
+    ] {
+        let error = ProxyConfig::from_toml(&with(top), "test").unwrap_err();
+        let shown = error.to_string();
+        assert!(shown.contains(says), "{top}: {shown}");
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+}
