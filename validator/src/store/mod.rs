@@ -60,6 +60,8 @@ pub mod page_queries;
 mod queries;
 pub mod references;
 pub mod run_queue;
+/// The run queue's one-round-trip statements on PostgreSQL.
+mod run_queue_postgres;
 pub mod runs;
 pub mod scores;
 mod sources;

@@ -1,0 +1,129 @@
+//! The run queue's statements that PostgreSQL runs in one round trip each where SQLite takes
+//! several (data-modifying `WITH` clauses): the claim, a miner's record, and the worker's
+//! count with the notification. Each run through a worker waits for these, so each round trip
+//! saved is paid back on every run. The SQLite forms stay in `run_queue.rs`.
+
+use sqlx::Row;
+
+use super::dialect::BindOptionalF64;
+use super::run_queue::{ClaimRecorded, FinishedClaim};
+use super::{RunRecorded, StoreError};
+
+/// [`Store::claim_runs`] on PostgreSQL, as one statement: picks the oldest claimable runs
+/// (none unless `$1` is a running worker), leases them to worker `$1` for `$2` ms, counts them
+/// as claimed by it and, those whose lease ended under another worker, as expired for that
+/// one, and returns them with their events, oldest first.
+pub(super) const CLAIM_POSTGRES: &str = "\
+WITH picked AS (
+    SELECT run_id, claimed_by AS previous
+      FROM validator_run_queue
+     WHERE (lease_until_ms IS NULL OR lease_until_ms < DB_NOW_MS)
+       AND EXISTS (SELECT 1 FROM validator_workers
+                    WHERE worker_id = $1 AND state = 'running')
+     ORDER BY queued_at_ms, run_id
+     LIMIT $3
+       FOR UPDATE SKIP LOCKED),
+claimed AS (
+    UPDATE validator_run_queue q
+       SET claimed_by = $1, lease_until_ms = DB_NOW_MS + $2, attempts = q.attempts + 1
+      FROM picked
+     WHERE q.run_id = picked.run_id
+ RETURNING q.run_id, q.attempts, q.component_hash, q.gateway_name, q.uid, q.event_no,
+           q.miner_no, q.entry_no, q.queued_at_ms, picked.previous),
+counted AS (
+    UPDATE validator_workers w
+       SET claimed = w.claimed + x.claimed, expired = w.expired + x.expired,
+           seen_at_ms = DB_NOW_MS
+      FROM (SELECT worker, SUM(claimed) AS claimed, SUM(expired) AS expired
+              FROM (SELECT $1 AS worker, COUNT(*) AS claimed, 0 AS expired FROM claimed
+                    UNION ALL
+                    SELECT previous, 0, COUNT(*) FROM claimed
+                     WHERE previous IS NOT NULL GROUP BY previous) AS parts
+             GROUP BY worker
+            HAVING SUM(claimed) + SUM(expired) > 0) AS x
+     WHERE w.worker_id = x.worker)
+SELECT c.run_id, c.attempts, c.component_hash, c.gateway_name, c.uid,
+       m.hotkey AS miner_hotkey, p.name AS entry_name,
+       e.id, e.kind, e.title, e.description, e.metadata, e.created_at_ms,
+       e.cutoff_ms, e.status, e.outcome, e.resolved_at_ms
+  FROM claimed c
+  JOIN validator_events e ON e.event_no = c.event_no
+  LEFT JOIN validator_miners m ON m.miner_no = c.miner_no
+  LEFT JOIN validator_reference_entries p ON p.entry_no = c.entry_no
+ ORDER BY c.queued_at_ms, c.run_id";
+
+/// Records a miner's claimed run on PostgreSQL in one statement (see
+/// [`RECORD_MINER_RUN_POSTGRES`]).
+pub(super) async fn record_miner_run_at_once(
+    transaction: &mut sqlx::Transaction<'static, sqlx::Any>,
+    sql: &str,
+    worker: &str,
+    done: &FinishedClaim,
+    hotkey: &str,
+) -> Result<ClaimRecorded, StoreError> {
+    let run = &done.claim.run;
+    let executed = &done.executed;
+    let row = sqlx::query(sql)
+        .bind(&run.run_id)
+        .bind(worker)
+        .bind(i64::from(done.claim.attempt))
+        .bind(&run.component_hash)
+        .bind(executed.status.as_str())
+        .bind_optional_f64(executed.prediction)
+        .bind_optional_f64(executed.clipped_prediction())
+        // Checked: the duration fits.
+        .bind(i64::try_from(executed.duration_ms).unwrap_or(i64::MAX))
+        .bind(&executed.logs)
+        .bind(executed.gateway_usage.to_string())
+        .bind(executed.cost_usd)
+        .fetch_one(&mut **transaction)
+        .await?;
+    let count = |name: &str| row.try_get::<i64, _>(name);
+    if count("released")? == 0 {
+        return Ok(ClaimRecorded::LeaseLost);
+    }
+    if count("versioned")? == 0 {
+        return Err(StoreError::UnknownVersion {
+            hotkey: hotkey.to_owned(),
+            hash: run.component_hash.clone(),
+        });
+    }
+    Ok(ClaimRecorded::Recorded(RunRecorded::of_insert(
+        u64::try_from(count("inserted")?).unwrap_or(0),
+    )))
+}
+
+/// A miner's claimed run recorded on PostgreSQL in one statement: its queue row deleted if
+/// worker `$2` still holds its lease with attempt `$3`, and only then the run inserted, with
+/// the version of hash `$4`, finished at the database's clock. Says whether the queue row was
+/// released, whether the version was found and whether the run was inserted (not if it was
+/// there already). The caller's transaction rolls everything back on an unknown version.
+pub(super) const RECORD_MINER_RUN_POSTGRES: &str = "\
+WITH released AS (
+    DELETE FROM validator_run_queue
+     WHERE run_id = $1 AND claimed_by = $2 AND attempts = $3 AND lease_until_ms >= DB_NOW_MS
+ RETURNING event_no, miner_no),
+versioned AS (
+    SELECT r.event_no, r.miner_no, v.version_no
+      FROM released r
+      JOIN validator_agent_versions v ON v.miner_no = r.miner_no AND v.hash = $4),
+inserted AS (
+    INSERT INTO validator_runs
+           (event_no, miner_no, version_no, status, prediction, clipped_prediction,
+            duration_ms, logs, gateway_usage, cost_usd, finished_at_ms)
+    SELECT event_no, miner_no, version_no, $5, $6, $7, $8, $9, $10, $11, DB_NOW_MS
+      FROM versioned
+        ON CONFLICT (event_no, miner_no) DO NOTHING
+ RETURNING 1)
+SELECT (SELECT COUNT(*) FROM released) AS released,
+       (SELECT COUNT(*) FROM versioned) AS versioned,
+       (SELECT COUNT(*) FROM inserted) AS inserted";
+
+/// The worker's completed count, and the notification that runs were recorded, in one
+/// statement.
+pub(super) const COUNT_AND_NOTIFY_POSTGRES: &str = "\
+WITH counted AS (
+    UPDATE validator_workers SET completed = completed + $2, seen_at_ms = DB_NOW_MS
+     WHERE worker_id = $1
+ RETURNING 1)
+SELECT pg_notify($3, '') FROM (SELECT 1) AS always";
