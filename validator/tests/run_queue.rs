@@ -170,6 +170,57 @@ async fn a_run_is_claimed_fenced_and_recorded_once(store: &Store) {
     assert_eq!((w1.leased, w2.leased), (0, 0));
 }
 
+/// A record whose miner has no version with the claimed component's hash is refused, alone or
+/// in a batch, and writes nothing: the run stays queued under its lease.
+async fn a_record_of_an_unknown_version_writes_nothing(store: &Store) {
+    filled(store, 1, 2).await;
+    store.set_scheduler_sandbox(SANDBOX).await.unwrap();
+    store.register_worker(&worker("w1", SANDBOX)).await.unwrap();
+    let stranger = QueuedRun {
+        component_hash: "b".repeat(64),
+        ..queued(0, 0)
+    };
+    store.enqueue_runs(&[stranger, queued(1, 0)]).await.unwrap();
+    let claims = store
+        .claim_runs("w1", 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 2);
+    let finished: Vec<FinishedClaim> = claims
+        .iter()
+        .map(|claim| FinishedClaim {
+            claim: claim.clone(),
+            executed: ok(0.4),
+        })
+        .collect();
+    for batch in [&finished[..1], &finished[..]] {
+        let refused = store.record_claimed("w1", batch).await;
+        assert!(
+            matches!(refused, Err(StoreError::UnknownVersion { .. })),
+            "{refused:?}"
+        );
+    }
+    for event in ["e000", "e001"] {
+        assert!(store.runs_of_event(event).await.unwrap().is_empty());
+    }
+    let counts = store.queue_counts().await.unwrap();
+    assert_eq!((counts.waiting, counts.leased), (0, 2));
+    // The good one alone goes through.
+    let recorded = store.record_claimed("w1", &finished[1..]).await.unwrap();
+    assert_eq!(recorded, [ClaimRecorded::Recorded(RunRecorded::Inserted)]);
+}
+
+#[tokio::test]
+async fn sqlite_a_record_of_an_unknown_version_writes_nothing() {
+    a_record_of_an_unknown_version_writes_nothing(&Store::in_memory().await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn postgres_a_record_of_an_unknown_version_writes_nothing() {
+    let (store, _schema) = postgres_store().await;
+    a_record_of_an_unknown_version_writes_nothing(&store).await;
+}
+
 async fn a_worker_of_another_sandbox_is_turned_away(store: &Store) {
     filled(store, 1, 1).await;
     let before = store.register_worker(&worker("early", SANDBOX)).await;

@@ -172,49 +172,33 @@ impl Store {
     ///
     /// [`StoreError::Database`].
     pub async fn enqueue_runs(&self, runs: &[QueuedRun]) -> Result<usize, StoreError> {
+        if self.engine == super::Engine::Postgres && runs.len() <= ENQUEUE_BATCH {
+            // One statement, its own transaction: the insert and, if it queued anything, the
+            // notification (delivered at its commit).
+            let text = format!(
+                "WITH inserted AS ({} RETURNING 1) \
+                 SELECT (SELECT COUNT(*) FROM inserted) AS queued, \
+                        (SELECT COUNT(*) FROM (SELECT 1 FROM inserted LIMIT 1) AS any_run \
+                           CROSS JOIN LATERAL pg_notify(${}, '') AS n) AS notified",
+                enqueue_sql(runs.len()),
+                runs.len() * 7 + 1
+            );
+            let sql = self.sql(&text);
+            let queued: i64 = bind_queued(sqlx::query(&sql), runs)
+                .bind(RUNS_QUEUED)
+                .fetch_one(&self.writer)
+                .await?
+                .try_get("queued")?;
+            return Ok(usize::try_from(queued).unwrap_or(0));
+        }
         let mut transaction = self.begin_queue().await?;
         let mut queued = 0;
         for batch in runs.chunks(ENQUEUE_BATCH) {
-            let values = (0..batch.len())
-                .map(|row| format!("({})", placeholders(row * 7, 7)))
-                .collect::<Vec<_>>()
-                .join(", ");
-            // VALUES' columns are column1..column7 on both engines: run id, event id, hotkey
-            // (or null), entry (or null), component, gateway name, uid.
-            let text = format!(
-                "INSERT INTO validator_run_queue \
-                     (run_id, event_no, miner_no, entry_no, component_hash, gateway_name, uid, \
-                      queued_at_ms) \
-                 SELECT v.column1, e.event_no, m.miner_no, p.entry_no, v.column5, v.column6, \
-                        v.column7, DB_NOW_MS \
-                   FROM (VALUES {values}) AS v \
-                   JOIN validator_events e ON e.id = v.column2 \
-                   LEFT JOIN validator_miners m ON m.hotkey = v.column3 \
-                   LEFT JOIN validator_reference_entries p ON p.name = v.column4 \
-                  WHERE (m.miner_no IS NOT NULL OR p.entry_no IS NOT NULL) \
-                    AND NOT EXISTS (SELECT 1 FROM validator_runs r \
-                                     WHERE r.event_no = e.event_no AND r.miner_no = m.miner_no) \
-                    AND NOT EXISTS (SELECT 1 FROM validator_reference_forecasts f \
-                                     WHERE f.event_no = e.event_no AND f.entry_no = p.entry_no) \
-                 ON CONFLICT (run_id) DO NOTHING"
-            );
+            let text = enqueue_sql(batch.len());
             let sql = self.sql(&text);
-            let mut query = sqlx::query(&sql);
-            for run in batch {
-                let (hotkey, entry) = match &run.owner {
-                    RunOwner::Miner { hotkey } => (Some(hotkey.as_str()), None),
-                    RunOwner::Benchmark { entry } => (None, Some(entry.as_str())),
-                };
-                query = query
-                    .bind(&run.run_id)
-                    .bind(&run.event_id)
-                    .bind(hotkey)
-                    .bind(entry)
-                    .bind(&run.component_hash)
-                    .bind(&run.gateway_name)
-                    .bind(i64::from(run.uid));
-            }
-            let inserted = query.execute(&mut *transaction).await?;
+            let inserted = bind_queued(sqlx::query(&sql), batch)
+                .execute(&mut *transaction)
+                .await?;
             queued += usize::try_from(inserted.rows_affected()).unwrap_or(0);
         }
         if queued > 0 && self.engine == super::Engine::Postgres {
@@ -374,6 +358,22 @@ impl Store {
                     problem,
                 })?;
         }
+        let record_miner_run = self.sql(RECORD_MINER_RUN_POSTGRES);
+        if let ([done], super::Engine::Postgres) = (finished, self.engine)
+            && let RunOwner::Miner { hotkey } = &done.claim.run.owner
+        {
+            // A run alone: its one statement is its own transaction.
+            let outcome = record_miner_run_at_once(
+                &self.writer,
+                &record_miner_run,
+                worker,
+                done,
+                hotkey,
+                RUNS_RECORDED,
+            )
+            .await?;
+            return Ok(vec![outcome]);
+        }
         let mut transaction = self.begin_queue().await?;
         let now_ms: i64 = sqlx::query_scalar(&self.sql("SELECT DB_NOW_MS"))
             .fetch_one(&mut *transaction)
@@ -387,22 +387,21 @@ impl Store {
         let mut entries = HashMap::new();
         let mut outcomes = Vec::with_capacity(finished.len());
         let mut recorded = 0_i64;
-        let record_miner_run = self.sql(RECORD_MINER_RUN_POSTGRES);
+        let mut notify = false;
         for done in finished {
             if let (super::Engine::Postgres, RunOwner::Miner { hotkey }) =
                 (self.engine, &done.claim.run.owner)
             {
+                // Counts the worker's record and notifies by itself.
                 let outcome = record_miner_run_at_once(
-                    &mut transaction,
+                    &mut *transaction,
                     &record_miner_run,
                     worker,
                     done,
                     hotkey,
+                    RUNS_RECORDED,
                 )
                 .await?;
-                if let ClaimRecorded::Recorded(RunRecorded::Inserted) = outcome {
-                    recorded += 1;
-                }
                 outcomes.push(outcome);
                 continue;
             }
@@ -418,14 +417,11 @@ impl Store {
             }
             let outcome = record_one(&mut transaction, done, finished_at, &mut entries).await?;
             recorded += i64::from(outcome == RunRecorded::Inserted);
+            notify = true;
             outcomes.push(ClaimRecorded::Recorded(outcome));
         }
         // A lost lease is counted as expired when another worker takes the run over.
-        if self.engine == super::Engine::Postgres
-            && outcomes
-                .iter()
-                .any(|outcome| matches!(outcome, ClaimRecorded::Recorded(_)))
-        {
+        if self.engine == super::Engine::Postgres && notify {
             sqlx::query(&self.sql(COUNT_AND_NOTIFY_POSTGRES))
                 .bind(worker)
                 .bind(recorded)
@@ -573,6 +569,57 @@ async fn record_one(
             .await
         }
     }
+}
+
+/// The statement that queues `count` runs (7 parameters each, see [`bind_queued`]): those
+/// whose event is known, whose miner or benchmark entry is known, and that are not recorded
+/// yet nor queued already.
+fn enqueue_sql(count: usize) -> String {
+    let values = (0..count)
+        .map(|row| format!("({})", placeholders(row * 7, 7)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // VALUES' columns are column1..column7 on both engines: run id, event id, hotkey (or
+    // null), entry (or null), component, gateway name, uid.
+    format!(
+        "INSERT INTO validator_run_queue \
+             (run_id, event_no, miner_no, entry_no, component_hash, gateway_name, uid, \
+              queued_at_ms) \
+         SELECT v.column1, e.event_no, m.miner_no, p.entry_no, v.column5, v.column6, \
+                v.column7, DB_NOW_MS \
+           FROM (VALUES {values}) AS v \
+           JOIN validator_events e ON e.id = v.column2 \
+           LEFT JOIN validator_miners m ON m.hotkey = v.column3 \
+           LEFT JOIN validator_reference_entries p ON p.name = v.column4 \
+          WHERE (m.miner_no IS NOT NULL OR p.entry_no IS NOT NULL) \
+            AND NOT EXISTS (SELECT 1 FROM validator_runs r \
+                             WHERE r.event_no = e.event_no AND r.miner_no = m.miner_no) \
+            AND NOT EXISTS (SELECT 1 FROM validator_reference_forecasts f \
+                             WHERE f.event_no = e.event_no AND f.entry_no = p.entry_no) \
+         ON CONFLICT (run_id) DO NOTHING"
+    )
+}
+
+/// Binds `runs` to [`enqueue_sql`]'s parameters.
+fn bind_queued<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    runs: &'q [QueuedRun],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for run in runs {
+        let (hotkey, entry) = match &run.owner {
+            RunOwner::Miner { hotkey } => (Some(hotkey.as_str()), None),
+            RunOwner::Benchmark { entry } => (None, Some(entry.as_str())),
+        };
+        query = query
+            .bind(&run.run_id)
+            .bind(&run.event_id)
+            .bind(hotkey)
+            .bind(entry)
+            .bind(&run.component_hash)
+            .bind(&run.gateway_name)
+            .bind(i64::from(run.uid));
+    }
+    query
 }
 
 /// `$start+1, $start+2, ...`: `count` placeholders after the first `start`.

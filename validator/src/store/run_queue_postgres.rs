@@ -53,14 +53,19 @@ SELECT c.run_id, c.attempts, c.component_hash, c.gateway_name, c.uid,
  ORDER BY c.queued_at_ms, c.run_id";
 
 /// Records a miner's claimed run on PostgreSQL in one statement (see
-/// [`RECORD_MINER_RUN_POSTGRES`]).
-pub(super) async fn record_miner_run_at_once(
-    transaction: &mut sqlx::Transaction<'static, sqlx::Any>,
+/// [`RECORD_MINER_RUN_POSTGRES`]), through `executor`: a transaction holding a batch, or the
+/// pool for a run alone (the statement is its own transaction then).
+pub(super) async fn record_miner_run_at_once<'c, E>(
+    executor: E,
     sql: &str,
     worker: &str,
     done: &FinishedClaim,
     hotkey: &str,
-) -> Result<ClaimRecorded, StoreError> {
+    channel: &str,
+) -> Result<ClaimRecorded, StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
     let run = &done.claim.run;
     let executed = &done.executed;
     let row = sqlx::query(sql)
@@ -76,10 +81,11 @@ pub(super) async fn record_miner_run_at_once(
         .bind(&executed.logs)
         .bind(executed.gateway_usage.to_string())
         .bind(executed.cost_usd)
-        .fetch_one(&mut **transaction)
+        .bind(channel)
+        .fetch_one(executor)
         .await?;
     let count = |name: &str| row.try_get::<i64, _>(name);
-    if count("released")? == 0 {
+    if count("held")? == 0 {
         return Ok(ClaimRecorded::LeaseLost);
     }
     if count("versioned")? == 0 {
@@ -93,20 +99,27 @@ pub(super) async fn record_miner_run_at_once(
     )))
 }
 
-/// A miner's claimed run recorded on PostgreSQL in one statement: its queue row deleted if
-/// worker `$2` still holds its lease with attempt `$3`, and only then the run inserted, with
-/// the version of hash `$4`, finished at the database's clock. Says whether the queue row was
-/// released, whether the version was found and whether the run was inserted (not if it was
-/// there already). The caller's transaction rolls everything back on an unknown version.
+/// A miner's claimed run recorded on PostgreSQL in one statement. If worker `$2` still holds
+/// the run's lease with attempt `$3` and the miner has a version of hash `$4`: the queue row
+/// is deleted, the run inserted (finished at the database's clock; not if it was there
+/// already), the worker's completed count raised and the scheduler notified on channel
+/// `$12`. Says whether the lease was held, the version found and the run inserted; when the
+/// version is unknown nothing is written.
 pub(super) const RECORD_MINER_RUN_POSTGRES: &str = "\
-WITH released AS (
-    DELETE FROM validator_run_queue
+WITH held AS (
+    SELECT run_id, event_no, miner_no
+      FROM validator_run_queue
      WHERE run_id = $1 AND claimed_by = $2 AND attempts = $3 AND lease_until_ms >= DB_NOW_MS
- RETURNING event_no, miner_no),
+       FOR UPDATE),
 versioned AS (
-    SELECT r.event_no, r.miner_no, v.version_no
-      FROM released r
-      JOIN validator_agent_versions v ON v.miner_no = r.miner_no AND v.hash = $4),
+    SELECT h.run_id, h.event_no, h.miner_no, v.version_no
+      FROM held h
+      JOIN validator_agent_versions v ON v.miner_no = h.miner_no AND v.hash = $4),
+released AS (
+    DELETE FROM validator_run_queue q
+     USING versioned v
+     WHERE q.run_id = v.run_id
+ RETURNING q.run_id),
 inserted AS (
     INSERT INTO validator_runs
            (event_no, miner_no, version_no, status, prediction, clipped_prediction,
@@ -114,10 +127,15 @@ inserted AS (
     SELECT event_no, miner_no, version_no, $5, $6, $7, $8, $9, $10, $11, DB_NOW_MS
       FROM versioned
         ON CONFLICT (event_no, miner_no) DO NOTHING
- RETURNING 1)
-SELECT (SELECT COUNT(*) FROM released) AS released,
+ RETURNING 1),
+counted AS (
+    UPDATE validator_workers
+       SET completed = completed + (SELECT COUNT(*) FROM inserted), seen_at_ms = DB_NOW_MS
+     WHERE worker_id = $2 AND EXISTS (SELECT 1 FROM released))
+SELECT (SELECT COUNT(*) FROM held) AS held,
        (SELECT COUNT(*) FROM versioned) AS versioned,
-       (SELECT COUNT(*) FROM inserted) AS inserted";
+       (SELECT COUNT(*) FROM inserted) AS inserted,
+       (SELECT COUNT(*) FROM released CROSS JOIN LATERAL pg_notify($12, '') AS n) AS notified";
 
 /// The worker's completed count, and the notification that runs were recorded, in one
 /// statement.
