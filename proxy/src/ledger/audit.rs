@@ -131,16 +131,12 @@ impl Ledger {
     /// decisions before it cannot be written first, [`LedgerError::Database`].
     pub async fn charges_for_run(&self, run_id: &str) -> Result<Vec<Charge>, LedgerError> {
         self.flush().await?;
-        let query = sqlx::query_as::<_, ChargeRow>(CHARGES_FOR_RUN_SQL).bind(run_id);
-        let rows = match &self.inner.store {
-            Store::File(file) => query.fetch_all(&file.reader).await?,
-            Store::Shared(shared) => {
-                sqlx::query_as::<_, ChargeRow>(CHARGES_FOR_RUN_SQL)
-                    .bind(run_id)
-                    .fetch_all(shared.pool())
-                    .await?
-            }
-        };
+        let rows = on_reader!(&self.inner.store, |pool| {
+            sqlx::query_as::<_, ChargeRow>(CHARGES_FOR_RUN_SQL)
+                .bind(run_id)
+                .fetch_all(pool)
+                .await?
+        });
         Ok(rows.into_iter().map(Charge::from).collect())
     }
 
@@ -281,22 +277,17 @@ impl Ledger {
         args: &[&str],
     ) -> Result<f64, LedgerError> {
         self.flush().await?;
-        let micros: Option<Option<i64>> = match &self.inner.store {
-            Store::File(file) => {
-                let mut query = sqlx::query_scalar::<_, Option<i64>>(file_sql);
-                for arg in args {
-                    query = query.bind(*arg);
-                }
-                query.fetch_optional(&file.reader).await?
-            }
-            Store::Shared(shared) => {
-                let mut query = sqlx::query_scalar::<_, Option<i64>>(shared_sql);
-                for arg in args {
-                    query = query.bind(*arg);
-                }
-                query.fetch_optional(shared.pool()).await?
-            }
+        let sql = match &self.inner.store {
+            Store::File(_) => file_sql,
+            Store::Shared(_) => shared_sql,
         };
+        let micros: Option<Option<i64>> = on_reader!(&self.inner.store, |pool| {
+            let mut query = sqlx::query_scalar::<_, Option<i64>>(sql);
+            for arg in args {
+                query = query.bind(*arg);
+            }
+            query.fetch_optional(pool).await?
+        });
         Ok(micros_to_usd(micros.flatten().unwrap_or(0)))
     }
 }

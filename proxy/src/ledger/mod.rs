@@ -74,6 +74,24 @@
 //! in `shared/mod.rs`. Their books are the same, limited to the slices of
 //! each cap that the database granted them.
 
+/// Evaluates `$query`, an expression over `$pool`, with `$pool` the
+/// ledger's reader: a file's reader pool or a shared ledger's PostgreSQL
+/// pool. The query is written once and typed for each driver.
+macro_rules! on_reader {
+    ($store:expr, |$pool:ident| $query:expr) => {
+        match $store {
+            Store::File(file) => {
+                let $pool = &file.reader;
+                $query
+            }
+            Store::Shared(shared) => {
+                let $pool = shared.pool();
+                $query
+            }
+        }
+    };
+}
+
 /// What the ledger reports and checks.
 mod audit;
 /// The books in memory, where every cap decision is made.
@@ -475,20 +493,12 @@ impl Ledger {
         if let Err(error) = self.flush().await {
             return error;
         }
-        let state: Result<Option<String>, _> = match &self.inner.store {
-            Store::File(file) => {
-                sqlx::query_scalar(STATE_BY_ID_SQL)
-                    .bind(id.0)
-                    .fetch_optional(&file.reader)
-                    .await
-            }
-            Store::Shared(shared) => {
-                sqlx::query_scalar(STATE_BY_ID_SQL)
-                    .bind(id.0)
-                    .fetch_optional(shared.pool())
-                    .await
-            }
-        };
+        let state: Result<Option<String>, _> = on_reader!(&self.inner.store, |pool| {
+            sqlx::query_scalar(STATE_BY_ID_SQL)
+                .bind(id.0)
+                .fetch_optional(pool)
+                .await
+        });
         match state {
             Ok(None) => LedgerError::UnknownReservation(id),
             Ok(Some(state)) => match parse_state(&state) {
