@@ -375,10 +375,9 @@ impl Store {
             return Ok(vec![outcome]);
         }
         let mut transaction = self.begin_queue().await?;
-        let now_ms: i64 = sqlx::query_scalar(&self.sql("SELECT DB_NOW_MS"))
-            .fetch_one(&mut *transaction)
-            .await?;
-        let finished_at = from_ms(now_ms, "the database's clock")?;
+        // Read once, when a run needs it: a miner's run on PostgreSQL takes the clock in its
+        // own statement.
+        let mut finished_at = None;
         let release = self.sql(
             "DELETE FROM validator_run_queue \
               WHERE run_id = $1 AND claimed_by = $2 AND attempts = $3 \
@@ -415,6 +414,15 @@ impl Store {
                 outcomes.push(ClaimRecorded::LeaseLost);
                 continue;
             }
+            let finished_at = match finished_at {
+                Some(at) => at,
+                None => {
+                    let now_ms: i64 = sqlx::query_scalar(&self.sql("SELECT DB_NOW_MS"))
+                        .fetch_one(&mut *transaction)
+                        .await?;
+                    *finished_at.insert(from_ms(now_ms, "the database's clock")?)
+                }
+            };
             let outcome = record_one(&mut transaction, done, finished_at, &mut entries).await?;
             recorded += i64::from(outcome == RunRecorded::Inserted);
             notify = true;
