@@ -14,12 +14,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{PACED_FOR, ms, paced, percentile};
+use common::{PACED_FOR, gateway, ms, paced, percentile};
 
 use sooth_fake_upstream::{FakeUpstream, FakeUpstreamConfig, GatewayConfigBuilder, ServiceBuilder};
-use sooth_protocol::RequestSigner;
 use sooth_protocol::{RunClaims, encode_public_key, generate_key, mint};
-use sooth_proxy::{GatewayState, Ledger, LinkedKeys, ProxyConfig, ResponseCache, RunningGateway};
+use sooth_proxy::{Ledger, ProxyConfig};
 
 const MODEL: &str = "fake-org/Fake-Model-8B";
 /// Paced rates, requests per second.
@@ -53,21 +52,7 @@ async fn main() {
     ]);
     let database = dir.path().join("gateway.sqlite");
     let ledger = Ledger::open(&database).await.expect("ledger");
-    let cache = ResponseCache::open(&database).await.expect("cache");
-    let state = GatewayState::new(
-        config,
-        validator.verifying_key(),
-        RequestSigner::new(generate_key()),
-        ledger,
-        cache,
-        keys,
-        LinkedKeys::in_memory().await.expect("linked keys"),
-    )
-    .await
-    .expect("state");
-    let gateway = RunningGateway::start(state, "127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("gateway");
+    let gateway = gateway(&config, &validator, ledger, dir.path(), &keys).await;
     let now = chrono::Utc::now().timestamp();
     let token = Arc::new(mint(
         &validator,

@@ -16,46 +16,17 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{ms, paced, percentile};
+use common::{gateway, ms, paced, percentile};
 use ed25519_dalek::SigningKey;
 use sooth_fake_upstream::{FakeUpstream, FakeUpstreamConfig, GatewayConfigBuilder, ServiceBuilder};
-use sooth_protocol::{RequestSigner, RunClaims, encode_public_key, generate_key, mint};
-use sooth_proxy::{
-    GatewayState, Ledger, LinkedKeys, ProxyConfig, ResponseCache, RunningGateway,
-    SharedLedgerOptions,
-};
+use sooth_protocol::{RunClaims, encode_public_key, generate_key, mint};
+use sooth_proxy::{Ledger, ProxyConfig, RunningGateway, SharedLedgerOptions};
 use sooth_test_postgres::TestSchema;
 
 const MODEL: &str = "fake-org/Fake-Model-8B";
 const RATE: u64 = 1000;
 const CALLS_PER_RUN: usize = 20;
 const MINERS: usize = 50;
-
-async fn gateway(
-    config: &ProxyConfig,
-    validator: &SigningKey,
-    ledger: Ledger,
-    dir: &std::path::Path,
-    keys: &BTreeMap<String, String>,
-) -> RunningGateway {
-    let cache = ResponseCache::open(&dir.join("gateway.sqlite"))
-        .await
-        .expect("cache");
-    let state = GatewayState::new(
-        config.clone(),
-        validator.verifying_key(),
-        RequestSigner::new(generate_key()),
-        ledger,
-        cache,
-        keys.clone(),
-        LinkedKeys::in_memory().await.expect("linked keys"),
-    )
-    .await
-    .expect("state");
-    RunningGateway::start(state, "127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("gateway")
-}
 
 /// The token of run `run` (of miner `run % MINERS`) in scenario `scenario`.
 fn tokens(validator: &SigningKey, scenario: &str, runs: usize) -> Vec<String> {

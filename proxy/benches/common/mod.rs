@@ -1,7 +1,12 @@
 //! What the gateway benchmarks share: requests sent at a paced rate, and
 //! their latency percentiles.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use sooth_protocol::{RequestSigner, generate_key};
+use sooth_proxy::{GatewayState, Ledger, LinkedKeys, ProxyConfig, ResponseCache, RunningGateway};
 
 /// How long each paced scenario sends for.
 pub const PACED_FOR: Duration = Duration::from_secs(5);
@@ -55,4 +60,32 @@ pub async fn paced(rate: u64, make: impl Fn(usize) -> reqwest::RequestBuilder) -
         latencies,
         achieved: count as f64 / started.elapsed().as_secs_f64(),
     }
+}
+
+/// A gateway on loopback honouring `validator`'s tokens, with `ledger`, its cache in
+/// `dir/gateway.sqlite` and the operator's upstream `keys`.
+pub async fn gateway(
+    config: &ProxyConfig,
+    validator: &SigningKey,
+    ledger: Ledger,
+    dir: &std::path::Path,
+    keys: &BTreeMap<String, String>,
+) -> RunningGateway {
+    let cache = ResponseCache::open(&dir.join("gateway.sqlite"))
+        .await
+        .expect("cache");
+    let state = GatewayState::new(
+        config.clone(),
+        validator.verifying_key(),
+        RequestSigner::new(generate_key()),
+        ledger,
+        cache,
+        keys.clone(),
+        LinkedKeys::in_memory().await.expect("linked keys"),
+    )
+    .await
+    .expect("state");
+    RunningGateway::start(state, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("gateway")
 }
