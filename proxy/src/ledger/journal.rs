@@ -79,7 +79,7 @@ INSERT INTO gateway_reservations
   (id, run_id, miner, service, day, state, reserved_micros, created_at_ms)
 VALUES ($1, $2, $3, $4, $5, 'open', $6, $7)";
 
-pub(super) const CLOSE_SQL: &str = "\
+const CLOSE_SQL: &str = "\
 UPDATE gateway_reservations
    SET state = $2, charged_micros = $3, overrun_micros = $4, estimated = $5, closed_at_ms = $6
  WHERE id = $1 AND state = 'open'";
@@ -286,7 +286,12 @@ async fn commit(pool: &SqlitePool, writes: &[Write]) -> Result<(), Failed> {
                     .execute(&mut *tx)
                     .await?;
                 if done.rows_affected() != 1 {
-                    return Err(not_open(closed.id));
+                    // The file says this reservation is not open, the books
+                    // say it was: someone else wrote the file.
+                    return Err(Failed::Inconsistent(format!(
+                        "reservation {} is not open in the file",
+                        closed.id
+                    )));
                 }
             }
             // A file's ledger holds no slices and no lease.
@@ -294,10 +299,4 @@ async fn commit(pool: &SqlitePool, writes: &[Write]) -> Result<(), Failed> {
         }
     }
     Ok(tx.commit().await?)
-}
-
-/// The database says reservation `id` is not open, the books say it was:
-/// someone else wrote the database.
-pub(super) fn not_open(id: i64) -> Failed {
-    Failed::Inconsistent(format!("reservation {id} is not open in the file"))
 }
