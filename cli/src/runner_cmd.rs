@@ -73,7 +73,7 @@ type GatewayAndTokens = (Arc<dyn Gateway>, Option<Arc<dyn RunTokens>>);
 
 /// The gateway the worker's agents call, and the tokens that let them.
 fn worker_gateway(config: &WorkerConfig) -> anyhow::Result<GatewayAndTokens> {
-    let (Some(url), Some(key_file)) = (&config.gateway_url, &config.key_file) else {
+    let (false, Some(key_file)) = (config.gateway_url.is_empty(), &config.key_file) else {
         tracing::warn!("no gateway configured: agents' gateway calls will fail");
         return Ok((Arc::new(ScriptedGateway::empty()), None));
     };
@@ -89,7 +89,8 @@ fn worker_gateway(config: &WorkerConfig) -> anyhow::Result<GatewayAndTokens> {
         key,
         BTreeMap::from([("*".to_owned(), config.run_cap_usd)]),
     ));
-    Ok((Arc::new(HttpGateway::new(url.clone())?), Some(tokens)))
+    let gateway = HttpGateway::with_failover(config.gateway_url.iter().cloned())?;
+    Ok((Arc::new(gateway), Some(tokens)))
 }
 
 fn host_name() -> String {

@@ -1,6 +1,14 @@
 //! The runner's client of the gateway proxy: a [`Gateway`] that forwards
 //! each request over HTTP with the run's token, on one shared keep-alive
-//! client.
+//! client, to one gateway or, in turn, to several that share a ledger.
+//!
+//! With several gateways, a request goes to the next in turn. One that
+//! cannot be connected to (nothing was sent, so nothing was charged) is
+//! skipped for the next; one that fails in any other way before it answers
+//! (cut mid-call: the call may have been charged) ends the request with
+//! `unavailable`, which the agent may retry. Either way that gateway is
+//! tried last for [`DOWN_FOR`], so that a dead gateway costs a refused
+//! connection at most every few seconds, not a failed call.
 //!
 //! Wire format (the proxy serves it):
 //!
@@ -29,6 +37,10 @@
 //! [`SearchRequest`]: crate::SearchRequest
 //! [`SearchResponse`]: crate::SearchResponse
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
 use futures::future::BoxFuture;
 
 use sooth_protocol::{
@@ -48,16 +60,43 @@ pub enum HttpGatewayError {
         /// The address given.
         url: String,
     },
+    /// No gateway URL was given.
+    #[error("no gateway URL was given")]
+    NoUrl,
     /// The HTTP client cannot be built (no TLS backend).
     #[error("cannot build the gateway's HTTP client")]
     Client(#[source] reqwest::Error),
 }
 
-/// A [`Gateway`] that talks to a gateway proxy over HTTP.
+/// How long a gateway that failed is tried after the others.
+pub const DOWN_FOR: Duration = Duration::from_secs(2);
+
+/// A [`Gateway`] that talks to one gateway proxy, or several in turn, over HTTP.
 #[derive(Debug, Clone)]
 pub struct HttpGateway {
-    base_url: reqwest::Url,
+    bases: Arc<[Base]>,
+    /// Where the next request starts its turn.
+    next: Arc<AtomicUsize>,
+    /// What `Base::down_until` counts from.
+    epoch: Instant,
     client: reqwest::Client,
+}
+
+/// One gateway's base URL and, when it last failed, until when it is tried last.
+#[derive(Debug)]
+struct Base {
+    url: reqwest::Url,
+    /// Milliseconds after `HttpGateway::epoch`; 0 when up.
+    down_until: AtomicU64,
+}
+
+/// How one attempt at one gateway ended.
+enum Attempt {
+    /// The gateway answered, or the request failed for a reason that another gateway would
+    /// not change.
+    Done(GatewayAnswer),
+    /// No connection could be made: nothing was sent, another gateway may take it.
+    NotConnected(GatewayAnswer),
 }
 
 impl HttpGateway {
@@ -69,29 +108,72 @@ impl HttpGateway {
     /// [`HttpGatewayError`] when the URL is not an http(s) base URL or the
     /// HTTP client cannot be built.
     pub fn new(base_url: impl Into<String>) -> Result<Self, HttpGatewayError> {
-        let text = base_url.into();
-        let bad_url = || HttpGatewayError::BadUrl { url: text.clone() };
-        let base_url = reqwest::Url::parse(&text).map_err(|_| bad_url())?;
-        if !matches!(base_url.scheme(), "http" | "https")
-            || base_url.cannot_be_a_base()
-            || base_url.query().is_some()
-            || base_url.fragment().is_some()
-        {
-            return Err(bad_url());
+        Self::with_failover([base_url])
+    }
+
+    /// A client of several proxies sharing one ledger, each request sent to the next in
+    /// turn, skipping one that cannot be connected to (see the module's documentation).
+    ///
+    /// # Errors
+    ///
+    /// [`HttpGatewayError`] when no URL is given, one is not an http(s) base URL, or the
+    /// HTTP client cannot be built.
+    pub fn with_failover(
+        base_urls: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Result<Self, HttpGatewayError> {
+        let bases = base_urls
+            .into_iter()
+            .map(|text| {
+                let text = text.into();
+                let url = parse_base_url(&text)
+                    .ok_or_else(|| HttpGatewayError::BadUrl { url: text.clone() })?;
+                Ok(Base {
+                    url,
+                    down_until: AtomicU64::new(0),
+                })
+            })
+            .collect::<Result<Arc<[Base]>, HttpGatewayError>>()?;
+        if bases.is_empty() {
+            return Err(HttpGatewayError::NoUrl);
         }
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
             .tcp_nodelay(true)
             .build()
             .map_err(HttpGatewayError::Client)?;
-        Ok(Self { base_url, client })
+        Ok(Self {
+            bases,
+            next: Arc::new(AtomicUsize::new(0)),
+            epoch: Instant::now(),
+            client,
+        })
+    }
+
+    /// The gateways in the order this request tries them: from the next in turn, those that
+    /// failed lately last.
+    fn turn(&self) -> Vec<usize> {
+        let count = self.bases.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % count;
+        let now = self.millis_now();
+        let mut order: Vec<usize> = (0..count).map(|k| (start + k) % count).collect();
+        order.sort_by_key(|&index| self.bases[index].down_until.load(Ordering::Relaxed) > now);
+        order
+    }
+
+    fn millis_now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn mark_down(&self, index: usize) {
+        let until = self.millis_now().saturating_add(DOWN_FOR.as_millis() as u64);
+        self.bases[index].down_until.store(until, Ordering::Relaxed);
     }
 
     /// The base URL with `segments` appended, each percent-encoded as one
     /// path segment: whatever a segment holds, the request stays on the
     /// route it names under the base path.
-    fn route(&self, segments: &[&str]) -> reqwest::Url {
-        let mut url = self.base_url.clone();
+    fn route(base: &reqwest::Url, segments: &[&str]) -> reqwest::Url {
+        let mut url = base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty().extend(segments);
         }
@@ -99,15 +181,9 @@ impl HttpGateway {
     }
 
     async fn send(&self, run: &RunContext, request: GatewayRequest) -> GatewayAnswer {
-        let remaining = run.remaining();
-        if remaining.is_zero() {
-            return GatewayAnswer::free(Err(GatewayError::Timeout));
-        }
-        let (url, body) = match &request {
-            GatewayRequest::Chat(chat) => (self.route(&["v1", "chat"]), serde_json::to_vec(chat)),
-            GatewayRequest::Search(search) => {
-                (self.route(&["v1", "search"]), serde_json::to_vec(search))
-            }
+        let (segments, body) = match &request {
+            GatewayRequest::Chat(chat) => (vec!["v1", "chat"], serde_json::to_vec(chat)),
+            GatewayRequest::Search(search) => (vec!["v1", "search"], serde_json::to_vec(search)),
             GatewayRequest::Call { service, body } => {
                 if let Err(error) = check_service_name(service) {
                     return GatewayAnswer::free(Err(GatewayError::BadRequest {
@@ -115,7 +191,7 @@ impl HttpGateway {
                     }));
                 }
                 (
-                    self.route(&["v1", "call", service]),
+                    vec!["v1", "call", service.as_str()],
                     Ok(body.clone().into_bytes()),
                 )
             }
@@ -125,6 +201,38 @@ impl HttpGateway {
                 message: "request cannot be encoded".into(),
             }));
         };
+        let body = bytes::Bytes::from(body);
+        let mut last = None;
+        for index in self.turn() {
+            let url = Self::route(&self.bases[index].url, &segments);
+            match self.attempt(run, &request, url, body.clone()).await {
+                Attempt::Done(answer) => {
+                    if is_cut(&answer) {
+                        self.mark_down(index);
+                    }
+                    return answer;
+                }
+                Attempt::NotConnected(answer) => {
+                    self.mark_down(index);
+                    last = Some(answer);
+                }
+            }
+        }
+        last.unwrap_or_else(|| GatewayAnswer::free(Err(GatewayError::Timeout)))
+    }
+
+    /// Sends `body` for `request` to `url`, once.
+    async fn attempt(
+        &self,
+        run: &RunContext,
+        request: &GatewayRequest,
+        url: reqwest::Url,
+        body: bytes::Bytes,
+    ) -> Attempt {
+        let remaining = run.remaining();
+        if remaining.is_zero() {
+            return Attempt::Done(GatewayAnswer::free(Err(GatewayError::Timeout)));
+        }
         let mut builder = self
             .client
             .post(url)
@@ -137,12 +245,17 @@ impl HttpGateway {
         let response = match builder.send().await {
             Ok(response) => response,
             Err(error) if error.is_timeout() => {
-                return GatewayAnswer::free(Err(GatewayError::Timeout));
+                return Attempt::Done(GatewayAnswer::free(Err(GatewayError::Timeout)));
             }
             Err(error) => {
-                return GatewayAnswer::free(Err(GatewayError::Unavailable {
-                    message: format!("gateway unreachable: {}", without_url(&error)),
+                let answer = GatewayAnswer::free(Err(GatewayError::Unavailable {
+                    message: format!("{UNREACHABLE}: {}", without_url(&error)),
                 }));
+                return if error.is_connect() {
+                    Attempt::NotConnected(answer)
+                } else {
+                    Attempt::Done(answer)
+                };
             }
         };
         let header = |name: &str| {
@@ -173,19 +286,42 @@ impl HttpGateway {
         };
         let bytes = match response.bytes().await {
             Ok(bytes) => bytes,
-            Err(error) if error.is_timeout() => return answer(Err(GatewayError::Timeout)),
+            Err(error) if error.is_timeout() => {
+                return Attempt::Done(answer(Err(GatewayError::Timeout)));
+            }
             Err(error) => {
-                return answer(Err(GatewayError::Unavailable {
-                    message: format!("gateway answer cut short: {}", without_url(&error)),
-                }));
+                return Attempt::Done(answer(Err(GatewayError::Unavailable {
+                    message: format!("{CUT_SHORT}: {}", without_url(&error)),
+                })));
             }
         };
-        answer(if status.is_success() {
-            decode_success(&request, &bytes)
+        Attempt::Done(answer(if status.is_success() {
+            decode_success(request, &bytes)
         } else {
             Err(decode_error(status.as_u16(), &bytes, retry_after_ms))
-        })
+        }))
     }
+}
+
+/// How an answer that never came is described to the agent.
+const UNREACHABLE: &str = "gateway unreachable";
+/// How an answer cut short is described to the agent.
+const CUT_SHORT: &str = "gateway answer cut short";
+
+/// Whether the gateway failed in transport (rather than answering with an error).
+fn is_cut(answer: &GatewayAnswer) -> bool {
+    matches!(&answer.result, Err(GatewayError::Unavailable { message })
+        if message.starts_with(UNREACHABLE) || message.starts_with(CUT_SHORT))
+}
+
+/// `text` as a base URL requests can be routed under, if it is one.
+fn parse_base_url(text: &str) -> Option<reqwest::Url> {
+    let url = reqwest::Url::parse(text).ok()?;
+    let usable = matches!(url.scheme(), "http" | "https")
+        && !url.cannot_be_a_base()
+        && url.query().is_none()
+        && url.fragment().is_none();
+    usable.then_some(url)
 }
 
 fn without_url(error: &reqwest::Error) -> String {

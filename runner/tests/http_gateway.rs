@@ -1,6 +1,8 @@
 //! The HTTP client of the gateway keeps every request, and the run token
 //! with it, on the route it names under the gateway's base path, whatever
-//! service name it is handed.
+//! service name it is handed; with several gateways it takes them in turn,
+//! skips one it cannot connect to, and never sends a call twice that may
+//! have been charged.
 
 #![allow(clippy::unwrap_used)]
 
@@ -135,4 +137,91 @@ async fn a_base_url_that_cannot_take_a_path_is_refused() {
             "{url}: {error}"
         );
     }
+}
+
+/// An address nothing listens on.
+async fn closed_port() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
+
+/// A host that reads each request and closes the connection without answering, counting
+/// the requests it took.
+async fn cutting_host() -> (String, Arc<Mutex<usize>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let taken = Arc::new(Mutex::new(0));
+    let count = taken.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 4096];
+                if socket.read(&mut buffer).await.unwrap_or(0) > 0 {
+                    *count.lock().unwrap() += 1;
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), taken)
+}
+
+#[tokio::test]
+async fn several_gateways_take_calls_in_turn_and_one_that_refuses_connections_is_skipped() {
+    let (first, first_seen) = recording_host().await;
+    let (second, second_seen) = recording_host().await;
+    let dead = closed_port().await;
+    let gateway = HttpGateway::with_failover([first, dead, second]).unwrap();
+    let context = run();
+    for _ in 0..12 {
+        let answer = gateway.handle(&context, call("echo")).await;
+        assert!(answer.result.is_ok(), "{:?}", answer.result);
+    }
+    // Every call answered: the dead gateway's turns went to the others.
+    let (first, second) = (
+        first_seen.lock().unwrap().len(),
+        second_seen.lock().unwrap().len(),
+    );
+    assert_eq!(first + second, 12);
+    assert!(first >= 4 && second >= 4, "{first} and {second}");
+}
+
+#[tokio::test]
+async fn a_call_cut_mid_way_is_not_sent_again_and_that_gateway_goes_last() {
+    let (cutter, cut) = cutting_host().await;
+    let (live, live_seen) = recording_host().await;
+    let gateway = HttpGateway::with_failover([cutter, live]).unwrap();
+    let context = run();
+    // The first call goes to the gateway that cuts: it may have been charged there, so the
+    // agent hears `unavailable` rather than a second charge elsewhere.
+    let answer = gateway.handle(&context, call("echo")).await;
+    match &answer.result {
+        Err(GatewayError::Unavailable { message }) => {
+            assert!(message.contains("gateway"), "{message}");
+            assert!(!message.contains("127.0.0.1"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!((*cut.lock().unwrap(), live_seen.lock().unwrap().len()), (1, 0));
+    // Then, while it is down, every call goes to the other first, its own turns included.
+    for _ in 0..4 {
+        let answer = gateway.handle(&context, call("echo")).await;
+        assert!(answer.result.is_ok(), "{:?}", answer.result);
+    }
+    assert_eq!((*cut.lock().unwrap(), live_seen.lock().unwrap().len()), (1, 4));
+}
+
+#[tokio::test]
+async fn with_every_gateway_unreachable_the_call_is_unavailable_and_none_is_no_client() {
+    let gateway = HttpGateway::with_failover([closed_port().await, closed_port().await]).unwrap();
+    let answer = gateway.handle(&run(), call("echo")).await;
+    assert!(
+        matches!(&answer.result, Err(GatewayError::Unavailable { message }) if message.contains("unreachable")),
+        "{:?}",
+        answer.result
+    );
+    let error = HttpGateway::with_failover(Vec::<String>::new()).unwrap_err();
+    assert!(error.to_string().contains("no gateway URL"), "{error}");
 }

@@ -7,7 +7,8 @@
 //! concurrency = 8                # runs at once
 //! lease_secs = 60                # a claim's lease, renewed while the run lasts
 //! # worker_id = "host-a"         # default: the host name and the process id
-//! gateway_url = "http://gateway.internal:8700"   # absent: agents' gateway calls fail
+//! gateway_url = "http://gateway.internal:8700"   # absent: agents' gateway calls fail; or a
+//! # list of gateways sharing one ledger, taken in turn: ["http://g1:8700", "http://g2:8700"]
 //! run_cap_usd = 0.05             # each run's cap per service
 //!
 //! [runner]                       # the sandbox: must match the scheduler's
@@ -43,15 +44,41 @@ pub struct WorkerConfig {
     /// This worker's id among the validator's workers [default: host name and process id].
     #[serde(default)]
     pub worker_id: Option<String>,
-    /// The gateway agents call; absent, their calls fail.
-    #[serde(default)]
-    pub gateway_url: Option<String>,
+    /// The gateways agents call, taken in turn (one URL, or a list of gateways sharing one
+    /// ledger); none, their calls fail.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub gateway_url: Vec<String>,
     /// Each run's cap per service, in US dollars, carried in its run token.
     #[serde(default = "default_run_cap_usd")]
     pub run_cap_usd: f64,
     /// The sandbox's settings.
     #[serde(default)]
     pub runner: RunnerConfig,
+}
+
+/// A string, or a list of them.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    struct OneOrMany;
+    impl<'de> serde::de::Visitor<'de> for OneOrMany {
+        type Value = Vec<String>;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            formatter.write_str("a URL or a list of URLs")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, url: &str) -> Result<Self::Value, E> {
+            Ok(vec![url.to_owned()])
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut urls = Vec::new();
+            while let Some(url) = seq.next_element()? {
+                urls.push(url);
+            }
+            Ok(urls)
+        }
+    }
+    deserializer.deserialize_any(OneOrMany)
 }
 
 fn default_cache_dir() -> PathBuf {
@@ -124,7 +151,7 @@ impl WorkerConfig {
         {
             return invalid("worker_id must be 1 to 128 bytes");
         }
-        if self.gateway_url.is_some() && self.key_file.is_none() {
+        if !self.gateway_url.is_empty() && self.key_file.is_none() {
             return invalid("gateway_url needs key_file, the validator's run-token key");
         }
         if !(self.run_cap_usd.is_finite() && self.run_cap_usd >= 0.0) {
@@ -148,7 +175,18 @@ mod tests {
         let config =
             WorkerConfig::from_toml("database_url = \"postgres://h/db\"\n", "w.toml").unwrap();
         assert_eq!((config.concurrency, config.lease_secs), (8, 60));
-        assert_eq!(config.gateway_url, None);
+        assert!(config.gateway_url.is_empty());
+        for (text, urls) in [
+            ("gateway_url = \"http://g:1\"\n", vec!["http://g:1"]),
+            (
+                "gateway_url = [\"http://g:1\", \"http://h:2\"]\n",
+                vec!["http://g:1", "http://h:2"],
+            ),
+        ] {
+            let text = format!("database_url = \"postgres://h/db\"\nkey_file = \"k\"\n{text}");
+            let config = WorkerConfig::from_toml(&text, "w.toml").unwrap();
+            assert_eq!(config.gateway_url, urls);
+        }
         for (text, needle) in [
             ("database_url = \"sqlite://x\"\n", "PostgreSQL URL"),
             ("", "database_url"),
@@ -165,6 +203,10 @@ mod tests {
                 "key_file",
             ),
             ("database_url = \"postgres://h/db\"\nleases = 3\n", "leases"),
+            (
+                "database_url = \"postgres://h/db\"\nkey_file = \"k\"\ngateway_url = 3\n",
+                "a URL or a list of URLs",
+            ),
         ] {
             let error = WorkerConfig::from_toml(text, "w.toml").unwrap_err();
             let message = format!("{:#}", anyhow::Error::new(error));
