@@ -1,16 +1,21 @@
 //! `sooth backtest`: replay an event file through the validator daemon on a simulated clock.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use sooth_runner::ScriptedGateway;
+use sooth_protocol::generate_key;
+use sooth_proxy::RunningGateway;
+use sooth_runner::{Gateway, HttpGateway, ScriptedGateway};
 use sooth_validator::sources::{Batch, jsonl};
 use sooth_validator::store::{Store, StoreOptions, Verification};
 use sooth_validator::verification::ProbeSet;
-use sooth_validator::{BacktestReport, DaemonSettings, Simulation, start_instant};
+use sooth_validator::{
+    BacktestReport, DaemonSettings, RunTokens, SignedRunTokens, Simulation, start_instant,
+};
 
+use crate::gateway_choice::start_in_process;
 use crate::progress::replay_bar;
 use crate::runner_setup::{default_cache_dir, make_runner};
 use crate::{BacktestArgs, outln};
@@ -44,17 +49,16 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
         let start = start_instant(&batch.events)?;
         let runner = make_runner(default_cache_dir())?;
         let sandbox_version = runner.sandbox_version();
-        // No gateway: an agent's calls answer not-found, as with `sooth agent test`.
-        let gateway = Arc::new(ScriptedGateway::empty());
+        let (gateway, tokens, in_process) = backtest_gateway(args).await?;
         let settings = DaemonSettings {
             max_concurrent_runs: usize::from(args.concurrency),
             ..DaemonSettings::default()
         };
         let simulation = match &args.database_url {
-            None => Simulation::open(data_dir, start, runner, gateway, None, settings).await?,
+            None => Simulation::open(data_dir, start, runner, gateway, tokens, settings).await?,
             Some(url) => {
                 let store = Store::connect(url, &StoreOptions::default()).await?;
-                Simulation::on_store(store, data_dir, start, runner, gateway, None, settings)?
+                Simulation::on_store(store, data_dir, start, runner, gateway, tokens, settings)?
             }
         };
         let simulation = if args.workers {
@@ -104,6 +108,9 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
         if let Some(out) = &args.out {
             write_site(simulation.daemon.store(), out).await?;
         }
+        if let Some(running) = in_process {
+            running.stop().await;
+        }
         anyhow::Ok(report)
     })?;
     print_report(&report)?;
@@ -111,6 +118,40 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
         write_report(&report, out)?;
     }
     Ok(())
+}
+
+/// The gateway the agents call, the tokens that let them, and the gateway started in this
+/// process for it.
+type BacktestGateway = (
+    Arc<dyn Gateway>,
+    Option<Arc<dyn RunTokens>>,
+    Option<RunningGateway>,
+);
+
+/// The gateway of `--gateway-config`, started in this process and trusting a key of this
+/// backtest's own; without it, none: an agent's calls answer not-found, as with
+/// `sooth agent test`.
+async fn backtest_gateway(args: &BacktestArgs) -> anyhow::Result<BacktestGateway> {
+    let Some(path) = &args.gateway_config else {
+        return Ok((Arc::new(ScriptedGateway::empty()), None, None));
+    };
+    if !(args.run_cap_usd.is_finite() && args.run_cap_usd >= 0.0) {
+        bail!("--run-cap-usd must be a non-negative number");
+    }
+    let key = generate_key();
+    let running = start_in_process(
+        path,
+        key.verifying_key(),
+        Some(([127, 0, 0, 1], 0).into()),
+        None,
+    )
+    .await?;
+    let gateway = Arc::new(HttpGateway::new(running.base_url())?);
+    let tokens: Arc<dyn RunTokens> = Arc::new(SignedRunTokens::new(
+        key,
+        BTreeMap::from([("*".to_owned(), args.run_cap_usd)]),
+    ));
+    Ok((gateway, Some(tokens), Some(running)))
 }
 
 /// Writes the leaderboard's web pages in `out/site`.

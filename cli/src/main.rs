@@ -332,6 +332,15 @@ pub struct BacktestArgs {
     /// --database-url, instead of running agents in this process.
     #[arg(long, requires = "database_url")]
     pub workers: bool,
+    /// Start a gateway in this process from this gateway configuration, and let the agents
+    /// reach its services (keys from the environment, as for `sooth proxy run`) [default:
+    /// none, an agent's gateway calls answer not-found]. With --workers, the workers call the
+    /// gateways of their own configuration instead.
+    #[arg(long, value_name = "FILE", conflicts_with = "workers")]
+    pub gateway_config: Option<PathBuf>,
+    /// Each run's cap per service with --gateway-config, in US dollars.
+    #[arg(long, value_name = "USD", default_value_t = 0.05, requires = "gateway_config")]
+    pub run_cap_usd: f64,
     /// Runs at once.
     #[arg(long, value_name = "N", default_value_t = default_concurrency(),
           value_parser = clap::value_parser!(u16).range(1..=1024))]

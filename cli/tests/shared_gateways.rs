@@ -8,11 +8,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use common::sooth;
+use common::gateway_process::{GatewayProcess, start_gateway};
 use sooth_fake_upstream::{FakeUpstream, FakeUpstreamConfig, GatewayConfigBuilder, ServiceBuilder};
 use sooth_protocol::{RunClaims, encode_public_key, generate_key, mint};
 use sooth_test_postgres::TestSchema;
@@ -22,48 +21,14 @@ const DAY_CAP: f64 = 0.5;
 const SEARCH_USD: f64 = 0.002;
 const LEASE_SECS: u64 = 2;
 
-struct Gateway {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Gateway {
-    /// A test that fails leaves no gateway behind.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_gateway(dir: &std::path::Path, name: &str, base_config: &str, key: &str) -> Gateway {
+fn start(dir: &std::path::Path, name: &str, base_config: &str, key: &str) -> GatewayProcess {
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(
         &config,
         base_config.replace("DATA_DIR", &dir.join(name).display().to_string()),
     )
     .expect("config");
-    let mut child = sooth()
-        .args(["proxy", "run", "--config"])
-        .arg(&config)
-        .env("SOOTH_TEST_SEARCH_KEY", key)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("sooth proxy run");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .unwrap_or_else(|| panic!("gateway {name} ended before listening"))
-            .expect("stdout line");
-        if let Some(url) = line.strip_prefix("gateway listening on ") {
-            break url.trim().to_owned();
-        }
-    };
-    // Keep draining what it prints, so that it never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    Gateway { child, url }
+    start_gateway(&config, &[("SOOTH_TEST_SEARCH_KEY", key)])
 }
 
 fn kill(child: &Child, signal: &str) {
@@ -148,8 +113,8 @@ fn two_gateways_one_killed_keep_one_cap_with_zero_overspend() {
         "listen = \"127.0.0.1:0\"\ndatabase_url = {:?}\nledger_lease_secs = {LEASE_SECS}\n{toml}",
         schema.url()
     );
-    let mut survivor = start_gateway(dir.path(), "a", &toml, &fake_config.search_api_key);
-    let doomed = start_gateway(dir.path(), "b", &toml, &fake_config.search_api_key);
+    let mut survivor = start(dir.path(), "a", &toml, &fake_config.search_api_key);
+    let doomed = start(dir.path(), "b", &toml, &fake_config.search_api_key);
     let now = chrono::Utc::now().timestamp();
     // One miner, 100 runs, each free to spend the whole daily cap.
     let tokens: Vec<String> = (0..100)

@@ -128,4 +128,7 @@ service = "chat"
 cost_usd = 0.001
 content = "Probability: 0.72"
 "#;
+pub mod day;
+pub mod forwarder;
+pub mod gateway_process;
 pub mod live_validator;
