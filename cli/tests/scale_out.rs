@@ -3,7 +3,8 @@
 //! runner workers (`sooth runner`). One worker is killed with SIGKILL while it holds runs; the
 //! leaderboard, the pages, every score and the weights are still the single-process SQLite
 //! backtest's, every run is recorded exactly once, `sooth validator status` lists the workers
-//! and what they did, and the workers left drain and exit on SIGTERM.
+//! and what they did, and the workers left drain and exit on SIGTERM. Then a worker that loses
+//! the database mid-day, and workers whose hosts' clocks are hours off.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -165,5 +166,76 @@ fn a_worker_that_loses_the_database_mid_day_pauses_and_resumes_recording_each_ru
         lone_record.claimed - runs
     );
     assert!(log.contains(&dropped), "{dropped:?} in {log}");
+    runtime.block_on(store.close());
+}
+
+/// libfaketime, which makes a process read a wall clock of its own.
+const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+/// A launcher that runs its command on a wall clock `offset` off (`+1h`, `-1h`); the monotonic
+/// clock is left alone, as on a host whose clock is merely set wrong.
+fn skewed(offset: &str) -> Vec<String> {
+    [
+        "env",
+        &format!("FAKETIME={offset}"),
+        "FAKETIME_DONT_FAKE_MONOTONIC=1",
+        &format!("LD_PRELOAD={FAKETIME}"),
+        "RUST_LOG=info",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// How far ahead of this process's clock the first timestamp `log` printed is, in minutes.
+fn minutes_ahead(log: &str) -> i64 {
+    let stamp = log
+        .lines()
+        .find_map(|line| {
+            let first = line.split_whitespace().next()?;
+            chrono::DateTime::parse_from_rfc3339(first).ok()
+        })
+        .unwrap_or_else(|| panic!("no timestamp in {log}"));
+    (stamp.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_minutes()
+}
+
+#[test]
+fn workers_whose_clocks_are_hours_off_share_a_day_without_a_lease_cut_short_or_stretched() {
+    if !std::path::Path::new(FAKETIME).exists() {
+        println!("skipped: {FAKETIME} is absent (apt-get install faketime)");
+        return;
+    }
+    let Some(day) = prepare() else {
+        return;
+    };
+    let (runtime, url) = (&day.runtime, day.url());
+    // One host's clock an hour fast, the other's an hour slow. Were leases measured by the
+    // hosts' clocks, the slow one's would have ended before they began, and the fast one would
+    // take them over at once.
+    let names = ["fast", "slow"];
+    let mut workers: Vec<Child> = [("fast", "+1h"), ("slow", "-1h")]
+        .iter()
+        .map(|(id, offset)| day.start_worker(url, id, "", &skewed(offset)))
+        .collect();
+    let mut scheduler = day.start_scheduler();
+    day.scheduled_as_the_reference(&mut scheduler, &OUTPUT);
+    let store = day.store();
+    day.same_scores_runs_and_weights(&store);
+    let recorded = runtime.block_on(store.workers()).unwrap();
+    let completed: u64 = recorded.iter().map(|w| w.completed).sum();
+    assert_eq!(completed, day.runs_owed(), "{recorded:?}");
+    for id in names {
+        let record = worker(&recorded, id);
+        assert!(record.completed > 0, "{record:?}");
+        assert_eq!((record.expired, record.claimed), (0, record.completed), "{record:?}");
+    }
+    let mut survivors: Vec<(&str, Child)> = names.iter().copied().zip(workers.drain(..)).collect();
+    drain(&day, &store, &mut survivors);
+    // The skew was real: each worker's own log is stamped an hour off.
+    let (fast, slow) = (
+        minutes_ahead(&day.worker_log("fast")),
+        minutes_ahead(&day.worker_log("slow")),
+    );
+    assert!((55..=65).contains(&fast), "{fast} minutes ahead");
+    assert!((-65..=-55).contains(&slow), "{slow} minutes ahead");
     runtime.block_on(store.close());
 }
