@@ -339,7 +339,12 @@ pub struct BacktestArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "workers")]
     pub gateway_config: Option<PathBuf>,
     /// Each run's cap per service with --gateway-config, in US dollars.
-    #[arg(long, value_name = "USD", default_value_t = 0.05, requires = "gateway_config")]
+    #[arg(
+        long,
+        value_name = "USD",
+        default_value_t = 0.05,
+        requires = "gateway_config"
+    )]
     pub run_cap_usd: f64,
     /// Runs at once.
     #[arg(long, value_name = "N", default_value_t = default_concurrency(),

@@ -53,11 +53,21 @@ impl OwnHost {
         let (outer, inner) = (format!("so{tag}h{index}"), format!("so{tag}n{index}"));
         let steps: [&[&str]; 8] = [
             &["netns", "add", &name],
-            &["link", "add", &outer, "type", "veth", "peer", "name", &inner],
+            &[
+                "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+            ],
             &["link", "set", &inner, "netns", &name],
             &["addr", "add", &format!("{subnet}.1/30"), "dev", &outer],
             &["link", "set", &outer, "up"],
-            &["-n", &name, "addr", "add", &format!("{subnet}.2/30"), "dev", &inner],
+            &[
+                "-n",
+                &name,
+                "addr",
+                "add",
+                &format!("{subnet}.2/30"),
+                "dev",
+                &inner,
+            ],
             &["-n", &name, "link", "set", &inner, "up"],
             &["-n", &name, "link", "set", "lo", "up"],
         ];
@@ -98,7 +108,12 @@ fn gateway_toml(upstream: &str, data_dir: &std::path::Path, validator: &str) -> 
     GatewayConfigBuilder::new(data_dir)
         .signing_key_file(data_dir.join("signing.key"))
         .validator_public_key(validator)
-        .service(ServiceBuilder::chat("chat", upstream, CHAT_KEY_ENV, &[MODEL]))
+        .service(ServiceBuilder::chat(
+            "chat",
+            upstream,
+            CHAT_KEY_ENV,
+            &[MODEL],
+        ))
         .service(
             ServiceBuilder::search("search", upstream, SEARCH_KEY_ENV)
                 .set("price_per_call", SEARCH_USD)
@@ -270,7 +285,10 @@ fn a_day_through_a_scheduler_three_workers_and_two_gateways_with_one_of_each_kil
     let searches = burst(runtime, &validator, &local);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while upstream.stats().search_requests < 100 {
-        assert!(std::time::Instant::now() < deadline, "the burst never reached the upstream");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the burst never reached the upstream"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     assert!(

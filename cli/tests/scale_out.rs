@@ -226,7 +226,11 @@ fn workers_whose_clocks_are_hours_off_share_a_day_without_a_lease_cut_short_or_s
     for id in names {
         let record = worker(&recorded, id);
         assert!(record.completed > 0, "{record:?}");
-        assert_eq!((record.expired, record.claimed), (0, record.completed), "{record:?}");
+        assert_eq!(
+            (record.expired, record.claimed),
+            (0, record.completed),
+            "{record:?}"
+        );
     }
     let mut survivors: Vec<(&str, Child)> = names.iter().copied().zip(workers.drain(..)).collect();
     drain(&day, &store, &mut survivors);

@@ -165,7 +165,9 @@ impl HttpGateway {
     }
 
     fn mark_down(&self, index: usize) {
-        let until = self.millis_now().saturating_add(DOWN_FOR.as_millis() as u64);
+        let until = self
+            .millis_now()
+            .saturating_add(DOWN_FOR.as_millis() as u64);
         self.bases[index].down_until.store(until, Ordering::Relaxed);
     }
 

@@ -204,13 +204,19 @@ async fn a_call_cut_mid_way_is_not_sent_again_and_that_gateway_goes_last() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!((*cut.lock().unwrap(), live_seen.lock().unwrap().len()), (1, 0));
+    assert_eq!(
+        (*cut.lock().unwrap(), live_seen.lock().unwrap().len()),
+        (1, 0)
+    );
     // Then, while it is down, every call goes to the other first, its own turns included.
     for _ in 0..4 {
         let answer = gateway.handle(&context, call("echo")).await;
         assert!(answer.result.is_ok(), "{:?}", answer.result);
     }
-    assert_eq!((*cut.lock().unwrap(), live_seen.lock().unwrap().len()), (1, 4));
+    assert_eq!(
+        (*cut.lock().unwrap(), live_seen.lock().unwrap().len()),
+        (1, 4)
+    );
 }
 
 #[tokio::test]

@@ -105,6 +105,7 @@ async fn a_run_is_claimed_fenced_and_recorded_once(store: &Store) {
     store.set_scheduler_sandbox(SANDBOX).await.unwrap();
     store.register_worker(&worker("w1", SANDBOX)).await.unwrap();
     store.register_worker(&worker("w2", SANDBOX)).await.unwrap();
+    assert!(store.queue_is_empty().await.unwrap());
     assert_eq!(store.enqueue_runs(&[queued(0, 0)]).await.unwrap(), 1);
     // Queued once, whatever the scheduler says twice.
     assert_eq!(store.enqueue_runs(&[queued(0, 0)]).await.unwrap(), 0);
@@ -118,6 +119,7 @@ async fn a_run_is_claimed_fenced_and_recorded_once(store: &Store) {
     assert!(store.claim_runs("w2", 10, lease).await.unwrap().is_empty());
     let counts = store.queue_counts().await.unwrap();
     assert_eq!((counts.waiting, counts.leased), (0, 1));
+    assert!(!store.queue_is_empty().await.unwrap());
 
     tokio::time::sleep(Duration::from_millis(450)).await;
     let second = store.claim_runs("w2", 10, lease).await.unwrap();
@@ -153,6 +155,7 @@ async fn a_run_is_claimed_fenced_and_recorded_once(store: &Store) {
     // Recorded: the queue is empty, and the run is never queued again.
     let counts = store.queue_counts().await.unwrap();
     assert_eq!((counts.waiting, counts.leased), (0, 0));
+    assert!(store.queue_is_empty().await.unwrap());
     assert_eq!(store.enqueue_runs(&[queued(0, 0)]).await.unwrap(), 0);
 
     let workers = store.workers().await.unwrap();

@@ -62,5 +62,8 @@ pub fn through(url: &str, host: &str, port: u16) -> (String, String) {
     } else {
         format!("{target}:5432")
     };
-    (format!("{scheme}://{credentials}{host}:{port}{tail}"), target)
+    (
+        format!("{scheme}://{credentials}{host}:{port}{tail}"),
+        target,
+    )
 }

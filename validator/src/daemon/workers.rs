@@ -98,11 +98,11 @@ impl Daemon {
         let count = self.store.enqueue_runs(&queued).await?;
         let mut waited = std::time::Instant::now();
         loop {
-            let queue = self.store.queue_counts().await?;
-            if queue.waiting + queue.leased == 0 {
+            if self.store.queue_is_empty().await? {
                 break;
             }
             if waited.elapsed() >= WORKERS_NOTICE {
+                let queue = self.store.queue_counts().await?;
                 tracing::info!(
                     waiting = queue.waiting,
                     leased = queue.leased,

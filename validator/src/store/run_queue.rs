@@ -493,6 +493,21 @@ impl Store {
         })
     }
 
+    /// Whether no run is queued, waiting or leased: what a scheduler waiting for its workers
+    /// asks after each record it hears of, cheaper than [`queue_counts`](Self::queue_counts).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Database`].
+    pub async fn queue_is_empty(&self) -> Result<bool, StoreError> {
+        let queued: i64 = sqlx::query_scalar(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM validator_run_queue) THEN 1 ELSE 0 END",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(queued == 0)
+    }
+
     /// Keeps a component where every worker can read it, under its content hash (written once;
     /// the caller has checked that `hash` is the bytes' hash).
     ///

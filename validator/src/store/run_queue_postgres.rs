@@ -13,13 +13,21 @@ use super::{RunRecorded, StoreError};
 /// (none unless `$1` is a running worker), leases them to worker `$1` for `$2` ms, counts them
 /// as claimed by it and, those whose lease ended under another worker, as expired for that
 /// one, and returns them with their events, oldest first.
+///
+/// The claim commits without waiting for its WAL to reach the disk (a flush costs about as much
+/// as the rest of a light run's hand-off). A claim lost with the server's last transactions
+/// only puts its runs back in the queue: the worker's record is then refused (its attempt is
+/// not the row's, or the row was claimed again), and the record, which does wait, flushes
+/// every claim before it.
 pub(super) const CLAIM_POSTGRES: &str = "\
-WITH picked AS (
+WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', TRUE) AS setting),
+picked AS (
     SELECT run_id, claimed_by AS previous
       FROM validator_run_queue
      WHERE (lease_until_ms IS NULL OR lease_until_ms < DB_NOW_MS)
        AND EXISTS (SELECT 1 FROM validator_workers
                     WHERE worker_id = $1 AND state = 'running')
+       AND (SELECT setting FROM async_commit) = 'off'
      ORDER BY queued_at_ms, run_id
      LIMIT $3
        FOR UPDATE SKIP LOCKED),
