@@ -3,7 +3,8 @@
 //! over both against one miner's daily cap, one gateway killed with SIGKILL
 //! while calls are in flight. What reached the upstream never passes the
 //! cap, and once the dead gateway's lease ends, the survivor gets what the
-//! dead one held but had not spent.
+//! dead one held but had not spent. Then a gateway whose connection to the database is cut
+//! for longer than its lease: it pauses its spending and resumes, each call recorded once.
 
 mod common;
 
@@ -11,6 +12,7 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command};
 use std::time::Duration;
 
+use common::forwarder::{Forwarder, through};
 use common::gateway_process::{GatewayProcess, start_gateway};
 use sooth_fake_upstream::{FakeUpstream, FakeUpstreamConfig, GatewayConfigBuilder, ServiceBuilder};
 use sooth_protocol::{RunClaims, encode_public_key, generate_key, mint};
@@ -226,6 +228,151 @@ fn two_gateways_one_killed_keep_one_cap_with_zero_overspend() {
     assert!(
         status.success(),
         "the surviving gateway stopped with {status}"
+    );
+    runtime.block_on(upstream.shutdown());
+}
+
+/// Sends `count` searches one after another through `url`, `pause` apart; their statuses.
+async fn searches_in_turn(
+    client: &reqwest::Client,
+    url: &str,
+    tokens: &[String],
+    count: usize,
+    pause: Duration,
+) -> BTreeMap<u16, usize> {
+    let mut counts = BTreeMap::new();
+    for i in 0..count {
+        let status = client
+            .post(format!("{url}/v1/search"))
+            .bearer_auth(&tokens[i % tokens.len()])
+            .json(&serde_json::json!({"query": format!("question {i}")}))
+            .send()
+            .await
+            .map_or(0, |response| response.status().as_u16());
+        *counts.entry(status).or_default() += 1;
+        tokio::time::sleep(pause).await;
+    }
+    counts
+}
+
+#[test]
+fn a_gateway_that_loses_the_database_mid_day_pauses_and_resumes_recording_each_call_once() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let fake_config = FakeUpstreamConfig {
+        search_usd: SEARCH_USD,
+        ..FakeUpstreamConfig::default()
+    };
+    let upstream = runtime
+        .block_on(FakeUpstream::start(fake_config.clone()))
+        .expect("fake upstream");
+    let schema = runtime.block_on(TestSchema::create());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let validator = generate_key();
+    // The gateway reaches the database through a connection the test can cut.
+    let (_, database) = through(schema.url(), "127.0.0.1", 0);
+    let outage = Forwarder::start(&runtime, "127.0.0.1:0", database);
+    let (gateway_url, _) = through(schema.url(), "127.0.0.1", outage.port);
+    let toml = GatewayConfigBuilder::new("DATA_DIR")
+        .signing_key_file(dir.path().join("signing.key"))
+        .validator_public_key(encode_public_key(&validator.verifying_key()))
+        .default_services("chat", "search")
+        .service(ServiceBuilder::chat(
+            "chat",
+            &upstream.base_url(),
+            "SOOTH_TEST_SEARCH_KEY",
+            &["m"],
+        ))
+        .service(
+            ServiceBuilder::search("search", &upstream.base_url(), "SOOTH_TEST_SEARCH_KEY")
+                .set("price_per_call", SEARCH_USD)
+                .set("cache", "\"off\"")
+                .day_caps(DAY_CAP, DAY_CAP),
+        )
+        .to_toml();
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\ndatabase_url = {gateway_url:?}\nledger_lease_secs = {LEASE_SECS}\n{toml}"
+    );
+    let mut gateway = start(dir.path(), "g", &toml, &fake_config.search_api_key);
+    let now = chrono::Utc::now().timestamp();
+    let tokens: Vec<String> = (0..10)
+        .map(|run| {
+            mint(
+                &validator,
+                &RunClaims {
+                    run_id: format!("run-{run}"),
+                    miner: "miner".into(),
+                    agent_hash: "00".repeat(32),
+                    caps_usd: BTreeMap::from([("*".into(), DAY_CAP)]),
+                    linked_key: false,
+                    issued_at: now,
+                    expires_at: now + 3600,
+                    as_of: now,
+                },
+            )
+        })
+        .collect();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+    let pause = Duration::from_millis(50);
+    let (before, during, after) = runtime.block_on(async {
+        let before = searches_in_turn(&client, &gateway.url, &tokens, 20, pause).await;
+        // Cut for longer than the lease.
+        outage.set_cut(true);
+        let during = searches_in_turn(&client, &gateway.url, &tokens, 60, pause).await;
+        outage.set_cut(false);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Back: the day's cap is spent to the last search, and no further.
+        let after = searches_in_turn(&client, &gateway.url, &tokens, 300, Duration::ZERO).await;
+        (before, during, after)
+    });
+    eprintln!("before {before:?}, during the outage {during:?}, after {after:?}");
+    let answered = |counts: &BTreeMap<u16, usize>| counts.get(&200).copied().unwrap_or(0) as u64;
+    assert_eq!(before, BTreeMap::from([(200, 20)]));
+    // While the database is away, the gateway spends only what it was granted and may leave
+    // unrecorded; then it refuses (503: its ledger is unavailable), and it never hangs.
+    assert!(
+        during.keys().all(|status| [200, 503].contains(status)),
+        "{during:?}"
+    );
+    assert!(during.contains_key(&503), "{during:?}");
+    assert!(
+        answered(&after) > 0 && after.contains_key(&402),
+        "{after:?}"
+    );
+    let billed = upstream.stats().search_requests;
+    assert_eq!(
+        billed,
+        answered(&before) + answered(&during) + answered(&after)
+    );
+    assert!(
+        billed as f64 * SEARCH_USD <= DAY_CAP + 1e-9,
+        "{billed} billed"
+    );
+
+    // Stopped: every answered search is recorded in the shared ledger, once.
+    kill(&gateway.child, "INT");
+    assert!(gateway.child.wait().expect("wait").success());
+    let (calls, charged): (i64, i64) = runtime.block_on(async {
+        let pool = sqlx::PgPool::connect(schema.url()).await.expect("schema");
+        let recorded = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(charged_micros), 0)::BIGINT
+               FROM gateway_reservations WHERE state = 'settled' AND charged_micros > 0",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("the ledger");
+        pool.close().await;
+        recorded
+    });
+    assert_eq!(
+        (calls as u64, charged as u64),
+        (billed, billed * 2_000),
+        "answered {billed}"
     );
     runtime.block_on(upstream.shutdown());
 }

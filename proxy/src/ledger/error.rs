@@ -72,9 +72,10 @@ pub enum LedgerError {
     /// Another ledger (in this process or another) has the file open.
     #[error("the ledger {} is in use by another gateway", .0.display())]
     InUse(PathBuf),
-    /// The ledger cannot write its file (full or read-only disk, ...) and
-    /// refuses reservations until it can.
-    #[error("the ledger cannot write its file and refuses reservations until it can")]
+    /// The ledger cannot write its journal (its file on a full or read-only
+    /// disk, or a shared ledger's database out of reach) and refuses
+    /// reservations until it can.
+    #[error("the ledger cannot write its journal and refuses reservations until it can")]
     Unavailable(#[source] Arc<DatabaseError>),
     /// This gateway's lease on the shared ledger ran out (it could not
     /// reach the database for longer than the lease) and its slices of the
