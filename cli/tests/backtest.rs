@@ -381,25 +381,21 @@ fn a_backtest_refuses_bad_input_with_a_clear_message() {
     .fails_with("agent bogus");
     // A gateway configuration that is not there, or with workers, who call their own.
     let absent = _dir3.path().join("absent-gateway.toml");
-    run(sooth()
-        .arg("backtest")
-        .arg("--events")
-        .arg(&events)
-        .arg("--agents")
-        .arg(sooth_test_agents::always_half())
-        .arg("--gateway-config")
-        .arg(&absent))
-    .fails_with("absent-gateway.toml");
-    run(sooth()
-        .arg("backtest")
-        .arg("--events")
-        .arg(&events)
-        .arg("--agents")
-        .arg(sooth_test_agents::always_half())
-        .args(["--database-url", "postgres://h/db", "--workers"])
-        .arg("--gateway-config")
-        .arg(&absent))
-    .fails_with("cannot be used with");
+    let with_gateway = || {
+        let mut command = sooth();
+        command
+            .arg("backtest")
+            .arg("--events")
+            .arg(&events)
+            .arg("--agents")
+            .arg(sooth_test_agents::always_half())
+            .arg("--gateway-config")
+            .arg(&absent);
+        command
+    };
+    run(&mut with_gateway()).fails_with("absent-gateway.toml");
+    run(with_gateway().args(["--database-url", "postgres://h/db", "--workers"]))
+        .fails_with("cannot be used with");
 }
 
 #[test]

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use common::day::{Day, drain, signal, worker};
+use common::day::{Day, drain_survivors, signal, worker};
 use common::forwarder::{Forwarder, through};
 use common::gateway_process::{GatewayProcess, start_gateway};
 use sooth_fake_upstream::{
@@ -334,15 +334,7 @@ fn a_day_through_a_scheduler_three_workers_and_two_gateways_with_one_of_each_kil
         "{statuses:?}"
     );
 
-    workers.remove(victim).wait().unwrap();
-    let mut survivors: Vec<(&str, Child)> = names
-        .iter()
-        .enumerate()
-        .filter(|&(index, _)| index != victim)
-        .map(|(_, id)| *id)
-        .zip(workers)
-        .collect();
-    drain(&day, &store, &mut survivors);
+    drain_survivors(&day, &store, workers, &names, victim);
     drop((survivor, doomed, forwarders, hosts));
     runtime.block_on(store.close());
     runtime.block_on(upstream.shutdown());

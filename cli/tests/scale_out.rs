@@ -13,7 +13,7 @@ mod common;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::day::{Day, drain, signal, wait_with_deadline, worker};
+use common::day::{Day, drain, drain_survivors, signal, wait_with_deadline, worker};
 use common::forwarder::{Forwarder, through};
 use common::{run, sooth};
 
@@ -42,7 +42,7 @@ fn three_workers_one_killed_mid_run_give_the_single_process_results() {
 
     // Workers may start before the scheduler: they wait for it.
     let names = ["w0", "w1", "w2"];
-    let mut workers: Vec<Child> = names
+    let workers: Vec<Child> = names
         .iter()
         .map(|id| day.start_worker(url, id, "", &[]))
         .collect();
@@ -93,15 +93,7 @@ fn three_workers_one_killed_mid_run_give_the_single_process_results() {
     );
 
     // The workers left drain and exit on SIGTERM.
-    workers.remove(victim).wait().unwrap();
-    let mut survivors: Vec<(&str, Child)> = names
-        .iter()
-        .enumerate()
-        .filter(|&(index, _)| index != victim)
-        .map(|(_, id)| *id)
-        .zip(workers)
-        .collect();
-    drain(&day, &store, &mut survivors);
+    drain_survivors(&day, &store, workers, &names, victim);
     runtime.block_on(store.close());
 }
 
@@ -212,7 +204,7 @@ fn workers_whose_clocks_are_hours_off_share_a_day_without_a_lease_cut_short_or_s
     // hosts' clocks, the slow one's would have ended before they began, and the fast one would
     // take them over at once.
     let names = ["fast", "slow"];
-    let mut workers: Vec<Child> = [("fast", "+1h"), ("slow", "-1h")]
+    let workers: Vec<Child> = [("fast", "+1h"), ("slow", "-1h")]
         .iter()
         .map(|(id, offset)| day.start_worker(url, id, "", &skewed(offset)))
         .collect();
@@ -232,7 +224,7 @@ fn workers_whose_clocks_are_hours_off_share_a_day_without_a_lease_cut_short_or_s
             "{record:?}"
         );
     }
-    let mut survivors: Vec<(&str, Child)> = names.iter().copied().zip(workers.drain(..)).collect();
+    let mut survivors: Vec<(&str, Child)> = names.iter().copied().zip(workers).collect();
     drain(&day, &store, &mut survivors);
     // The skew was real: each worker's own log is stamped an hour off.
     let (fast, slow) = (

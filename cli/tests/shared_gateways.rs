@@ -33,6 +33,95 @@ fn start(dir: &std::path::Path, name: &str, base_config: &str, key: &str) -> Gat
     start_gateway(&config, &[("SOOTH_TEST_SEARCH_KEY", key)])
 }
 
+/// What both tests start from: a runtime, a fake upstream answering after `latency`, a schema
+/// on the test server, a directory and the validator's key.
+struct Bench {
+    runtime: tokio::runtime::Runtime,
+    search_key: String,
+    upstream: FakeUpstream,
+    schema: TestSchema,
+    dir: tempfile::TempDir,
+    validator: ed25519_dalek::SigningKey,
+}
+
+impl Bench {
+    fn new(latency: Duration) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let fake_config = FakeUpstreamConfig {
+            search_usd: SEARCH_USD,
+            latency,
+            ..FakeUpstreamConfig::default()
+        };
+        let upstream = runtime
+            .block_on(FakeUpstream::start(fake_config.clone()))
+            .expect("fake upstream");
+        let schema = runtime.block_on(TestSchema::create());
+        Self {
+            runtime,
+            search_key: fake_config.search_api_key,
+            upstream,
+            schema,
+            dir: tempfile::tempdir().expect("tempdir"),
+            validator: generate_key(),
+        }
+    }
+}
+
+/// A gateway's configuration (`DATA_DIR` to be replaced) on the shared ledger at
+/// `database_url`: its search service at `upstream`, `DAY_CAP` a miner's day.
+fn shared_toml(
+    upstream: &str,
+    dir: &std::path::Path,
+    validator: &ed25519_dalek::SigningKey,
+    database_url: &str,
+) -> String {
+    let toml = GatewayConfigBuilder::new("DATA_DIR")
+        .signing_key_file(dir.join("signing.key"))
+        .validator_public_key(encode_public_key(&validator.verifying_key()))
+        .default_services("chat", "search")
+        .service(ServiceBuilder::chat(
+            "chat",
+            upstream,
+            "SOOTH_TEST_SEARCH_KEY",
+            &["m"],
+        ))
+        .service(
+            ServiceBuilder::search("search", upstream, "SOOTH_TEST_SEARCH_KEY")
+                .set("price_per_call", SEARCH_USD)
+                .set("cache", "\"off\"")
+                .day_caps(DAY_CAP, DAY_CAP),
+        )
+        .to_toml();
+    format!(
+        "listen = \"127.0.0.1:0\"\ndatabase_url = {database_url:?}\nledger_lease_secs = {LEASE_SECS}\n{toml}"
+    )
+}
+
+/// Tokens of `runs` runs of one miner, each free to spend the whole daily cap.
+fn run_tokens(validator: &ed25519_dalek::SigningKey, runs: usize) -> Vec<String> {
+    let now = chrono::Utc::now().timestamp();
+    (0..runs)
+        .map(|run| {
+            mint(
+                validator,
+                &RunClaims {
+                    run_id: format!("run-{run}"),
+                    miner: "miner".into(),
+                    agent_hash: "00".repeat(32),
+                    caps_usd: BTreeMap::from([("*".into(), DAY_CAP)]),
+                    linked_key: false,
+                    issued_at: now,
+                    expires_at: now + 3600,
+                    as_of: now,
+                },
+            )
+        })
+        .collect()
+}
+
 fn kill(child: &Child, signal: &str) {
     let status = Command::new("kill")
         .arg(format!("-{signal}"))
@@ -77,65 +166,19 @@ async fn statuses(tasks: Vec<tokio::task::JoinHandle<u16>>) -> BTreeMap<u16, usi
 
 #[test]
 fn two_gateways_one_killed_keep_one_cap_with_zero_overspend() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let fake_config = FakeUpstreamConfig {
-        search_usd: SEARCH_USD,
-        // Calls are in flight when the gateway is killed.
-        latency: Duration::from_millis(200),
-        ..FakeUpstreamConfig::default()
-    };
-    let upstream = runtime
-        .block_on(FakeUpstream::start(fake_config.clone()))
-        .expect("fake upstream");
-    let schema = runtime.block_on(TestSchema::create());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let validator = generate_key();
-    let base = upstream.base_url();
-    let toml = GatewayConfigBuilder::new("DATA_DIR")
-        .signing_key_file(dir.path().join("signing.key"))
-        .validator_public_key(encode_public_key(&validator.verifying_key()))
-        .default_services("chat", "search")
-        .service(ServiceBuilder::chat(
-            "chat",
-            &base,
-            "SOOTH_TEST_SEARCH_KEY",
-            &["m"],
-        ))
-        .service(
-            ServiceBuilder::search("search", &base, "SOOTH_TEST_SEARCH_KEY")
-                .set("price_per_call", SEARCH_USD)
-                .set("cache", "\"off\"")
-                .day_caps(DAY_CAP, DAY_CAP),
-        )
-        .to_toml();
-    let toml = format!(
-        "listen = \"127.0.0.1:0\"\ndatabase_url = {:?}\nledger_lease_secs = {LEASE_SECS}\n{toml}",
-        schema.url()
+    // Calls are in flight when the gateway is killed: each waits 200 ms at the upstream.
+    let bench = Bench::new(Duration::from_millis(200));
+    let (runtime, upstream, schema, dir, validator) = (
+        &bench.runtime,
+        &bench.upstream,
+        &bench.schema,
+        &bench.dir,
+        &bench.validator,
     );
-    let mut survivor = start(dir.path(), "a", &toml, &fake_config.search_api_key);
-    let doomed = start(dir.path(), "b", &toml, &fake_config.search_api_key);
-    let now = chrono::Utc::now().timestamp();
-    // One miner, 100 runs, each free to spend the whole daily cap.
-    let tokens: Vec<String> = (0..100)
-        .map(|run| {
-            mint(
-                &validator,
-                &RunClaims {
-                    run_id: format!("run-{run}"),
-                    miner: "miner".into(),
-                    agent_hash: "00".repeat(32),
-                    caps_usd: BTreeMap::from([("*".into(), DAY_CAP)]),
-                    linked_key: false,
-                    issued_at: now,
-                    expires_at: now + 3600,
-                    as_of: now,
-                },
-            )
-        })
-        .collect();
+    let toml = shared_toml(&upstream.base_url(), dir.path(), validator, schema.url());
+    let mut survivor = start(dir.path(), "a", &toml, &bench.search_key);
+    let doomed = start(dir.path(), "b", &toml, &bench.search_key);
+    let tokens = run_tokens(validator, 100);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1000)
         .build()
@@ -229,6 +272,9 @@ fn two_gateways_one_killed_keep_one_cap_with_zero_overspend() {
         status.success(),
         "the surviving gateway stopped with {status}"
     );
+    let Bench {
+        runtime, upstream, ..
+    } = bench;
     runtime.block_on(upstream.shutdown());
 }
 
@@ -257,63 +303,21 @@ async fn searches_in_turn(
 
 #[test]
 fn a_gateway_that_loses_the_database_mid_day_pauses_and_resumes_recording_each_call_once() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let fake_config = FakeUpstreamConfig {
-        search_usd: SEARCH_USD,
-        ..FakeUpstreamConfig::default()
-    };
-    let upstream = runtime
-        .block_on(FakeUpstream::start(fake_config.clone()))
-        .expect("fake upstream");
-    let schema = runtime.block_on(TestSchema::create());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let validator = generate_key();
+    let bench = Bench::new(Duration::ZERO);
+    let (runtime, upstream, schema, dir, validator) = (
+        &bench.runtime,
+        &bench.upstream,
+        &bench.schema,
+        &bench.dir,
+        &bench.validator,
+    );
     // The gateway reaches the database through a connection the test can cut.
     let (_, database) = through(schema.url(), "127.0.0.1", 0);
-    let outage = Forwarder::start(&runtime, "127.0.0.1:0", database);
+    let outage = Forwarder::start(runtime, "127.0.0.1:0", database);
     let (gateway_url, _) = through(schema.url(), "127.0.0.1", outage.port);
-    let toml = GatewayConfigBuilder::new("DATA_DIR")
-        .signing_key_file(dir.path().join("signing.key"))
-        .validator_public_key(encode_public_key(&validator.verifying_key()))
-        .default_services("chat", "search")
-        .service(ServiceBuilder::chat(
-            "chat",
-            &upstream.base_url(),
-            "SOOTH_TEST_SEARCH_KEY",
-            &["m"],
-        ))
-        .service(
-            ServiceBuilder::search("search", &upstream.base_url(), "SOOTH_TEST_SEARCH_KEY")
-                .set("price_per_call", SEARCH_USD)
-                .set("cache", "\"off\"")
-                .day_caps(DAY_CAP, DAY_CAP),
-        )
-        .to_toml();
-    let toml = format!(
-        "listen = \"127.0.0.1:0\"\ndatabase_url = {gateway_url:?}\nledger_lease_secs = {LEASE_SECS}\n{toml}"
-    );
-    let mut gateway = start(dir.path(), "g", &toml, &fake_config.search_api_key);
-    let now = chrono::Utc::now().timestamp();
-    let tokens: Vec<String> = (0..10)
-        .map(|run| {
-            mint(
-                &validator,
-                &RunClaims {
-                    run_id: format!("run-{run}"),
-                    miner: "miner".into(),
-                    agent_hash: "00".repeat(32),
-                    caps_usd: BTreeMap::from([("*".into(), DAY_CAP)]),
-                    linked_key: false,
-                    issued_at: now,
-                    expires_at: now + 3600,
-                    as_of: now,
-                },
-            )
-        })
-        .collect();
+    let toml = shared_toml(&upstream.base_url(), dir.path(), validator, &gateway_url);
+    let mut gateway = start(dir.path(), "g", &toml, &bench.search_key);
+    let tokens = run_tokens(validator, 10);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
@@ -374,5 +378,8 @@ fn a_gateway_that_loses_the_database_mid_day_pauses_and_resumes_recording_each_c
         (billed, billed * 2_000),
         "answered {billed}"
     );
+    let Bench {
+        runtime, upstream, ..
+    } = bench;
     runtime.block_on(upstream.shutdown());
 }

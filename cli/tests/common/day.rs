@@ -260,6 +260,26 @@ pub fn worker<'a>(workers: &'a [WorkerRecord], id: &str) -> &'a WorkerRecord {
         .unwrap_or_else(|| panic!("{id} is not registered: {workers:?}"))
 }
 
+/// Reaps the killed worker `victim` of `workers` (named `names`), then drains the others (see
+/// [`drain`]).
+pub fn drain_survivors(
+    day: &Day,
+    store: &Store,
+    mut workers: Vec<Child>,
+    names: &[&str],
+    victim: usize,
+) {
+    workers.remove(victim).wait().unwrap();
+    let mut survivors: Vec<(&str, Child)> = names
+        .iter()
+        .enumerate()
+        .filter(|&(index, _)| index != victim)
+        .map(|(_, id)| *id)
+        .zip(workers)
+        .collect();
+    drain(day, store, &mut survivors);
+}
+
 /// Sends SIGTERM to each of `workers` and checks that it drains, exits cleanly and is
 /// recorded as stopped.
 pub fn drain(day: &Day, store: &Store, workers: &mut [(&str, Child)]) {
