@@ -45,7 +45,15 @@ impl OwnHost {
     fn make(index: u32) -> Option<Self> {
         let tag = std::process::id() % 10_000;
         let name = format!("sooth{tag}w{index}");
-        let subnet = format!("10.{}.{index}", 100 + tag % 100);
+        // A subnet no interface of this host is on yet.
+        let taken = Command::new("ip")
+            .args(["-o", "addr"])
+            .output()
+            .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+            .ok()?;
+        let subnet = (0..100)
+            .map(|step| format!("10.{}.{index}", 100 + (tag + step) % 100))
+            .find(|subnet| !taken.contains(&format!("inet {subnet}.")))?;
         let host = Self {
             name: name.clone(),
             outside: format!("{subnet}.1"),

@@ -124,6 +124,8 @@ fn a_worker_that_loses_the_database_mid_day_pauses_and_resumes_recording_each_ru
             .any(|w| w.completed >= 100);
         if started {
             signal(&lone, "STOP");
+            // Once what it sent before it froze has ended at the server.
+            std::thread::sleep(Duration::from_millis(300));
             let held = worker(&runtime.block_on(store.workers()).unwrap(), "lone").leased;
             if held > 0 {
                 outage.set_cut(true);

@@ -92,7 +92,9 @@ impl Day {
         .arg(self.url())
         .arg("--workers")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        // A file, not a pipe: a pipe that nobody reads until the end would stop the scheduler
+        // once it had logged a pipe's worth.
+        .stderr(std::fs::File::create(self.dir().join("scheduler.log")).unwrap())
         .spawn()
         .unwrap()
     }
@@ -138,9 +140,24 @@ impl Day {
     /// Waits for the scheduler to succeed, then checks that `files` of its output are the
     /// reference run's, byte for byte.
     pub fn scheduled_as_the_reference(&self, scheduler: &mut Child, files: &[&str]) {
-        let status = wait_with_deadline(scheduler, Duration::from_secs(600), "the backtest");
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(scheduler.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let status = loop {
+            if let Some(status) = scheduler.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = scheduler.kill();
+                let store = self.store();
+                let queue = self.runtime.block_on(store.queue_counts());
+                let workers = self.runtime.block_on(store.workers());
+                let log = std::fs::read_to_string(self.dir().join("scheduler.log"));
+                panic!(
+                    "the backtest did not end in 600 s: queue {queue:?}, workers {workers:?}, log {log:?}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let stderr = std::fs::read_to_string(self.dir().join("scheduler.log")).unwrap();
         assert!(status.success(), "the scheduler failed: {stderr}");
         for file in files {
             assert_eq!(
@@ -214,8 +231,11 @@ impl Day {
                     .iter()
                     .any(|w| w.registration.worker_id == *id && w.completed >= after);
                 if ready {
-                    // Frozen first, so that what it holds stays held while the test looks.
+                    // Frozen first, so that what it holds stays held while the test looks;
+                    // a statement it sent before it froze still ends at the server, so the
+                    // test looks once those have.
                     signal(&workers[index], "STOP");
+                    std::thread::sleep(Duration::from_millis(300));
                     let held = worker(&self.runtime.block_on(store.workers()).unwrap(), id).leased;
                     if held > 0 {
                         signal(&workers[index], "KILL");
@@ -225,6 +245,28 @@ impl Day {
                 }
             }
             std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Day {
+    /// A test that fails leaves none of its processes behind: every process whose command
+    /// line names the day's directory (its workers and its scheduler) is killed.
+    fn drop(&mut self) {
+        let dir = self.dir().display().to_string();
+        let Ok(processes) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for process in processes.flatten() {
+            let name = process.file_name();
+            let Some(pid) = name.to_str().filter(|pid| pid.parse::<u32>().is_ok()) else {
+                continue;
+            };
+            let named = std::fs::read(process.path().join("cmdline"))
+                .is_ok_and(|line| String::from_utf8_lossy(&line).contains(&dir));
+            if named {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
         }
     }
 }

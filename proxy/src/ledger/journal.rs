@@ -70,9 +70,11 @@ const MAX_BATCH: usize = 1024;
 pub(super) const LINGER: Duration = Duration::from_millis(4);
 
 /// How long the journal waits before trying a failed batch again; doubled
-/// on each failure up to `MAX_RETRY_WAIT`.
+/// on each failure up to `MAX_RETRY_WAIT`. The gateway refuses calls until a
+/// batch is written, so the longest wait is also how long it may stay closed
+/// after its disk or database is back: a failed try costs little.
 const FIRST_RETRY_WAIT: Duration = Duration::from_millis(50);
-const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(1);
 
 const INSERT_SQL: &str = "\
 INSERT INTO gateway_reservations
