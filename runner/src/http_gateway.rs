@@ -92,9 +92,12 @@ struct Base {
 
 /// How one attempt at one gateway ended.
 enum Attempt {
-    /// The gateway answered, or the request failed for a reason that another gateway would
-    /// not change.
+    /// The gateway answered (an error included), or the request failed for a reason that
+    /// another gateway would not change.
     Done(GatewayAnswer),
+    /// The connection failed after the request may have gone out: the gateway is in
+    /// trouble, and the call may have been charged, so it goes nowhere else.
+    Cut(GatewayAnswer),
     /// No connection could be made: nothing was sent, another gateway may take it.
     NotConnected(GatewayAnswer),
 }
@@ -208,10 +211,9 @@ impl HttpGateway {
         for index in self.turn() {
             let url = Self::route(&self.bases[index].url, &segments);
             match self.attempt(run, &request, url, body.clone()).await {
-                Attempt::Done(answer) => {
-                    if is_cut(&answer) {
-                        self.mark_down(index);
-                    }
+                Attempt::Done(answer) => return answer,
+                Attempt::Cut(answer) => {
+                    self.mark_down(index);
                     return answer;
                 }
                 Attempt::NotConnected(answer) => {
@@ -251,12 +253,12 @@ impl HttpGateway {
             }
             Err(error) => {
                 let answer = GatewayAnswer::free(Err(GatewayError::Unavailable {
-                    message: format!("{UNREACHABLE}: {}", without_url(&error)),
+                    message: format!("gateway unreachable: {}", without_url(&error)),
                 }));
                 return if error.is_connect() {
                     Attempt::NotConnected(answer)
                 } else {
-                    Attempt::Done(answer)
+                    Attempt::Cut(answer)
                 };
             }
         };
@@ -292,8 +294,8 @@ impl HttpGateway {
                 return Attempt::Done(answer(Err(GatewayError::Timeout)));
             }
             Err(error) => {
-                return Attempt::Done(answer(Err(GatewayError::Unavailable {
-                    message: format!("{CUT_SHORT}: {}", without_url(&error)),
+                return Attempt::Cut(answer(Err(GatewayError::Unavailable {
+                    message: format!("gateway answer cut short: {}", without_url(&error)),
                 })));
             }
         };
@@ -303,17 +305,6 @@ impl HttpGateway {
             Err(decode_error(status.as_u16(), &bytes, retry_after_ms))
         }))
     }
-}
-
-/// How an answer that never came is described to the agent.
-const UNREACHABLE: &str = "gateway unreachable";
-/// How an answer cut short is described to the agent.
-const CUT_SHORT: &str = "gateway answer cut short";
-
-/// Whether the gateway failed in transport (rather than answering with an error).
-fn is_cut(answer: &GatewayAnswer) -> bool {
-    matches!(&answer.result, Err(GatewayError::Unavailable { message })
-        if message.starts_with(UNREACHABLE) || message.starts_with(CUT_SHORT))
 }
 
 /// `text` as a base URL requests can be routed under, if it is one.
