@@ -9,9 +9,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command};
 use std::time::Duration;
 
+use common::day::signal;
 use common::forwarder::{Forwarder, through};
 use common::gateway_process::{GatewayProcess, start_gateway};
 use sooth_fake_upstream::{FakeUpstream, FakeUpstreamConfig, GatewayConfigBuilder, ServiceBuilder};
@@ -122,15 +122,6 @@ fn run_tokens(validator: &ed25519_dalek::SigningKey, runs: usize) -> Vec<String>
         .collect()
 }
 
-fn kill(child: &Child, signal: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill -{signal}");
-}
-
 /// Sends `count` searches, numbered from `first`, to `urls` in turn, all at
 /// once; the statuses (0 when no answer came: the gateway was gone).
 async fn searches(
@@ -193,7 +184,7 @@ fn two_gateways_one_killed_keep_one_cap_with_zero_overspend() {
         while upstream.stats().search_requests < 100 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        kill(&doomed.child, "KILL");
+        signal(&doomed.child, "KILL");
         let first_round = statuses(tasks).await;
         // Once its lease has ended, what it held and did not spend is free.
         tokio::time::sleep(Duration::from_secs(LEASE_SECS + 1)).await;
@@ -266,7 +257,7 @@ fn two_gateways_one_killed_keep_one_cap_with_zero_overspend() {
         "none of the killed gateway's calls reached the upstream"
     );
 
-    kill(&survivor.child, "INT");
+    signal(&survivor.child, "INT");
     let status = survivor.child.wait().expect("wait");
     assert!(
         status.success(),
@@ -378,7 +369,7 @@ fn a_gateway_that_loses_the_database_mid_day_pauses_and_resumes_recording_each_c
     );
 
     // Stopped: every answered search is recorded in the shared ledger, once.
-    kill(&gateway.child, "INT");
+    signal(&gateway.child, "INT");
     assert!(gateway.child.wait().expect("wait").success());
     let (calls, charged): (i64, i64) = runtime.block_on(async {
         let pool = sqlx::PgPool::connect(schema.url()).await.expect("schema");

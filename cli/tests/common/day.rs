@@ -140,22 +140,15 @@ impl Day {
     /// Waits for the scheduler to succeed, then checks that `files` of its output are the
     /// reference run's, byte for byte.
     pub fn scheduled_as_the_reference(&self, scheduler: &mut Child, files: &[&str]) {
-        let deadline = Instant::now() + Duration::from_secs(600);
-        let status = loop {
-            if let Some(status) = scheduler.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = scheduler.kill();
-                let store = self.store();
-                let queue = self.runtime.block_on(store.queue_counts());
-                let workers = self.runtime.block_on(store.workers());
-                let log = std::fs::read_to_string(self.dir().join("scheduler.log"));
-                panic!(
-                    "the backtest did not end in 600 s: queue {queue:?}, workers {workers:?}, log {log:?}"
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let Some(status) = wait_until(scheduler, Duration::from_secs(600)) else {
+            let _ = scheduler.kill();
+            let store = self.store();
+            let queue = self.runtime.block_on(store.queue_counts());
+            let workers = self.runtime.block_on(store.workers());
+            let log = std::fs::read_to_string(self.dir().join("scheduler.log"));
+            panic!(
+                "the backtest did not end in 600 s: queue {queue:?}, workers {workers:?}, log {log:?}"
+            );
         };
         let stderr = std::fs::read_to_string(self.dir().join("scheduler.log")).unwrap();
         assert!(status.success(), "the scheduler failed: {stderr}");
@@ -280,19 +273,26 @@ pub fn signal(child: &Child, signal: &str) {
     assert!(status.success(), "kill -{signal}");
 }
 
+/// How `child` ended, if it did within `limit`.
+pub fn wait_until(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn wait_with_deadline(
     child: &mut Child,
     limit: Duration,
     what: &str,
 ) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "{what} did not end in {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(child, limit).unwrap_or_else(|| panic!("{what} did not end in {limit:?}"))
 }
 
 pub fn worker<'a>(workers: &'a [WorkerRecord], id: &str) -> &'a WorkerRecord {
