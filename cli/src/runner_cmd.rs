@@ -60,12 +60,28 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
                 idle_poll: Duration::from_millis(200),
             },
         );
-        let report = worker.run(stop_signal()).await?;
+        let report = worker.run(drain_signal()).await?;
         outln(format_args!(
             "runner worker stopped: {} runs claimed, {} recorded, {} dropped after their lease ended",
             report.claimed, report.recorded, report.lost
         ))
     })
+}
+
+/// The first Ctrl-C or SIGTERM: the worker drains. A second one ends the process at once,
+/// for a drain that cannot finish (the database unreachable, an agent that takes its whole
+/// time): the runs it held are claimed again when their leases end, and the version it was
+/// verifying when its verification lease ends.
+async fn drain_signal() {
+    stop_signal().await;
+    tracing::info!("draining; a second Ctrl-C or SIGTERM stops at once");
+    tokio::spawn(async {
+        stop_signal().await;
+        tracing::warn!(
+            "stopped without draining: what this worker held is claimed again when its leases end"
+        );
+        std::process::exit(1);
+    });
 }
 
 /// A gateway client and the run tokens it needs.

@@ -135,6 +135,9 @@ pub fn add_agent(args: &AddAgentArgs) -> anyhow::Result<()> {
             record.reason.as_deref().unwrap_or("no reason recorded")
         ),
         "verified" => outln("it becomes active at the next 00:00 UTC"),
+        "pending" | "verifying" if config.scheduling.workers => outln(
+            "a runner worker verifies it; once verified it becomes active at the next 00:00 UTC",
+        ),
         "pending" | "verifying" => outln(
             "the running validator verifies it; once verified it becomes active at the next 00:00 UTC",
         ),

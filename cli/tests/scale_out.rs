@@ -13,7 +13,9 @@ mod common;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::day::{Day, drain, drain_survivors, signal, wait_with_deadline, worker};
+use common::day::{
+    Day, FAKETIME, drain, drain_survivors, signal, skewed, wait_with_deadline, worker,
+};
 use common::forwarder::{Forwarder, through};
 use common::{run, sooth};
 
@@ -161,23 +163,6 @@ fn a_worker_that_loses_the_database_mid_day_pauses_and_resumes_recording_each_ru
     );
     assert!(log.contains(&dropped), "{dropped:?} in {log}");
     runtime.block_on(store.close());
-}
-
-/// libfaketime, which makes a process read a wall clock of its own.
-const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
-
-/// A launcher that runs its command on a wall clock `offset` off (`+1h`, `-1h`); the monotonic
-/// clock is left alone, as on a host whose clock is merely set wrong.
-fn skewed(offset: &str) -> Vec<String> {
-    [
-        "env",
-        &format!("FAKETIME={offset}"),
-        "FAKETIME_DONT_FAKE_MONOTONIC=1",
-        &format!("LD_PRELOAD={FAKETIME}"),
-        "RUST_LOG=info",
-    ]
-    .map(str::to_owned)
-    .to_vec()
 }
 
 /// How far ahead of this process's clock the first timestamp `log` printed is, in minutes.

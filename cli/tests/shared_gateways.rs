@@ -5,6 +5,7 @@
 //! cap, and once the dead gateway's lease ends, the survivor gets what the
 //! dead one held but had not spent. Then a gateway whose connection to the database is cut
 //! for longer than its lease: it pauses its spending and resumes, each call recorded once.
+//! And a miner's own key linked through one gateway serves its calls on the other.
 
 mod common;
 
@@ -46,6 +47,11 @@ struct Bench {
 
 impl Bench {
     fn new(latency: Duration) -> Self {
+        Self::accepting(latency, Vec::new())
+    }
+
+    /// With an upstream that also accepts `miners_keys` (miners' own keys).
+    fn accepting(latency: Duration, miners_keys: Vec<String>) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -53,6 +59,7 @@ impl Bench {
         let fake_config = FakeUpstreamConfig {
             search_usd: SEARCH_USD,
             latency,
+            extra_api_keys: miners_keys,
             ..FakeUpstreamConfig::default()
         };
         let upstream = runtime
@@ -392,4 +399,90 @@ fn a_gateway_that_loses_the_database_mid_day_pauses_and_resumes_recording_each_c
         runtime, upstream, ..
     } = bench;
     runtime.block_on(upstream.shutdown());
+}
+
+/// Searches of `miner` through `url`, one at a time; the statuses.
+async fn miners_searches(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    count: usize,
+) -> Vec<u16> {
+    let mut statuses = Vec::with_capacity(count);
+    for i in 0..count {
+        let response = client
+            .post(format!("{url}/v1/search"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"query": format!("linked {i}")}))
+            .send()
+            .await
+            .expect("the gateway answers");
+        statuses.push(response.status().as_u16());
+    }
+    statuses
+}
+
+#[test]
+fn a_key_linked_through_one_gateway_serves_the_miners_calls_on_every_gateway() {
+    // The operator's key is one the upstream refuses: only the miner's own key gets answers.
+    let miners_key = "sk-miners-own-5e6f";
+    let bench = Bench::accepting(Duration::ZERO, vec![miners_key.to_owned()]);
+    let (runtime, dir) = (&bench.runtime, bench.dir.path());
+    let toml = shared_toml(
+        &bench.upstream.base_url(),
+        dir,
+        &bench.validator,
+        bench.schema.url(),
+    );
+    let a = start(dir, "a", &toml, "not-the-operators-key");
+    let b = start(dir, "b", &toml, "not-the-operators-key");
+    let token = run_tokens(&bench.validator, 1).remove(0);
+    let client = reqwest::Client::new();
+    let answered_by = |url: &str| {
+        runtime
+            .block_on(miners_searches(&client, url, &token, 3))
+            .iter()
+            .all(|status| *status == 200)
+    };
+    assert!(!answered_by(&a.url) && !answered_by(&b.url));
+
+    // Linked on gateway a's configuration, from its host.
+    let mut link = common::sooth();
+    link.args(["proxy", "link-key", "--config"])
+        .arg(dir.join("a.toml"))
+        .args([
+            "--miner",
+            "miner",
+            "--service",
+            "search",
+            "--key-env",
+            "SOOTH_TEST_LINKED_KEY",
+        ])
+        .env("SOOTH_TEST_LINKED_KEY", miners_key);
+    common::run(&mut link).ok();
+    // Both gateways reload the shared keys within their reload interval.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !(answered_by(&b.url) && answered_by(&a.url)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the linked key never served gateway b"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // Unlinked on gateway b's: neither uses it any more.
+    let mut unlink = common::sooth();
+    unlink
+        .args(["proxy", "unlink-key", "--config"])
+        .arg(dir.join("b.toml"))
+        .args(["--miner", "miner", "--service", "search"]);
+    assert!(common::run(&mut unlink).ok().stdout.contains("unlinked"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while answered_by(&a.url) || answered_by(&b.url) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gateway a kept the unlinked key"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }

@@ -5,8 +5,6 @@
 use std::future::Future;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
-
 use crate::error_chain::Chain;
 
 /// Aborts a background maintenance task when dropped (its owner keeps it in an `Arc`, so the
@@ -33,14 +31,15 @@ pub(crate) enum FirstRun {
 /// late ticks are delayed, not bunched. A failure is logged as
 /// `failure` and the task carries on, unless the pool closed meanwhile,
 /// which is what made it fail.
-pub(crate) fn spawn_periodic<F, Fut, E>(
-    pool: SqlitePool,
+pub(crate) fn spawn_periodic<DB, F, Fut, E>(
+    pool: sqlx::Pool<DB>,
     every: Duration,
     first: FirstRun,
     failure: &'static str,
     mut work: F,
 ) -> BackgroundTask
 where
+    DB: sqlx::Database,
     F: FnMut() -> Fut + Send + 'static,
     Fut: Future<Output = Result<(), E>> + Send,
     E: std::error::Error + 'static,

@@ -132,7 +132,7 @@ async fn start(
     };
     let cache = ResponseCache::open(&database).await?;
     let linked = match own_keys_of {
-        None => LinkedKeys::open(&database, Some(DEFAULT_RELOAD_INTERVAL)).await?,
+        None => open_linked_keys(&config, Some(DEFAULT_RELOAD_INTERVAL)).await?,
         Some(miner) => {
             let linked = LinkedKeys::in_memory().await?;
             for (service, key) in &api_keys {
@@ -195,12 +195,25 @@ async fn store_for(config: &ProxyConfig, service: &str) -> Result<LinkedKeys, Li
         path: config.data_dir.clone(),
         source,
     })?;
-    Ok(LinkedKeys::open(&database_path(config), None).await?)
+    Ok(open_linked_keys(config, None).await?)
+}
+
+/// The linked keys of the gateway `config` describes: in its database file, or in the
+/// database its ledger shares with other gateways, so that every one of them has them.
+async fn open_linked_keys(
+    config: &ProxyConfig,
+    reload_every: Option<Duration>,
+) -> Result<LinkedKeys, LinkedKeyError> {
+    match &config.database_url {
+        Some(url) => LinkedKeys::open_shared(url, reload_every).await,
+        None => LinkedKeys::open(&database_path(config), reload_every).await,
+    }
 }
 
 /// Put `miner`'s own `key` for `service` on file in the gateway's data
-/// directory (replacing any key it had there). A gateway running on that
-/// directory uses it within [`DEFAULT_RELOAD_INTERVAL`].
+/// directory, or in the database of gateways sharing one ledger (replacing
+/// any key it had there). A gateway running on that directory or database
+/// uses it within [`DEFAULT_RELOAD_INTERVAL`].
 ///
 /// # Errors
 ///
@@ -219,9 +232,10 @@ pub async fn link_key(
     Ok(())
 }
 
-/// Remove `miner`'s key for `service` from the gateway's data directory;
-/// returns whether one was on file. A gateway running on that directory
-/// goes back to the operator's key within [`DEFAULT_RELOAD_INTERVAL`].
+/// Remove `miner`'s key for `service` from the gateway's data directory, or
+/// from the database of gateways sharing one ledger; returns whether one was
+/// on file. A gateway running on that directory or database goes back to the
+/// operator's key within [`DEFAULT_RELOAD_INTERVAL`].
 ///
 /// # Errors
 ///

@@ -10,9 +10,13 @@
 //! Lookups are on every forwarded call, so they read an in-memory map,
 //! loaded when the store opens and updated by [`LinkedKeys::link`] and
 //! [`LinkedKeys::unlink`]. Another process (the `sooth proxy link-key`
-//! command) may change the table while a gateway runs: the gateway reloads
-//! the map every [`DEFAULT_RELOAD_INTERVAL`], so such a change takes effect
-//! within that time.
+//! command, a validator handing over a miner's key, another gateway) may
+//! change the table while a gateway runs: the gateway reloads the map every
+//! [`DEFAULT_RELOAD_INTERVAL`], so such a change takes effect within that
+//! time. The table is in the gateway's database file, or, for gateways
+//! sharing one ledger on PostgreSQL, in that database
+//! ([`LinkedKeys::open_shared`]), so that a key linked through any of them
+//! serves the miner's calls on all of them.
 //!
 //! Keys never reach a log, an error or a `Debug` output: [`ApiKey`] prints
 //! as `ApiKey(<redacted>)`, and errors about a key or a name describe the
@@ -26,11 +30,10 @@ use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool};
+use sqlx::{AnyPool, Row};
 
 use sooth_migrations::{
-    DatabaseError, MIGRATOR, OpenError, file_options, open_in_memory, single_connection_pool,
+    DatabaseError, OpenError, open_postgres, open_sqlite_file, open_sqlite_in_memory, redacted_url,
 };
 
 use crate::background::{BackgroundTask, FirstRun, spawn_periodic};
@@ -45,6 +48,12 @@ pub const MAX_KEY_LEN: usize = sooth_protocol::MAX_API_KEY_LEN;
 
 /// The longest miner hotkey or service name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 128;
+
+/// Connections to a shared database: a reload and a link at once.
+const SHARED_CONNECTIONS: u32 = 2;
+
+/// How long a call waits for a shared database that is out of reach.
+const SHARED_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An upstream API key. Its `Debug` output is redacted, and it has no
 /// `Display`: the text is only reachable through [`ApiKey::expose`].
@@ -95,20 +104,11 @@ pub enum LinkedKeyError {
     /// never bound values, so no key appears here.
     #[error("the linked keys' database failed")]
     Database(#[source] DatabaseError),
-    /// The schema could not be brought up to date.
-    #[error("cannot bring the linked keys' schema up to date")]
-    Migrate(#[source] DatabaseError),
 }
 
 impl From<sqlx::Error> for LinkedKeyError {
     fn from(error: sqlx::Error) -> Self {
         Self::Database(error.into())
-    }
-}
-
-impl From<sqlx::migrate::MigrateError> for LinkedKeyError {
-    fn from(error: sqlx::migrate::MigrateError) -> Self {
-        Self::Migrate(error.into())
     }
 }
 
@@ -120,7 +120,7 @@ type KeyMap = HashMap<String, HashMap<String, ApiKey>>;
 /// background reload stops when the last clone goes.
 #[derive(Clone)]
 pub struct LinkedKeys {
-    pool: SqlitePool,
+    pool: AnyPool,
     keys: Arc<RwLock<KeyMap>>,
     /// Serialises writes with reloads, so that a reload that read the table
     /// before a link cannot overwrite the map after it.
@@ -155,15 +155,36 @@ impl LinkedKeys {
     ///
     /// # Errors
     ///
-    /// [`LinkedKeyError::Database`] or [`LinkedKeyError::Migrate`] when the
-    /// file cannot be opened, migrated or read.
+    /// [`LinkedKeyError::Open`] when the file cannot be opened or migrated,
+    /// [`LinkedKeyError::Database`] when the keys cannot be read.
     pub async fn open(path: &Path, reload_every: Option<Duration>) -> Result<Self, LinkedKeyError> {
-        let options = file_options(path, Duration::from_secs(5), false)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal);
-        let pool = single_connection_pool().connect_with(options).await?;
-        MIGRATOR.run(&pool).await?;
+        let (writer, _readers) = open_sqlite_file(path, Duration::from_secs(5), false, 1).await?;
         restrict_to_owner(path);
+        Self::start(writer, reload_every).await
+    }
+
+    /// Opens the keys of the gateways sharing the PostgreSQL database at
+    /// `url` (bringing its schema up to date), loads them, and re-reads them
+    /// every `reload_every` (never when `None`).
+    ///
+    /// # Errors
+    ///
+    /// [`LinkedKeyError::Open`] when the server cannot be reached or the
+    /// schema migrated (the URL in the log without its password),
+    /// [`LinkedKeyError::Database`] when the keys cannot be read.
+    pub async fn open_shared(
+        url: &str,
+        reload_every: Option<Duration>,
+    ) -> Result<Self, LinkedKeyError> {
+        let pool = open_postgres(url, SHARED_CONNECTIONS, SHARED_ACQUIRE_TIMEOUT)
+            .await
+            .inspect_err(|_| {
+                tracing::warn!(url = %redacted_url(url), "cannot open the shared linked keys");
+            })?;
+        Self::start(pool, reload_every).await
+    }
+
+    async fn start(pool: AnyPool, reload_every: Option<Duration>) -> Result<Self, LinkedKeyError> {
         let mut store = Self::from_pool(pool).await?;
         store.reloader = reload_every.map(|every| Arc::new(spawn_reloader(store.clone(), every)));
         Ok(store)
@@ -174,14 +195,13 @@ impl LinkedKeys {
     ///
     /// # Errors
     ///
-    /// [`LinkedKeyError::Database`] or [`LinkedKeyError::Migrate`] when the
-    /// in-memory database cannot be set up.
+    /// [`LinkedKeyError::Open`] when the in-memory database cannot be set
+    /// up.
     pub async fn in_memory() -> Result<Self, LinkedKeyError> {
-        let pool = open_in_memory(SqliteConnectOptions::new()).await?;
-        Self::from_pool(pool).await
+        Self::from_pool(open_sqlite_in_memory().await?).await
     }
 
-    async fn from_pool(pool: SqlitePool) -> Result<Self, LinkedKeyError> {
+    async fn from_pool(pool: AnyPool) -> Result<Self, LinkedKeyError> {
         let keys = load(&pool).await?;
         Ok(Self {
             pool,
@@ -289,7 +309,7 @@ impl LinkedKeys {
     }
 }
 
-async fn load(pool: &SqlitePool) -> Result<KeyMap, LinkedKeyError> {
+async fn load(pool: &AnyPool) -> Result<KeyMap, LinkedKeyError> {
     let mut keys = KeyMap::new();
     for row in sqlx::query(LOAD_SQL).fetch_all(pool).await? {
         let miner: String = row.try_get("miner")?;

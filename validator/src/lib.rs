@@ -23,9 +23,11 @@
 //!   run tokens it hands the gateway;
 //! - `daemon`: the daemon's step (activation, runs, scoring and weights), driven by a live
 //!   service or a backtest;
-//! - `clock`: the clock the daemon reads, real or simulated;
+//! - `clock`: the clock the daemon reads, real or simulated; `database_clock`, the
+//!   database's clock as a runner worker reads it;
 //! - `weights`: where weights go once computed (a JSON file; a chain client later);
-//! - `components`: agents' components on disk, content-addressed;
+//! - `components`: agents' components on disk, content-addressed, and `shared_components`,
+//!   those a runner worker fetches from the store;
 //! - `uploads`: the upload desk, the rules of a miner's signed request (signature,
 //!   registration, size, rate) before its upload is queued;
 //! - [`linked_keys`]: miners' own service keys, sealed at rest and handed to the gateway
@@ -60,6 +62,7 @@ mod clock;
 mod components;
 mod config;
 mod daemon;
+mod database_clock;
 mod event;
 mod executor;
 mod gateway_usage;
@@ -75,6 +78,7 @@ mod run_tokens;
 mod sandbox;
 mod scoring;
 pub mod service;
+mod shared_components;
 pub mod sources;
 pub mod store;
 pub mod synthetic;
@@ -100,6 +104,7 @@ pub use config::{
     VerificationConfig, WeightsConfig, WorkerConfig,
 };
 pub use daemon::{Daemon, DaemonError, DaemonSettings, Ingested, StepReport};
+pub use database_clock::DatabaseClock;
 pub use event::{BINARY, DEFAULT_LIFETIME, Event, EventError, MAX_ID_BYTES, Outcome, Resolution};
 pub use executor::{ExecutedRun, Execution, RunError, RunExecutor, RunJob, RunStatus};
 pub use intake::{Intake, IntakeError};
@@ -112,6 +117,7 @@ pub use scoring::{
     LeaderboardRow, Miner, ResolvedEvent, SCORING_WINDOW, Score, ScoredEvent, ScoringError,
     assign_winner_take_all, leaderboard, leaderboard_over, scoring_window,
 };
+pub use shared_components::FetchError;
 pub use uploads::{DeskError, DeskSettings, UploadAccepted, UploadDesk};
 pub use weights::{
     JsonFileWeights, MinerWeight, NoWeightSetter, WeightSetter, Weights, WeightsError,

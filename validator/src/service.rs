@@ -37,8 +37,8 @@ use crate::sources::Batch;
 use crate::store::{Store, StoreOptions, UploadRecord, UploadedBy};
 use crate::uploads::{DeskError, DeskSettings, UploadDesk};
 use crate::verification::{
-    LiveCheckSettings, ProbeSet, ProbeSetError, VerificationSettings, Verified, Verifier,
-    check_active_versions,
+    LiveCheckSettings, ProbeSet, ProbeSetError, VerificationPlan, VerificationSettings, Verified,
+    Verifier, check_active_versions,
 };
 use crate::weights::JsonFileWeights;
 
@@ -218,13 +218,6 @@ async fn open(
     );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
     let metrics = Arc::new(ValidatorMetrics::new());
-    if config.scheduling.workers {
-        // Workers whose sandbox differs are turned away: a run must mean the same everywhere.
-        store
-            .set_scheduler_sandbox(&sandbox_version)
-            .await
-            .map_err(DaemonError::from)?;
-    }
     let daemon = Daemon::new(
         store.clone(),
         Arc::clone(&clock),
@@ -260,6 +253,12 @@ async fn open(
         daemon.set_benchmark(&name, &hash).await?;
         benchmarks.push((name, bytes));
     }
+    if config.scheduling.workers {
+        let plan = VerificationPlan::new(&verification_settings(config), &probe, &benchmarks);
+        plan.publish(&store, &sandbox_version, &benchmarks)
+            .await
+            .map_err(DaemonError::from)?;
+    }
     let verifier = Arc::new(
         Verifier::new(
             store.clone(),
@@ -294,6 +293,11 @@ async fn open(
             registrations_per_hour: config.registration.max_per_hour,
         },
     );
+    let desk = if config.scheduling.workers {
+        desk.for_workers()
+    } else {
+        desk
+    };
     let desk = Arc::new(match &miner_keys {
         Some(keys) => desk.with_miner_keys(Arc::clone(keys)),
         None => desk,
@@ -368,7 +372,8 @@ pub async fn add_agent(
                 )))
             })?;
         let waiting = record.status == crate::store::VersionStatus::Pending;
-        if !waiting {
+        // With runner workers, they verify it: this process runs no agent.
+        if !waiting || config.scheduling.workers {
             break record;
         }
         match parts
@@ -472,8 +477,10 @@ pub async fn run_with_linked_keys(
         Arc::clone(&parts.metrics),
     ));
     // A restart finishes what was queued: the worker claims whatever waits, and items held
-    // by the process that stopped are claimed again when their leases end.
-    let verifying = tokio::spawn(Arc::clone(&parts.verifier).work(std::future::pending()));
+    // by the process that stopped are claimed again when their leases end. With runner
+    // workers, they verify: the scheduler runs no agent.
+    let verifying = (!config.scheduling.workers)
+        .then(|| tokio::spawn(Arc::clone(&parts.verifier).work(std::future::pending())));
 
     let mut intake = Intake::open(&config.sources, &parts.store).await?;
     let live_check = LiveCheckSettings {
@@ -530,7 +537,9 @@ pub async fn run_with_linked_keys(
         step.abort();
     }
     api.abort();
-    verifying.abort();
+    if let Some(verifying) = verifying {
+        verifying.abort();
+    }
     parts.store.close().await;
     tracing::info!("validator stopped");
     result

@@ -165,6 +165,8 @@ pub struct UploadDesk {
     settings: DeskSettings,
     recent_registrations: Mutex<Vec<DateTime<Utc>>>,
     miner_keys: Option<Arc<MinerKeys>>,
+    /// Whether runner workers verify the uploads (they fetch them from the store).
+    for_workers: bool,
 }
 
 impl std::fmt::Debug for UploadDesk {
@@ -199,7 +201,16 @@ impl UploadDesk {
             settings,
             recent_registrations: Mutex::new(Vec::new()),
             miner_keys: None,
+            for_workers: false,
         }
+    }
+
+    /// The desk of a scheduler whose runner workers verify uploads: each upload's component is
+    /// kept in the store, where they fetch it, in the transaction that queues it.
+    #[must_use]
+    pub fn for_workers(mut self) -> Self {
+        self.for_workers = true;
+        self
     }
 
     /// The desk taking miners' own service keys into `keys` (without, it refuses them with
@@ -330,7 +341,12 @@ impl UploadDesk {
             at: now,
             min_interval: self.settings.min_interval,
         };
-        match self.store.enqueue_upload(&upload).await {
+        let queued = if self.for_workers {
+            self.store.enqueue_upload_for_workers(&upload, bytes).await
+        } else {
+            self.store.enqueue_upload(&upload).await
+        };
+        match queued {
             Ok(version) => {
                 if let Some(verifier) = &self.verifier {
                     verifier.notify_queued();

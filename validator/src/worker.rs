@@ -1,14 +1,16 @@
 //! A runner worker (`sooth runner`): claims owed runs from the shared store, runs them in the
-//! sandbox, and records each outcome only while it still holds the run's lease.
+//! sandbox, and records each outcome only while it still holds the run's lease; beside them it
+//! verifies the versions the scheduler queues, by the plan the scheduler published.
 //!
 //! This module owns the worker's loop: registration (turned away unless its sandbox is the
 //! scheduler's), claims up to its concurrency, the components fetched by content hash from the
 //! store into its own directory, lease renewal while runs last, records in batches, and the
-//! drain on shutdown (it claims nothing more and exits once what it holds is recorded). When
-//! the database is unreachable it keeps the outcomes it holds and tries again, claiming
-//! nothing meanwhile; a lease that ended meanwhile drops its outcome, and the run is recorded
-//! by whoever claimed it next. It must not decide what is owed (the scheduler enqueues), nor
-//! score.
+//! drain on shutdown (it claims nothing more and exits once what it holds is recorded, the
+//! version it is verifying included). When the database is unreachable it keeps the outcomes
+//! it holds and tries again, claiming nothing meanwhile; a lease that ended meanwhile drops its
+//! outcome, and the run is recorded by whoever claimed it next. It must not decide what is
+//! owed (the scheduler enqueues), nor score, nor decide a verdict (that is
+//! [`crate::verification`]).
 
 use std::pin::pin;
 use std::sync::Arc;
@@ -16,16 +18,18 @@ use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
-use sooth_runner::content_hash;
 use thiserror::Error;
+use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::causes::with_causes;
+use crate::database_clock::DatabaseClock;
 use crate::executor::{RunExecutor, RunJob};
 use crate::sandbox::SandboxExecutor;
 use crate::store::{
     ClaimRecorded, ClaimedRun, FinishedClaim, Store, StoreError, WorkerRegistration, WorkerState,
 };
+use crate::verification::worker_verifier;
 use crate::wakeups::Wakeups;
 
 /// How a worker works.
@@ -82,6 +86,12 @@ pub struct Worker {
 /// The longest a worker waits before trying the database again after a failure.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// How long a worker that cannot follow the verification plan waits before trying again.
+const PLAN_RETRY: Duration = Duration::from_secs(10);
+
+/// How often a worker measures its clock against the database's again.
+const CLOCK_REMEASURE: Duration = Duration::from_secs(60);
+
 impl Worker {
     /// A worker that claims from `store` and runs in `executor`, whose sandbox is
     /// `sandbox_version` (`Runner::sandbox_version`).
@@ -118,6 +128,7 @@ impl Worker {
             return Ok(WorkerReport::default());
         }
         tracing::info!(worker = %settings.worker_id, "worker registered");
+        let (stop_verifying, verifying) = self.start_verifying();
         let mut queued = Wakeups::from_opened(self.store.queue_listener().await, "queued runs");
         let mut report = WorkerReport::default();
         let mut in_flight = FuturesUnordered::new();
@@ -171,6 +182,7 @@ impl Worker {
             tokio::select! {
                 () = &mut shutdown, if !draining => {
                     draining = true;
+                    stop_verifying.send_replace(true);
                     tracing::info!(worker = %settings.worker_id, held = in_flight.len(),
                                    "draining: finishing the runs held, claiming no more");
                     if let Err(error) = self
@@ -201,6 +213,10 @@ impl Worker {
                 () = queued.next() => {}
             }
         }
+        stop_verifying.send_replace(true);
+        if let Err(error) = verifying.await {
+            tracing::warn!(%error, "the verification task ended abnormally");
+        }
         // Whatever it still holds (nothing, after a drain) goes back to the queue.
         if let Err(error) = self
             .store
@@ -212,6 +228,67 @@ impl Worker {
         tracing::info!(worker = %settings.worker_id, claimed = report.claimed,
                        recorded = report.recorded, lost = report.lost, "worker stopped");
         Ok(report)
+    }
+
+    /// Verifies versions beside the runs, by the plan the scheduler published, until told to
+    /// stop (then it finishes the version in hand). Verifies nothing when the scheduler
+    /// published no plan (it verifies in its own process).
+    fn start_verifying(&self) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+        let (stop, stopped) = watch::channel(false);
+        let until_stopped = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                // A dropped sender stops it too.
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }
+        };
+        let store = self.store.clone();
+        let executor = Arc::clone(&self.executor);
+        let concurrency = self.settings.concurrency;
+        let task = tokio::spawn(async move {
+            let clock = Arc::new(DatabaseClock::default());
+            let verifier = loop {
+                let followed = async {
+                    clock.measure(&store).await?;
+                    worker_verifier(
+                        &store,
+                        Arc::clone(&executor),
+                        concurrency,
+                        Arc::clone(&clock),
+                    )
+                    .await
+                };
+                match followed.await {
+                    Ok(Some(verifier)) => break Arc::new(verifier),
+                    Ok(None) => {
+                        tracing::info!("the scheduler verifies versions itself");
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = %with_causes(&error),
+                                       "cannot follow the scheduler's verification plan; trying again");
+                        tokio::select! {
+                            () = until_stopped() => return,
+                            () = tokio::time::sleep(PLAN_RETRY) => {}
+                        }
+                    }
+                }
+            };
+            // The host's clock may be stepped while the worker runs.
+            let remeasure = async {
+                loop {
+                    tokio::time::sleep(CLOCK_REMEASURE).await;
+                    if let Err(error) = clock.measure(&store).await {
+                        tracing::warn!(error = %with_causes(&error), "cannot read the database's clock");
+                    }
+                }
+            };
+            tokio::select! {
+                () = verifier.work(until_stopped()) => {}
+                () = remeasure => {}
+            }
+        });
+        (stop, task)
     }
 
     /// Registers the worker, waiting for a scheduler to start if none has; `false` when
@@ -293,15 +370,9 @@ impl Worker {
         if path.exists() {
             return Ok(());
         }
-        let bytes = self
-            .store
-            .component(hash)
+        let bytes = crate::shared_components::fetch(&self.store, hash)
             .await
-            .map_err(|error| with_causes(&error))?
-            .ok_or_else(|| "the store does not hold it".to_owned())?;
-        if content_hash(&bytes) != hash {
-            return Err("the store's bytes do not hash to its name".to_owned());
-        }
+            .map_err(|error| with_causes(&error))?;
         self.executor
             .admit(&bytes)
             .await

@@ -342,3 +342,20 @@ pub fn drain(day: &Day, store: &Store, workers: &mut [(&str, Child)]) {
         );
     }
 }
+
+/// libfaketime, which makes a process read a wall clock of its own.
+pub const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+/// A launcher that runs its command on a wall clock `offset` off (`+1h`, `-1h`); the monotonic
+/// clock is left alone, as on a host whose clock is merely set wrong.
+pub fn skewed(offset: &str) -> Vec<String> {
+    [
+        "env",
+        &format!("FAKETIME={offset}"),
+        "FAKETIME_DONT_FAKE_MONOTONIC=1",
+        &format!("LD_PRELOAD={FAKETIME}"),
+        "RUST_LOG=info",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}

@@ -108,6 +108,10 @@ pub struct QueueCounts {
 /// 65,535).
 pub const ENQUEUE_BATCH: usize = 500;
 
+/// Keeps a component under its hash, written once (`$1` the hash, `$2` the bytes).
+pub(super) const PUT_COMPONENT: &str = "INSERT INTO validator_components (hash, bytes, stored_at_ms) \
+     VALUES ($1, $2, DB_NOW_MS) ON CONFLICT (hash) DO NOTHING";
+
 /// The PostgreSQL notification channel that says runs were queued.
 const RUNS_QUEUED: &str = "sooth_runs_queued";
 /// The PostgreSQL notification channel that says queued runs were recorded.
@@ -515,14 +519,11 @@ impl Store {
     ///
     /// [`StoreError::Database`].
     pub async fn put_component(&self, hash: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        sqlx::query(&self.sql(
-            "INSERT INTO validator_components (hash, bytes, stored_at_ms) \
-             VALUES ($1, $2, DB_NOW_MS) ON CONFLICT (hash) DO NOTHING",
-        ))
-        .bind(hash)
-        .bind(bytes)
-        .execute(&self.writer)
-        .await?;
+        sqlx::query(&self.sql(PUT_COMPONENT))
+            .bind(hash)
+            .bind(bytes)
+            .execute(&self.writer)
+            .await?;
         Ok(())
     }
 

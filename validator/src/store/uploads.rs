@@ -8,6 +8,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::run_queue::PUT_COMPONENT;
 use super::versions::VersionStatus;
 use super::{Store, StoreError, flag_from, from_ms, from_optional_ms, to_ms};
 
@@ -224,6 +225,26 @@ impl Store {
     /// allows, [`StoreError::DuplicateVersion`] when the miner already has these bytes,
     /// [`StoreError::Database`]. Nothing is written on error.
     pub async fn enqueue_upload(&self, upload: &NewUpload) -> Result<i64, StoreError> {
+        self.enqueue(upload, None).await
+    }
+
+    /// As [`enqueue_upload`](Self::enqueue_upload), keeping `bytes` (the component, whose hash
+    /// the caller has checked) where every runner worker can read them, in the same
+    /// transaction: a worker that claims the verification finds the component, and bytes whose
+    /// upload was refused are not kept.
+    ///
+    /// # Errors
+    ///
+    /// As [`enqueue_upload`](Self::enqueue_upload).
+    pub async fn enqueue_upload_for_workers(
+        &self,
+        upload: &NewUpload,
+        bytes: &[u8],
+    ) -> Result<i64, StoreError> {
+        self.enqueue(upload, Some(bytes)).await
+    }
+
+    async fn enqueue(&self, upload: &NewUpload, bytes: Option<&[u8]>) -> Result<i64, StoreError> {
         if upload.hash.is_empty() {
             return Err(StoreError::InvalidVersion {
                 hotkey: upload.hotkey.clone(),
@@ -301,6 +322,13 @@ impl Store {
         .bind(to_ms(upload.at))
         .execute(&mut *transaction)
         .await?;
+        if let Some(bytes) = bytes {
+            sqlx::query(&self.sql(PUT_COMPONENT))
+                .bind(&upload.hash)
+                .bind(bytes)
+                .execute(&mut *transaction)
+                .await?;
+        }
         transaction.commit().await?;
         Ok(version_no)
     }

@@ -1,4 +1,5 @@
-//! Runner workers (`validator_workers`) and the scheduler's sandbox (`validator_scheduler`).
+//! Runner workers (`validator_workers`) and the scheduler's sandbox and verification plan
+//! (`validator_scheduler`).
 //!
 //! Owns who may claim runs: a worker registers with its sandbox's version, and is turned away
 //! unless it matches the scheduler's (a run must mean the same on every host). It keeps each
@@ -86,21 +87,66 @@ pub struct WorkerRecord {
 
 impl Store {
     /// Records the sandbox version the scheduler runs: workers must match it to claim runs.
+    /// The scheduler publishes no verification plan: it verifies in its own process.
     ///
     /// # Errors
     ///
     /// [`StoreError::Database`].
     pub async fn set_scheduler_sandbox(&self, sandbox_version: &str) -> Result<(), StoreError> {
+        self.set_scheduler(sandbox_version, None).await
+    }
+
+    /// Records the sandbox version the scheduler runs (workers must match it to claim runs)
+    /// and, when its workers verify versions too, its verification plan (the JSON of
+    /// `verification::VerificationPlan`), together.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Database`].
+    pub async fn set_scheduler(
+        &self,
+        sandbox_version: &str,
+        verification_plan: Option<&str>,
+    ) -> Result<(), StoreError> {
         sqlx::query(&self.sql(
-            "INSERT INTO validator_scheduler (singleton, sandbox_version, seen_at_ms) \
-             VALUES (1, $1, DB_NOW_MS) \
+            "INSERT INTO validator_scheduler (singleton, sandbox_version, seen_at_ms, \
+                                              verification_plan) \
+             VALUES (1, $1, DB_NOW_MS, $2) \
              ON CONFLICT (singleton) DO UPDATE \
-                SET sandbox_version = excluded.sandbox_version, seen_at_ms = excluded.seen_at_ms",
+                SET sandbox_version = excluded.sandbox_version, seen_at_ms = excluded.seen_at_ms, \
+                    verification_plan = excluded.verification_plan",
         ))
         .bind(sandbox_version)
+        .bind(verification_plan)
         .execute(&self.writer)
         .await?;
         Ok(())
+    }
+
+    /// The database's clock now: what hosts whose clocks disagree measure leases by.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Database`], [`StoreError::Corrupt`] for an instant out of range.
+    pub async fn database_now(&self) -> Result<DateTime<Utc>, StoreError> {
+        let now: i64 = sqlx::query_scalar(&self.sql("SELECT DB_NOW_MS"))
+            .fetch_one(&self.reader)
+            .await?;
+        from_ms(now, "the database's clock")
+    }
+
+    /// The verification plan the scheduler published, if it did (see
+    /// [`set_scheduler`](Self::set_scheduler)).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Database`].
+    pub async fn verification_plan(&self) -> Result<Option<String>, StoreError> {
+        let plan: Option<Option<String>> =
+            sqlx::query_scalar("SELECT verification_plan FROM validator_scheduler")
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(plan.flatten())
     }
 
     /// Registers a worker (again, after a restart: its counts are kept) as running, if its

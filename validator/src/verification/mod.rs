@@ -23,6 +23,7 @@
 
 pub mod live_check;
 mod originality;
+pub mod plan;
 mod probe_runs;
 pub mod probe_set;
 
@@ -43,6 +44,7 @@ use crate::store::{
 };
 
 pub use live_check::{LiveCheckReport, LiveCheckSettings, check_active_versions};
+pub use plan::{PlanError, PlannedBenchmark, VerificationPlan, worker_verifier};
 pub use probe_set::{ProbeSet, ProbeSetError};
 
 /// How versions are verified.
@@ -110,6 +112,8 @@ enum AttemptError {
     Originality(#[from] crate::integrity::IntegrityError),
     #[error("benchmark agent {name} does not load")]
     Benchmark { name: String, source: AdmitError },
+    #[error("the component cannot be fetched from the store")]
+    Fetch(#[from] crate::shared_components::FetchError),
 }
 
 /// Verifies queued versions. Cheap to share behind an `Arc`.
@@ -126,6 +130,9 @@ pub struct Verifier {
     benchmark_predictions: tokio::sync::OnceCell<Vec<Vec<Option<f64>>>>,
     /// Where each attempt's outcome is counted.
     metrics: Option<Arc<ValidatorMetrics>>,
+    /// Whether components are fetched from the store into the executor's directory (a
+    /// runner worker's verifier) rather than found there (the scheduler's).
+    fetches_components: bool,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -159,7 +166,16 @@ impl Verifier {
             benchmarks: Vec::new(),
             benchmark_predictions: tokio::sync::OnceCell::new(),
             metrics: None,
+            fetches_components: false,
         }
+    }
+
+    /// The same verifier fetching each version's component from the store (where the
+    /// scheduler keeps uploads for its runner workers) when the executor's directory lacks it.
+    #[must_use]
+    pub fn fetching_components(mut self) -> Self {
+        self.fetches_components = true;
+        self
     }
 
     /// The same verifier, counting each attempt's outcome in `metrics`.
@@ -228,36 +244,34 @@ impl Verifier {
 
     /// Works the queue until `shutdown` resolves: verifies whatever is waiting, then waits for
     /// [`notify_queued`](Self::notify_queued) or a few seconds (another process may queue
-    /// too, and leases end).
+    /// too, and leases end). An item being verified when `shutdown` resolves is finished and
+    /// recorded first (its probe runs are not thrown away); nothing more is claimed.
     pub async fn work(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
+        let mut shutdown = std::pin::pin!(shutdown);
         loop {
             let notified = self.queued.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let pass = async {
-                loop {
-                    match self.verify_next().await {
-                        Ok(Some(done)) => {
-                            if let Some(metrics) = &self.metrics {
-                                metrics.observe_verification((&done).into());
-                            }
-                            log_pass(&done);
+            loop {
+                if futures::FutureExt::now_or_never(shutdown.as_mut()).is_some() {
+                    return;
+                }
+                match self.verify_next().await {
+                    Ok(Some(done)) => {
+                        if let Some(metrics) = &self.metrics {
+                            metrics.observe_verification((&done).into());
                         }
-                        Ok(None) => break,
-                        Err(error) => {
-                            tracing::warn!(
-                                error = &error as &dyn std::error::Error,
-                                "cannot claim from the verification queue"
-                            );
-                            break;
-                        }
+                        log_pass(&done);
+                    }
+                    Ok(None) => break,
+                    Err(error) => {
+                        tracing::warn!(
+                            error = &error as &dyn std::error::Error,
+                            "cannot claim from the verification queue"
+                        );
+                        break;
                     }
                 }
-            };
-            tokio::select! {
-                () = &mut shutdown => return,
-                () = pass => {}
             }
             tokio::select! {
                 () = &mut shutdown => return,
@@ -394,6 +408,14 @@ impl Verifier {
             statistic: None,
             detail: "no other miner uploaded these bytes before".to_owned(),
         });
+        if self.fetches_components {
+            crate::shared_components::keep_locally(
+                &self.store,
+                self.executor.components(),
+                &claim.hash,
+            )
+            .await?;
+        }
         match self.executor.load_kept(&claim.hash).await {
             Ok(()) => {}
             Err(AdmitError::Load(error)) => {

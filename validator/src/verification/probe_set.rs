@@ -50,6 +50,19 @@ impl ProbeSet {
                 row: row.to_string(),
             });
         }
+        let probe = Self::from_batch(&batch, limit);
+        if probe.is_empty() {
+            return Err(ProbeSetError::Empty {
+                path: path.display().to_string(),
+            });
+        }
+        Ok(probe)
+    }
+
+    /// The first `limit` events of `batch` with an outcome in it, in order (rows without one
+    /// are skipped; the batch's rejected rows are the caller's to look at).
+    #[must_use]
+    pub fn from_batch(batch: &crate::sources::Batch, limit: usize) -> Self {
         let outcomes: std::collections::HashMap<&str, Outcome> = batch
             .resolutions
             .iter()
@@ -74,12 +87,7 @@ impl ProbeSet {
             })
             .take(limit)
             .collect();
-        if events.is_empty() {
-            return Err(ProbeSetError::Empty {
-                path: path.display().to_string(),
-            });
-        }
-        Ok(Self { events })
+        Self { events }
     }
 
     /// Takes the first `count` events of `batch` that have a resolution in it (file order) out
