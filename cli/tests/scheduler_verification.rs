@@ -15,6 +15,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::day::{FAKETIME, signal, skewed, wait_until, wait_with_deadline};
+use common::live_validator::free_port;
 use common::{run, sooth};
 use serde_json::Value;
 use sooth_protocol::{HotkeyScheme, SecretHotkey};
@@ -26,14 +27,6 @@ const DECIDED: &str = "version verified";
 
 /// The run limit of the scheduler and its workers alike (their sandboxes must match).
 const RUNNER: &str = "[runner]\ntimeout = 3\n";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The probe set: 20 plain questions, then 10 that the hostile agent sleeps through (each
 /// until the run limit: 15 s of verification at two runs at once).

@@ -9,19 +9,11 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use common::live_validator::free_port;
 use common::{run, sooth};
 use serde_json::Value;
 use sooth_fake_upstream::{CHAT_KEY_ENV, FakeUpstream, FakeUpstreamConfig, SEARCH_KEY_ENV};
 use sooth_protocol::{HotkeyScheme, SecretHotkey};
-
-/// A free loopback port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// GET `url` as JSON; `None` until something answers with JSON.
 fn get(url: &str) -> Option<Value> {

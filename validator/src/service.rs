@@ -285,7 +285,8 @@ async fn open(
         std::time::Duration::from_secs(config.uploads.signature_window_secs),
         executor.components().clone(),
         Arc::clone(&daemon),
-        Some(Arc::clone(&verifier)),
+        // With runner workers, nothing in this process verifies to be woken.
+        (!config.scheduling.workers).then(|| Arc::clone(&verifier)),
         DeskSettings {
             max_bytes: config.uploads.max_bytes,
             min_interval: TimeDelta::hours(i64::from(config.uploads.min_interval_hours)),
