@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::day::{FAKETIME, signal, skewed, wait_until, wait_with_deadline};
+use common::day::{FAKETIME, ProcessesOf, signal, skewed, wait_until, wait_with_deadline};
 use common::live_validator::free_port;
 use common::{run, sooth};
 use serde_json::Value;
@@ -132,6 +132,7 @@ fn a_scheduler_with_workers_leaves_every_verification_to_them() {
     let schema = runtime.block_on(TestSchema::create());
     let url = schema.url();
     let dir = tempfile::tempdir().unwrap();
+    let _processes = ProcessesOf(dir.path().to_path_buf());
     let dir = dir.path();
     let port = free_port();
     write_probe(&dir.join("probe.jsonl"));

@@ -243,23 +243,37 @@ impl Day {
 }
 
 impl Drop for Day {
-    /// A test that fails leaves none of its processes behind: every process whose command
-    /// line names the day's directory (its workers and its scheduler) is killed.
+    /// A test that fails leaves none of its processes behind (its workers and its scheduler).
     fn drop(&mut self) {
-        let dir = self.dir().display().to_string();
-        let Ok(processes) = std::fs::read_dir("/proc") else {
-            return;
+        kill_processes_naming(self.dir());
+    }
+}
+
+/// Kills, when dropped, every process whose command line names its directory: a test that
+/// fails leaves none of the processes it started there behind.
+pub struct ProcessesOf(pub PathBuf);
+
+impl Drop for ProcessesOf {
+    fn drop(&mut self) {
+        kill_processes_naming(&self.0);
+    }
+}
+
+/// Kills every process whose command line names `dir`.
+fn kill_processes_naming(dir: &Path) {
+    let dir = dir.display().to_string();
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for process in processes.flatten() {
+        let name = process.file_name();
+        let Some(pid) = name.to_str().filter(|pid| pid.parse::<u32>().is_ok()) else {
+            continue;
         };
-        for process in processes.flatten() {
-            let name = process.file_name();
-            let Some(pid) = name.to_str().filter(|pid| pid.parse::<u32>().is_ok()) else {
-                continue;
-            };
-            let named = std::fs::read(process.path().join("cmdline"))
-                .is_ok_and(|line| String::from_utf8_lossy(&line).contains(&dir));
-            if named {
-                let _ = Command::new("kill").args(["-KILL", pid]).status();
-            }
+        let named = std::fs::read(process.path().join("cmdline"))
+            .is_ok_and(|line| String::from_utf8_lossy(&line).contains(&dir));
+        if named {
+            let _ = Command::new("kill").args(["-KILL", pid]).status();
         }
     }
 }
