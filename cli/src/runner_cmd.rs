@@ -117,8 +117,8 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
-/// Prints the workers of the validator configured in `path`, with the runs each holds, and the
-/// queue.
+/// Prints the workers of the validator configured in `path`, with the runs each holds, the run
+/// queue and the verification queue.
 pub fn status(path: &Path) -> anyhow::Result<()> {
     let config = ValidatorConfig::from_file(path)?;
     let runtime = crate::runtime()?;
@@ -126,9 +126,14 @@ pub fn status(path: &Path) -> anyhow::Result<()> {
         let store = sooth_validator::service::open_store(&config).await?;
         let queue = store.queue_counts().await?;
         let workers = store.workers().await?;
+        let gauges = store.metrics_gauges().await?;
         outln(format_args!(
             "runs queued for workers: {} waiting, {} leased",
             queue.waiting, queue.leased
+        ))?;
+        outln(format_args!(
+            "versions to verify: {} waiting, {} being verified",
+            gauges.queue_waiting, gauges.queue_leased
         ))?;
         if workers.is_empty() {
             return outln("no runner worker has registered");

@@ -170,6 +170,17 @@ fn a_scheduler_with_workers_leaves_every_verification_to_them() {
         let record = wait_for_version(port, version, &mut scheduler, "listed", |_| true);
         assert_eq!(record["status"], "pending", "{record}");
     }
+    let status = run(sooth()
+        .args(["validator", "status", "--config"])
+        .arg(&config))
+    .ok();
+    assert!(
+        status
+            .stdout
+            .contains("versions to verify: 2 waiting, 0 being verified"),
+        "{}",
+        status.stdout
+    );
 
     // A worker verifies them, by the scheduler's plan; its host's clock is an hour slow.
     let slow = if Path::new(FAKETIME).exists() {
