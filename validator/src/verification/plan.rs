@@ -217,8 +217,9 @@ pub async fn worker_verifier(
             })?;
         benchmarks.push((benchmark.name.clone(), bytes));
     }
+    let probe = plan.probe_set()?;
     tracing::info!(
-        probe_events = plan.probe_set()?.events().len(),
+        probe_events = probe.events().len(),
         benchmarks = benchmarks.len(),
         "verifying versions by the scheduler's plan"
     );
@@ -226,7 +227,7 @@ pub async fn worker_verifier(
         store.clone(),
         executor,
         clock,
-        plan.probe_set()?,
+        probe,
         plan.settings(concurrency),
     )
     .with_benchmarks(benchmarks)
