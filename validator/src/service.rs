@@ -37,8 +37,8 @@ use crate::sources::Batch;
 use crate::store::{Store, StoreOptions, UploadRecord, UploadedBy};
 use crate::uploads::{DeskError, DeskSettings, UploadDesk};
 use crate::verification::{
-    LiveCheckSettings, ProbeSet, ProbeSetError, VerificationPlan, VerificationSettings, Verified,
-    Verifier, check_active_versions,
+    LiveCheckSettings, PlannedBenchmark, ProbeSet, ProbeSetError, VerificationPlan,
+    VerificationSettings, Verified, Verifier, check_active_versions,
 };
 use crate::weights::JsonFileWeights;
 
@@ -238,6 +238,7 @@ async fn open(
         None => ProbeSet::default(),
     };
     let mut benchmarks = Vec::with_capacity(config.benchmarks.agents.len());
+    let mut planned = Vec::with_capacity(config.benchmarks.agents.len());
     for (name, path) in config.benchmarks.named() {
         let bytes = std::fs::read(path).map_err(|source| ServiceError::Benchmark {
             path: path.display().to_string(),
@@ -251,11 +252,22 @@ async fn open(
                 source,
             })?;
         daemon.set_benchmark(&name, &hash).await?;
+        if config.scheduling.workers {
+            // Where the workers fetch it to verify by the plan.
+            store
+                .put_component(&hash, &bytes)
+                .await
+                .map_err(DaemonError::from)?;
+        }
+        planned.push(PlannedBenchmark {
+            name: name.clone(),
+            hash,
+        });
         benchmarks.push((name, bytes));
     }
     if config.scheduling.workers {
-        let plan = VerificationPlan::new(&verification_settings(config), &probe, &benchmarks);
-        plan.publish(&store, &sandbox_version, &benchmarks)
+        VerificationPlan::new(&verification_settings(config), &probe, planned)
+            .publish(&store, &sandbox_version)
             .await
             .map_err(DaemonError::from)?;
     }

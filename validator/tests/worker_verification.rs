@@ -19,7 +19,9 @@ use sooth_test_postgres::TestSchema;
 use sooth_validator::store::{
     NewUpload, QueueState, Store, StoreOptions, UploadedBy, VersionStatus,
 };
-use sooth_validator::verification::{PlanError, ProbeSet, VerificationPlan, VerificationSettings};
+use sooth_validator::verification::{
+    PlanError, PlannedBenchmark, ProbeSet, VerificationPlan, VerificationSettings,
+};
 use sooth_validator::worker::{Worker, WorkerReport, WorkerSettings};
 use sooth_validator::{Miner, SandboxExecutor};
 use tokio::sync::Notify;
@@ -157,13 +159,15 @@ async fn a_worker_verifies_by_the_schedulers_plan_fetching_every_component_from_
     let (store, schema) = store_with_miners(4).await;
     let sandbox = runner().sandbox_version();
     // The market follower is a benchmark: the worker has only its hash, and fetches it.
-    let benchmarks = vec![(
-        "market".to_owned(),
-        read(sooth_test_agents::market_baseline()),
-    )];
+    let market = read(sooth_test_agents::market_baseline());
+    let benchmark = PlannedBenchmark {
+        name: "market".to_owned(),
+        hash: content_hash(&market),
+    };
+    store.put_component(&benchmark.hash, &market).await.unwrap();
     let settings = VerificationSettings::default();
-    let plan = VerificationPlan::new(&settings, &probe, &benchmarks);
-    plan.publish(&store, &sandbox, &benchmarks).await.unwrap();
+    let plan = VerificationPlan::new(&settings, &probe, vec![benchmark]);
+    plan.publish(&store, &sandbox).await.unwrap();
 
     let original = read(sooth_test_agents::signal_agent(&[]));
     let mut rebuilt = original.clone();
@@ -217,8 +221,8 @@ async fn a_worker_told_to_stop_finishes_the_version_it_is_verifying() {
     let titles: Vec<String> = (0..400).map(|index| format!("q{index}")).collect();
     let titles: Vec<&str> = titles.iter().map(String::as_str).collect();
     let probe = probe_events(&titles);
-    let plan = VerificationPlan::new(&VerificationSettings::default(), &probe, &[]);
-    plan.publish(&store, &sandbox, &[]).await.unwrap();
+    let plan = VerificationPlan::new(&VerificationSettings::default(), &probe, Vec::new());
+    plan.publish(&store, &sandbox).await.unwrap();
     let version = upload(&store, 0, &read(sooth_test_agents::always_half()), 0).await;
 
     let worker = start_worker(schema.url(), &sandbox).await;
@@ -262,8 +266,11 @@ fn a_plan_carries_the_probe_set_and_settings_through_its_text() {
         max_probe_failures: 7,
         ..VerificationSettings::default()
     };
-    let benchmarks = vec![("constant".to_owned(), b"not even a component".to_vec())];
-    let plan = VerificationPlan::new(&settings, &probe, &benchmarks);
+    let benchmarks = vec![PlannedBenchmark {
+        name: "constant".to_owned(),
+        hash: content_hash(b"not even a component"),
+    }];
+    let plan = VerificationPlan::new(&settings, &probe, benchmarks);
     let read_back = VerificationPlan::from_json(&plan.to_json()).unwrap();
     assert_eq!(read_back, plan);
     assert_eq!(read_back.probe_set().unwrap(), probe);
@@ -276,7 +283,11 @@ fn a_plan_carries_the_probe_set_and_settings_through_its_text() {
 
 #[test]
 fn a_damaged_plan_is_refused_saying_what_is_wrong() {
-    let plan = VerificationPlan::new(&VerificationSettings::default(), &ProbeSet::default(), &[]);
+    let plan = VerificationPlan::new(
+        &VerificationSettings::default(),
+        &ProbeSet::default(),
+        Vec::new(),
+    );
     let mut value: serde_json::Value = serde_json::from_str(&plan.to_json()).unwrap();
     value["probe"] = serde_json::Value::from("{\"id\": \"x\"}\n");
     let error = VerificationPlan::from_json(&value.to_string()).unwrap_err();

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use chrono::TimeDelta;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sooth_runner::content_hash;
 use thiserror::Error;
 
 use super::{ProbeSet, VerificationSettings, Verifier};
@@ -73,13 +72,13 @@ pub enum PlanError {
 }
 
 impl VerificationPlan {
-    /// The plan of a scheduler verifying with `settings` on `probe`, with `benchmarks`
-    /// (`(name, component bytes)`).
+    /// The plan of a scheduler verifying with `settings` on `probe`, with `benchmarks` (whose
+    /// components the scheduler keeps in the store for the workers to fetch).
     #[must_use]
     pub fn new(
         settings: &VerificationSettings,
         probe: &ProbeSet,
-        benchmarks: &[(String, Vec<u8>)],
+        benchmarks: Vec<PlannedBenchmark>,
     ) -> Self {
         Self {
             max_attempts: settings.max_attempts,
@@ -87,32 +86,17 @@ impl VerificationPlan {
             max_probe_failures: settings.max_probe_failures,
             originality: settings.originality.clone(),
             probe: probe_rows(probe),
-            benchmarks: benchmarks
-                .iter()
-                .map(|(name, bytes)| PlannedBenchmark {
-                    name: name.clone(),
-                    hash: content_hash(bytes),
-                })
-                .collect(),
+            benchmarks,
         }
     }
 
     /// Publishes the plan for the runner workers, with the scheduler's `sandbox_version` (the
-    /// one a worker must match) in the same write, after keeping the `benchmarks`' components
-    /// (the ones [`new`](Self::new) was given) in the store for them to fetch.
+    /// one a worker must match) in the same write.
     ///
     /// # Errors
     ///
     /// [`StoreError::Database`].
-    pub async fn publish(
-        &self,
-        store: &Store,
-        sandbox_version: &str,
-        benchmarks: &[(String, Vec<u8>)],
-    ) -> Result<(), StoreError> {
-        for (_, bytes) in benchmarks {
-            store.put_component(&content_hash(bytes), bytes).await?;
-        }
+    pub async fn publish(&self, store: &Store, sandbox_version: &str) -> Result<(), StoreError> {
         store
             .set_scheduler(sandbox_version, Some(&self.to_json()))
             .await
