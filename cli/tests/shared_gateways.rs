@@ -401,27 +401,6 @@ fn a_gateway_that_loses_the_database_mid_day_pauses_and_resumes_recording_each_c
     runtime.block_on(upstream.shutdown());
 }
 
-/// Searches of `miner` through `url`, one at a time; the statuses.
-async fn miners_searches(
-    client: &reqwest::Client,
-    url: &str,
-    token: &str,
-    count: usize,
-) -> Vec<u16> {
-    let mut statuses = Vec::with_capacity(count);
-    for i in 0..count {
-        let response = client
-            .post(format!("{url}/v1/search"))
-            .bearer_auth(token)
-            .json(&serde_json::json!({"query": format!("linked {i}")}))
-            .send()
-            .await
-            .expect("the gateway answers");
-        statuses.push(response.status().as_u16());
-    }
-    statuses
-}
-
 #[test]
 fn a_key_linked_through_one_gateway_serves_the_miners_calls_on_every_gateway() {
     // The operator's key is one the upstream refuses: only the miner's own key gets answers.
@@ -436,13 +415,12 @@ fn a_key_linked_through_one_gateway_serves_the_miners_calls_on_every_gateway() {
     );
     let a = start(dir, "a", &toml, "not-the-operators-key");
     let b = start(dir, "b", &toml, "not-the-operators-key");
-    let token = run_tokens(&bench.validator, 1).remove(0);
+    let tokens = run_tokens(&bench.validator, 1);
     let client = reqwest::Client::new();
     let answered_by = |url: &str| {
-        runtime
-            .block_on(miners_searches(&client, url, &token, 3))
-            .iter()
-            .all(|status| *status == 200)
+        let counts = runtime.block_on(searches_in_turn(&client, url, &tokens, 3, Duration::ZERO));
+        assert!(!counts.contains_key(&0), "gateway {url} did not answer");
+        counts.get(&200) == Some(&3)
     };
     assert!(!answered_by(&a.url) && !answered_by(&b.url));
 
